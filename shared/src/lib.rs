@@ -1,0 +1,24 @@
+//! peerchat's protocol core: identities, signed objects, ids, the frame catalogue and its codec.
+//!
+//! This crate performs no IO, never reads a clock and never draws OS randomness: time and random
+//! bits are arguments. It builds for native targets and for `wasm32-unknown-unknown`, so the relay,
+//! the browser client and the virtual clients share one implementation of the wire format.
+
+pub mod channel;
+pub mod codec;
+pub mod encoding;
+pub mod frames;
+pub mod identity;
+pub mod ids;
+pub mod limits;
+pub mod login;
+pub mod membership;
+pub mod message;
+pub mod signing;
+pub mod time;
+
+/// The protocol version spoken by this crate, sent in the first frame of each direction.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+#[cfg(all(test, target_arch = "wasm32"))]
+wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);

@@ -1,0 +1,23 @@
+//! Named sizes and counts of the wire format. docs/protocol.md lists each; relay-side rates and
+//! quotas that an operator may tune live in the relay's configuration instead.
+
+/// Largest WebSocket text frame a client may send to the relay, in bytes.
+pub const MAX_CLIENT_FRAME_BYTES: usize = 64 * 1024;
+/// Largest message text, in UTF-8 bytes.
+pub const MAX_TEXT_BYTES: usize = 8 * 1024;
+/// Channel names: 1 to 32 characters from `a-z 0-9 - _`, starting with a letter or digit.
+pub const MAX_CHANNEL_NAME_CHARS: usize = 32;
+/// Display names: 1 to 48 characters, no control characters, no surrounding white space.
+pub const MAX_DISPLAY_NAME_CHARS: usize = 48;
+/// Attachment file names, in UTF-8 bytes.
+pub const MAX_ATTACHMENT_NAME_BYTES: usize = 255;
+/// Attachment media types (`type/subtype`), in bytes.
+pub const MAX_MEDIA_TYPE_BYTES: usize = 127;
+/// Largest attachment that may be announced, in bytes.
+pub const MAX_ATTACHMENT_BYTES: u64 = 1024 * 1024 * 1024;
+/// Largest opaque WebRTC signalling payload (an SDP offer is typically 2 to 6 KiB).
+pub const MAX_SIGNAL_BYTES: usize = 16 * 1024;
+/// Channels one session may have joined at once.
+pub const MAX_CHANNELS_PER_SESSION: usize = 64;
+/// Most ICE servers a relay hands to clients.
+pub const MAX_ICE_SERVERS: usize = 8;

@@ -1,0 +1,435 @@
+//! Messages: the body a member writes, the draft they sign, and the envelope the relay stamps.
+//!
+//! Flow: the member builds a [`MessageBody`], signs a [`Draft`] over its content digest; the relay
+//! checks the draft with [`Draft::verify`], stamps it with an id and its own signature
+//! ([`VerifiedDraft::seal`]); every receiver, relay-connected or peer-to-peer, checks the
+//! [`Envelope`] with [`Envelope::verify`] before storing it. Only a [`VerifiedEnvelope`] may be
+//! stored.
+
+use crate::channel::ChannelName;
+use crate::encoding::base64url_text_form;
+use crate::identity::{BadSignature, InvalidPublicKey, PublicKey, SecretKey, Signature, Verifier};
+use crate::ids::MessageId;
+use crate::limits::{
+    MAX_ATTACHMENT_BYTES, MAX_ATTACHMENT_NAME_BYTES, MAX_MEDIA_TYPE_BYTES, MAX_TEXT_BYTES,
+};
+use crate::signing::{Domain, SignedBytes};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+/// 16 random bytes chosen by the author for each message. The relay answers a resend with the
+/// same nonce with the same envelope, and peers treat (author, nonce) as the message's identity.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClientNonce(pub [u8; 16]);
+base64url_text_form!(ClientNonce, 16);
+
+/// A SHA-256 digest: of a message's canonical content, or of an attachment's bytes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Sha256Digest(pub [u8; 32]);
+base64url_text_form!(Sha256Digest, 32);
+
+macro_rules! debug_as_text {
+    ($($type:ident),*) => {$(
+        impl std::fmt::Debug for $type {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{}({self})", stringify!($type))
+            }
+        }
+    )*};
+}
+debug_as_text!(ClientNonce, Sha256Digest);
+
+/// An attachment announced in a message: the bytes travel peer-to-peer, addressed by digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachmentMeta {
+    /// SHA-256 of the attachment's bytes.
+    pub digest: Sha256Digest,
+    /// Length of the attachment in bytes.
+    pub size: u64,
+    /// Media type such as `image/png`, as declared by the author.
+    pub media_type: String,
+    /// File name as given by the author (display only; never used as a path).
+    pub name: String,
+}
+
+/// What a member says. Serialised with a `kind` tag: `{"kind":"text","text":"…"}` or
+/// `{"kind":"attachment","digest":"…","size":…,"media_type":"…","name":"…"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", try_from = "UncheckedBody")]
+pub enum MessageBody {
+    Text { text: String },
+    Attachment(AttachmentMeta),
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum UncheckedBody {
+    Text { text: String },
+    Attachment(AttachmentMeta),
+}
+
+impl TryFrom<UncheckedBody> for MessageBody {
+    type Error = InvalidBody;
+    fn try_from(unchecked: UncheckedBody) -> Result<Self, Self::Error> {
+        let body = match unchecked {
+            UncheckedBody::Text { text } => MessageBody::Text { text },
+            UncheckedBody::Attachment(meta) => MessageBody::Attachment(meta),
+        };
+        body.validate()?;
+        Ok(body)
+    }
+}
+
+/// Why a message body breaks the protocol's rules.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidBody {
+    #[error("message text is empty")]
+    EmptyText,
+    #[error("message text is longer than {MAX_TEXT_BYTES} bytes")]
+    TextTooLong,
+    #[error("attachment is larger than {MAX_ATTACHMENT_BYTES} bytes")]
+    AttachmentTooLarge,
+    #[error(
+        "attachment name must be 1 to {MAX_ATTACHMENT_NAME_BYTES} bytes without control characters"
+    )]
+    BadAttachmentName,
+    #[error("media type must look like type/subtype and be at most {MAX_MEDIA_TYPE_BYTES} bytes")]
+    BadMediaType,
+}
+
+const CONTENT_KIND_TEXT: u8 = 1;
+const CONTENT_KIND_ATTACHMENT: u8 = 2;
+
+impl MessageBody {
+    pub fn text(text: impl Into<String>) -> Self {
+        MessageBody::Text { text: text.into() }
+    }
+
+    pub fn validate(&self) -> Result<(), InvalidBody> {
+        match self {
+            MessageBody::Text { text } if text.is_empty() => Err(InvalidBody::EmptyText),
+            MessageBody::Text { text } if text.len() > MAX_TEXT_BYTES => {
+                Err(InvalidBody::TextTooLong)
+            }
+            MessageBody::Text { .. } => Ok(()),
+            MessageBody::Attachment(meta) => validate_attachment(meta),
+        }
+    }
+
+    /// The canonical encoding whose SHA-256 is the content digest that both signatures cover.
+    pub fn canonical_bytes(&self) -> SignedBytes {
+        let bytes = SignedBytes::new(Domain::Content);
+        match self {
+            MessageBody::Text { text } => bytes.u8(CONTENT_KIND_TEXT).variable(text.as_bytes()),
+            MessageBody::Attachment(meta) => bytes
+                .u8(CONTENT_KIND_ATTACHMENT)
+                .fixed(&meta.digest.0)
+                .u64(meta.size)
+                .variable(meta.media_type.as_bytes())
+                .variable(meta.name.as_bytes()),
+        }
+    }
+
+    pub fn content_digest(&self) -> Sha256Digest {
+        Sha256Digest(Sha256::digest(self.canonical_bytes().as_bytes()).into())
+    }
+}
+
+fn validate_attachment(meta: &AttachmentMeta) -> Result<(), InvalidBody> {
+    if meta.size > MAX_ATTACHMENT_BYTES {
+        return Err(InvalidBody::AttachmentTooLarge);
+    }
+    let name_ok = !meta.name.is_empty()
+        && meta.name.len() <= MAX_ATTACHMENT_NAME_BYTES
+        && !meta.name.chars().any(char::is_control);
+    if !name_ok {
+        return Err(InvalidBody::BadAttachmentName);
+    }
+    let media_type_ok = meta.media_type.len() <= MAX_MEDIA_TYPE_BYTES
+        && matches!(meta.media_type.split_once('/'), Some((kind, sub)) if is_token(kind) && is_token(sub));
+    if !media_type_ok {
+        return Err(InvalidBody::BadMediaType);
+    }
+    Ok(())
+}
+
+/// An RFC 6838 restricted name: letters, digits and `!#$&-^_.+`, starting with a letter or digit.
+fn is_token(part: &str) -> bool {
+    part.bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphanumeric())
+        && part
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+}
+
+/// The bytes an author signs: `peerchat/v1/draft\0 ‖ relay key ‖ author key ‖ channel (var) ‖
+/// nonce ‖ content digest`. The relay key binds the message to one community.
+pub fn draft_signed_bytes(
+    relay: &PublicKey,
+    author: &PublicKey,
+    channel: &ChannelName,
+    nonce: &ClientNonce,
+    content_digest: &Sha256Digest,
+) -> SignedBytes {
+    SignedBytes::new(Domain::Draft)
+        .fixed(&relay.0)
+        .fixed(&author.0)
+        .variable(channel.as_str().as_bytes())
+        .fixed(&nonce.0)
+        .fixed(&content_digest.0)
+}
+
+/// A message as its author sends it to the relay. The author is the session's key: it is not a
+/// field, so a member cannot send in someone else's name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Draft {
+    pub channel: ChannelName,
+    pub nonce: ClientNonce,
+    pub body: MessageBody,
+    pub signature: Signature,
+}
+
+/// A draft whose author signature was checked against the session's key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedDraft {
+    draft: Draft,
+    author: PublicKey,
+    content_digest: Sha256Digest,
+}
+
+impl Draft {
+    /// Signs `body` for `channel` as `author`, for the relay whose key is `relay`.
+    pub fn sign(
+        author: &SecretKey,
+        relay: &PublicKey,
+        channel: ChannelName,
+        nonce: ClientNonce,
+        body: MessageBody,
+    ) -> Self {
+        let digest = body.content_digest();
+        let bytes = draft_signed_bytes(relay, &author.public_key(), &channel, &nonce, &digest);
+        Self {
+            signature: author.sign(&bytes),
+            channel,
+            nonce,
+            body,
+        }
+    }
+
+    /// Checks the body's rules and the author's signature; `author` is the sender's session key.
+    pub fn verify(
+        self,
+        relay: &PublicKey,
+        author: &Verifier,
+    ) -> Result<VerifiedDraft, BadSignature> {
+        let content_digest = self.body.content_digest();
+        let author_key = author.public_key();
+        let bytes = draft_signed_bytes(
+            relay,
+            &author_key,
+            &self.channel,
+            &self.nonce,
+            &content_digest,
+        );
+        author.verify(&bytes, &self.signature)?;
+        Ok(VerifiedDraft {
+            draft: self,
+            author: author_key,
+            content_digest,
+        })
+    }
+}
+
+/// The bytes the relay signs: `peerchat/v1/envelope\0 ‖ id (16) ‖ channel (var) ‖ author key ‖
+/// nonce ‖ content digest ‖ author signature`.
+pub fn envelope_signed_bytes(
+    id: &MessageId,
+    channel: &ChannelName,
+    author: &PublicKey,
+    nonce: &ClientNonce,
+    content_digest: &Sha256Digest,
+    author_signature: &Signature,
+) -> SignedBytes {
+    SignedBytes::new(Domain::Envelope)
+        .fixed(&id.to_bytes())
+        .variable(channel.as_str().as_bytes())
+        .fixed(&author.0)
+        .fixed(&nonce.0)
+        .fixed(&content_digest.0)
+        .fixed(&author_signature.0)
+}
+
+impl VerifiedDraft {
+    pub fn author(&self) -> &PublicKey {
+        &self.author
+    }
+
+    pub fn draft(&self) -> &Draft {
+        &self.draft
+    }
+
+    /// Stamps the draft with the relay's id (and so its time) and signature.
+    pub fn seal(self, id: MessageId, relay: &SecretKey) -> Envelope {
+        let Draft {
+            channel,
+            nonce,
+            body,
+            signature,
+        } = self.draft;
+        let bytes = envelope_signed_bytes(
+            &id,
+            &channel,
+            &self.author,
+            &nonce,
+            &self.content_digest,
+            &signature,
+        );
+        Envelope {
+            id,
+            channel,
+            author: self.author,
+            nonce,
+            body,
+            author_signature: signature,
+            relay_signature: relay.sign(&bytes),
+        }
+    }
+}
+
+/// A stamped message as the relay delivers it and as peers exchange it. Its time is `id`'s
+/// timestamp.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub id: MessageId,
+    pub channel: ChannelName,
+    pub author: PublicKey,
+    pub nonce: ClientNonce,
+    pub body: MessageBody,
+    pub author_signature: Signature,
+    pub relay_signature: Signature,
+}
+
+/// Why an envelope must not be stored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvelopeRejected {
+    #[error("the author key is not a valid Ed25519 key")]
+    InvalidAuthorKey(#[from] InvalidPublicKey),
+    #[error("the author's signature does not verify")]
+    BadAuthorSignature,
+    #[error("the relay's signature does not verify")]
+    BadRelaySignature,
+    #[error("the body breaks the protocol's rules: {0}")]
+    InvalidBody(#[from] InvalidBody),
+}
+
+impl Envelope {
+    /// Checks the body's rules, the author's signature (bound to `relay`) and the relay's
+    /// signature. The only way to obtain a [`VerifiedEnvelope`].
+    pub fn verify(self, relay: &Verifier) -> Result<VerifiedEnvelope, EnvelopeRejected> {
+        self.body.validate()?;
+        let author = self.author.verifier()?;
+        let digest = self.body.content_digest();
+        let relay_key = relay.public_key();
+        let draft_bytes = draft_signed_bytes(
+            &relay_key,
+            &self.author,
+            &self.channel,
+            &self.nonce,
+            &digest,
+        );
+        author
+            .verify(&draft_bytes, &self.author_signature)
+            .map_err(|_| EnvelopeRejected::BadAuthorSignature)?;
+        let envelope_bytes = envelope_signed_bytes(
+            &self.id,
+            &self.channel,
+            &self.author,
+            &self.nonce,
+            &digest,
+            &self.author_signature,
+        );
+        relay
+            .verify(&envelope_bytes, &self.relay_signature)
+            .map_err(|_| EnvelopeRejected::BadRelaySignature)?;
+        Ok(VerifiedEnvelope(self))
+    }
+}
+
+/// An envelope whose author and relay signatures were both checked. Stores accept only these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedEnvelope(Envelope);
+
+impl VerifiedEnvelope {
+    pub fn envelope(&self) -> &Envelope {
+        &self.0
+    }
+
+    pub fn into_envelope(self) -> Envelope {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    fn check_rejected(body: MessageBody, expected: InvalidBody) {
+        assert_eq!(body.validate(), Err(expected));
+        let json = serde_json::to_string(&body).unwrap();
+        assert!(
+            serde_json::from_str::<MessageBody>(&json).is_err(),
+            "{json}"
+        );
+    }
+
+    fn attachment(name: &str, media_type: &str, size: u64) -> MessageBody {
+        MessageBody::Attachment(AttachmentMeta {
+            digest: Sha256Digest([9; 32]),
+            size,
+            media_type: media_type.into(),
+            name: name.into(),
+        })
+    }
+
+    #[test]
+    fn message_bodies_follow_the_documented_rules() {
+        check_rejected(MessageBody::text(""), InvalidBody::EmptyText);
+        check_rejected(
+            MessageBody::text("x".repeat(MAX_TEXT_BYTES + 1)),
+            InvalidBody::TextTooLong,
+        );
+        assert_eq!(
+            MessageBody::text("é".repeat(MAX_TEXT_BYTES / 2)).validate(),
+            Ok(())
+        );
+        assert_eq!(attachment("cat.png", "image/png", 10).validate(), Ok(()));
+        check_rejected(
+            attachment("", "image/png", 1),
+            InvalidBody::BadAttachmentName,
+        );
+        check_rejected(
+            attachment("a\nb", "image/png", 1),
+            InvalidBody::BadAttachmentName,
+        );
+        check_rejected(attachment("a", "image", 1), InvalidBody::BadMediaType);
+        check_rejected(attachment("a", "image/<b>", 1), InvalidBody::BadMediaType);
+        check_rejected(
+            attachment("a", "image/png", MAX_ATTACHMENT_BYTES + 1),
+            InvalidBody::AttachmentTooLarge,
+        );
+    }
+
+    #[test]
+    fn content_digest_distinguishes_kinds_and_field_boundaries() {
+        let a = attachment("ab", "image/png", 1).content_digest();
+        let b = attachment("b", "image/pnga", 1).content_digest();
+        assert_ne!(a, b);
+        assert_ne!(
+            MessageBody::text("x").content_digest(),
+            MessageBody::text("y").content_digest()
+        );
+    }
+}

@@ -1,0 +1,99 @@
+//! `cargo xtask`: peerchat's developer commands. `serve` and `test` each make the machine ready
+//! first (see `setup`), so a fresh Debian or Ubuntu machine with rustup's Rust needs nothing else.
+
+mod process;
+mod setup;
+mod wasm;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Parser)]
+#[command(about = "peerchat developer commands")]
+struct Options {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Install what building and testing need (idempotent: skips what is there).
+    Setup,
+    /// Build the WASM client and the web bundle the relay serves (web/pkg).
+    Web,
+    /// Set up, build the web bundle, and run the relay on http://127.0.0.1:8080.
+    Serve,
+    /// Set up and run every check: fmt, clippy, native tests, wasm tests in headless Chromium.
+    Test,
+    /// What CI runs (.ci/run): the same as `test`.
+    Ci,
+    /// Fuzz frame decoding for a fixed time budget (installs cargo-fuzz when missing).
+    Fuzz {
+        /// Seconds to fuzz each target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
+}
+
+fn main() -> Result<()> {
+    let options = Options::parse();
+    let root = workspace_root();
+    match options.command {
+        Command::Setup => setup::ensure(setup::Needs::Everything).map(drop),
+        Command::Web => {
+            let toolchain = setup::ensure(setup::Needs::WebBuild)?;
+            wasm::build_web_bundle(&root, &toolchain)
+        }
+        Command::Serve => serve(&root),
+        Command::Test | Command::Ci => test(&root),
+        Command::Fuzz { seconds } => fuzz(&root, seconds),
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}
+
+fn serve(root: &Path) -> Result<()> {
+    let toolchain = setup::ensure(setup::Needs::WebBuild)?;
+    wasm::build_web_bundle(root, &toolchain)?;
+    process::run(
+        process::cargo(root)
+            .args(["run", "--release", "--package", "peerchat-server", "--"])
+            .args(["--listen", "127.0.0.1:8080", "--web-dir"])
+            .arg(root.join("web")),
+    )
+}
+
+fn test(root: &Path) -> Result<()> {
+    let toolchain = setup::ensure(setup::Needs::Everything)?;
+    process::run(process::cargo(root).args(["fmt", "--all", "--check"]))?;
+    process::run(
+        process::cargo(root)
+            .args(["clippy", "--workspace", "--all-targets", "--locked", "--"])
+            .args(["--deny", "warnings"]),
+    )?;
+    wasm::build_web_bundle(root, &toolchain)?;
+    process::run(process::cargo(root).args(["test", "--workspace", "--locked"]))?;
+    wasm::test_in_browser(root, &toolchain, "peerchat-shared")
+}
+
+fn fuzz(root: &Path, seconds: u64) -> Result<()> {
+    setup::ensure_cargo_fuzz()?;
+    let fuzz_dir = root.join("shared");
+    for target in ["decode_client_frame", "decode_relay_frame"] {
+        process::run(
+            process::cargo(root)
+                .current_dir(&fuzz_dir)
+                // cargo-fuzz needs nightly-only flags; the stable compiler accepts them this way.
+                .env("RUSTC_BOOTSTRAP", "1")
+                .args(["fuzz", "run", target, "--"])
+                .arg(format!("-max_total_time={seconds}")),
+        )?;
+    }
+    Ok(())
+}

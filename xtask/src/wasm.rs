@@ -1,0 +1,89 @@
+//! Building for wasm32 on either toolchain route, bundling the web client, and running wasm tests
+//! in headless Chromium.
+
+use crate::process::{self, run};
+use crate::setup::{find_in_path, Toolchain, WasmRoute};
+use anyhow::{Context as _, Result};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const WASM_TARGET: &str = "wasm32-unknown-unknown";
+
+/// A cargo command for the wasm32 target. It has its own target directory, so the two toolchain
+/// routes never invalidate the native build cache, and it denies warnings.
+fn wasm_cargo(root: &Path, toolchain: &Toolchain, subcommand: &str) -> Command {
+    let mut command = match toolchain.wasm_route {
+        WasmRoute::Rustup => process::cargo(root),
+        WasmRoute::DebianBuildStd => {
+            let mut command = Command::new("/usr/bin/cargo");
+            command
+                .current_dir(root)
+                .env("RUSTC", "/usr/bin/rustc")
+                .env("RUSTDOC", "/usr/bin/rustdoc")
+                .env("RUSTC_BOOTSTRAP", "1");
+            command
+        }
+    };
+    command
+        .arg(subcommand)
+        .args(["--target", WASM_TARGET, "--locked"])
+        .env("CARGO_TARGET_DIR", wasm_target_dir(root))
+        .env("RUSTFLAGS", "--deny warnings");
+    if toolchain.wasm_route == WasmRoute::DebianBuildStd {
+        command.arg("-Zbuild-std=std,panic_abort");
+    }
+    command
+}
+
+fn wasm_target_dir(root: &Path) -> PathBuf {
+    root.join("target-wasm")
+}
+
+/// Builds `client-wasm` with the size-optimised profile and runs wasm-bindgen into `web/pkg`,
+/// the folder the relay serves beside `web/index.html`.
+pub(crate) fn build_web_bundle(root: &Path, toolchain: &Toolchain) -> Result<()> {
+    run(wasm_cargo(root, toolchain, "build").args([
+        "--package",
+        "peerchat-client-wasm",
+        "--profile",
+        "wasm-release",
+    ]))?;
+    let wasm = wasm_target_dir(root)
+        .join(WASM_TARGET)
+        .join("wasm-release")
+        .join("peerchat_client_wasm.wasm");
+    run(Command::new(&toolchain.wasm_bindgen)
+        .args(["--target", "web", "--no-typescript", "--out-dir"])
+        .arg(root.join("web").join("pkg"))
+        .arg(&wasm))?;
+    let bundle = root.join("web/pkg/peerchat_client_wasm_bg.wasm");
+    let size = std::fs::metadata(&bundle)
+        .with_context(|| format!("wasm-bindgen wrote no {}", bundle.display()))?
+        .len();
+    eprintln!(
+        "xtask: web bundle ready in web/pkg ({} KiB of wasm)",
+        size / 1024
+    );
+    Ok(())
+}
+
+/// Runs a crate's tests compiled to wasm32 in headless Chromium through wasm-bindgen-test-runner.
+pub(crate) fn test_in_browser(root: &Path, toolchain: &Toolchain, package: &str) -> Result<()> {
+    let chromedriver = find_in_path("chromedriver").context("chromedriver is not on PATH")?;
+    let capabilities = wasm_target_dir(root).join("webdriver.json");
+    std::fs::create_dir_all(wasm_target_dir(root))?;
+    // Flags for a root user on a machine without a network; see ../shared/design/TOOLCHAIN.md.
+    std::fs::write(
+        &capabilities,
+        r#"{"goog:chromeOptions":{"args":["--disable-gpu","--disable-quic","--no-first-run","--disable-background-networking","--disable-component-update","--disable-sync"]}}"#,
+    )?;
+    run(wasm_cargo(root, toolchain, "test")
+        .args(["--package", package])
+        .env(
+            "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
+            &toolchain.wasm_bindgen_test_runner,
+        )
+        .env("CHROMEDRIVER", chromedriver)
+        .env("WASM_BINDGEN_TEST_WEBDRIVER_JSON", capabilities)
+        .env("WASM_BINDGEN_TEST_TIMEOUT", "120"))
+}
