@@ -49,6 +49,21 @@ pub enum ClientToRelay {
 }
 
 impl ClientToRelay {
+    /// The frame's `type` on the wire.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ClientToRelay::Login(_) => "login",
+            ClientToRelay::Join { .. } => "join",
+            ClientToRelay::Leave { .. } => "leave",
+            ClientToRelay::ListChannels => "list_channels",
+            ClientToRelay::Send { .. } => "send",
+            ClientToRelay::SetProfile { .. } => "set_profile",
+            ClientToRelay::Signal { .. } => "signal",
+            ClientToRelay::MintInvite { .. } => "mint_invite",
+            ClientToRelay::Ping => "ping",
+        }
+    }
+
     /// Every `type` this catalogue knows, for telling an unknown frame from an invalid one.
     pub const TYPES: &'static [&'static str] = &[
         "login",
@@ -183,6 +198,24 @@ pub enum RelayToClient {
 }
 
 impl RelayToClient {
+    /// The frame's `type` on the wire.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            RelayToClient::Challenge { .. } => "challenge",
+            RelayToClient::Welcome { .. } => "welcome",
+            RelayToClient::Channels { .. } => "channels",
+            RelayToClient::Joined { .. } => "joined",
+            RelayToClient::Left { .. } => "left",
+            RelayToClient::Presence { .. } => "presence",
+            RelayToClient::Message { .. } => "message",
+            RelayToClient::Ack { .. } => "ack",
+            RelayToClient::Signal { .. } => "signal",
+            RelayToClient::Invite { .. } => "invite",
+            RelayToClient::Error { .. } => "error",
+            RelayToClient::Pong => "pong",
+        }
+    }
+
     /// Every `type` this catalogue knows.
     pub const TYPES: &'static [&'static str] = &[
         "challenge",
