@@ -84,14 +84,20 @@ fn test(root: &Path) -> Result<()> {
 
 fn fuzz(root: &Path, seconds: u64) -> Result<()> {
     setup::ensure_cargo_fuzz()?;
-    let fuzz_dir = root.join("shared");
+    let fuzz_dir = root.join("shared").join("fuzz");
     for target in ["decode_client_frame", "decode_relay_frame"] {
+        // The first folder collects the corpus (git-ignored); the second holds committed seeds.
+        let corpus = fuzz_dir.join("corpus").join(target);
+        std::fs::create_dir_all(&corpus)?;
         process::run(
             process::cargo(root)
-                .current_dir(&fuzz_dir)
+                .current_dir(fuzz_dir.parent().expect("shared/fuzz has a parent"))
                 // cargo-fuzz needs nightly-only flags; the stable compiler accepts them this way.
                 .env("RUSTC_BOOTSTRAP", "1")
-                .args(["fuzz", "run", target, "--"])
+                .args(["fuzz", "run", target])
+                .arg(&corpus)
+                .arg(fuzz_dir.join("seeds").join(target))
+                .arg("--")
                 .arg(format!("-max_total_time={seconds}")),
         )?;
     }

@@ -1,0 +1,22 @@
+# peerchat relay image: the relay binary and the web client, running as a non-root user.
+# The build runs the same steps as `cargo xtask web` and a release build of the relay.
+
+FROM rust:1-bookworm AS build
+WORKDIR /src
+COPY . .
+# `cargo xtask web` installs the wasm32 target and the wasm-bindgen CLI at the version in
+# Cargo.lock, builds the WASM client and writes the bundle to web/pkg.
+RUN cargo xtask web \
+ && cargo build --release --locked --package peerchat-server \
+ && mkdir -p /out/web \
+ && cp target/release/peerchat-server /out/ \
+ && cp -r web/index.html web/app.js web/style.css web/pkg /out/web/
+
+FROM gcr.io/distroless/cc-debian12:nonroot
+COPY --from=build /out/peerchat-server /usr/local/bin/peerchat-server
+COPY --from=build /out/web /srv/peerchat/web
+ENV PEERCHAT_LISTEN=0.0.0.0:8080 \
+    PEERCHAT_WEB_DIR=/srv/peerchat/web
+EXPOSE 8080
+USER nonroot
+ENTRYPOINT ["/usr/local/bin/peerchat-server"]
