@@ -1,36 +1,116 @@
 //! The peerchat relay as a library: [`run`] serves one listener until the shutdown token fires.
 //!
-//! So far it serves the web client's files and `GET /healthz`; login, channels and message relay
-//! arrive with the relay issue. Tests start it on an ephemeral loopback port.
+//! Routes: `GET /ws` (the protocol, docs/protocol.md), `GET /healthz`, `GET /.well-known/peerchat`,
+//! `GET /metrics`, and the web client's files. Tests start it on an ephemeral loopback port.
 
+pub mod config;
+mod connection;
+mod hub;
+pub mod invites;
+pub mod key_file;
+mod metrics;
+mod rate;
+
+pub use config::{Admission, RelayConfig, RelayLimits};
+
+use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
+use axum::http::{header, HeaderValue};
+use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::Router;
-use std::path::PathBuf;
+use axum::{Json, Router};
+use hub::Hub;
+use peerchat_shared::codec::MAX_RELAY_FRAME_BYTES;
+use peerchat_shared::limits::MAX_CLIENT_FRAME_BYTES;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::services::ServeDir;
+use tower_http::set_header::SetResponseHeaderLayer;
 
-/// What the relay needs to run.
-#[derive(Debug, Clone)]
-pub struct RelayConfig {
-    /// Folder with the built web client (`index.html`, `pkg/`).
-    pub web_dir: PathBuf,
+/// WebSocket buffers: 8 KiB instead of tungstenite's 128 KiB keeps an idle connection near 10 KB.
+const SOCKET_BUFFER_BYTES: usize = 8 * 1024;
+/// Frames above the protocol limit but below this get a `frame_too_large` error; larger ones
+/// end the connection.
+const SOCKET_MAX_MESSAGE_BYTES: usize = 16 * MAX_CLIENT_FRAME_BYTES;
+
+#[derive(Clone)]
+struct AppState {
+    hub: Arc<Hub>,
+    shutdown: CancellationToken,
 }
 
-/// Serves until `shutdown` is cancelled, then finishes in-flight requests and returns.
+/// Serves until `shutdown` is cancelled: connected clients get `shutting_down` and a close frame.
 pub async fn run(
     listener: TcpListener,
     config: RelayConfig,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let app = Router::new()
-        .route("/healthz", get(healthz))
-        .fallback_service(ServeDir::new(&config.web_dir));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    let web_dir = config.web_dir.clone();
+    let state = AppState {
+        hub: Hub::new(config),
+        shutdown: shutdown.clone(),
+    };
+    let security_headers = [
+        (header::CONTENT_SECURITY_POLICY, "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; style-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+    ];
+    let mut app = Router::new()
+        .route("/ws", get(upgrade))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/.well-known/peerchat", get(well_known))
+        .route("/metrics", get(metrics))
+        .fallback_service(ServeDir::new(web_dir))
+        .with_state(state);
+    for (name, value) in security_headers {
+        app = app.layer(SetResponseHeaderLayer::overriding(
+            name,
+            HeaderValue::from_static(value),
+        ));
+    }
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.cancelled_owned())
+    .await
 }
 
-async fn healthz() -> &'static str {
-    "ok\n"
+async fn upgrade(
+    upgrade: WebSocketUpgrade,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    State(state): State<AppState>,
+) -> impl IntoResponse {
+    upgrade
+        .read_buffer_size(SOCKET_BUFFER_BYTES)
+        .write_buffer_size(SOCKET_BUFFER_BYTES)
+        .max_write_buffer_size(MAX_RELAY_FRAME_BYTES * 2)
+        .max_message_size(SOCKET_MAX_MESSAGE_BYTES)
+        .on_upgrade(move |socket| connection::serve(socket, state.hub, peer.ip(), state.shutdown))
+}
+
+async fn well_known(State(state): State<AppState>) -> impl IntoResponse {
+    let config = &state.hub.config;
+    Json(serde_json::json!({
+        "protocol": peerchat_shared::PROTOCOL_VERSION,
+        "version": env!("CARGO_PKG_VERSION"),
+        "relay_key": state.hub.relay_key,
+        "admission": match config.admission { Admission::Open => "open", Admission::InviteOnly => "invite_only" },
+        "limits": {
+            "max_client_frame_bytes": MAX_CLIENT_FRAME_BYTES,
+            "max_text_bytes": peerchat_shared::limits::MAX_TEXT_BYTES,
+            "max_channels_per_session": peerchat_shared::limits::MAX_CHANNELS_PER_SESSION,
+            "messages_per_second": config.limits.messages_per_second,
+            "message_burst": config.limits.message_burst,
+            "frames_per_second": config.limits.frames_per_second,
+        },
+    }))
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.hub.metrics.render(),
+    )
 }

@@ -1,49 +1,210 @@
-//! `peerchat-server`: parses the command line and runs the relay until Ctrl-C or SIGTERM.
+//! `peerchat-server`: runs the relay (default) or mints an invite link (`invite`).
 
-use anyhow::Context as _;
-use clap::Parser;
-use peerchat_server::{run, RelayConfig};
+use anyhow::{bail, Context as _, Result};
+use clap::{Parser, Subcommand};
+use peerchat_server::{invites, key_file, run, Admission, RelayConfig, RelayLimits};
+use peerchat_shared::channel::ChannelName;
+use peerchat_shared::frames::IceServer;
+use peerchat_shared::identity::{PublicKey, SecretKey};
+use peerchat_shared::membership::Role;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// The peerchat relay.
+/// The peerchat relay: authenticates members by their keys, stamps and relays signed messages,
+/// brokers WebRTC, and stores no messages.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Options {
     /// Address and port to listen on.
     #[arg(long, env = "PEERCHAT_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// The relay's signing key as base64url of a 32-byte seed (for `fly secrets`). When unset,
+    /// the key file is used.
+    #[arg(long, env = "PEERCHAT_SIGNING_KEY", hide_env_values = true)]
+    signing_key: Option<String>,
+    /// Key file, created with a fresh key on first run. Back it up: members pin this key.
+    #[arg(
+        long,
+        env = "PEERCHAT_KEY_FILE",
+        default_value = "peerchat-data/relay.key"
+    )]
+    key_file: PathBuf,
+    /// Who may join: anyone, or holders of an invite or membership certificate.
+    #[arg(long, env = "PEERCHAT_ADMISSION", value_enum, default_value = "open")]
+    admission: Admission,
+    /// Channels always listed (comma-separated).
+    #[arg(
+        long,
+        env = "PEERCHAT_CHANNELS",
+        value_delimiter = ',',
+        default_value = "general"
+    )]
+    channels: Vec<String>,
+    /// Public keys refused at login (comma-separated).
+    #[arg(long, env = "PEERCHAT_BANNED", value_delimiter = ',')]
+    banned: Vec<String>,
+    /// Public keys that log in as owners and may mint invites (comma-separated).
+    #[arg(long, env = "PEERCHAT_OWNERS", value_delimiter = ',')]
+    owners: Vec<String>,
+    /// STUN/TURN URLs handed to clients for WebRTC (comma-separated), e.g. stun:stun.example.org:3478.
+    #[arg(long, env = "PEERCHAT_ICE_SERVERS", value_delimiter = ',')]
+    ice_servers: Vec<String>,
     /// Folder holding the built web client.
     #[arg(long, env = "PEERCHAT_WEB_DIR", default_value = "web")]
     web_dir: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print a join link with a fresh invite signed by this relay's key.
+    Invite {
+        /// How many people may join with it.
+        #[arg(long, default_value_t = 1)]
+        uses: u32,
+        /// How long it stays valid: a number with s, m, h or d (at most 90d).
+        #[arg(long, default_value = "7d", value_parser = parse_duration)]
+        ttl: Duration,
+        /// The role it grants.
+        #[arg(long, value_enum, default_value = "member")]
+        role: InviteRole,
+        /// The relay's public URL, for the link.
+        #[arg(
+            long,
+            env = "PEERCHAT_PUBLIC_URL",
+            default_value = "http://127.0.0.1:8080"
+        )]
+        public_url: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum InviteRole {
+    Member,
+    Owner,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = text.split_at(text.len().saturating_sub(1));
+    let count: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?}: expected e.g. 30m, 12h or 7d"))?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{text:?}: the unit must be s, m, h or d")),
+    };
+    Ok(Duration::from_secs(count.saturating_mul(seconds)))
+}
+
+fn parse_keys(texts: &[String], what: &str) -> Result<Vec<PublicKey>> {
+    texts
+        .iter()
+        .filter(|text| !text.trim().is_empty())
+        .map(|text| {
+            text.trim()
+                .parse()
+                .with_context(|| format!("{what}: {text:?} is not a public key"))
+        })
+        .collect()
+}
+
+fn signing_key(options: &Options) -> Result<SecretKey> {
+    if let Some(text) = &options.signing_key {
+        return key_file::from_text(text).context("PEERCHAT_SIGNING_KEY");
+    }
+    let (key, created) = key_file::load_or_create(&options.key_file)?;
+    if created {
+        tracing::info!(
+            "created a new relay key in {} (back it up)",
+            options.key_file.display()
+        );
+    }
+    Ok(key)
+}
+
+fn config(options: &Options) -> Result<RelayConfig> {
+    let default_channels = options
+        .channels
+        .iter()
+        .filter(|name| !name.trim().is_empty())
+        .map(|name| ChannelName::new(name.trim()).with_context(|| format!("channel {name:?}")))
+        .collect::<Result<_>>()?;
+    if options.ice_servers.len() > peerchat_shared::limits::MAX_ICE_SERVERS {
+        bail!(
+            "at most {} ICE servers",
+            peerchat_shared::limits::MAX_ICE_SERVERS
+        );
+    }
+    let ice_servers = options
+        .ice_servers
+        .iter()
+        .map(|url| IceServer {
+            urls: vec![url.clone()],
+            username: None,
+            credential: None,
+        })
+        .collect();
+    Ok(RelayConfig {
+        signing_key: signing_key(options)?,
+        admission: options.admission,
+        default_channels,
+        banned: parse_keys(&options.banned, "--banned")?
+            .into_iter()
+            .collect(),
+        owners: parse_keys(&options.owners, "--owners")?
+            .into_iter()
+            .collect(),
+        ice_servers,
+        web_dir: options.web_dir.clone(),
+        limits: RelayLimits::default(),
+    })
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     let options = Options::parse();
+    if let Some(Command::Invite {
+        uses,
+        ttl,
+        role,
+        public_url,
+    }) = &options.command
+    {
+        let role = match role {
+            InviteRole::Member => Role::Member,
+            InviteRole::Owner => Role::Owner,
+        };
+        let token = invites::mint(&signing_key(&options)?, role, *uses, *ttl);
+        #[allow(clippy::print_stdout)]
+        {
+            println!("{}/#invite={token}", public_url.trim_end_matches('/'));
+        }
+        return Ok(());
+    }
+    let config = config(&options)?;
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
         .with_context(|| format!("cannot listen on {}", options.listen))?;
     tracing::info!(
-        "peerchat relay listening on http://{}",
-        listener.local_addr()?
+        "peerchat relay {} listening on http://{} (relay key {})",
+        env!("CARGO_PKG_VERSION"),
+        listener.local_addr()?,
+        config.signing_key.public_key()
     );
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
-    run(
-        listener,
-        RelayConfig {
-            web_dir: options.web_dir,
-        },
-        shutdown,
-    )
-    .await?;
+    run(listener, config, shutdown).await?;
     tracing::info!("peerchat relay stopped");
     Ok(())
 }

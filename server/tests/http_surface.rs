@@ -1,38 +1,63 @@
-//! The relay's HTTP surface over a real loopback socket: health check and the web client's files.
+//! The relay's HTTP surface over a real loopback socket: health, discovery, metrics, the web
+//! client's files, and security headers.
 
-use peerchat_server::{run, RelayConfig};
-use tokio_util::sync::CancellationToken;
+mod support;
+
+use peerchat_server::Admission;
+use support::{config, TestRelay};
 
 #[tokio::test]
-async fn relay_serves_health_check_and_web_client_files() {
-    let web_dir = std::env::temp_dir().join(format!("peerchat-web-{}", std::process::id()));
-    std::fs::create_dir_all(&web_dir).unwrap();
-    std::fs::write(web_dir.join("index.html"), "<title>peerchat</title>").unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let shutdown = CancellationToken::new();
-    let relay = tokio::spawn(run(
-        listener,
-        RelayConfig {
-            web_dir: web_dir.clone(),
-        },
-        shutdown.clone(),
-    ));
+async fn relay_serves_health_discovery_metrics_and_web_files_with_security_headers() {
+    let web_dir = tempfile::tempdir().unwrap();
+    std::fs::write(web_dir.path().join("index.html"), "<title>peerchat</title>").unwrap();
+    let mut relay_config = config(Admission::InviteOnly);
+    relay_config.web_dir = web_dir.path().to_path_buf();
+    let relay = TestRelay::start(relay_config).await;
 
-    let health = reqwest::get(format!("{base}/healthz")).await.unwrap();
+    let health = reqwest::get(relay.url("/healthz")).await.unwrap();
     assert_eq!(health.status(), 200);
     assert_eq!(health.text().await.unwrap(), "ok\n");
-    let index = reqwest::get(format!("{base}/")).await.unwrap();
+
+    let index = reqwest::get(relay.url("/")).await.unwrap();
+    let headers = index.headers().clone();
     assert_eq!(index.text().await.unwrap(), "<title>peerchat</title>");
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("frame-ancestors 'none'")
+            && csp.contains("script-src 'self'")
+            && !csp.contains("unsafe-inline")
+    );
+    assert_eq!(headers["x-content-type-options"], "nosniff");
     assert_eq!(
-        reqwest::get(format!("{base}/missing"))
-            .await
-            .unwrap()
-            .status(),
+        reqwest::get(relay.url("/missing")).await.unwrap().status(),
         404
     );
 
-    shutdown.cancel();
-    relay.await.unwrap().unwrap();
-    std::fs::remove_dir_all(web_dir).unwrap();
+    let discovery: serde_json::Value = serde_json::from_str(
+        &reqwest::get(relay.url("/.well-known/peerchat"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(discovery["protocol"], 1);
+    assert_eq!(discovery["admission"], "invite_only");
+    assert_eq!(discovery["relay_key"], relay.key.public_key().to_string());
+
+    let (_, refused) = support::TestClient::login(&relay, 1, support::Credentials::None).await;
+    assert!(refused.is_err());
+    let metrics = reqwest::get(relay.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("peerchat_sessions 0"), "{metrics}");
+    assert!(
+        metrics.contains("peerchat_rejections_total{reason=\"not_admitted\"} 1"),
+        "{metrics}"
+    );
+    relay.stop().await;
 }

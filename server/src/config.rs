@@ -1,0 +1,89 @@
+//! The relay's configuration: identity, admission policy, channels, bans, ICE servers, limits.
+
+use peerchat_shared::channel::ChannelName;
+use peerchat_shared::frames::IceServer;
+use peerchat_shared::identity::{PublicKey, SecretKey};
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Who may join.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Admission {
+    /// Any key that logs in becomes a member.
+    Open,
+    /// Only keys holding a membership certificate or an invite token.
+    InviteOnly,
+}
+
+/// Everything [`crate::run`] needs.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    pub signing_key: SecretKey,
+    pub admission: Admission,
+    /// Channels always listed, even when nobody is in them.
+    pub default_channels: Vec<ChannelName>,
+    /// Keys refused at login.
+    pub banned: HashSet<PublicKey>,
+    /// Keys that log in as owners (may mint invites).
+    pub owners: HashSet<PublicKey>,
+    pub ice_servers: Vec<IceServer>,
+    /// Folder with the built web client (`index.html`, `pkg/`).
+    pub web_dir: PathBuf,
+    pub limits: RelayLimits,
+}
+
+/// Sizes, rates and time-outs. The defaults suit a 256 MB VM with thousands of members.
+#[derive(Debug, Clone)]
+pub struct RelayLimits {
+    /// How long a login challenge stays valid.
+    pub challenge_ttl: Duration,
+    /// Validity of the membership certificates handed out at login.
+    pub certificate_ttl: Duration,
+    /// Frames queued for one connection before it counts as a slow consumer and is closed.
+    pub send_queue_frames: usize,
+    /// A connection that sends nothing (not even a pong) for this long is closed.
+    pub idle_timeout: Duration,
+    /// How often the relay pings each connection.
+    pub ping_interval: Duration,
+    pub max_sessions: usize,
+    pub connections_per_key: usize,
+    pub connections_per_address: usize,
+    /// Sustained frames per second per key, and the burst allowed above it.
+    pub frames_per_second: f64,
+    pub frame_burst: f64,
+    /// Sustained messages (`send`) per second per key, and the burst.
+    pub messages_per_second: f64,
+    pub message_burst: f64,
+    /// Failed logins per address per minute before further attempts are refused.
+    pub failed_logins_per_minute: f64,
+    /// How long a (author, nonce) pair is remembered so that a resend gets the same envelope.
+    pub resend_window: Duration,
+    /// At most this many remembered sends, oldest forgotten first.
+    pub resend_memory: usize,
+    /// Consecutive rate-limited frames after which the connection is closed.
+    pub max_rate_limit_strikes: u32,
+}
+
+impl Default for RelayLimits {
+    fn default() -> Self {
+        Self {
+            challenge_ttl: Duration::from_secs(30),
+            certificate_ttl: Duration::from_secs(90 * 24 * 3600),
+            send_queue_frames: 256,
+            idle_timeout: Duration::from_secs(75),
+            ping_interval: Duration::from_secs(25),
+            max_sessions: 20_000,
+            connections_per_key: 8,
+            connections_per_address: 64,
+            frames_per_second: 20.0,
+            frame_burst: 60.0,
+            messages_per_second: 5.0,
+            message_burst: 20.0,
+            failed_logins_per_minute: 10.0,
+            resend_window: Duration::from_secs(600),
+            resend_memory: 50_000,
+            max_rate_limit_strikes: 50,
+        }
+    }
+}

@@ -1,0 +1,410 @@
+//! One WebSocket connection: challenge, login, then frames in and queued frames out until the
+//! client leaves, goes idle, reads too slowly, or the relay shuts down.
+
+use crate::hub::{now_millis, Hub, Refusal, SessionHandle};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use peerchat_shared::codec::{decode_client_frame, encode};
+use peerchat_shared::frames::{ClientToRelay, ErrorCode, Login, RelayToClient, SessionId};
+use peerchat_shared::identity::Verifier;
+use peerchat_shared::limits::MAX_SIGNAL_BYTES;
+use peerchat_shared::login::{verify_login, LoginNonce};
+use peerchat_shared::membership::{MembershipCertificate, Role};
+use peerchat_shared::message::ClientNonce;
+use peerchat_shared::PROTOCOL_VERSION;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// A logged-in connection's identity, fixed at login.
+struct Member {
+    session: SessionId,
+    verifier: Verifier,
+    role: Role,
+}
+
+pub(crate) async fn serve(
+    mut socket: WebSocket,
+    hub: Arc<Hub>,
+    address: IpAddr,
+    shutdown: CancellationToken,
+) {
+    hub.metrics.connection_opened();
+    let nonce = LoginNonce(rand::random());
+    let challenge = RelayToClient::Challenge {
+        protocol: PROTOCOL_VERSION,
+        relay: hub.relay_key,
+        nonce,
+    };
+    if send(&mut socket, &challenge).await.is_ok() {
+        let deadline = Instant::now() + hub.config.limits.challenge_ttl;
+        if let Some((member, handle)) = login(&mut socket, &hub, address, &nonce, deadline).await {
+            let session = member.session;
+            run_session(&mut socket, &hub, member, handle, &shutdown).await;
+            hub.unregister(session);
+        }
+    }
+    hub.metrics.connection_closed();
+}
+
+async fn send(socket: &mut WebSocket, frame: &RelayToClient) -> Result<(), axum::Error> {
+    socket
+        .send(Message::Text(Utf8Bytes::from(encode(frame))))
+        .await
+}
+
+async fn send_error(
+    socket: &mut WebSocket,
+    hub: &Hub,
+    refusal: Refusal,
+    nonce: Option<ClientNonce>,
+) {
+    hub.metrics.rejected(refusal.code);
+    let frame = RelayToClient::Error {
+        code: refusal.code,
+        message: refusal.message,
+        nonce,
+    };
+    let _ = send(socket, &frame).await;
+}
+
+/// Sends the error, then a close frame, and lets the connection end.
+async fn close_with(socket: &mut WebSocket, hub: &Hub, refusal: Refusal) {
+    let reason = Utf8Bytes::from(refusal.message.clone());
+    send_error(socket, hub, refusal, None).await;
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame { code: 1008, reason })))
+        .await;
+}
+
+/// Waits for the `login` frame and admits the member, or answers with an error and gives up.
+async fn login(
+    socket: &mut WebSocket,
+    hub: &Hub,
+    address: IpAddr,
+    nonce: &LoginNonce,
+    deadline: Instant,
+) -> Option<(Member, SessionHandle)> {
+    let text = loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(remaining, socket.recv()).await {
+            Err(_) => {
+                close_with(
+                    socket,
+                    hub,
+                    Refusal::new(
+                        ErrorCode::ChallengeExpired,
+                        "no login before the challenge expired",
+                    ),
+                )
+                .await;
+                return None;
+            }
+            Ok(None | Some(Err(_))) => return None,
+            Ok(Some(Ok(Message::Text(text)))) => break text,
+            Ok(Some(Ok(Message::Binary(_)))) => {
+                close_with(
+                    socket,
+                    hub,
+                    Refusal::new(ErrorCode::MalformedFrame, "frames are JSON text"),
+                )
+                .await;
+                return None;
+            }
+            Ok(Some(Ok(_))) => continue,
+        }
+    };
+    let login = match decode_client_frame(text.as_str()) {
+        Ok(ClientToRelay::Login(login)) => login,
+        Ok(other) => {
+            close_with(
+                socket,
+                hub,
+                Refusal::new(
+                    ErrorCode::NotLoggedIn,
+                    format!("log in before sending {}", other.type_name()),
+                ),
+            )
+            .await;
+            return None;
+        }
+        Err(error) => {
+            close_with(socket, hub, Refusal::new(error.code(), error.to_string())).await;
+            return None;
+        }
+    };
+    match admit(hub, address, nonce, &login) {
+        Ok(admitted) => Some(admitted),
+        Err(refusal) => {
+            close_with(socket, hub, refusal).await;
+            None
+        }
+    }
+}
+
+/// Checks a login frame: version, signature over this connection's nonce, bans, admission.
+fn admit(
+    hub: &Hub,
+    address: IpAddr,
+    nonce: &LoginNonce,
+    login: &Login,
+) -> Result<(Member, SessionHandle), Refusal> {
+    let now = Instant::now();
+    if !hub.may_attempt_login(address, now) {
+        return Err(Refusal::new(
+            ErrorCode::RateLimited,
+            "too many failed logins from this address; wait a minute",
+        ));
+    }
+    if login.protocol != PROTOCOL_VERSION {
+        return Err(Refusal::new(
+            ErrorCode::UnsupportedVersion,
+            format!("this relay speaks protocol {PROTOCOL_VERSION}"),
+        ));
+    }
+    let verified =
+        login.key.verifier().ok().filter(|verifier| {
+            verify_login(verifier, &hub.relay_key, nonce, &login.signature).is_ok()
+        });
+    let Some(verifier) = verified else {
+        hub.note_failed_login(address, now);
+        return Err(Refusal::new(
+            ErrorCode::LoginFailed,
+            "the login signature does not verify for this challenge",
+        ));
+    };
+    if hub.config.banned.contains(&login.key) {
+        return Err(Refusal::new(
+            ErrorCode::Banned,
+            "this key is banned from this relay",
+        ));
+    }
+    let role = admission_role(hub, login).inspect_err(|_| {
+        hub.note_failed_login(address, now);
+    })?;
+    if let Some(profile) = &login.profile {
+        profile.verify(&hub.relay_key, &verifier).map_err(|error| {
+            Refusal::new(
+                ErrorCode::BadSignature,
+                format!("profile rejected: {error}"),
+            )
+        })?;
+    }
+    let handle = hub.register(login.key, role, address, login.profile.clone(), now)?;
+    Ok((
+        Member {
+            session: handle.id,
+            verifier,
+            role,
+        },
+        handle,
+    ))
+}
+
+/// The role a login is admitted with: from its certificate, its invite, or an open relay.
+fn admission_role(hub: &Hub, login: &Login) -> Result<Role, Refusal> {
+    let now = now_millis();
+    let owner = hub.config.owners.contains(&login.key);
+    let invalid = |what: &str, error: &dyn std::fmt::Display| {
+        Refusal::new(
+            ErrorCode::InvalidCredential,
+            format!("{what} rejected: {error}"),
+        )
+    };
+    let granted = if let Some(certificate) = &login.certificate {
+        certificate
+            .verify(&hub.relay_verifier, &login.key, now)
+            .map_err(|error| invalid("certificate", &error))?;
+        Some(certificate.role)
+    } else if let Some(invite) = &login.invite {
+        invite
+            .verify(&hub.relay_verifier, now)
+            .map_err(|error| invalid("invite", &error))?;
+        hub.use_invite(invite.invite_id, invite.max_uses, invite.expires_at, now)?;
+        Some(invite.role)
+    } else {
+        None
+    };
+    match (granted, owner, hub.config.admission) {
+        (_, true, _) => Ok(Role::Owner),
+        (Some(role), false, _) => Ok(role),
+        (None, false, crate::config::Admission::Open) => Ok(Role::Member),
+        (None, false, crate::config::Admission::InviteOnly) => Err(Refusal::new(
+            ErrorCode::NotAdmitted,
+            "this relay is invite-only: open an invite link first",
+        )),
+    }
+}
+
+fn welcome(hub: &Hub, member: &Member) -> RelayToClient {
+    let issued_at = now_millis();
+    let ttl = u64::try_from(hub.config.limits.certificate_ttl.as_millis()).unwrap_or(u64::MAX);
+    let certificate = MembershipCertificate::issue(
+        &hub.config.signing_key,
+        member.verifier.public_key(),
+        member.role,
+        issued_at,
+        issued_at.saturating_add_millis(ttl),
+    );
+    RelayToClient::Welcome {
+        session: member.session,
+        role: member.role,
+        certificate,
+        channels: hub.channel_summaries(),
+        ice_servers: hub.config.ice_servers.clone(),
+    }
+}
+
+async fn run_session(
+    socket: &mut WebSocket,
+    hub: &Hub,
+    member: Member,
+    mut handle: SessionHandle,
+    shutdown: &CancellationToken,
+) {
+    if send(socket, &welcome(hub, &member)).await.is_err() {
+        return;
+    }
+    let limits = &hub.config.limits;
+    let mut ping = tokio::time::interval(limits.ping_interval);
+    let mut last_heard = Instant::now();
+    let mut strikes = 0u32;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => {
+                close_with(socket, hub, Refusal::new(ErrorCode::ShuttingDown, "the relay is restarting; reconnect shortly")).await;
+                return;
+            }
+            () = handle.evicted.cancelled() => {
+                close_with(socket, hub, Refusal::new(ErrorCode::SlowConsumer, "you were not reading fast enough")).await;
+                return;
+            }
+            Some(bytes) = handle.outbox.recv() => {
+                if socket.send(Message::Text(bytes)).await.is_err() {
+                    return;
+                }
+            }
+            _ = ping.tick() => {
+                if last_heard.elapsed() > limits.idle_timeout {
+                    let _ = socket.send(Message::Close(Some(CloseFrame { code: 1001, reason: "idle".into() }))).await;
+                    return;
+                }
+                if socket.send(Message::Ping(Default::default())).await.is_err() {
+                    return;
+                }
+            }
+            incoming = socket.recv() => {
+                let Some(Ok(message)) = incoming else { return };
+                last_heard = Instant::now();
+                match message {
+                    Message::Text(text) => {
+                        if !hub.allow_frame(member.session, last_heard) {
+                            strikes += 1;
+                            if strikes > limits.max_rate_limit_strikes {
+                                close_with(socket, hub, Refusal::new(ErrorCode::RateLimited, "flooding; disconnected")).await;
+                                return;
+                            }
+                            send_error(socket, hub, Refusal::new(ErrorCode::RateLimited, "too many frames; slow down"), None).await;
+                            continue;
+                        }
+                        strikes = 0;
+                        handle_frame(socket, hub, &member, text.as_str()).await;
+                    }
+                    Message::Binary(_) => {
+                        send_error(socket, hub, Refusal::new(ErrorCode::MalformedFrame, "frames are JSON text"), None).await;
+                    }
+                    Message::Close(_) => return,
+                    Message::Ping(_) | Message::Pong(_) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Handles one frame from a logged-in member; failures become `error` frames, never panics.
+async fn handle_frame(socket: &mut WebSocket, hub: &Hub, member: &Member, text: &str) {
+    let frame = match decode_client_frame(text) {
+        Ok(frame) => frame,
+        Err(error) => {
+            send_error(
+                socket,
+                hub,
+                Refusal::new(error.code(), error.to_string()),
+                None,
+            )
+            .await;
+            return;
+        }
+    };
+    let mut error_nonce = None;
+    let outcome = match frame {
+        ClientToRelay::Login(_) => Err(Refusal::new(
+            ErrorCode::AlreadyLoggedIn,
+            "already logged in",
+        )),
+        ClientToRelay::Join { channel } => hub.join(member.session, &channel),
+        ClientToRelay::Leave { channel } => hub.leave(member.session, &channel),
+        ClientToRelay::ListChannels => {
+            let _ = send(
+                socket,
+                &RelayToClient::Channels {
+                    channels: hub.channel_summaries(),
+                },
+            )
+            .await;
+            Ok(())
+        }
+        ClientToRelay::Send { draft } => {
+            error_nonce = Some(draft.nonce);
+            match draft.verify(&hub.relay_key, &member.verifier) {
+                Ok(verified) => hub.publish(member.session, verified, Instant::now()),
+                Err(_) => Err(Refusal::new(
+                    ErrorCode::BadSignature,
+                    "the draft's signature does not verify for your key",
+                )),
+            }
+        }
+        ClientToRelay::SetProfile { profile } => {
+            match profile.verify(&hub.relay_key, &member.verifier) {
+                Ok(()) => hub.update_profile(member.session, profile),
+                Err(error) => Err(Refusal::new(
+                    ErrorCode::BadSignature,
+                    format!("profile rejected: {error}"),
+                )),
+            }
+        }
+        ClientToRelay::Signal { to, data } if data.len() > MAX_SIGNAL_BYTES => {
+            let _ = to;
+            Err(Refusal::new(
+                ErrorCode::InvalidField,
+                format!("signal data is limited to {MAX_SIGNAL_BYTES} bytes"),
+            ))
+        }
+        ClientToRelay::Signal { to, data } => hub.signal(member.session, to, data),
+        ClientToRelay::MintInvite { .. } if member.role != Role::Owner => Err(Refusal::new(
+            ErrorCode::Forbidden,
+            "only owners can mint invites",
+        )),
+        ClientToRelay::MintInvite {
+            role,
+            max_uses,
+            ttl_seconds,
+        } => {
+            let token = crate::invites::mint(
+                &hub.config.signing_key,
+                role,
+                max_uses,
+                Duration::from_secs(ttl_seconds),
+            );
+            let _ = send(socket, &RelayToClient::Invite { token }).await;
+            Ok(())
+        }
+        ClientToRelay::Ping => {
+            let _ = send(socket, &RelayToClient::Pong).await;
+            Ok(())
+        }
+    };
+    if let Err(refusal) = outcome {
+        send_error(socket, hub, refusal, error_nonce).await;
+    }
+}

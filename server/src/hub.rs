@@ -1,0 +1,582 @@
+//! The relay's only state: who is connected, where, and short-lived memories (recent sends,
+//! invite uses, rate limits). Everything here is bounded and lost on restart by design.
+//!
+//! One mutex guards the state; critical sections are short and never await. Fan-out serialises a
+//! frame once and hands each recipient a cheap clone of the bytes through a bounded queue with
+//! `try_send`: a full queue marks the recipient a slow consumer, which is then disconnected.
+
+use crate::config::RelayConfig;
+use crate::metrics::Metrics;
+use crate::rate::TokenBucket;
+use axum::extract::ws::Utf8Bytes;
+use peerchat_shared::channel::ChannelName;
+use peerchat_shared::codec::encode;
+use peerchat_shared::frames::{
+    ChannelSummary, ErrorCode, MemberPresence, PeerAddress, PresenceChange, RelayToClient,
+    SessionId,
+};
+use peerchat_shared::identity::{PublicKey, Verifier};
+use peerchat_shared::ids::MessageIdGenerator;
+use peerchat_shared::membership::{Profile, Role};
+use peerchat_shared::message::{ClientNonce, Envelope, VerifiedDraft};
+use peerchat_shared::time::UnixMillis;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Why the hub refused something; becomes an `error` frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    pub(crate) code: ErrorCode,
+    pub(crate) message: String,
+}
+
+impl Refusal {
+    pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// What a connection task holds for its registered session.
+#[derive(Debug)]
+pub(crate) struct SessionHandle {
+    pub(crate) id: SessionId,
+    pub(crate) outbox: mpsc::Receiver<Utf8Bytes>,
+    /// Cancelled by the hub when the session's queue overflows.
+    pub(crate) evicted: CancellationToken,
+}
+
+#[derive(Debug)]
+struct Session {
+    key: PublicKey,
+    role: Role,
+    address: IpAddr,
+    profile: Option<Profile>,
+    channels: BTreeSet<ChannelName>,
+    outbox: mpsc::Sender<Utf8Bytes>,
+    evicted: CancellationToken,
+}
+
+impl Session {
+    fn presence(&self, id: SessionId) -> MemberPresence {
+        MemberPresence {
+            key: self.key,
+            session: id,
+            role: self.role,
+            profile: self.profile.clone(),
+        }
+    }
+}
+
+/// Per-key state shared by all of a member's sessions.
+#[derive(Debug)]
+struct KeyState {
+    connections: usize,
+    frames: TokenBucket,
+    messages: TokenBucket,
+}
+
+/// Remembers recent (author, nonce) pairs so a resend gets the original envelope back.
+#[derive(Debug, Default)]
+struct RecentSends {
+    by_nonce: HashMap<(PublicKey, ClientNonce), Envelope>,
+    order: VecDeque<(Instant, PublicKey, ClientNonce)>,
+}
+
+#[derive(Debug, Default)]
+struct HubState {
+    next_session: u64,
+    sessions: HashMap<SessionId, Session>,
+    channels: BTreeMap<ChannelName, BTreeSet<SessionId>>,
+    keys: HashMap<PublicKey, KeyState>,
+    connections_per_address: HashMap<IpAddr, usize>,
+    failed_logins: HashMap<IpAddr, TokenBucket>,
+    invite_uses: HashMap<[u8; 16], (u32, UnixMillis)>,
+    ids: MessageIdGenerator,
+    recent_sends: RecentSends,
+}
+
+/// Shared by all connection tasks.
+#[derive(Debug)]
+pub(crate) struct Hub {
+    pub(crate) config: RelayConfig,
+    pub(crate) relay_key: PublicKey,
+    pub(crate) relay_verifier: Verifier,
+    pub(crate) metrics: Metrics,
+    state: Mutex<HubState>,
+}
+
+/// The relay's wall clock.
+pub(crate) fn now_millis() -> UnixMillis {
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    UnixMillis(u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl Hub {
+    pub(crate) fn new(config: RelayConfig) -> Arc<Self> {
+        let relay_key = config.signing_key.public_key();
+        let relay_verifier = relay_key.verifier().expect("our own key is valid");
+        Arc::new(Self {
+            config,
+            relay_key,
+            relay_verifier,
+            metrics: Metrics::default(),
+            state: Mutex::new(HubState {
+                next_session: 1,
+                ..HubState::default()
+            }),
+        })
+    }
+
+    fn state(&self) -> MutexGuard<'_, HubState> {
+        // A panic while holding the lock cannot leave the maps half-updated in a way that
+        // matters more than refusing service would, so keep serving.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Counts a failed login from `address`; false once the address is over its budget.
+    pub(crate) fn note_failed_login(&self, address: IpAddr, now: Instant) -> bool {
+        let per_minute = self.config.limits.failed_logins_per_minute;
+        let mut state = self.state();
+        if state.failed_logins.len() >= self.config.limits.max_sessions {
+            state.failed_logins.retain(|_, bucket| !bucket.is_full(now));
+        }
+        state
+            .failed_logins
+            .entry(address)
+            .or_insert_with(|| TokenBucket::full(per_minute, per_minute / 60.0, now))
+            .try_take(now)
+    }
+
+    /// False when `address` used up its failed-login budget.
+    pub(crate) fn may_attempt_login(&self, address: IpAddr, now: Instant) -> bool {
+        let mut state = self.state();
+        match state.failed_logins.get_mut(&address) {
+            Some(bucket) => bucket.has_token(now),
+            None => true,
+        }
+    }
+
+    /// Records one use of an invite; refuses when its budget is spent.
+    pub(crate) fn use_invite(
+        &self,
+        invite_id: [u8; 16],
+        max_uses: u32,
+        expires_at: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<(), Refusal> {
+        let mut state = self.state();
+        state.invite_uses.retain(|_, (_, expiry)| *expiry > now);
+        let (uses, _) = state
+            .invite_uses
+            .entry(invite_id)
+            .or_insert((0, expires_at));
+        if *uses >= max_uses {
+            return Err(Refusal::new(
+                ErrorCode::InviteUsedUp,
+                "this invite has no uses left",
+            ));
+        }
+        *uses += 1;
+        Ok(())
+    }
+
+    /// Admits an authenticated connection as a session, within the connection limits.
+    pub(crate) fn register(
+        &self,
+        key: PublicKey,
+        role: Role,
+        address: IpAddr,
+        profile: Option<Profile>,
+        now: Instant,
+    ) -> Result<SessionHandle, Refusal> {
+        let limits = &self.config.limits;
+        let mut state = self.state();
+        if state.sessions.len() >= limits.max_sessions {
+            return Err(Refusal::new(
+                ErrorCode::TooManyConnections,
+                "the relay is full",
+            ));
+        }
+        let per_key = state
+            .keys
+            .get(&key)
+            .map_or(0, |key_state| key_state.connections);
+        if per_key >= limits.connections_per_key {
+            return Err(Refusal::new(
+                ErrorCode::TooManyConnections,
+                "too many connections for this key",
+            ));
+        }
+        let per_address = state
+            .connections_per_address
+            .get(&address)
+            .copied()
+            .unwrap_or(0);
+        if per_address >= limits.connections_per_address {
+            return Err(Refusal::new(
+                ErrorCode::TooManyConnections,
+                "too many connections from this address",
+            ));
+        }
+        let key_state = state.keys.entry(key).or_insert_with(|| KeyState {
+            connections: 0,
+            frames: TokenBucket::full(limits.frame_burst, limits.frames_per_second, now),
+            messages: TokenBucket::full(limits.message_burst, limits.messages_per_second, now),
+        });
+        key_state.connections += 1;
+        *state.connections_per_address.entry(address).or_insert(0) += 1;
+        let id = SessionId(state.next_session);
+        state.next_session += 1;
+        let (sender, outbox) = mpsc::channel(limits.send_queue_frames);
+        let evicted = CancellationToken::new();
+        state.sessions.insert(
+            id,
+            Session {
+                key,
+                role,
+                address,
+                profile,
+                channels: BTreeSet::new(),
+                outbox: sender,
+                evicted: evicted.clone(),
+            },
+        );
+        self.metrics.set_sessions(state.sessions.len());
+        Ok(SessionHandle {
+            id,
+            outbox,
+            evicted,
+        })
+    }
+
+    /// Removes a session: leaves its channels (telling the others) and frees its slots.
+    pub(crate) fn unregister(&self, id: SessionId) {
+        let mut state = self.state();
+        let channels: Vec<ChannelName> = match state.sessions.get(&id) {
+            Some(session) => session.channels.iter().cloned().collect(),
+            None => return,
+        };
+        for channel in channels {
+            self.leave_locked(&mut state, id, &channel);
+        }
+        let Some(session) = state.sessions.remove(&id) else {
+            return;
+        };
+        if let Some(key_state) = state.keys.get_mut(&session.key) {
+            key_state.connections -= 1;
+            if key_state.connections == 0 {
+                state.keys.remove(&session.key);
+            }
+        }
+        if let Some(count) = state.connections_per_address.get_mut(&session.address) {
+            *count -= 1;
+            if *count == 0 {
+                state.connections_per_address.remove(&session.address);
+            }
+        }
+        self.metrics.set_sessions(state.sessions.len());
+    }
+
+    /// Takes a frame token for the session's key; false when over the frame rate.
+    pub(crate) fn allow_frame(&self, id: SessionId, now: Instant) -> bool {
+        let mut state = self.state();
+        let Some(key) = state.sessions.get(&id).map(|session| session.key) else {
+            return false;
+        };
+        state
+            .keys
+            .get_mut(&key)
+            .is_some_and(|key_state| key_state.frames.try_take(now))
+    }
+
+    /// The channel list: configured defaults plus every channel someone is in.
+    pub(crate) fn channel_summaries(&self) -> Vec<ChannelSummary> {
+        let state = self.state();
+        let mut summaries: BTreeMap<&ChannelName, u32> = self
+            .config
+            .default_channels
+            .iter()
+            .map(|name| (name, 0))
+            .collect();
+        for (name, members) in &state.channels {
+            summaries.insert(name, u32::try_from(members.len()).unwrap_or(u32::MAX));
+        }
+        summaries
+            .into_iter()
+            .map(|(name, online)| ChannelSummary {
+                name: name.clone(),
+                online,
+            })
+            .collect()
+    }
+
+    /// Joins a channel; the joiner gets `joined` with everyone there, the others a `presence`.
+    pub(crate) fn join(&self, id: SessionId, channel: &ChannelName) -> Result<(), Refusal> {
+        let mut state = self.state();
+        let session = state.sessions.get(&id).ok_or_else(gone)?;
+        if session.channels.contains(channel) {
+            return self.send_members_list(&state, id, channel);
+        }
+        if session.channels.len() >= peerchat_shared::limits::MAX_CHANNELS_PER_SESSION {
+            return Err(Refusal::new(
+                ErrorCode::TooManyChannels,
+                "too many channels joined",
+            ));
+        }
+        let presence = session.presence(id);
+        state
+            .sessions
+            .get_mut(&id)
+            .ok_or_else(gone)?
+            .channels
+            .insert(channel.clone());
+        state
+            .channels
+            .entry(channel.clone())
+            .or_default()
+            .insert(id);
+        let frame = RelayToClient::Presence {
+            channel: channel.clone(),
+            change: PresenceChange::Joined,
+            member: presence,
+        };
+        self.fan_out(&state, channel, Some(id), &frame);
+        self.send_members_list(&state, id, channel)
+    }
+
+    fn send_members_list(
+        &self,
+        state: &HubState,
+        id: SessionId,
+        channel: &ChannelName,
+    ) -> Result<(), Refusal> {
+        let members = state.channels.get(channel).into_iter().flatten();
+        let members = members
+            .filter_map(|member| {
+                state
+                    .sessions
+                    .get(member)
+                    .map(|session| session.presence(*member))
+            })
+            .collect();
+        let frame = RelayToClient::Joined {
+            channel: channel.clone(),
+            members,
+        };
+        self.deliver(state, id, Utf8Bytes::from(encode(&frame)));
+        Ok(())
+    }
+
+    pub(crate) fn leave(&self, id: SessionId, channel: &ChannelName) -> Result<(), Refusal> {
+        let mut state = self.state();
+        if !state
+            .sessions
+            .get(&id)
+            .ok_or_else(gone)?
+            .channels
+            .contains(channel)
+        {
+            return Err(Refusal::new(
+                ErrorCode::NotInChannel,
+                format!("not in #{channel}"),
+            ));
+        }
+        self.leave_locked(&mut state, id, channel);
+        self.deliver(
+            &state,
+            id,
+            Utf8Bytes::from(encode(&RelayToClient::Left {
+                channel: channel.clone(),
+            })),
+        );
+        Ok(())
+    }
+
+    fn leave_locked(&self, state: &mut HubState, id: SessionId, channel: &ChannelName) {
+        let Some(session) = state.sessions.get_mut(&id) else {
+            return;
+        };
+        session.channels.remove(channel);
+        let presence = session.presence(id);
+        if let Some(members) = state.channels.get_mut(channel) {
+            members.remove(&id);
+            if members.is_empty() {
+                state.channels.remove(channel);
+            }
+        }
+        let frame = RelayToClient::Presence {
+            channel: channel.clone(),
+            change: PresenceChange::Left,
+            member: presence,
+        };
+        self.fan_out(state, channel, None, &frame);
+    }
+
+    /// Replaces the session's profile and tells every channel it is in.
+    pub(crate) fn update_profile(&self, id: SessionId, profile: Profile) -> Result<(), Refusal> {
+        let mut state = self.state();
+        let session = state.sessions.get_mut(&id).ok_or_else(gone)?;
+        session.profile = Some(profile);
+        let presence = session.presence(id);
+        let channels: Vec<ChannelName> = session.channels.iter().cloned().collect();
+        for channel in channels {
+            let frame = RelayToClient::Presence {
+                channel: channel.clone(),
+                change: PresenceChange::Updated,
+                member: presence.clone(),
+            };
+            self.fan_out(&state, &channel, None, &frame);
+        }
+        Ok(())
+    }
+
+    /// Stamps a verified draft and delivers it: `ack` to the sender, `message` to the channel.
+    /// A resend of a remembered (author, nonce) gets the original envelope and no fan-out.
+    pub(crate) fn publish(
+        &self,
+        id: SessionId,
+        draft: VerifiedDraft,
+        now: Instant,
+    ) -> Result<(), Refusal> {
+        let mut state = self.state();
+        let session = state.sessions.get(&id).ok_or_else(gone)?;
+        let (author, nonce, channel) = (
+            *draft.author(),
+            draft.draft().nonce,
+            draft.draft().channel.clone(),
+        );
+        if !session.channels.contains(&channel) {
+            return Err(Refusal::new(
+                ErrorCode::NotInChannel,
+                format!("join #{channel} before sending to it"),
+            ));
+        }
+        if let Some(envelope) = state.recent_sends.by_nonce.get(&(author, nonce)) {
+            let ack = RelayToClient::Ack {
+                envelope: envelope.clone(),
+            };
+            self.deliver(&state, id, Utf8Bytes::from(encode(&ack)));
+            return Ok(());
+        }
+        let key_state = state.keys.get_mut(&author).ok_or_else(gone)?;
+        if !key_state.messages.try_take(now) {
+            return Err(Refusal::new(
+                ErrorCode::RateLimited,
+                "too many messages; slow down",
+            ));
+        }
+        let message_id = state
+            .ids
+            .next(now_millis(), rand::random())
+            .map_err(|_| Refusal::new(ErrorCode::Internal, "id space exhausted"))?;
+        let envelope = draft.seal(message_id, &self.config.signing_key);
+        self.remember_send(&mut state, now, &envelope);
+        self.deliver(
+            &state,
+            id,
+            Utf8Bytes::from(encode(&RelayToClient::Ack {
+                envelope: envelope.clone(),
+            })),
+        );
+        self.fan_out(
+            &state,
+            &channel,
+            Some(id),
+            &RelayToClient::Message { envelope },
+        );
+        self.metrics.message_relayed();
+        Ok(())
+    }
+
+    fn remember_send(&self, state: &mut HubState, now: Instant, envelope: &Envelope) {
+        let limits = &self.config.limits;
+        let recent = &mut state.recent_sends;
+        while let Some((at, author, nonce)) = recent.order.front().copied() {
+            let expired = now.saturating_duration_since(at) > limits.resend_window;
+            if !expired && recent.order.len() < limits.resend_memory {
+                break;
+            }
+            recent.order.pop_front();
+            recent.by_nonce.remove(&(author, nonce));
+        }
+        recent
+            .order
+            .push_back((now, envelope.author, envelope.nonce));
+        recent
+            .by_nonce
+            .insert((envelope.author, envelope.nonce), envelope.clone());
+    }
+
+    /// Passes an opaque signalling payload to another session, with `from` set from ours.
+    pub(crate) fn signal(
+        &self,
+        from: SessionId,
+        to: SessionId,
+        data: String,
+    ) -> Result<(), Refusal> {
+        let state = self.state();
+        let sender = state.sessions.get(&from).ok_or_else(gone)?;
+        if !state.sessions.contains_key(&to) {
+            return Err(Refusal::new(
+                ErrorCode::UnknownPeer,
+                format!("session {} is not online", to.0),
+            ));
+        }
+        let frame = RelayToClient::Signal {
+            from: PeerAddress {
+                key: sender.key,
+                session: from,
+            },
+            data,
+        };
+        self.deliver(&state, to, Utf8Bytes::from(encode(&frame)));
+        Ok(())
+    }
+
+    /// Serialises once and queues the bytes for every session in the channel except `skip`.
+    fn fan_out(
+        &self,
+        state: &HubState,
+        channel: &ChannelName,
+        skip: Option<SessionId>,
+        frame: &RelayToClient,
+    ) {
+        let Some(members) = state.channels.get(channel) else {
+            return;
+        };
+        let bytes = Utf8Bytes::from(encode(frame));
+        for member in members.iter().filter(|member| Some(**member) != skip) {
+            self.deliver(state, *member, bytes.clone());
+        }
+    }
+
+    /// Queues a frame without waiting; a full queue evicts the session as a slow consumer.
+    fn deliver(&self, state: &HubState, id: SessionId, bytes: Utf8Bytes) {
+        let Some(session) = state.sessions.get(&id) else {
+            return;
+        };
+        match session.outbox.try_send(bytes) {
+            Ok(()) => self.metrics.frame_queued(),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.metrics.queue_overflow();
+                session.evicted.cancel();
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+}
+
+fn gone() -> Refusal {
+    Refusal::new(ErrorCode::Internal, "session is closing")
+}

@@ -1,0 +1,108 @@
+//! Counters for `GET /metrics` in the Prometheus text format.
+
+use peerchat_shared::frames::ErrorCode;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+#[derive(Debug, Default)]
+pub(crate) struct Metrics {
+    connections_open: AtomicU64,
+    sessions: AtomicU64,
+    messages_relayed: AtomicU64,
+    frames_queued: AtomicU64,
+    queue_overflows: AtomicU64,
+    rejections: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Metrics {
+    pub(crate) fn connection_opened(&self) {
+        self.connections_open.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn connection_closed(&self) {
+        self.connections_open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_sessions(&self, count: usize) {
+        self.sessions.store(count as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn message_relayed(&self) {
+        self.messages_relayed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn frame_queued(&self) {
+        self.frames_queued.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn queue_overflow(&self) {
+        self.queue_overflows.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn rejected(&self, code: ErrorCode) {
+        let reason = serde_json::to_value(code)
+            .ok()
+            .and_then(|value| value.as_str().map(str::to_owned))
+            .unwrap_or_else(|| "other".into());
+        let mut rejections = self
+            .rejections
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *rejections.entry(reason).or_insert(0) += 1;
+    }
+
+    /// The Prometheus text exposition of every counter.
+    pub(crate) fn render(&self) -> String {
+        let mut text = String::new();
+        let mut gauge = |name: &str, kind: &str, help: &str, value: u64| {
+            let _ = writeln!(
+                text,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        };
+        gauge(
+            "peerchat_connections_open",
+            "gauge",
+            "Open WebSocket connections.",
+            self.connections_open.load(Ordering::Relaxed),
+        );
+        gauge(
+            "peerchat_sessions",
+            "gauge",
+            "Logged-in sessions.",
+            self.sessions.load(Ordering::Relaxed),
+        );
+        gauge(
+            "peerchat_messages_relayed_total",
+            "counter",
+            "Messages stamped and relayed.",
+            self.messages_relayed.load(Ordering::Relaxed),
+        );
+        gauge(
+            "peerchat_frames_queued_total",
+            "counter",
+            "Frames queued for delivery.",
+            self.frames_queued.load(Ordering::Relaxed),
+        );
+        gauge(
+            "peerchat_queue_overflows_total",
+            "counter",
+            "Slow consumers disconnected because their queue was full.",
+            self.queue_overflows.load(Ordering::Relaxed),
+        );
+        let _ = writeln!(text, "# HELP peerchat_rejections_total Frames or logins refused, by error code.\n# TYPE peerchat_rejections_total counter");
+        let rejections = self
+            .rejections
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for (reason, count) in rejections.iter() {
+            let _ = writeln!(
+                text,
+                "peerchat_rejections_total{{reason=\"{reason}\"}} {count}"
+            );
+        }
+        text
+    }
+}

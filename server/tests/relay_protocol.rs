@@ -1,0 +1,525 @@
+//! The relay over real WebSockets on loopback: login, admission, channels, presence, signed
+//! relay with resend idempotency, signalling, and every kind of bad input.
+
+mod support;
+
+use peerchat_server::{invites, Admission};
+use peerchat_shared::channel::ChannelName;
+use peerchat_shared::frames::{ClientToRelay, ErrorCode, PresenceChange, RelayToClient, SessionId};
+use peerchat_shared::identity::{SecretKey, Signature};
+use peerchat_shared::limits::MAX_CLIENT_FRAME_BYTES;
+use peerchat_shared::membership::{MembershipCertificate, Role};
+use peerchat_shared::message::Envelope;
+use peerchat_shared::time::UnixMillis;
+use std::time::Duration;
+use support::{config, Credentials, TestClient, TestRelay};
+
+fn envelope_of(frame: RelayToClient) -> Envelope {
+    match frame {
+        RelayToClient::Message { envelope } | RelayToClient::Ack { envelope } => envelope,
+        other => panic!("expected a message or ack, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn members_exchange_messages_signed_by_author_and_relay() {
+    let relay = TestRelay::start(config(Admission::Open)).await;
+    let relay_verifier = relay.key.public_key().verifier().unwrap();
+    let mut alice = relay.member(10).await;
+    let mut bob = relay.member(11).await;
+    alice.join("general").await;
+    bob.join("general").await;
+
+    let mut acked = Vec::new();
+    for (nonce, text) in [(1, "first"), (2, "second"), (3, "third")] {
+        alice
+            .send(&ClientToRelay::Send {
+                draft: alice.draft("general", nonce, text),
+            })
+            .await;
+        let ack = envelope_of(
+            alice
+                .next_matching(|frame| matches!(frame, RelayToClient::Ack { .. }))
+                .await,
+        );
+        acked.push(ack);
+    }
+    for sent in &acked {
+        let received = envelope_of(
+            bob.next_matching(|frame| matches!(frame, RelayToClient::Message { .. }))
+                .await,
+        );
+        assert_eq!(&received, sent);
+        let verified = received
+            .verify(&relay_verifier)
+            .expect("both signatures verify");
+        assert_eq!(verified.envelope().author, alice.key.public_key());
+    }
+    assert!(
+        acked.windows(2).all(|pair| pair[0].id < pair[1].id),
+        "ids sort in send order"
+    );
+
+    // A resend with the same nonce (say after a reconnect) gets the same envelope, no duplicate.
+    alice
+        .send(&ClientToRelay::Send {
+            draft: alice.draft("general", 2, "second"),
+        })
+        .await;
+    let again = envelope_of(
+        alice
+            .next_matching(|frame| matches!(frame, RelayToClient::Ack { .. }))
+            .await,
+    );
+    assert_eq!(again, acked[1]);
+    assert!(bob
+        .drain()
+        .await
+        .iter()
+        .all(|frame| !matches!(frame, RelayToClient::Message { .. })));
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn presence_shows_who_joins_leaves_and_disconnects() {
+    let relay = TestRelay::start(config(Admission::Open)).await;
+    let mut alice = relay.member(20).await;
+    alice.join("general").await;
+    let mut bob = relay.member(21).await;
+    bob.send(&ClientToRelay::Join {
+        channel: ChannelName::new("general").unwrap(),
+    })
+    .await;
+    match bob
+        .next_matching(|frame| matches!(frame, RelayToClient::Joined { .. }))
+        .await
+    {
+        RelayToClient::Joined { members, .. } => {
+            let keys: Vec<_> = members.iter().map(|member| member.key).collect();
+            assert!(keys.contains(&alice.key.public_key()) && keys.contains(&bob.key.public_key()));
+        }
+        _ => unreachable!(),
+    }
+    let joined = alice
+        .next_matching(|frame| matches!(frame, RelayToClient::Presence { .. }))
+        .await;
+    assert!(
+        matches!(joined, RelayToClient::Presence { change: PresenceChange::Joined, member, .. } if member.session == bob.session)
+    );
+
+    // A second tab of the same member is a separate session.
+    let mut bob_tab = relay.member(21).await;
+    assert_ne!(bob_tab.session, bob.session);
+    bob_tab.join("general").await;
+    drop(bob_tab);
+    let left = alice
+        .next_matching(|frame| {
+            matches!(
+                frame,
+                RelayToClient::Presence {
+                    change: PresenceChange::Left,
+                    ..
+                }
+            )
+        })
+        .await;
+    assert!(
+        matches!(left, RelayToClient::Presence { member, .. } if member.session != bob.session)
+    );
+
+    alice.send(&ClientToRelay::ListChannels).await;
+    match alice
+        .next_matching(|frame| matches!(frame, RelayToClient::Channels { .. }))
+        .await
+    {
+        RelayToClient::Channels { channels } => {
+            assert_eq!(channels.len(), 1);
+            assert_eq!(
+                (channels[0].name.as_str(), channels[0].online),
+                ("general", 2)
+            );
+        }
+        _ => unreachable!(),
+    }
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn invite_only_relay_admits_invited_and_certified_keys_only() {
+    let mut relay_config = config(Admission::InviteOnly);
+    let banned = SecretKey::from_seed([39; 32]).public_key();
+    relay_config.banned.insert(banned);
+    let relay = TestRelay::start(relay_config).await;
+
+    let (_, refused) = TestClient::login(&relay, 30, Credentials::None).await;
+    assert_eq!(refused, Err(ErrorCode::NotAdmitted));
+
+    let invite = invites::mint(&relay.key, Role::Member, 1, Duration::from_secs(3600));
+    let (first, accepted) =
+        TestClient::login(&relay, 31, Credentials::Invite(invite.clone())).await;
+    assert_eq!(accepted, Ok(()));
+    let (_, used_up) = TestClient::login(&relay, 32, Credentials::Invite(invite)).await;
+    assert_eq!(used_up, Err(ErrorCode::InviteUsedUp));
+
+    // The certificate from the welcome admits the member again, without an invite.
+    let certificate = first.certificate.clone().unwrap();
+    let (_, again) =
+        TestClient::login(&relay, 31, Credentials::Certificate(certificate.clone())).await;
+    assert_eq!(again, Ok(()));
+
+    let promoted = MembershipCertificate {
+        role: Role::Owner,
+        ..certificate.clone()
+    };
+    let (_, altered) = TestClient::login(&relay, 31, Credentials::Certificate(promoted)).await;
+    assert_eq!(altered, Err(ErrorCode::InvalidCredential));
+    let (_, stolen) = TestClient::login(&relay, 33, Credentials::Certificate(certificate)).await;
+    assert_eq!(stolen, Err(ErrorCode::InvalidCredential));
+    let forger = SecretKey::from_seed([99; 32]);
+    let forged = MembershipCertificate::issue(
+        &forger,
+        SecretKey::from_seed([34; 32]).public_key(),
+        Role::Member,
+        UnixMillis(0),
+        UnixMillis(u64::MAX >> 16),
+    );
+    let (_, forged_refused) = TestClient::login(&relay, 34, Credentials::Certificate(forged)).await;
+    assert_eq!(forged_refused, Err(ErrorCode::InvalidCredential));
+
+    let expired = peerchat_shared::membership::InviteToken::mint(
+        &relay.key,
+        [5; 16],
+        Role::Member,
+        9,
+        UnixMillis(1),
+    );
+    let (_, expired_refused) = TestClient::login(&relay, 35, Credentials::Invite(expired)).await;
+    assert_eq!(expired_refused, Err(ErrorCode::InvalidCredential));
+
+    let ban_invite = invites::mint(&relay.key, Role::Member, 5, Duration::from_secs(3600));
+    let (_, banned_refused) = TestClient::login(&relay, 39, Credentials::Invite(ban_invite)).await;
+    assert_eq!(banned_refused, Err(ErrorCode::Banned));
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn owners_mint_invites_and_members_cannot() {
+    let mut relay_config = config(Admission::InviteOnly);
+    relay_config
+        .owners
+        .insert(SecretKey::from_seed([40; 32]).public_key());
+    let relay = TestRelay::start(relay_config).await;
+    let (mut owner, welcome) = TestClient::login(&relay, 40, Credentials::None).await;
+    assert_eq!((welcome, owner.role), (Ok(()), Some(Role::Owner)));
+    owner
+        .send(&ClientToRelay::MintInvite {
+            role: Role::Member,
+            max_uses: 2,
+            ttl_seconds: 600,
+        })
+        .await;
+    let RelayToClient::Invite { token } = owner
+        .next_matching(|frame| matches!(frame, RelayToClient::Invite { .. }))
+        .await
+    else {
+        unreachable!()
+    };
+    let (mut member, accepted) = TestClient::login(&relay, 41, Credentials::Invite(token)).await;
+    assert_eq!((accepted, member.role), (Ok(()), Some(Role::Member)));
+    member
+        .send(&ClientToRelay::MintInvite {
+            role: Role::Owner,
+            max_uses: 1,
+            ttl_seconds: 600,
+        })
+        .await;
+    assert_eq!(member.expect_error().await, ErrorCode::Forbidden);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn bad_frames_get_clear_errors_and_the_relay_keeps_serving() {
+    let relay = TestRelay::start(config(Admission::Open)).await;
+    let mut mallory = relay.member(50).await;
+    let mut alice = relay.member(51).await;
+    alice.join("general").await;
+    mallory.join("general").await;
+
+    mallory.send_text("{not json".into()).await;
+    assert_eq!(mallory.expect_error().await, ErrorCode::MalformedFrame);
+    mallory.send_text(r#"{"type":"teleport"}"#.into()).await;
+    assert_eq!(mallory.expect_error().await, ErrorCode::UnknownType);
+    mallory
+        .send_text(r#"{"type":"join","channel":"No Spaces"}"#.into())
+        .await;
+    assert_eq!(mallory.expect_error().await, ErrorCode::InvalidField);
+    mallory
+        .send_text(format!(
+            r#"{{"type":"ping","pad":"{}"}}"#,
+            "x".repeat(MAX_CLIENT_FRAME_BYTES)
+        ))
+        .await;
+    assert_eq!(mallory.expect_error().await, ErrorCode::FrameTooLarge);
+
+    // A draft signed by someone else, or altered after signing, is refused with its nonce.
+    let mut forged = mallory.draft("general", 7, "I am alice");
+    forged.signature = alice.draft("general", 7, "I am alice").signature;
+    mallory.send(&ClientToRelay::Send { draft: forged }).await;
+    match mallory
+        .next_matching(|frame| matches!(frame, RelayToClient::Error { .. }))
+        .await
+    {
+        RelayToClient::Error { code, nonce, .. } => assert_eq!(
+            (code, nonce.map(|nonce| nonce.0)),
+            (ErrorCode::BadSignature, Some([7; 16]))
+        ),
+        _ => unreachable!(),
+    }
+    let mut tampered = mallory.draft("general", 8, "hello");
+    tampered.body = peerchat_shared::message::MessageBody::text("goodbye");
+    mallory.send(&ClientToRelay::Send { draft: tampered }).await;
+    assert_eq!(mallory.expect_error().await, ErrorCode::BadSignature);
+    mallory
+        .send(&ClientToRelay::Send {
+            draft: mallory.draft("random", 9, "not joined"),
+        })
+        .await;
+    assert_eq!(mallory.expect_error().await, ErrorCode::NotInChannel);
+    mallory
+        .send(&ClientToRelay::Login(Box::new(
+            peerchat_shared::frames::Login {
+                protocol: 1,
+                key: mallory.key.public_key(),
+                signature: Signature([0; 64]),
+                certificate: None,
+                invite: None,
+                profile: None,
+            },
+        )))
+        .await;
+    assert_eq!(mallory.expect_error().await, ErrorCode::AlreadyLoggedIn);
+
+    // Nothing of that reached alice, and the relay still serves her.
+    assert!(alice
+        .drain()
+        .await
+        .iter()
+        .all(|frame| !matches!(frame, RelayToClient::Message { .. })));
+    alice
+        .send(&ClientToRelay::Send {
+            draft: alice.draft("general", 1, "still here"),
+        })
+        .await;
+    envelope_of(
+        alice
+            .next_matching(|frame| matches!(frame, RelayToClient::Ack { .. }))
+            .await,
+    );
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn login_is_refused_for_replayed_expired_forged_or_premature_frames() {
+    let mut relay_config = config(Admission::Open);
+    relay_config.limits.challenge_ttl = Duration::from_millis(300);
+    let relay = TestRelay::start(relay_config).await;
+    let key = SecretKey::from_seed([60; 32]);
+
+    // A login answer recorded on one connection does not work on another (fresh nonce each time).
+    let (mut first, relay_key, nonce) = TestClient::connect(&relay).await;
+    let recorded = TestClient::login_frame(&key, &relay_key, &nonce, Credentials::None);
+    support::send_frame(&mut first, &recorded).await;
+    assert!(matches!(
+        support::next_frame(&mut first).await,
+        RelayToClient::Welcome { .. }
+    ));
+    let (mut second, _, _) = TestClient::connect(&relay).await;
+    support::send_frame(&mut second, &recorded).await;
+    assert!(matches!(
+        support::next_frame(&mut second).await,
+        RelayToClient::Error {
+            code: ErrorCode::LoginFailed,
+            ..
+        }
+    ));
+
+    // Too late: the challenge expired.
+    let (mut late, relay_key, nonce) = TestClient::connect(&relay).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    support::send_frame(
+        &mut late,
+        &TestClient::login_frame(&key, &relay_key, &nonce, Credentials::None),
+    )
+    .await;
+    assert!(matches!(
+        support::next_frame(&mut late).await,
+        RelayToClient::Error {
+            code: ErrorCode::ChallengeExpired,
+            ..
+        }
+    ));
+
+    // Signed by another key than the one claimed.
+    let (mut forged, relay_key, nonce) = TestClient::connect(&relay).await;
+    let mut frame = TestClient::login_frame(
+        &SecretKey::from_seed([61; 32]),
+        &relay_key,
+        &nonce,
+        Credentials::None,
+    );
+    if let ClientToRelay::Login(login) = &mut frame {
+        login.key = key.public_key();
+    }
+    support::send_frame(&mut forged, &frame).await;
+    assert!(matches!(
+        support::next_frame(&mut forged).await,
+        RelayToClient::Error {
+            code: ErrorCode::LoginFailed,
+            ..
+        }
+    ));
+
+    // Anything but login first.
+    let (mut premature, _, _) = TestClient::connect(&relay).await;
+    support::send_frame(
+        &mut premature,
+        &ClientToRelay::Join {
+            channel: ChannelName::new("general").unwrap(),
+        },
+    )
+    .await;
+    assert!(matches!(
+        support::next_frame(&mut premature).await,
+        RelayToClient::Error {
+            code: ErrorCode::NotLoggedIn,
+            ..
+        }
+    ));
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn signalling_from_is_set_by_the_relay_and_unknown_targets_are_refused() {
+    let relay = TestRelay::start(config(Admission::Open)).await;
+    let mut alice = relay.member(70).await;
+    let mut bob = relay.member(71).await;
+    // Mallory-style spoofing: an extra "from" field naming bob is ignored.
+    let spoofed = format!(
+        r#"{{"type":"signal","to":{},"data":"offer","from":{{"key":"{}","session":{}}}}}"#,
+        bob.session.0,
+        bob.key.public_key(),
+        bob.session.0
+    );
+    alice.send_text(spoofed).await;
+    match bob
+        .next_matching(|frame| matches!(frame, RelayToClient::Signal { .. }))
+        .await
+    {
+        RelayToClient::Signal { from, data } => {
+            assert_eq!(
+                (from.key, from.session, data.as_str()),
+                (alice.key.public_key(), alice.session, "offer")
+            );
+        }
+        _ => unreachable!(),
+    }
+    alice
+        .send(&ClientToRelay::Signal {
+            to: SessionId(999_999),
+            data: "offer".into(),
+        })
+        .await;
+    assert_eq!(alice.expect_error().await, ErrorCode::UnknownPeer);
+    alice
+        .send(&ClientToRelay::Signal {
+            to: bob.session,
+            data: "x".repeat(peerchat_shared::limits::MAX_SIGNAL_BYTES + 1),
+        })
+        .await;
+    assert_eq!(alice.expect_error().await, ErrorCode::InvalidField);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn flooding_beyond_the_rate_limit_is_refused_then_disconnected() {
+    let mut relay_config = config(Admission::Open);
+    relay_config.limits.frame_burst = 5.0;
+    relay_config.limits.frames_per_second = 0.001;
+    relay_config.limits.max_rate_limit_strikes = 3;
+    let relay = TestRelay::start(relay_config).await;
+    let mut flooder = relay.member(80).await;
+    for _ in 0..5 {
+        flooder.send(&ClientToRelay::Ping).await;
+        assert_eq!(flooder.next().await, RelayToClient::Pong);
+    }
+    for _ in 0..4 {
+        flooder.send(&ClientToRelay::Ping).await;
+        assert_eq!(flooder.expect_error().await, ErrorCode::RateLimited);
+    }
+    // The relay closed the connection; others still get in.
+    use futures_util::StreamExt as _;
+    let closed = loop {
+        match flooder.socket.next().await {
+            None | Some(Err(_)) => break true,
+            Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_))) => break true,
+            Some(Ok(_)) => continue,
+        }
+    };
+    assert!(closed);
+    relay.member(81).await;
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn relay_writes_no_message_data_and_clients_reconnect_after_a_restart() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let key_path = data_dir.path().join("relay.key");
+    let (key, created) = peerchat_server::key_file::load_or_create(&key_path).unwrap();
+    assert!(created);
+    let mut relay_config = config(Admission::InviteOnly);
+    relay_config.signing_key = key.clone();
+    let relay = TestRelay::start(relay_config.clone()).await;
+    let invite = invites::mint(&key, Role::Member, 1, Duration::from_secs(60));
+    let (mut alice, accepted) = TestClient::login(&relay, 90, Credentials::Invite(invite)).await;
+    assert_eq!(accepted, Ok(()));
+    alice.join("general").await;
+    alice
+        .send(&ClientToRelay::Send {
+            draft: alice.draft("general", 1, "remember me?"),
+        })
+        .await;
+    let first = envelope_of(
+        alice
+            .next_matching(|frame| matches!(frame, RelayToClient::Ack { .. }))
+            .await,
+    );
+
+    let address = relay.address;
+    relay.stop().await;
+    let entries: Vec<_> = std::fs::read_dir(data_dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    assert_eq!(entries, vec![std::ffi::OsString::from("relay.key")]);
+
+    // Same key file, new process state: the member's certificate still admits them.
+    let (reloaded, created_again) = peerchat_server::key_file::load_or_create(&key_path).unwrap();
+    assert!(!created_again);
+    relay_config.signing_key = reloaded;
+    let restarted = TestRelay::start_on(address, relay_config).await;
+    let certificate = alice.certificate.clone().unwrap();
+    let (mut back, accepted) =
+        TestClient::login(&restarted, 90, Credentials::Certificate(certificate)).await;
+    assert_eq!(accepted, Ok(()));
+    back.join("general").await;
+    back.send(&ClientToRelay::Send {
+        draft: back.draft("general", 2, "back again"),
+    })
+    .await;
+    let second = envelope_of(
+        back.next_matching(|frame| matches!(frame, RelayToClient::Ack { .. }))
+            .await,
+    );
+    assert!(second.id > first.id);
+    restarted.stop().await;
+}

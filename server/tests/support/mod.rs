@@ -1,0 +1,268 @@
+//! A relay on an ephemeral loopback port and a protocol-speaking test client.
+#![allow(dead_code)]
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use peerchat_server::{run, Admission, RelayConfig, RelayLimits};
+use peerchat_shared::channel::ChannelName;
+use peerchat_shared::codec::{decode_relay_frame, encode};
+use peerchat_shared::frames::{ClientToRelay, ErrorCode, Login, RelayToClient, SessionId};
+use peerchat_shared::identity::{PublicKey, SecretKey};
+use peerchat_shared::login::{sign_login, LoginNonce};
+use peerchat_shared::membership::{InviteToken, MembershipCertificate, Role};
+use peerchat_shared::message::{ClientNonce, Draft, MessageBody};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+
+/// Guards against a hung test; never an assertion about speed.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+pub struct TestRelay {
+    pub address: SocketAddr,
+    pub key: SecretKey,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+pub fn config(admission: Admission) -> RelayConfig {
+    RelayConfig {
+        signing_key: SecretKey::from_seed([1; 32]),
+        admission,
+        default_channels: vec![ChannelName::new("general").unwrap()],
+        banned: Default::default(),
+        owners: Default::default(),
+        ice_servers: vec![],
+        web_dir: std::env::temp_dir(),
+        limits: RelayLimits::default(),
+    }
+}
+
+impl TestRelay {
+    pub async fn start(config: RelayConfig) -> Self {
+        Self::start_on("127.0.0.1:0".parse().unwrap(), config).await
+    }
+
+    pub async fn start_on(address: SocketAddr, config: RelayConfig) -> Self {
+        let listener = tokio::net::TcpListener::bind(address).await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let key = config.signing_key.clone();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(run(listener, config, shutdown.clone()));
+        Self {
+            address,
+            key,
+            shutdown,
+            task,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.task.await.unwrap().unwrap();
+    }
+
+    /// A logged-in client with a fresh key derived from `seed`.
+    pub async fn member(&self, seed: u8) -> TestClient {
+        let (client, welcome) = TestClient::login(self, seed, Credentials::None).await;
+        welcome.expect("login accepted");
+        client
+    }
+}
+
+pub enum Credentials {
+    None,
+    Certificate(MembershipCertificate),
+    Invite(InviteToken),
+}
+
+pub struct TestClient {
+    pub socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub key: SecretKey,
+    pub relay: PublicKey,
+    pub session: SessionId,
+    pub certificate: Option<MembershipCertificate>,
+    pub role: Option<Role>,
+}
+
+impl TestClient {
+    /// Opens a WebSocket and reads the challenge.
+    pub async fn connect(
+        relay: &TestRelay,
+    ) -> (
+        WebSocketStream<MaybeTlsStream<TcpStream>>,
+        PublicKey,
+        LoginNonce,
+    ) {
+        let (mut socket, _) =
+            tokio_tungstenite::connect_async(format!("ws://{}/ws", relay.address))
+                .await
+                .unwrap();
+        match next_frame(&mut socket).await {
+            RelayToClient::Challenge {
+                protocol: 1,
+                relay,
+                nonce,
+            } => (socket, relay, nonce),
+            other => panic!("expected a challenge, got {other:?}"),
+        }
+    }
+
+    pub fn login_frame(
+        key: &SecretKey,
+        relay: &PublicKey,
+        nonce: &LoginNonce,
+        credentials: Credentials,
+    ) -> ClientToRelay {
+        let (certificate, invite) = match credentials {
+            Credentials::None => (None, None),
+            Credentials::Certificate(certificate) => (Some(certificate), None),
+            Credentials::Invite(invite) => (None, Some(invite)),
+        };
+        ClientToRelay::Login(Box::new(Login {
+            protocol: 1,
+            key: key.public_key(),
+            signature: sign_login(key, relay, nonce),
+            certificate,
+            invite,
+            profile: None,
+        }))
+    }
+
+    /// Logs in; on refusal returns the error code instead of a welcome.
+    pub async fn login(
+        relay: &TestRelay,
+        seed: u8,
+        credentials: Credentials,
+    ) -> (Self, Result<(), ErrorCode>) {
+        let key = SecretKey::from_seed([seed; 32]);
+        let (mut socket, relay_key, nonce) = Self::connect(relay).await;
+        send_frame(
+            &mut socket,
+            &Self::login_frame(&key, &relay_key, &nonce, credentials),
+        )
+        .await;
+        let mut client = Self {
+            socket,
+            key,
+            relay: relay_key,
+            session: SessionId(0),
+            certificate: None,
+            role: None,
+        };
+        match client.next().await {
+            RelayToClient::Welcome {
+                session,
+                role,
+                certificate,
+                ..
+            } => {
+                client.session = session;
+                client.role = Some(role);
+                client.certificate = Some(certificate);
+                (client, Ok(()))
+            }
+            RelayToClient::Error { code, .. } => (client, Err(code)),
+            other => panic!("expected welcome or error, got {other:?}"),
+        }
+    }
+
+    pub async fn send(&mut self, frame: &ClientToRelay) {
+        send_frame(&mut self.socket, frame).await;
+    }
+
+    pub async fn send_text(&mut self, text: String) {
+        self.socket.send(Message::Text(text.into())).await.unwrap();
+    }
+
+    pub async fn next(&mut self) -> RelayToClient {
+        next_frame(&mut self.socket).await
+    }
+
+    /// Skips frames until one matches.
+    pub async fn next_matching(
+        &mut self,
+        wanted: impl Fn(&RelayToClient) -> bool,
+    ) -> RelayToClient {
+        loop {
+            let frame = self.next().await;
+            if wanted(&frame) {
+                return frame;
+            }
+        }
+    }
+
+    pub async fn expect_error(&mut self) -> ErrorCode {
+        match self
+            .next_matching(|frame| matches!(frame, RelayToClient::Error { .. }))
+            .await
+        {
+            RelayToClient::Error { code, .. } => code,
+            _ => unreachable!(),
+        }
+    }
+
+    pub async fn join(&mut self, channel: &str) {
+        self.send(&ClientToRelay::Join {
+            channel: ChannelName::new(channel).unwrap(),
+        })
+        .await;
+        self.next_matching(|frame| matches!(frame, RelayToClient::Joined { .. }))
+            .await;
+    }
+
+    pub fn draft(&self, channel: &str, nonce: u8, text: &str) -> Draft {
+        Draft::sign(
+            &self.key,
+            &self.relay,
+            ChannelName::new(channel).unwrap(),
+            ClientNonce([nonce; 16]),
+            MessageBody::text(text),
+        )
+    }
+
+    /// Sends a ping and returns every frame that arrived before the pong.
+    pub async fn drain(&mut self) -> Vec<RelayToClient> {
+        self.send(&ClientToRelay::Ping).await;
+        let mut frames = Vec::new();
+        loop {
+            match self.next().await {
+                RelayToClient::Pong => return frames,
+                frame => frames.push(frame),
+            }
+        }
+    }
+}
+
+pub async fn send_frame(
+    socket: &mut WebSocketStream<MaybeTlsStream<TcpStream>>,
+    frame: &ClientToRelay,
+) {
+    socket
+        .send(Message::Text(encode(frame).into()))
+        .await
+        .unwrap();
+}
+
+pub async fn next_frame(socket: &mut WebSocketStream<MaybeTlsStream<TcpStream>>) -> RelayToClient {
+    loop {
+        let message = tokio::time::timeout(PATIENCE, socket.next())
+            .await
+            .expect("the relay answered in time")
+            .expect("the connection is open")
+            .expect("a valid WebSocket message");
+        match message {
+            Message::Text(text) => {
+                return decode_relay_frame(text.as_str()).expect("a valid relay frame")
+            }
+            Message::Close(_) => panic!("the relay closed the connection"),
+            _ => continue,
+        }
+    }
+}
