@@ -15,8 +15,11 @@ RUN cargo xtask web \
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /out/peerchat-server /usr/local/bin/peerchat-server
 COPY --from=build /out/web /srv/peerchat/web
+# Set PEERCHAT_SIGNING_KEY as a secret in production; without it a key file is created in the
+# container, which is lost with the container.
 ENV PEERCHAT_LISTEN=0.0.0.0:8080 \
-    PEERCHAT_WEB_DIR=/srv/peerchat/web
+    PEERCHAT_WEB_DIR=/srv/peerchat/web \
+    PEERCHAT_KEY_FILE=/home/nonroot/peerchat/relay.key
 EXPOSE 8080
 USER nonroot
 ENTRYPOINT ["/usr/local/bin/peerchat-server"]

@@ -47,10 +47,19 @@ pub(crate) async fn serve(
     hub.metrics.connection_closed();
 }
 
-async fn send(socket: &mut WebSocket, frame: &RelayToClient) -> Result<(), axum::Error> {
-    socket
-        .send(Message::Text(Utf8Bytes::from(encode(frame))))
-        .await
+/// A client that does not take a frame within this time is dropped.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Writes one message, giving up on a client that stopped reading.
+async fn write(socket: &mut WebSocket, message: Message) -> Result<(), ()> {
+    match tokio::time::timeout(WRITE_TIMEOUT, socket.send(message)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) | Err(_) => Err(()),
+    }
+}
+
+async fn send(socket: &mut WebSocket, frame: &RelayToClient) -> Result<(), ()> {
+    write(socket, Message::Text(Utf8Bytes::from(encode(frame)))).await
 }
 
 async fn send_error(
@@ -72,9 +81,11 @@ async fn send_error(
 async fn close_with(socket: &mut WebSocket, hub: &Hub, refusal: Refusal) {
     let reason = Utf8Bytes::from(refusal.message.clone());
     send_error(socket, hub, refusal, None).await;
-    let _ = socket
-        .send(Message::Close(Some(CloseFrame { code: 1008, reason })))
-        .await;
+    let _ = write(
+        socket,
+        Message::Close(Some(CloseFrame { code: 1008, reason })),
+    )
+    .await;
 }
 
 /// Waits for the `login` frame and admits the member, or answers with an error and gives up.
@@ -280,16 +291,19 @@ async fn run_session(
                 return;
             }
             Some(bytes) = handle.outbox.recv() => {
-                if socket.send(Message::Text(bytes)).await.is_err() {
-                    return;
+                // A reader too slow to take this frame is evicted meanwhile; stop waiting then.
+                tokio::select! {
+                    written = write(socket, Message::Text(bytes)) => if written.is_err() { return },
+                    () = handle.evicted.cancelled() => return,
+                    () = shutdown.cancelled() => return,
                 }
             }
             _ = ping.tick() => {
                 if last_heard.elapsed() > limits.idle_timeout {
-                    let _ = socket.send(Message::Close(Some(CloseFrame { code: 1001, reason: "idle".into() }))).await;
+                    let _ = write(socket, Message::Close(Some(CloseFrame { code: 1001, reason: "idle".into() }))).await;
                     return;
                 }
-                if socket.send(Message::Ping(Default::default())).await.is_err() {
+                if write(socket, Message::Ping(Default::default())).await.is_err() {
                     return;
                 }
             }

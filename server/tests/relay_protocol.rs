@@ -523,3 +523,76 @@ async fn relay_writes_no_message_data_and_clients_reconnect_after_a_restart() {
     assert!(second.id > first.id);
     restarted.stop().await;
 }
+
+#[tokio::test]
+async fn a_slow_reader_is_disconnected_without_holding_up_the_channel() {
+    let mut relay_config = config(Admission::Open);
+    relay_config.limits.send_queue_frames = 4;
+    relay_config.limits.messages_per_second = 1e6;
+    relay_config.limits.message_burst = 1e6;
+    relay_config.limits.frames_per_second = 1e6;
+    relay_config.limits.frame_burst = 1e6;
+    let relay = TestRelay::start(relay_config).await;
+    let mut sender = relay.member(100).await;
+    let mut slow = relay.member(101).await;
+    sender.join("general").await;
+    slow.join("general").await;
+    let slow_session = slow.session;
+
+    // The slow member never reads; the sender keeps posting until the relay drops the reader.
+    let text = "x".repeat(peerchat_shared::limits::MAX_TEXT_BYTES);
+    let mut nonce = 0u64;
+    let dropped = loop {
+        nonce += 1;
+        assert!(nonce < 5_000, "the slow reader was never disconnected");
+        let mut draft = sender.draft("general", 0, &text);
+        draft.nonce = peerchat_shared::message::ClientNonce(u128::from(nonce).to_be_bytes());
+        let draft = peerchat_shared::message::Draft::sign(
+            &sender.key,
+            &sender.relay,
+            draft.channel,
+            draft.nonce,
+            draft.body,
+        );
+        sender.send(&ClientToRelay::Send { draft }).await;
+        let frame = sender
+            .next_matching(|frame| {
+                matches!(
+                    frame,
+                    RelayToClient::Ack { .. }
+                        | RelayToClient::Presence {
+                            change: PresenceChange::Left,
+                            ..
+                        }
+                )
+            })
+            .await;
+        if let RelayToClient::Presence { member, .. } = frame {
+            break member.session;
+        }
+    };
+    assert_eq!(dropped, slow_session);
+    let metrics = reqwest::get(relay.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("peerchat_queue_overflows_total 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("peerchat_sessions 1"), "{metrics}");
+    sender
+        .send(&ClientToRelay::Send {
+            draft: sender.draft("general", 1, "still flowing"),
+        })
+        .await;
+    envelope_of(
+        sender
+            .next_matching(|frame| matches!(frame, RelayToClient::Ack { .. }))
+            .await,
+    );
+    drop(slow);
+    relay.stop().await;
+}
