@@ -1,4 +1,4 @@
-# peerchat relay image: the relay binary and the web client, running as a non-root user.
+# peerchat relay image: the relay binary (with the web client built in), running as non-root.
 # The build runs the same steps as `cargo xtask web` and a release build of the relay.
 
 FROM rust:1-bookworm AS build
@@ -7,18 +7,15 @@ COPY . .
 # `cargo xtask web` installs the wasm32 target and the wasm-bindgen CLI at the version in
 # Cargo.lock, builds the WASM client and writes the bundle to web/pkg.
 RUN cargo xtask web \
- && cargo build --release --locked --package peerchat-server \
- && mkdir -p /out/web \
- && cp target/release/peerchat-server /out/ \
- && cp -r web/index.html web/app.js web/style.css web/pkg /out/web/
+ && cargo build --release --locked --package peerchat-server --bin peerchat-server \
+ && mkdir -p /out \
+ && cp target/release/peerchat-server /out/
 
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /out/peerchat-server /usr/local/bin/peerchat-server
-COPY --from=build /out/web /srv/peerchat/web
 # Set PEERCHAT_SIGNING_KEY as a secret in production; without it a key file is created in the
 # container, which is lost with the container.
 ENV PEERCHAT_LISTEN=0.0.0.0:8080 \
-    PEERCHAT_WEB_DIR=/srv/peerchat/web \
     PEERCHAT_KEY_FILE=/home/nonroot/peerchat/relay.key
 EXPOSE 8080
 USER nonroot

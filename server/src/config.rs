@@ -28,8 +28,11 @@ pub struct RelayConfig {
     /// Keys that log in as owners (may mint invites).
     pub owners: HashSet<PublicKey>,
     pub ice_servers: Vec<IceServer>,
-    /// Folder with the built web client (`index.html`, `pkg/`).
-    pub web_dir: PathBuf,
+    /// Serve the web client from this folder instead of the copy embedded in the binary
+    /// (for working on the UI without rebuilding the relay).
+    pub web_dir: Option<PathBuf>,
+    /// The relay's public URL, shown in `/.well-known/peerchat`.
+    pub public_url: Option<String>,
     pub limits: RelayLimits,
 }
 

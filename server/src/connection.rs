@@ -86,6 +86,23 @@ async fn close_with(socket: &mut WebSocket, hub: &Hub, refusal: Refusal) {
         Message::Close(Some(CloseFrame { code: 1008, reason })),
     )
     .await;
+    finish_closing_handshake(socket).await;
+}
+
+/// How long to wait for the client's answering close frame.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// Waits briefly for the client's close frame before the TCP connection is dropped. Dropping at
+/// once can make the client's kernel discard frames it has not read yet (the error, say).
+async fn finish_closing_handshake(socket: &mut WebSocket) {
+    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+        while let Some(Ok(message)) = socket.recv().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// Waits for the `login` frame and admits the member, or answers with an error and gives up.
@@ -277,12 +294,19 @@ async fn run_session(
         return;
     }
     let limits = &hub.config.limits;
-    let mut ping = tokio::time::interval(limits.ping_interval);
+    let first_ping = tokio::time::Instant::now() + limits.ping_interval;
+    let mut ping = tokio::time::interval_at(first_ping, limits.ping_interval);
     let mut last_heard = Instant::now();
     let mut strikes = 0u32;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => {
+                // Deliver what is already queued, then say goodbye.
+                while let Ok(bytes) = handle.outbox.try_recv() {
+                    if write(socket, Message::Text(bytes)).await.is_err() {
+                        return;
+                    }
+                }
                 close_with(socket, hub, Refusal::new(ErrorCode::ShuttingDown, "the relay is restarting; reconnect shortly")).await;
                 return;
             }

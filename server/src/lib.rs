@@ -10,6 +10,7 @@ pub mod invites;
 pub mod key_file;
 mod metrics;
 mod rate;
+mod web_assets;
 
 pub use config::{Admission, RelayConfig, RelayLimits};
 
@@ -56,13 +57,16 @@ pub async fn run(
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::REFERRER_POLICY, "no-referrer"),
     ];
-    let mut app = Router::new()
+    let app = Router::new()
         .route("/ws", get(upgrade))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/.well-known/peerchat", get(well_known))
-        .route("/metrics", get(metrics))
-        .fallback_service(ServeDir::new(web_dir))
-        .with_state(state);
+        .route("/metrics", get(metrics));
+    let mut app = match web_dir {
+        Some(dir) => app.fallback_service(ServeDir::new(dir)),
+        None => app.fallback(web_assets::serve),
+    }
+    .with_state(state);
     for (name, value) in security_headers {
         app = app.layer(SetResponseHeaderLayer::overriding(
             name,
@@ -96,6 +100,7 @@ async fn well_known(State(state): State<AppState>) -> impl IntoResponse {
         "protocol": peerchat_shared::PROTOCOL_VERSION,
         "version": env!("CARGO_PKG_VERSION"),
         "relay_key": state.hub.relay_key,
+        "url": config.public_url,
         "admission": match config.admission { Admission::Open => "open", Admission::InviteOnly => "invite_only" },
         "limits": {
             "max_client_frame_bytes": MAX_CLIENT_FRAME_BYTES,

@@ -51,9 +51,18 @@ struct Options {
     /// STUN/TURN URLs handed to clients for WebRTC (comma-separated), e.g. stun:stun.example.org:3478.
     #[arg(long, env = "PEERCHAT_ICE_SERVERS", value_delimiter = ',')]
     ice_servers: Vec<String>,
-    /// Folder holding the built web client.
-    #[arg(long, env = "PEERCHAT_WEB_DIR", default_value = "web")]
-    web_dir: PathBuf,
+    /// Serve the web client from this folder instead of the copy built into the binary.
+    #[arg(long, env = "PEERCHAT_WEB_DIR")]
+    web_dir: Option<PathBuf>,
+    /// The relay's public URL (for invite links and `/.well-known/peerchat`).
+    #[arg(
+        long,
+        env = "PEERCHAT_PUBLIC_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    public_url: String,
+    #[command(flatten)]
+    limits: LimitOptions,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -71,14 +80,52 @@ enum Command {
         /// The role it grants.
         #[arg(long, value_enum, default_value = "member")]
         role: InviteRole,
-        /// The relay's public URL, for the link.
-        #[arg(
-            long,
-            env = "PEERCHAT_PUBLIC_URL",
-            default_value = "http://127.0.0.1:8080"
-        )]
-        public_url: String,
     },
+}
+
+/// Limits an operator may tune; see docs/protocol.md section 8.1 for what each does.
+#[derive(Debug, clap::Args)]
+struct LimitOptions {
+    /// Most logged-in sessions at once.
+    #[arg(long, env = "PEERCHAT_MAX_SESSIONS", default_value_t = RelayLimits::default().max_sessions)]
+    max_sessions: usize,
+    /// Most sessions per member key.
+    #[arg(long, env = "PEERCHAT_CONNECTIONS_PER_KEY", default_value_t = RelayLimits::default().connections_per_key)]
+    connections_per_key: usize,
+    /// Most sessions per client IP address.
+    #[arg(long, env = "PEERCHAT_CONNECTIONS_PER_ADDRESS", default_value_t = RelayLimits::default().connections_per_address)]
+    connections_per_address: usize,
+    /// Sustained messages per second per key.
+    #[arg(long, env = "PEERCHAT_MESSAGES_PER_SECOND", default_value_t = RelayLimits::default().messages_per_second)]
+    messages_per_second: f64,
+    /// Messages a key may send in a burst above the sustained rate.
+    #[arg(long, env = "PEERCHAT_MESSAGE_BURST", default_value_t = RelayLimits::default().message_burst)]
+    message_burst: f64,
+    /// Sustained frames per second per key.
+    #[arg(long, env = "PEERCHAT_FRAMES_PER_SECOND", default_value_t = RelayLimits::default().frames_per_second)]
+    frames_per_second: f64,
+    /// Frames a key may send in a burst above the sustained rate.
+    #[arg(long, env = "PEERCHAT_FRAME_BURST", default_value_t = RelayLimits::default().frame_burst)]
+    frame_burst: f64,
+    /// Frames queued per session before it is disconnected as a slow consumer.
+    #[arg(long, env = "PEERCHAT_SEND_QUEUE_FRAMES", default_value_t = RelayLimits::default().send_queue_frames)]
+    send_queue_frames: usize,
+}
+
+impl LimitOptions {
+    fn to_limits(&self) -> RelayLimits {
+        RelayLimits {
+            max_sessions: self.max_sessions,
+            connections_per_key: self.connections_per_key,
+            connections_per_address: self.connections_per_address,
+            messages_per_second: self.messages_per_second,
+            message_burst: self.message_burst,
+            frames_per_second: self.frames_per_second,
+            frame_burst: self.frame_burst,
+            send_queue_frames: self.send_queue_frames.max(1),
+            ..RelayLimits::default()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -162,25 +209,21 @@ fn config(options: &Options) -> Result<RelayConfig> {
             .collect(),
         ice_servers,
         web_dir: options.web_dir.clone(),
-        limits: RelayLimits::default(),
+        public_url: Some(options.public_url.clone()),
+        limits: options.limits.to_limits(),
     })
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     let options = Options::parse();
-    if let Some(Command::Invite {
-        uses,
-        ttl,
-        role,
-        public_url,
-    }) = &options.command
-    {
+    if let Some(Command::Invite { uses, ttl, role }) = &options.command {
         let role = match role {
             InviteRole::Member => Role::Member,
             InviteRole::Owner => Role::Owner,
@@ -188,7 +231,10 @@ async fn main() -> Result<()> {
         let token = invites::mint(&signing_key(&options)?, role, *uses, *ttl);
         #[allow(clippy::print_stdout)]
         {
-            println!("{}/#invite={token}", public_url.trim_end_matches('/'));
+            println!(
+                "{}/#invite={token}",
+                options.public_url.trim_end_matches('/')
+            );
         }
         return Ok(());
     }

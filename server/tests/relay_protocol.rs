@@ -596,3 +596,239 @@ async fn a_slow_reader_is_disconnected_without_holding_up_the_channel() {
     drop(slow);
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn profiles_give_members_display_names_and_renames_reach_the_channel() {
+    use peerchat_shared::membership::{DisplayName, Profile};
+    let relay = TestRelay::start(config(Admission::Open)).await;
+    let relay_key = relay.key.public_key();
+    let ada = SecretKey::from_seed([110; 32]);
+    let profile = Profile::sign(
+        &ada,
+        &relay_key,
+        DisplayName::new("Ada").unwrap(),
+        UnixMillis(1),
+    );
+    let (mut socket, _, nonce) = TestClient::connect(&relay).await;
+    let mut login = TestClient::login_frame(&ada, &relay_key, &nonce, Credentials::None);
+    if let ClientToRelay::Login(login) = &mut login {
+        login.profile = Some(profile);
+    }
+    support::send_frame(&mut socket, &login).await;
+    assert!(matches!(
+        support::next_frame(&mut socket).await,
+        RelayToClient::Welcome { .. }
+    ));
+    support::send_frame(
+        &mut socket,
+        &ClientToRelay::Join {
+            channel: ChannelName::new("general").unwrap(),
+        },
+    )
+    .await;
+    support::next_frame(&mut socket).await;
+
+    let mut grace = relay.member(111).await;
+    grace
+        .send(&ClientToRelay::Join {
+            channel: ChannelName::new("general").unwrap(),
+        })
+        .await;
+    let RelayToClient::Joined { members, .. } = grace
+        .next_matching(|frame| matches!(frame, RelayToClient::Joined { .. }))
+        .await
+    else {
+        unreachable!()
+    };
+    let shown = members
+        .iter()
+        .find(|member| member.key == ada.public_key())
+        .and_then(|member| member.profile.clone());
+    assert_eq!(
+        shown
+            .map(|profile| profile.display_name.as_str().to_owned())
+            .as_deref(),
+        Some("Ada")
+    );
+
+    let renamed = Profile::sign(
+        &ada,
+        &relay_key,
+        DisplayName::new("Ada Lovelace").unwrap(),
+        UnixMillis(2),
+    );
+    support::send_frame(&mut socket, &ClientToRelay::SetProfile { profile: renamed }).await;
+    let update = grace
+        .next_matching(|frame| {
+            matches!(
+                frame,
+                RelayToClient::Presence {
+                    change: PresenceChange::Updated,
+                    ..
+                }
+            )
+        })
+        .await;
+    let RelayToClient::Presence { member, .. } = update else {
+        unreachable!()
+    };
+    assert_eq!(
+        member.profile.unwrap().display_name.as_str(),
+        "Ada Lovelace"
+    );
+
+    // A profile signed by someone else is refused.
+    let impostor = Profile::sign(
+        &SecretKey::from_seed([112; 32]),
+        &relay_key,
+        DisplayName::new("Ada").unwrap(),
+        UnixMillis(3),
+    );
+    grace
+        .send(&ClientToRelay::SetProfile { profile: impostor })
+        .await;
+    assert_eq!(grace.expect_error().await, ErrorCode::BadSignature);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn attachment_announcements_are_stamped_and_relayed_like_messages() {
+    use peerchat_shared::message::{AttachmentMeta, ClientNonce, Draft, MessageBody, Sha256Digest};
+    let relay = TestRelay::start(config(Admission::Open)).await;
+    let mut alice = relay.member(120).await;
+    let mut bob = relay.member(121).await;
+    alice.join("general").await;
+    bob.join("general").await;
+    let meta = AttachmentMeta {
+        digest: Sha256Digest([0xab; 32]),
+        size: 123_456,
+        media_type: "image/png".into(),
+        name: "cat.png".into(),
+    };
+    let draft = Draft::sign(
+        &alice.key,
+        &alice.relay,
+        ChannelName::new("general").unwrap(),
+        ClientNonce([1; 16]),
+        MessageBody::Attachment(meta.clone()),
+    );
+    alice.send(&ClientToRelay::Send { draft }).await;
+    let received = envelope_of(
+        bob.next_matching(|frame| matches!(frame, RelayToClient::Message { .. }))
+            .await,
+    );
+    assert_eq!(received.body, MessageBody::Attachment(meta));
+    received
+        .verify(&relay.key.public_key().verifier().unwrap())
+        .unwrap();
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn sessions_are_limited_in_channels_and_connections_per_key() {
+    let mut relay_config = config(Admission::Open);
+    relay_config.limits.frame_burst = 1_000.0;
+    relay_config.limits.connections_per_key = 2;
+    let relay = TestRelay::start(relay_config).await;
+    let mut member = relay.member(130).await;
+    for index in 0..peerchat_shared::limits::MAX_CHANNELS_PER_SESSION {
+        member.join(&format!("room-{index}")).await;
+    }
+    member
+        .send(&ClientToRelay::Join {
+            channel: ChannelName::new("one-too-many").unwrap(),
+        })
+        .await;
+    assert_eq!(member.expect_error().await, ErrorCode::TooManyChannels);
+
+    let _second_tab = relay.member(130).await;
+    let (_, third_tab) = TestClient::login(&relay, 130, Credentials::None).await;
+    assert_eq!(third_tab, Err(ErrorCode::TooManyConnections));
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed_and_shutdown_delivers_queued_frames_first() {
+    use futures_util::StreamExt as _;
+    let mut relay_config = config(Admission::Open);
+    relay_config.limits.ping_interval = Duration::from_millis(100);
+    relay_config.limits.idle_timeout = Duration::from_millis(300);
+    let relay = TestRelay::start(relay_config).await;
+    let mut idle = relay.member(140).await;
+    idle.join("general").await;
+    let idle_session = idle.session;
+    // The observer keeps reading, so it answers pings; the idle member reads nothing, so it
+    // answers none, and the relay closes it.
+    let mut observer = relay.member(143).await;
+    observer.join("general").await;
+    let left = observer
+        .next_matching(|frame| {
+            matches!(
+                frame,
+                RelayToClient::Presence {
+                    change: PresenceChange::Left,
+                    ..
+                }
+            )
+        })
+        .await;
+    assert!(
+        matches!(left, RelayToClient::Presence { member, .. } if member.session == idle_session)
+    );
+    let ended = loop {
+        match idle.socket.next().await {
+            None | Some(Err(_)) | Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_))) => {
+                break true
+            }
+            Some(Ok(_)) => continue,
+        }
+    };
+    assert!(ended);
+
+    let mut relay_config = config(Admission::Open);
+    relay_config.limits.idle_timeout = Duration::from_secs(3_600);
+    let relay_two = TestRelay::start(relay_config).await;
+    let mut alice = relay_two.member(141).await;
+    let mut bob = relay_two.member(142).await;
+    alice.join("general").await;
+    bob.join("general").await;
+    alice
+        .send(&ClientToRelay::Send {
+            draft: alice.draft("general", 1, "last words"),
+        })
+        .await;
+    envelope_of(
+        alice
+            .next_matching(|frame| matches!(frame, RelayToClient::Ack { .. }))
+            .await,
+    );
+    relay.stop().await;
+    relay_two.stop().await;
+    let frames_before_goodbye: Vec<RelayToClient> = {
+        let mut frames = Vec::new();
+        loop {
+            match bob.socket.next().await {
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Text(text))) => {
+                    frames.push(peerchat_shared::codec::decode_relay_frame(text.as_str()).unwrap());
+                }
+                Some(Ok(_)) => continue,
+                None | Some(Err(_)) => break frames,
+            }
+        }
+    };
+    let position =
+        |wanted: fn(&RelayToClient) -> bool| frames_before_goodbye.iter().position(wanted);
+    let message = position(|frame| matches!(frame, RelayToClient::Message { .. }))
+        .expect("the queued message arrived");
+    let goodbye = position(|frame| {
+        matches!(
+            frame,
+            RelayToClient::Error {
+                code: ErrorCode::ShuttingDown,
+                ..
+            }
+        )
+    })
+    .expect("shutting_down arrived");
+    assert!(message < goodbye);
+}

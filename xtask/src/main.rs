@@ -1,6 +1,7 @@
 //! `cargo xtask`: peerchat's developer commands. `serve` and `test` each make the machine ready
 //! first (see `setup`), so a fresh Debian or Ubuntu machine with rustup's Rust needs nothing else.
 
+mod bench;
 mod process;
 mod setup;
 mod wasm;
@@ -28,11 +29,26 @@ enum Command {
     Test,
     /// What CI runs (.ci/run): the same as `test`.
     Ci,
+    /// Benchmarks; results go in docs/benchmarks.md.
+    Bench {
+        #[command(subcommand)]
+        target: BenchTarget,
+    },
     /// Fuzz frame decoding for a fixed time budget (installs cargo-fuzz when missing).
     Fuzz {
         /// Seconds to fuzz each target.
         #[arg(long, default_value_t = 60)]
         seconds: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchTarget {
+    /// Relay memory, fan-out throughput, latency and CPU per delivery (two processes, loopback).
+    Relay {
+        /// Runs of each scenario (report the median).
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
     },
 }
 
@@ -47,6 +63,9 @@ fn main() -> Result<()> {
         }
         Command::Serve => serve(&root),
         Command::Test | Command::Ci => test(&root),
+        Command::Bench {
+            target: BenchTarget::Relay { repeats },
+        } => bench::relay(&root, repeats),
         Command::Fuzz { seconds } => fuzz(&root, seconds),
     }
 }
@@ -64,8 +83,7 @@ fn serve(root: &Path) -> Result<()> {
     process::run(
         process::cargo(root)
             .args(["run", "--release", "--package", "peerchat-server", "--"])
-            .args(["--listen", "127.0.0.1:8080", "--web-dir"])
-            .arg(root.join("web")),
+            .args(["--listen", "127.0.0.1:8080"]),
     )
 }
 

@@ -35,7 +35,8 @@ pub fn config(admission: Admission) -> RelayConfig {
         banned: Default::default(),
         owners: Default::default(),
         ice_servers: vec![],
-        web_dir: std::env::temp_dir(),
+        web_dir: None,
+        public_url: None,
         limits: RelayLimits::default(),
     }
 }

@@ -1,0 +1,142 @@
+//! `cargo xtask bench relay`: the relay binary and the `peerchat-load` generator as two processes
+//! on loopback, the relay pinned to one core and the generator to the other.
+
+use crate::process::{self, run};
+use crate::setup::find_in_path;
+use anyhow::{Context as _, Result};
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+/// One load: members in the channel, total messages per second (0 for idle memory only).
+struct Scenario {
+    members: usize,
+    publishers: usize,
+    rate: u64,
+    seconds: u64,
+}
+
+const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        members: 1000,
+        publishers: 1,
+        rate: 0,
+        seconds: 0,
+    },
+    Scenario {
+        members: 10,
+        publishers: 10,
+        rate: 100,
+        seconds: 10,
+    },
+    Scenario {
+        members: 100,
+        publishers: 10,
+        rate: 100,
+        seconds: 10,
+    },
+    Scenario {
+        members: 1000,
+        publishers: 10,
+        rate: 100,
+        seconds: 10,
+    },
+];
+
+pub(crate) fn relay(root: &Path, repeats: usize) -> Result<()> {
+    run(process::cargo(root).args([
+        "build",
+        "--release",
+        "--locked",
+        "--package",
+        "peerchat-server",
+        "--bins",
+    ]))?;
+    let release = root.join("target/release");
+    for scenario in SCENARIOS {
+        for repeat in 1..=repeats {
+            eprintln!(
+                "xtask: bench relay: {} members, {} msg/s, run {repeat}/{repeats}",
+                scenario.members, scenario.rate
+            );
+            run_scenario(&release, scenario)?;
+        }
+    }
+    Ok(())
+}
+
+fn run_scenario(release: &Path, scenario: &Scenario) -> Result<()> {
+    let port = free_loopback_port()?;
+    let mut relay = pinned(0, &release.join("peerchat-server"))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        // A fixed key: nothing is written to disk.
+        .env(
+            "PEERCHAT_SIGNING_KEY",
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8",
+        )
+        .env("PEERCHAT_CONNECTIONS_PER_ADDRESS", "100000")
+        .env("PEERCHAT_MESSAGES_PER_SECOND", "100000")
+        .env("PEERCHAT_MESSAGE_BURST", "100000")
+        .env("PEERCHAT_FRAMES_PER_SECOND", "100000")
+        .env("PEERCHAT_FRAME_BURST", "100000")
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .context("cannot start the relay")?;
+    let outcome = wait_until_listening(port).and_then(|()| {
+        run(pinned(1, &release.join("peerchat-load"))
+            .arg("--relay")
+            .arg(format!("ws://127.0.0.1:{port}/ws"))
+            .arg("--pid")
+            .arg(relay_pid(&relay))
+            .args(["--members", &scenario.members.to_string()])
+            .args(["--publishers", &scenario.publishers.to_string()])
+            .args(["--rate", &scenario.rate.to_string()])
+            .args(["--seconds", &scenario.seconds.to_string()]))
+    });
+    stop(&mut relay);
+    outcome
+}
+
+/// Runs `program` on one CPU with a high open-file limit, through `sh` so `ulimit` applies.
+fn pinned(cpu: usize, program: &Path) -> Command {
+    let mut command = Command::new("sh");
+    let pin = if find_in_path("taskset").is_some() {
+        format!("taskset -c {cpu} ")
+    } else {
+        String::new()
+    };
+    command
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 65536 2>/dev/null || ulimit -n 4096; exec {pin}\"$0\" \"$@\""
+        ))
+        .arg(program);
+    command
+}
+
+/// `sh` execs the relay, so the child's pid is the relay's.
+fn relay_pid(relay: &Child) -> String {
+    relay.id().to_string()
+}
+
+fn free_loopback_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn wait_until_listening(port: u16) -> Result<()> {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(20) {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    anyhow::bail!("the relay did not start listening on port {port}")
+}
+
+fn stop(relay: &mut Child) {
+    let _ = Command::new("kill").arg(relay.id().to_string()).status();
+    let _ = relay.wait();
+}
