@@ -287,7 +287,7 @@ async fn run_session(
     socket: &mut WebSocket,
     hub: &Hub,
     member: Member,
-    mut handle: SessionHandle,
+    handle: SessionHandle,
     shutdown: &CancellationToken,
 ) {
     if send(socket, &welcome(hub, &member)).await.is_err() {
@@ -302,7 +302,7 @@ async fn run_session(
         tokio::select! {
             () = shutdown.cancelled() => {
                 // Deliver what is already queued, then say goodbye.
-                while let Ok(bytes) = handle.outbox.try_recv() {
+                while let Some(bytes) = handle.outbox.try_pop() {
                     if write(socket, Message::Text(bytes)).await.is_err() {
                         return;
                     }
@@ -314,7 +314,7 @@ async fn run_session(
                 close_with(socket, hub, Refusal::new(ErrorCode::SlowConsumer, "you were not reading fast enough")).await;
                 return;
             }
-            Some(bytes) = handle.outbox.recv() => {
+            bytes = handle.outbox.pop() => {
                 // A reader too slow to take this frame is evicted meanwhile; stop waiting then.
                 tokio::select! {
                     written = write(socket, Message::Text(bytes)) => if written.is_err() { return },
@@ -346,7 +346,9 @@ async fn run_session(
                             continue;
                         }
                         strikes = 0;
-                        handle_frame(socket, hub, &member, text.as_str()).await;
+                        // Boxed: the handler's state lives on the heap only while a frame is handled, which
+                        // keeps an idle connection's task small.
+                        Box::pin(handle_frame(socket, hub, &member, text.as_str())).await;
                     }
                     Message::Binary(_) => {
                         send_error(socket, hub, Refusal::new(ErrorCode::MalformedFrame, "frames are JSON text"), None).await;

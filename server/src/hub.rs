@@ -7,6 +7,7 @@
 
 use crate::config::RelayConfig;
 use crate::metrics::Metrics;
+use crate::outbox::{Outbox, OutboxFull};
 use crate::rate::TokenBucket;
 use axum::extract::ws::Utf8Bytes;
 use peerchat_shared::channel::ChannelName;
@@ -17,6 +18,7 @@ use peerchat_shared::frames::{
 };
 use peerchat_shared::identity::{PublicKey, Verifier};
 use peerchat_shared::ids::MessageIdGenerator;
+use peerchat_shared::limits::{MAX_LISTED_CHANNELS, MAX_LISTED_MEMBERS, MEMBERS_PER_FRAME};
 use peerchat_shared::membership::{Profile, Role};
 use peerchat_shared::message::{ClientNonce, Envelope, VerifiedDraft};
 use peerchat_shared::time::UnixMillis;
@@ -24,7 +26,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// Why the hub refused something; becomes an `error` frame.
@@ -47,7 +48,7 @@ impl Refusal {
 #[derive(Debug)]
 pub(crate) struct SessionHandle {
     pub(crate) id: SessionId,
-    pub(crate) outbox: mpsc::Receiver<Utf8Bytes>,
+    pub(crate) outbox: Arc<Outbox>,
     /// Cancelled by the hub when the session's queue overflows.
     pub(crate) evicted: CancellationToken,
 }
@@ -59,7 +60,7 @@ struct Session {
     address: IpAddr,
     profile: Option<Profile>,
     channels: BTreeSet<ChannelName>,
-    outbox: mpsc::Sender<Utf8Bytes>,
+    outbox: Arc<Outbox>,
     evicted: CancellationToken,
 }
 
@@ -238,7 +239,7 @@ impl Hub {
         *state.connections_per_address.entry(address).or_insert(0) += 1;
         let id = SessionId(state.next_session);
         state.next_session += 1;
-        let (sender, outbox) = mpsc::channel(limits.send_queue_frames);
+        let outbox = Arc::new(Outbox::new(limits.send_queue_frames));
         let evicted = CancellationToken::new();
         state.sessions.insert(
             id,
@@ -248,7 +249,7 @@ impl Hub {
                 address,
                 profile,
                 channels: BTreeSet::new(),
-                outbox: sender,
+                outbox: outbox.clone(),
                 evicted: evicted.clone(),
             },
         );
@@ -303,17 +304,23 @@ impl Hub {
     /// The channel list: configured defaults plus every channel someone is in.
     pub(crate) fn channel_summaries(&self) -> Vec<ChannelSummary> {
         let state = self.state();
-        let mut summaries: BTreeMap<&ChannelName, u32> = self
-            .config
-            .default_channels
-            .iter()
-            .map(|name| (name, 0))
+        let online = |name: &ChannelName| {
+            let count = state.channels.get(name).map_or(0, BTreeSet::len);
+            u32::try_from(count).unwrap_or(u32::MAX)
+        };
+        let defaults = &self.config.default_channels;
+        let mut busiest: Vec<(&ChannelName, u32)> = state
+            .channels
+            .keys()
+            .filter(|name| !defaults.contains(name))
+            .map(|name| (name, online(name)))
             .collect();
-        for (name, members) in &state.channels {
-            summaries.insert(name, u32::try_from(members.len()).unwrap_or(u32::MAX));
-        }
-        summaries
-            .into_iter()
+        busiest.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        defaults
+            .iter()
+            .map(|name| (name, online(name)))
+            .chain(busiest)
+            .take(MAX_LISTED_CHANNELS)
             .map(|(name, online)| ChannelSummary {
                 name: name.clone(),
                 online,
@@ -355,26 +362,41 @@ impl Hub {
         self.send_members_list(&state, id, channel)
     }
 
+    /// Sends `joined` and then `members` frames, [`MEMBERS_PER_FRAME`] sessions each, listing at
+    /// most [`MAX_LISTED_MEMBERS`].
     fn send_members_list(
         &self,
         state: &HubState,
         id: SessionId,
         channel: &ChannelName,
     ) -> Result<(), Refusal> {
-        let members = state.channels.get(channel).into_iter().flatten();
-        let members = members
+        let members: Vec<MemberPresence> = state
+            .channels
+            .get(channel)
+            .into_iter()
+            .flatten()
             .filter_map(|member| {
                 state
                     .sessions
                     .get(member)
                     .map(|session| session.presence(*member))
             })
+            .take(MAX_LISTED_MEMBERS)
             .collect();
-        let frame = RelayToClient::Joined {
+        let mut chunks = members.chunks(MEMBERS_PER_FRAME);
+        let first = chunks.next().unwrap_or_default().to_vec();
+        let joined = RelayToClient::Joined {
             channel: channel.clone(),
-            members,
+            members: first,
         };
-        self.deliver(state, id, Utf8Bytes::from(encode(&frame)));
+        self.deliver(state, id, Utf8Bytes::from(encode(&joined)));
+        for chunk in chunks {
+            let more = RelayToClient::Members {
+                channel: channel.clone(),
+                members: chunk.to_vec(),
+            };
+            self.deliver(state, id, Utf8Bytes::from(encode(&more)));
+        }
         Ok(())
     }
 
@@ -566,13 +588,12 @@ impl Hub {
         let Some(session) = state.sessions.get(&id) else {
             return;
         };
-        match session.outbox.try_send(bytes) {
+        match session.outbox.push(bytes) {
             Ok(()) => self.metrics.frame_queued(),
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(OutboxFull) => {
                 self.metrics.queue_overflow();
                 session.evicted.cancel();
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
     }
 }

@@ -9,6 +9,7 @@ mod hub;
 pub mod invites;
 pub mod key_file;
 mod metrics;
+mod outbox;
 mod rate;
 mod web_assets;
 
@@ -29,8 +30,11 @@ use tokio_util::sync::CancellationToken;
 use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
 
-/// WebSocket buffers: 8 KiB instead of tungstenite's 128 KiB keeps an idle connection near 10 KB.
-const SOCKET_BUFFER_BYTES: usize = 8 * 1024;
+/// WebSocket buffers, instead of tungstenite's 128 KiB. The read buffer is allocated per
+/// connection (larger frames grow it while they are read); the write buffer keeps the capacity
+/// of the largest frame sent, which is why relay frames are kept small (docs/protocol.md §8.1).
+const SOCKET_READ_BUFFER_BYTES: usize = 2 * 1024;
+const SOCKET_WRITE_BUFFER_BYTES: usize = 4 * 1024;
 /// Frames above the protocol limit but below this get a `frame_too_large` error; larger ones
 /// end the connection.
 const SOCKET_MAX_MESSAGE_BYTES: usize = 16 * MAX_CLIENT_FRAME_BYTES;
@@ -87,8 +91,8 @@ async fn upgrade(
     State(state): State<AppState>,
 ) -> impl IntoResponse {
     upgrade
-        .read_buffer_size(SOCKET_BUFFER_BYTES)
-        .write_buffer_size(SOCKET_BUFFER_BYTES)
+        .read_buffer_size(SOCKET_READ_BUFFER_BYTES)
+        .write_buffer_size(SOCKET_WRITE_BUFFER_BYTES)
         .max_write_buffer_size(MAX_RELAY_FRAME_BYTES * 2)
         .max_message_size(SOCKET_MAX_MESSAGE_BYTES)
         .on_upgrade(move |socket| connection::serve(socket, state.hub, peer.ip(), state.shutdown))

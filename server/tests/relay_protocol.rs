@@ -832,3 +832,47 @@ async fn idle_connections_are_closed_and_shutdown_delivers_queued_frames_first()
     .expect("shutting_down arrived");
     assert!(message < goodbye);
 }
+
+#[tokio::test]
+async fn member_lists_of_big_channels_arrive_complete_in_small_frames() {
+    use peerchat_shared::limits::MEMBERS_PER_FRAME;
+    let relay = TestRelay::start(config(Admission::Open)).await;
+    let mut crowd = Vec::new();
+    for seed in 150..190u8 {
+        let mut member = relay.member(seed).await;
+        member.join("crowd").await;
+        crowd.push(member);
+    }
+    let mut newcomer = relay.member(200).await;
+    newcomer
+        .send(&ClientToRelay::Join {
+            channel: ChannelName::new("crowd").unwrap(),
+        })
+        .await;
+    let frames = newcomer.drain().await;
+    let mut listed = Vec::new();
+    for (index, frame) in frames.iter().enumerate() {
+        let (RelayToClient::Joined { members, .. } | RelayToClient::Members { members, .. }) =
+            frame
+        else {
+            panic!("unexpected frame {frame:?}");
+        };
+        assert_eq!(
+            index == 0,
+            matches!(frame, RelayToClient::Joined { .. }),
+            "joined comes first"
+        );
+        assert!(members.len() <= MEMBERS_PER_FRAME);
+        listed.extend(members.iter().map(|member| member.session));
+    }
+    let mut expected: Vec<SessionId> = crowd
+        .iter()
+        .map(|member| member.session)
+        .chain([newcomer.session])
+        .collect();
+    listed.sort_unstable();
+    expected.sort_unstable();
+    assert_eq!(listed, expected);
+    assert_eq!(frames.len(), expected.len().div_ceil(MEMBERS_PER_FRAME));
+    relay.stop().await;
+}

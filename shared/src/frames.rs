@@ -159,8 +159,16 @@ pub enum RelayToClient {
     Channels {
         channels: Vec<ChannelSummary>,
     },
-    /// Answer to `join`, with who is online there now.
+    /// Answer to `join`, with the first sessions online there ([`MEMBERS_PER_FRAME`] at most);
+    /// `members` frames with the rest follow at once.
+    ///
+    /// [`MEMBERS_PER_FRAME`]: crate::limits::MEMBERS_PER_FRAME
     Joined {
+        channel: ChannelName,
+        members: Vec<MemberPresence>,
+    },
+    /// More sessions online in a channel just joined, after `joined`.
+    Members {
         channel: ChannelName,
         members: Vec<MemberPresence>,
     },
@@ -205,6 +213,7 @@ impl RelayToClient {
             RelayToClient::Welcome { .. } => "welcome",
             RelayToClient::Channels { .. } => "channels",
             RelayToClient::Joined { .. } => "joined",
+            RelayToClient::Members { .. } => "members",
             RelayToClient::Left { .. } => "left",
             RelayToClient::Presence { .. } => "presence",
             RelayToClient::Message { .. } => "message",
@@ -222,6 +231,7 @@ impl RelayToClient {
         "welcome",
         "channels",
         "joined",
+        "members",
         "left",
         "presence",
         "message",

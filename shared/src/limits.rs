@@ -21,3 +21,11 @@ pub const MAX_SIGNAL_BYTES: usize = 16 * 1024;
 pub const MAX_CHANNELS_PER_SESSION: usize = 64;
 /// Most ICE servers a relay hands to clients.
 pub const MAX_ICE_SERVERS: usize = 8;
+/// Sessions per `joined` or `members` frame: member lists go out in small frames, so no frame
+/// (and no connection's write buffer, which keeps the size of its largest frame) grows with the
+/// size of a channel.
+pub const MEMBERS_PER_FRAME: usize = 8;
+/// Most sessions listed when joining a channel (the channel summary's `online` count is exact).
+pub const MAX_LISTED_MEMBERS: usize = 1024;
+/// Most channels in a channel list: configured default channels first, then the busiest.
+pub const MAX_LISTED_CHANNELS: usize = 64;

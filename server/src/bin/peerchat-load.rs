@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
 
 /// Load generator for a peerchat relay.
 #[derive(Debug, Parser)]
@@ -135,19 +136,28 @@ impl SendTimes {
     }
 }
 
-/// Reads deliveries until the deadline, returning latencies in microseconds.
+/// Reads deliveries until `stop` fires, returning latencies in microseconds. Only `message`
+/// frames count: the author's own `ack` is not a delivery.
 async fn receive(
     mut stream: SplitStream<Socket>,
     times: Arc<SendTimes>,
-    deadline: Instant,
+    stop: CancellationToken,
     delivered: Arc<AtomicU64>,
 ) -> Vec<u32> {
     let mut latencies = Vec::new();
-    while let Ok(Some(Ok(message))) = tokio::time::timeout_at(deadline.into(), stream.next()).await
-    {
-        let Message::Text(text) = message else {
-            continue;
+    loop {
+        let message = tokio::select! {
+            () = stop.cancelled() => return latencies,
+            message = stream.next() => message,
         };
+        let text = match message {
+            None => return latencies,
+            Some(Ok(Message::Text(text))) => text,
+            Some(_) => continue,
+        };
+        if !text.as_str().starts_with("{\"type\":\"message\"") {
+            continue;
+        }
         // Cheap extraction instead of a full decode: the text starts with "n=<number>;".
         let number = text
             .as_str()
@@ -163,7 +173,6 @@ async fn receive(
             delivered.fetch_add(1, Ordering::Relaxed);
         }
     }
-    latencies
 }
 
 fn percentile_ms(sorted: &[u32], fraction: f64) -> f64 {
@@ -239,6 +248,7 @@ async fn publish_and_measure(
     });
     let delivered = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(options.seconds + 30);
+    let stop = CancellationToken::new();
     let mut sinks: Vec<SplitSink<Socket, Message>> = Vec::new();
     let mut receivers = Vec::new();
     for (index, (_, socket, _)) in members.into_iter().enumerate() {
@@ -249,7 +259,7 @@ async fn publish_and_measure(
         receivers.push(tokio::spawn(receive(
             stream,
             times.clone(),
-            deadline,
+            stop.clone(),
             delivered.clone(),
         )));
     }
@@ -274,8 +284,8 @@ async fn publish_and_measure(
     let cpu_seconds = (read_process(options.pid)?.cpu_ticks - cpu_before) as f64 / TICKS_PER_SECOND;
     let delivered_count = delivered.load(Ordering::Relaxed);
     let mut latencies = Vec::with_capacity(delivered_count as usize);
+    stop.cancel();
     for receiver in receivers {
-        receiver.abort();
         if let Ok(mut part) = receiver.await {
             latencies.append(&mut part);
         }

@@ -247,6 +247,8 @@ pub fn relay_frame() -> impl Strategy<Value = RelayToClient> {
         channel_summaries().prop_map(|channels| RelayToClient::Channels { channels }),
         (channel(), prop::collection::vec(presence(), 0..3))
             .prop_map(|(channel, members)| RelayToClient::Joined { channel, members }),
+        (channel(), prop::collection::vec(presence(), 0..3))
+            .prop_map(|(channel, members)| RelayToClient::Members { channel, members }),
         channel().prop_map(|channel| RelayToClient::Left { channel }),
         (channel(), presence_change(), presence()).prop_map(|(channel, change, member)| {
             RelayToClient::Presence {
