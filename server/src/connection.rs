@@ -2,7 +2,9 @@
 //! client leaves, goes idle, reads too slowly, or the relay shuts down.
 
 use crate::hub::{now_millis, Hub, Refusal, SessionHandle};
+use crate::outbox::Outbox;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::SinkExt as _;
 use peerchat_shared::codec::{decode_client_frame, encode};
 use peerchat_shared::frames::{ClientToRelay, ErrorCode, Login, RelayToClient, SessionId};
 use peerchat_shared::identity::Verifier;
@@ -53,6 +55,22 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Writes one message, giving up on a client that stopped reading.
 async fn write(socket: &mut WebSocket, message: Message) -> Result<(), ()> {
     match tokio::time::timeout(WRITE_TIMEOUT, socket.send(message)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) | Err(_) => Err(()),
+    }
+}
+
+/// Writes `first` and whatever else is queued behind it, then flushes once: under load one
+/// system call carries several frames.
+async fn write_queued(socket: &mut WebSocket, first: Utf8Bytes, outbox: &Outbox) -> Result<(), ()> {
+    let batch = async {
+        socket.feed(Message::Text(first)).await?;
+        while let Some(next) = outbox.try_pop() {
+            socket.feed(Message::Text(next)).await?;
+        }
+        socket.flush().await
+    };
+    match tokio::time::timeout(WRITE_TIMEOUT, batch).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(_)) | Err(_) => Err(()),
     }
@@ -317,7 +335,7 @@ async fn run_session(
             bytes = handle.outbox.pop() => {
                 // A reader too slow to take this frame is evicted meanwhile; stop waiting then.
                 tokio::select! {
-                    written = write(socket, Message::Text(bytes)) => if written.is_err() { return },
+                    written = write_queued(socket, bytes, &handle.outbox) => if written.is_err() { return },
                     () = handle.evicted.cancelled() => return,
                     () = shutdown.cancelled() => return,
                 }

@@ -145,18 +145,24 @@ impl Hub {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Counts a failed login from `address`; false once the address is over its budget.
-    pub(crate) fn note_failed_login(&self, address: IpAddr, now: Instant) -> bool {
+    /// Counts a failed login from `address` against its budget. The map is bounded: when it is
+    /// full of addresses still within their window, new addresses are not tracked (the
+    /// per-connection limits still apply to them).
+    pub(crate) fn note_failed_login(&self, address: IpAddr, now: Instant) {
         let per_minute = self.config.limits.failed_logins_per_minute;
+        let capacity = self.config.limits.max_sessions;
         let mut state = self.state();
-        if state.failed_logins.len() >= self.config.limits.max_sessions {
-            state.failed_logins.retain(|_, bucket| !bucket.is_full(now));
+        let failed_logins = &mut state.failed_logins;
+        if !failed_logins.contains_key(&address) && failed_logins.len() >= capacity {
+            failed_logins.retain(|_, bucket| !bucket.is_full(now));
+            if failed_logins.len() >= capacity {
+                return;
+            }
         }
-        state
-            .failed_logins
+        let bucket = failed_logins
             .entry(address)
-            .or_insert_with(|| TokenBucket::full(per_minute, per_minute / 60.0, now))
-            .try_take(now)
+            .or_insert_with(|| TokenBucket::full(per_minute, per_minute / 60.0, now));
+        let _within_budget = bucket.try_take(now);
     }
 
     /// False when `address` used up its failed-login budget.

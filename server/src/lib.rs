@@ -19,6 +19,7 @@ use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
 use axum::http::{header, HeaderValue};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use axum::serve::ListenerExt as _;
 use axum::{Json, Router};
 use hub::Hub;
 use peerchat_shared::codec::MAX_RELAY_FRAME_BYTES;
@@ -77,6 +78,12 @@ pub async fn run(
             HeaderValue::from_static(value),
         ));
     }
+    // Chat frames are small and latency matters: no Nagle delay.
+    let listener = listener.tap_io(|stream| {
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY: {error}");
+        }
+    });
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),

@@ -876,3 +876,37 @@ async fn member_lists_of_big_channels_arrive_complete_in_small_frames() {
     assert_eq!(frames.len(), expected.len().div_ceil(MEMBERS_PER_FRAME));
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn repeated_failed_logins_from_an_address_are_refused_for_a_while() {
+    let mut relay_config = config(Admission::Open);
+    relay_config.limits.failed_logins_per_minute = 2.0;
+    let relay = TestRelay::start(relay_config).await;
+    let attempt = |signer: u8| {
+        let relay = &relay;
+        async move {
+            let (mut socket, relay_key, nonce) = TestClient::connect(relay).await;
+            let mut frame = TestClient::login_frame(
+                &SecretKey::from_seed([signer; 32]),
+                &relay_key,
+                &nonce,
+                Credentials::None,
+            );
+            if let ClientToRelay::Login(login) = &mut frame {
+                login.key = SecretKey::from_seed([160; 32]).public_key();
+            }
+            support::send_frame(&mut socket, &frame).await;
+            match support::next_frame(&mut socket).await {
+                RelayToClient::Error { code, .. } => code,
+                other => panic!("expected an error, got {other:?}"),
+            }
+        }
+    };
+    assert_eq!(attempt(161).await, ErrorCode::LoginFailed);
+    assert_eq!(attempt(162).await, ErrorCode::LoginFailed);
+    assert_eq!(attempt(163).await, ErrorCode::RateLimited);
+    // Even a correct login from that address waits until the budget refills.
+    let (_, honest) = TestClient::login(&relay, 160, Credentials::None).await;
+    assert_eq!(honest, Err(ErrorCode::RateLimited));
+    relay.stop().await;
+}

@@ -89,7 +89,7 @@ async fn next_frame(socket: &mut Socket) -> Result<RelayToClient> {
 
 /// Connects, logs in and joins `channel`; returns the socket and the relay's key.
 async fn join_as(url: &str, key: &SecretKey, channel: &ChannelName) -> Result<(Socket, PublicKey)> {
-    let (mut socket, _) = tokio_tungstenite::connect_async(url).await?;
+    let (mut socket, _) = tokio_tungstenite::connect_async_with_config(url, None, true).await?;
     let RelayToClient::Challenge { relay, nonce, .. } = next_frame(&mut socket).await? else {
         bail!("no challenge")
     };
