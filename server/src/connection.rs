@@ -2,9 +2,7 @@
 //! client leaves, goes idle, reads too slowly, or the relay shuts down.
 
 use crate::hub::{now_millis, Hub, Refusal, SessionHandle};
-use crate::outbox::Outbox;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::SinkExt as _;
 use peerchat_shared::codec::{decode_client_frame, encode};
 use peerchat_shared::frames::{ClientToRelay, ErrorCode, Login, RelayToClient, SessionId};
 use peerchat_shared::identity::Verifier;
@@ -55,22 +53,6 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Writes one message, giving up on a client that stopped reading.
 async fn write(socket: &mut WebSocket, message: Message) -> Result<(), ()> {
     match tokio::time::timeout(WRITE_TIMEOUT, socket.send(message)).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(_)) | Err(_) => Err(()),
-    }
-}
-
-/// Writes `first` and whatever else is queued behind it, then flushes once: under load one
-/// system call carries several frames.
-async fn write_queued(socket: &mut WebSocket, first: Utf8Bytes, outbox: &Outbox) -> Result<(), ()> {
-    let batch = async {
-        socket.feed(Message::Text(first)).await?;
-        while let Some(next) = outbox.try_pop() {
-            socket.feed(Message::Text(next)).await?;
-        }
-        socket.flush().await
-    };
-    match tokio::time::timeout(WRITE_TIMEOUT, batch).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(_)) | Err(_) => Err(()),
     }
@@ -316,9 +298,15 @@ async fn run_session(
     let mut ping = tokio::time::interval_at(first_ping, limits.ping_interval);
     let mut last_heard = Instant::now();
     let mut strikes = 0u32;
+    // Created once: re-creating them each turn of the loop would register and unregister a
+    // waiter on the relay-wide shutdown token for every frame delivered.
+    let shutting_down = shutdown.cancelled();
+    tokio::pin!(shutting_down);
+    let evicted = handle.evicted.cancelled();
+    tokio::pin!(evicted);
     loop {
         tokio::select! {
-            () = shutdown.cancelled() => {
+            () = &mut shutting_down => {
                 // Deliver what is already queued, then say goodbye.
                 while let Some(bytes) = handle.outbox.try_pop() {
                     if write(socket, Message::Text(bytes)).await.is_err() {
@@ -328,16 +316,16 @@ async fn run_session(
                 close_with(socket, hub, Refusal::new(ErrorCode::ShuttingDown, "the relay is restarting; reconnect shortly")).await;
                 return;
             }
-            () = handle.evicted.cancelled() => {
+            () = &mut evicted => {
                 close_with(socket, hub, Refusal::new(ErrorCode::SlowConsumer, "you were not reading fast enough")).await;
                 return;
             }
             bytes = handle.outbox.pop() => {
                 // A reader too slow to take this frame is evicted meanwhile; stop waiting then.
                 tokio::select! {
-                    written = write_queued(socket, bytes, &handle.outbox) => if written.is_err() { return },
-                    () = handle.evicted.cancelled() => return,
-                    () = shutdown.cancelled() => return,
+                    written = write(socket, Message::Text(bytes)) => if written.is_err() { return },
+                    () = &mut evicted => return,
+                    () = &mut shutting_down => return,
                 }
             }
             _ = ping.tick() => {

@@ -85,3 +85,64 @@ fn help_documents_every_option_and_its_environment_variable() {
         );
     }
 }
+
+/// Lists every file below `dir`, relative to it.
+fn files_below(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(
+                files_below(&path)
+                    .into_iter()
+                    .map(|file| path.strip_prefix(dir).unwrap().join(file)),
+            );
+        } else {
+            files.push(path.strip_prefix(dir).unwrap().to_path_buf());
+        }
+    }
+    files
+}
+
+#[tokio::test]
+async fn the_relay_binary_writes_nothing_but_its_key_file() {
+    use peerchat_shared::frames::{ClientToRelay, RelayToClient};
+    let work_dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let address: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut relay = Command::new(env!("CARGO_BIN_EXE_peerchat-server"))
+        .env_clear()
+        .current_dir(work_dir.path())
+        .args(["--listen", &address.to_string()])
+        .spawn()
+        .unwrap();
+    while std::net::TcpStream::connect(address).is_err() {
+        assert!(relay.try_wait().unwrap().is_none(), "the relay exited");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let (mut alice, accepted) = TestClient::login_to(address, 1, Credentials::None).await;
+    assert_eq!(accepted, Ok(()));
+    alice.join("general").await;
+    alice
+        .send(&ClientToRelay::Send {
+            draft: alice.draft("general", 1, "this must not be stored"),
+        })
+        .await;
+    alice
+        .next_matching(|frame| matches!(frame, RelayToClient::Ack { .. }))
+        .await;
+    drop(alice);
+    let _ = Command::new("kill").arg(relay.id().to_string()).status();
+    assert!(
+        relay.wait().unwrap().success(),
+        "the relay stops cleanly on SIGTERM"
+    );
+    assert_eq!(
+        files_below(work_dir.path()),
+        vec![std::path::PathBuf::from("peerchat-data/relay.key")]
+    );
+}

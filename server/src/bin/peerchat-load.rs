@@ -188,21 +188,55 @@ fn member_key(index: usize) -> SecretKey {
     SecretKey::from_seed(seed)
 }
 
+/// A joined member: its key, the write half of its socket, and its reader task.
+struct Member {
+    key: SecretKey,
+    sink: SplitSink<Socket, Message>,
+    reader: tokio::task::JoinHandle<Vec<u32>>,
+}
+
+/// What the readers share: send times, the delivery count, and the signal to stop.
+struct Run {
+    times: Arc<SendTimes>,
+    delivered: Arc<AtomicU64>,
+    stop: CancellationToken,
+}
+
 #[allow(clippy::print_stdout)]
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {
     let options = Options::parse();
     let channel = ChannelName::new("bench")?;
+    let total = usize::try_from(options.rate * options.seconds)?;
+    let run = Run {
+        times: Arc::new(SendTimes {
+            start: Instant::now(),
+            sent_at: (0..total).map(|_| AtomicU64::new(0)).collect(),
+        }),
+        delivered: Arc::new(AtomicU64::new(0)),
+        stop: CancellationToken::new(),
+    };
     let baseline = read_process(options.pid)?;
 
+    // Each member starts reading as soon as it has joined, as a browser would, so presence
+    // frames about later arrivals never pile up.
     let connect_started = Instant::now();
     let mut members = Vec::with_capacity(options.members);
+    let mut relay = None;
     for index in 0..options.members {
         let key = member_key(index);
-        let (socket, relay) = join_as(&options.relay, &key, &channel)
+        let (socket, relay_key) = join_as(&options.relay, &key, &channel)
             .await
             .with_context(|| format!("member {index}"))?;
-        members.push((key, socket, relay));
+        relay = Some(relay_key);
+        let (sink, stream) = socket.split();
+        let reader = tokio::spawn(receive(
+            stream,
+            run.times.clone(),
+            run.stop.clone(),
+            run.delivered.clone(),
+        ));
+        members.push(Member { key, sink, reader });
     }
     let connect_rate = options.members as f64 / connect_started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -213,95 +247,76 @@ async fn main() -> Result<()> {
         "members={} logins_per_s={connect_rate:.0} relay_rss_before_kib={} relay_rss_idle_kib={} rss_per_connection_bytes={per_connection:.0}",
         options.members, baseline.rss_kib, idle.rss_kib
     );
-    if options.rate == 0 || members.is_empty() {
-        return Ok(());
+    match relay {
+        Some(relay) if total > 0 => {
+            publish_and_measure(&options, &channel, &relay, members, run).await
+        }
+        _ => Ok(()),
     }
-    publish_and_measure(&options, &channel, members).await
 }
 
 #[allow(clippy::print_stdout)]
 async fn publish_and_measure(
     options: &Options,
     channel: &ChannelName,
-    members: Vec<(SecretKey, Socket, PublicKey)>,
+    relay: &PublicKey,
+    mut members: Vec<Member>,
+    run: Run,
 ) -> Result<()> {
-    let total = usize::try_from(options.rate * options.seconds)?;
+    let total = run.times.sent_at.len();
     let publishers = options.publishers.clamp(1, members.len());
-    let relay = members[0].2;
     // Pre-sign every message so signing does not limit the publishing rate.
     let drafts: Vec<Draft> = (0..total)
         .map(|number| {
             let text = format!("n={number};{}", "x".repeat(options.text_bytes));
             let nonce = ClientNonce((number as u128).to_be_bytes());
             Draft::sign(
-                &members[number % publishers].0,
-                &relay,
+                &members[number % publishers].key,
+                relay,
                 channel.clone(),
                 nonce,
                 MessageBody::text(text),
             )
         })
         .collect();
-    let times = Arc::new(SendTimes {
-        start: Instant::now(),
-        sent_at: (0..total).map(|_| AtomicU64::new(0)).collect(),
-    });
-    let delivered = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(options.seconds + 30);
-    let stop = CancellationToken::new();
-    let mut sinks: Vec<SplitSink<Socket, Message>> = Vec::new();
-    let mut receivers = Vec::new();
-    for (index, (_, socket, _)) in members.into_iter().enumerate() {
-        let (sink, stream) = socket.split();
-        if index < publishers {
-            sinks.push(sink);
-        }
-        receivers.push(tokio::spawn(receive(
-            stream,
-            times.clone(),
-            stop.clone(),
-            delivered.clone(),
-        )));
-    }
-
     let cpu_before = read_process(options.pid)?.cpu_ticks;
     let publishing = Instant::now();
     let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / options.rate as f64));
     for (number, draft) in drafts.into_iter().enumerate() {
         interval.tick().await;
-        times.sent_at[number].store(times.now(), Ordering::Relaxed);
-        sinks[number % publishers]
-            .send(Message::Text(encode(&ClientToRelay::Send { draft }).into()))
-            .await?;
+        run.times.sent_at[number].store(run.times.now(), Ordering::Relaxed);
+        let frame = Message::Text(encode(&ClientToRelay::Send { draft }).into());
+        members[number % publishers].sink.send(frame).await?;
     }
     let publish_seconds = publishing.elapsed().as_secs_f64();
     // Each message reaches every member but its author (who gets an ack instead).
-    let expected = (total * (receivers.len() - 1)) as u64;
-    while delivered.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
+    let expected = (total * (members.len() - 1)) as u64;
+    while run.delivered.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let delivery_seconds = publishing.elapsed().as_secs_f64();
     let cpu_seconds = (read_process(options.pid)?.cpu_ticks - cpu_before) as f64 / TICKS_PER_SECOND;
-    let delivered_count = delivered.load(Ordering::Relaxed);
-    let mut latencies = Vec::with_capacity(delivered_count as usize);
-    stop.cancel();
-    for receiver in receivers {
-        if let Ok(mut part) = receiver.await {
+    let delivered = run.delivered.load(Ordering::Relaxed);
+    run.stop.cancel();
+    let mut latencies = Vec::with_capacity(delivered as usize);
+    for member in members {
+        if let Ok(mut part) = member.reader.await {
             latencies.append(&mut part);
         }
     }
     latencies.sort_unstable();
     println!(
-        "published={total} in {publish_seconds:.1}s delivered={delivered_count}/{expected} deliveries_per_s={:.0} p50_ms={:.2} p99_ms={:.2} p999_ms={:.2} relay_cpu_s={cpu_seconds:.2} cpu_us_per_delivery={:.2} cpu_us_per_publish={:.1}",
-        delivered_count as f64 / delivery_seconds,
+        "published={total} in {publish_seconds:.1}s delivered={delivered}/{expected} deliveries_per_s={:.0} p50_ms={:.2} p99_ms={:.2} p999_ms={:.2} relay_cpu_s={cpu_seconds:.2} cpu_us_per_delivery={:.2} cpu_us_per_publish={:.1}",
+        delivered as f64 / delivery_seconds,
         percentile_ms(&latencies, 0.50),
         percentile_ms(&latencies, 0.99),
         percentile_ms(&latencies, 0.999),
-        cpu_seconds * 1e6 / delivered_count.max(1) as f64,
+        cpu_seconds * 1e6 / delivered.max(1) as f64,
         cpu_seconds * 1e6 / total as f64,
     );
-    if delivered_count < expected {
-        bail!("only {delivered_count} of {expected} deliveries arrived");
+    if delivered < expected {
+        bail!("only {delivered} of {expected} deliveries arrived");
     }
     Ok(())
 }

@@ -101,10 +101,20 @@ impl TestClient {
         PublicKey,
         LoginNonce,
     ) {
-        let (mut socket, _) =
-            tokio_tungstenite::connect_async(format!("ws://{}/ws", relay.address))
-                .await
-                .unwrap();
+        Self::connect_to(relay.address).await
+    }
+
+    /// Opens a WebSocket to a relay at `address` and reads the challenge.
+    pub async fn connect_to(
+        address: SocketAddr,
+    ) -> (
+        WebSocketStream<MaybeTlsStream<TcpStream>>,
+        PublicKey,
+        LoginNonce,
+    ) {
+        let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{address}/ws"))
+            .await
+            .unwrap();
         match next_frame(&mut socket).await {
             RelayToClient::Challenge {
                 protocol: 1,
@@ -142,8 +152,17 @@ impl TestClient {
         seed: u8,
         credentials: Credentials,
     ) -> (Self, Result<(), ErrorCode>) {
+        Self::login_to(relay.address, seed, credentials).await
+    }
+
+    /// Logs in to a relay at `address` with the key whose seed is `[seed; 32]`.
+    pub async fn login_to(
+        address: SocketAddr,
+        seed: u8,
+        credentials: Credentials,
+    ) -> (Self, Result<(), ErrorCode>) {
         let key = SecretKey::from_seed([seed; 32]);
-        let (mut socket, relay_key, nonce) = Self::connect(relay).await;
+        let (mut socket, relay_key, nonce) = Self::connect_to(address).await;
         send_frame(
             &mut socket,
             &Self::login_frame(&key, &relay_key, &nonce, credentials),
