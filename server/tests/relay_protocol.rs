@@ -77,6 +77,76 @@ async fn members_exchange_messages_signed_by_author_and_relay() {
         .await
         .iter()
         .all(|frame| !matches!(frame, RelayToClient::Message { .. })));
+
+    // And the other way: bob answers, alice verifies it.
+    bob.send(&ClientToRelay::Send {
+        draft: bob.draft("general", 1, "hi alice"),
+    })
+    .await;
+    let reply = envelope_of(
+        alice
+            .next_matching(|frame| matches!(frame, RelayToClient::Message { .. }))
+            .await,
+    );
+    let reply = reply
+        .verify(&relay_verifier)
+        .expect("both signatures verify");
+    assert_eq!(reply.envelope().author, bob.key.public_key());
+    assert!(reply.envelope().id > acked[2].id);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn welcome_hands_out_the_configured_ice_servers_and_channels() {
+    use peerchat_shared::frames::IceServer;
+    let mut relay_config = config(Admission::Open);
+    let stun = IceServer {
+        urls: vec!["stun:stun.example.org:3478".into()],
+        username: None,
+        credential: None,
+    };
+    relay_config.ice_servers = vec![stun.clone()];
+    relay_config
+        .default_channels
+        .push(ChannelName::new("random").unwrap());
+    let relay = TestRelay::start(relay_config).await;
+    let (mut socket, relay_key, nonce) = TestClient::connect(&relay).await;
+    let key = SecretKey::from_seed([170; 32]);
+    support::send_frame(
+        &mut socket,
+        &TestClient::login_frame(&key, &relay_key, &nonce, Credentials::None),
+    )
+    .await;
+    match support::next_frame(&mut socket).await {
+        RelayToClient::Welcome {
+            ice_servers,
+            channels,
+            role,
+            certificate,
+            ..
+        } => {
+            assert_eq!(ice_servers, vec![stun]);
+            let names: Vec<&str> = channels
+                .iter()
+                .map(|channel| channel.name.as_str())
+                .collect();
+            assert_eq!(names, ["general", "random"]);
+            assert_eq!(role, Role::Member);
+            let now = UnixMillis(
+                u64::try_from(
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap()
+                        .as_millis(),
+                )
+                .unwrap(),
+            );
+            certificate
+                .verify(&relay_key.verifier().unwrap(), &key.public_key(), now)
+                .expect("the welcome's certificate is valid for this key");
+        }
+        other => panic!("expected welcome, got {other:?}"),
+    }
     relay.stop().await;
 }
 
