@@ -48,12 +48,7 @@ async fn relay_serves_health_discovery_metrics_and_web_files_with_security_heade
 
     let (_, refused) = support::TestClient::login(&relay, 1, support::Credentials::None).await;
     assert!(refused.is_err());
-    let metrics = reqwest::get(relay.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = relay.metrics().await;
     assert!(metrics.contains("peerchat_sessions 0"), "{metrics}");
     assert!(
         metrics.contains("peerchat_rejections_total{reason=\"not_admitted\"} 1"),

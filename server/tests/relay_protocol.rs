@@ -25,10 +25,7 @@ fn envelope_of(frame: RelayToClient) -> Envelope {
 async fn members_exchange_messages_signed_by_author_and_relay() {
     let relay = TestRelay::start(config(Admission::Open)).await;
     let relay_verifier = relay.key.public_key().verifier().unwrap();
-    let mut alice = relay.member(10).await;
-    let mut bob = relay.member(11).await;
-    alice.join("general").await;
-    bob.join("general").await;
+    let [mut alice, mut bob] = relay.members_in("general", [10, 11]).await;
 
     let mut acked = Vec::new();
     for (nonce, text) in [(1, "first"), (2, "second"), (3, "third")] {
@@ -310,10 +307,7 @@ async fn owners_mint_invites_and_members_cannot() {
 #[tokio::test]
 async fn bad_frames_get_clear_errors_and_the_relay_keeps_serving() {
     let relay = TestRelay::start(config(Admission::Open)).await;
-    let mut mallory = relay.member(50).await;
-    let mut alice = relay.member(51).await;
-    alice.join("general").await;
-    mallory.join("general").await;
+    let [mut mallory, mut alice] = relay.members_in("general", [50, 51]).await;
 
     mallory.send_text("{not json".into()).await;
     assert_eq!(mallory.expect_error().await, ErrorCode::MalformedFrame);
@@ -603,10 +597,7 @@ async fn a_slow_reader_is_disconnected_without_holding_up_the_channel() {
     relay_config.limits.frames_per_second = 1e6;
     relay_config.limits.frame_burst = 1e6;
     let relay = TestRelay::start(relay_config).await;
-    let mut sender = relay.member(100).await;
-    let mut slow = relay.member(101).await;
-    sender.join("general").await;
-    slow.join("general").await;
+    let [mut sender, slow] = relay.members_in("general", [100, 101]).await;
     let slow_session = slow.session;
 
     // The slow member never reads; the sender keeps posting until the relay drops the reader.
@@ -642,12 +633,7 @@ async fn a_slow_reader_is_disconnected_without_holding_up_the_channel() {
         }
     };
     assert_eq!(dropped, slow_session);
-    let metrics = reqwest::get(relay.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = relay.metrics().await;
     assert!(
         metrics.contains("peerchat_queue_overflows_total 1"),
         "{metrics}"
@@ -765,10 +751,7 @@ async fn profiles_give_members_display_names_and_renames_reach_the_channel() {
 async fn attachment_announcements_are_stamped_and_relayed_like_messages() {
     use peerchat_shared::message::{AttachmentMeta, ClientNonce, Draft, MessageBody, Sha256Digest};
     let relay = TestRelay::start(config(Admission::Open)).await;
-    let mut alice = relay.member(120).await;
-    let mut bob = relay.member(121).await;
-    alice.join("general").await;
-    bob.join("general").await;
+    let [mut alice, mut bob] = relay.members_in("general", [120, 121]).await;
     let meta = AttachmentMeta {
         digest: Sha256Digest([0xab; 32]),
         size: 123_456,

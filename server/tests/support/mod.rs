@@ -69,6 +69,33 @@ impl TestRelay {
         self.task.await.unwrap().unwrap();
     }
 
+    /// Logged-in members (keys from `seeds`) who have all joined `channel`.
+    pub async fn members_in<const N: usize>(
+        &self,
+        channel: &str,
+        seeds: [u8; N],
+    ) -> [TestClient; N] {
+        let mut members = Vec::with_capacity(N);
+        for seed in seeds {
+            let mut member = self.member(seed).await;
+            member.join(channel).await;
+            members.push(member);
+        }
+        members
+            .try_into()
+            .unwrap_or_else(|_| unreachable!("one member per seed"))
+    }
+
+    /// The Prometheus text from `GET /metrics`.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(self.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// A logged-in client with a fresh key derived from `seed`.
     pub async fn member(&self, seed: u8) -> TestClient {
         let (client, welcome) = TestClient::login(self, seed, Credentials::None).await;
