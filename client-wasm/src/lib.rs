@@ -20,3 +20,6 @@ pub fn key_fingerprint(public_key: &str) -> Result<String, JsError> {
         .map_err(|error| JsError::new(&format!("not a public key: {error}")))?;
     Ok(key.fingerprint())
 }
+
+#[cfg(target_arch = "wasm32")]
+pub mod indexeddb;

@@ -15,6 +15,7 @@ pub mod login;
 pub mod membership;
 pub mod message;
 pub mod signing;
+pub mod store;
 pub mod time;
 
 /// The protocol version spoken by this crate, sent in the first frame of each direction.

@@ -97,7 +97,8 @@ fn test(root: &Path) -> Result<()> {
     )?;
     wasm::build_web_bundle(root, &toolchain)?;
     process::run(process::cargo(root).args(["test", "--workspace", "--locked"]))?;
-    wasm::test_in_browser(root, &toolchain, "peerchat-shared")
+    wasm::test_in_browser(root, &toolchain, "peerchat-shared")?;
+    wasm::test_in_browser(root, &toolchain, "peerchat-client-wasm")
 }
 
 fn fuzz(root: &Path, seconds: u64) -> Result<()> {

@@ -1,0 +1,187 @@
+//! History in the browser's IndexedDB (through rexie): one database per relay, one object store
+//! of envelopes keyed by the relay's ULID, and an index over (channel, id) for pages and ranges.
+
+use peerchat_shared::channel::ChannelName;
+use peerchat_shared::ids::MessageId;
+use peerchat_shared::message::{Envelope, VerifiedEnvelope};
+use peerchat_shared::store::{HistoryStore, StoreError};
+use rexie::{Direction, Index, KeyRange, ObjectStore, Rexie, TransactionMode};
+use wasm_bindgen::JsValue;
+
+/// Version 1: the `envelopes` store (key path `id`) with the `by_channel` index on
+/// `[channel, id]`. A later schema raises this and adds its upgrade in [`IndexedDbStore::open`].
+pub const SCHEMA_VERSION: u32 = 1;
+const ENVELOPES: &str = "envelopes";
+const BY_CHANNEL: &str = "by_channel";
+/// Sorts after every ULID text (they use `0-9A-Z` only).
+const AFTER_EVERY_ID: &str = "\u{ffff}";
+
+/// A [`HistoryStore`] in IndexedDB.
+#[derive(Debug)]
+pub struct IndexedDbStore {
+    database: Rexie,
+}
+
+fn failed(error: impl std::fmt::Display) -> StoreError {
+    StoreError(error.to_string())
+}
+
+fn channel_key(channel: &ChannelName, id: &str) -> JsValue {
+    js_sys::Array::of2(&JsValue::from_str(channel.as_str()), &JsValue::from_str(id)).into()
+}
+
+fn to_record(envelope: &Envelope) -> Result<JsValue, StoreError> {
+    let serializer = serde_wasm_bindgen::Serializer::json_compatible();
+    serde::Serialize::serialize(envelope, &serializer).map_err(failed)
+}
+
+fn from_records(records: Vec<(JsValue, JsValue)>) -> Result<Vec<Envelope>, StoreError> {
+    records
+        .into_iter()
+        .map(|(_, record)| serde_wasm_bindgen::from_value(record).map_err(failed))
+        .collect()
+}
+
+impl IndexedDbStore {
+    /// Opens (creating or upgrading) the database `name`, e.g. `peerchat-<relay key>`.
+    pub async fn open(name: &str) -> Result<Self, StoreError> {
+        let envelopes = ObjectStore::new(ENVELOPES)
+            .key_path("id")
+            .add_index(Index::new_array(BY_CHANNEL, ["channel", "id"]));
+        let database = Rexie::builder(name)
+            .version(SCHEMA_VERSION)
+            .add_object_store(envelopes)
+            .build()
+            .await
+            .map_err(failed)?;
+        Ok(Self { database })
+    }
+
+    /// Deletes the database `name` and everything in it.
+    pub async fn delete(name: &str) -> Result<(), StoreError> {
+        Rexie::delete(name).await.map_err(failed)
+    }
+
+    /// Closes the connection (so the database can be reopened or deleted).
+    pub fn close(self) {
+        self.database.close();
+    }
+
+    async fn scan_channel(
+        &self,
+        range: KeyRange,
+        limit: usize,
+        direction: Direction,
+    ) -> Result<Vec<Envelope>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let transaction = self
+            .database
+            .transaction(&[ENVELOPES], TransactionMode::ReadOnly)
+            .map_err(failed)?;
+        let index = transaction
+            .store(ENVELOPES)
+            .and_then(|store| store.index(BY_CHANNEL))
+            .map_err(failed)?;
+        let limit = u32::try_from(limit).unwrap_or(u32::MAX);
+        let records = index
+            .scan(Some(range), Some(limit), None, Some(direction))
+            .await
+            .map_err(failed)?;
+        from_records(records)
+    }
+}
+
+impl HistoryStore for IndexedDbStore {
+    async fn insert(&self, envelopes: &[VerifiedEnvelope]) -> Result<usize, StoreError> {
+        if envelopes.is_empty() {
+            return Ok(0);
+        }
+        let transaction = self
+            .database
+            .transaction(&[ENVELOPES], TransactionMode::ReadWrite)
+            .map_err(failed)?;
+        let store = transaction.store(ENVELOPES).map_err(failed)?;
+        let mut new = 0;
+        for verified in envelopes {
+            let envelope = verified.envelope();
+            // `add` of an existing key would fail its request and abort the whole transaction.
+            if store
+                .key_exists(JsValue::from_str(&envelope.id.to_string()))
+                .await
+                .map_err(failed)?
+            {
+                continue;
+            }
+            store
+                .put(&to_record(envelope)?, None)
+                .await
+                .map_err(failed)?;
+            new += 1;
+        }
+        transaction.done().await.map_err(failed)?;
+        Ok(new)
+    }
+
+    async fn page_before(
+        &self,
+        channel: &ChannelName,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Result<Vec<Envelope>, StoreError> {
+        let lower = channel_key(channel, "");
+        let range = match before {
+            Some(before) => KeyRange::bound(
+                &lower,
+                &channel_key(channel, &before.to_string()),
+                Some(false),
+                Some(true),
+            ),
+            None => KeyRange::bound(
+                &lower,
+                &channel_key(channel, AFTER_EVERY_ID),
+                Some(false),
+                Some(false),
+            ),
+        }
+        .map_err(failed)?;
+        self.scan_channel(range, limit, Direction::Prev).await
+    }
+
+    async fn range(
+        &self,
+        channel: &ChannelName,
+        first: MessageId,
+        last: MessageId,
+        limit: usize,
+    ) -> Result<Vec<Envelope>, StoreError> {
+        if first > last {
+            return Ok(Vec::new());
+        }
+        let lower = channel_key(channel, &first.to_string());
+        let upper = channel_key(channel, &last.to_string());
+        let range = KeyRange::bound(&lower, &upper, Some(false), Some(false)).map_err(failed)?;
+        self.scan_channel(range, limit, Direction::Next).await
+    }
+
+    async fn count(&self, channel: &ChannelName) -> Result<usize, StoreError> {
+        let range = KeyRange::bound(
+            &channel_key(channel, ""),
+            &channel_key(channel, AFTER_EVERY_ID),
+            Some(false),
+            Some(false),
+        )
+        .map_err(failed)?;
+        let transaction = self
+            .database
+            .transaction(&[ENVELOPES], TransactionMode::ReadOnly)
+            .map_err(failed)?;
+        let index = transaction
+            .store(ENVELOPES)
+            .and_then(|store| store.index(BY_CHANNEL))
+            .map_err(failed)?;
+        let count = index.count(Some(range)).await.map_err(failed)?;
+        Ok(count as usize)
+    }
+}
