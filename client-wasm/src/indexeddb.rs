@@ -42,6 +42,17 @@ fn from_records(records: Vec<(JsValue, JsValue)>) -> Result<Vec<Envelope>, Store
         .collect()
 }
 
+/// Every id of `channel` in the `by_channel` index.
+fn whole_channel(channel: &ChannelName) -> Result<KeyRange, StoreError> {
+    KeyRange::bound(
+        &channel_key(channel, ""),
+        &channel_key(channel, AFTER_EVERY_ID),
+        Some(false),
+        Some(false),
+    )
+    .map_err(failed)
+}
+
 impl IndexedDbStore {
     /// Opens (creating or upgrading) the database `name`, e.g. `peerchat-<relay key>`.
     pub async fn open(name: &str) -> Result<Self, StoreError> {
@@ -67,6 +78,20 @@ impl IndexedDbStore {
         self.database.close();
     }
 
+    /// A read-only transaction and the `by_channel` index in it. The transaction is returned
+    /// so that it lives as long as the index is used.
+    fn read_channel_index(&self) -> Result<(rexie::Transaction, rexie::StoreIndex), StoreError> {
+        let transaction = self
+            .database
+            .transaction(&[ENVELOPES], TransactionMode::ReadOnly)
+            .map_err(failed)?;
+        let index = transaction
+            .store(ENVELOPES)
+            .and_then(|store| store.index(BY_CHANNEL))
+            .map_err(failed)?;
+        Ok((transaction, index))
+    }
+
     async fn scan_channel(
         &self,
         range: KeyRange,
@@ -76,14 +101,7 @@ impl IndexedDbStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let transaction = self
-            .database
-            .transaction(&[ENVELOPES], TransactionMode::ReadOnly)
-            .map_err(failed)?;
-        let index = transaction
-            .store(ENVELOPES)
-            .and_then(|store| store.index(BY_CHANNEL))
-            .map_err(failed)?;
+        let (_transaction, index) = self.read_channel_index()?;
         let limit = u32::try_from(limit).unwrap_or(u32::MAX);
         let records = index
             .scan(Some(range), Some(limit), None, Some(direction))
@@ -130,22 +148,16 @@ impl HistoryStore for IndexedDbStore {
         before: Option<MessageId>,
         limit: usize,
     ) -> Result<Vec<Envelope>, StoreError> {
-        let lower = channel_key(channel, "");
         let range = match before {
             Some(before) => KeyRange::bound(
-                &lower,
+                &channel_key(channel, ""),
                 &channel_key(channel, &before.to_string()),
                 Some(false),
                 Some(true),
-            ),
-            None => KeyRange::bound(
-                &lower,
-                &channel_key(channel, AFTER_EVERY_ID),
-                Some(false),
-                Some(false),
-            ),
-        }
-        .map_err(failed)?;
+            )
+            .map_err(failed)?,
+            None => whole_channel(channel)?,
+        };
         self.scan_channel(range, limit, Direction::Prev).await
     }
 
@@ -166,21 +178,8 @@ impl HistoryStore for IndexedDbStore {
     }
 
     async fn count(&self, channel: &ChannelName) -> Result<usize, StoreError> {
-        let range = KeyRange::bound(
-            &channel_key(channel, ""),
-            &channel_key(channel, AFTER_EVERY_ID),
-            Some(false),
-            Some(false),
-        )
-        .map_err(failed)?;
-        let transaction = self
-            .database
-            .transaction(&[ENVELOPES], TransactionMode::ReadOnly)
-            .map_err(failed)?;
-        let index = transaction
-            .store(ENVELOPES)
-            .and_then(|store| store.index(BY_CHANNEL))
-            .map_err(failed)?;
+        let range = whole_channel(channel)?;
+        let (_transaction, index) = self.read_channel_index()?;
         let count = index.count(Some(range)).await.map_err(failed)?;
         Ok(count as usize)
     }
