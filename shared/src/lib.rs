@@ -9,6 +9,7 @@ pub mod codec;
 pub mod encoding;
 pub mod frames;
 pub mod identity;
+pub mod identity_export;
 pub mod ids;
 pub mod limits;
 pub mod login;
