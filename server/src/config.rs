@@ -66,6 +66,9 @@ pub struct RelayLimits {
     pub resend_memory: usize,
     /// Consecutive rate-limited frames after which the connection is closed.
     pub max_rate_limit_strikes: u32,
+    /// Connections that have not logged in yet, in all and per address.
+    pub max_pending_logins: usize,
+    pub pending_logins_per_address: usize,
 }
 
 impl Default for RelayLimits {
@@ -87,6 +90,8 @@ impl Default for RelayLimits {
             resend_window: Duration::from_secs(600),
             resend_memory: 50_000,
             max_rate_limit_strikes: 50,
+            max_pending_logins: 1024,
+            pending_logins_per_address: 16,
         }
     }
 }

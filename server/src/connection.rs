@@ -1,7 +1,7 @@
 //! One WebSocket connection: challenge, login, then frames in and queued frames out until the
 //! client leaves, goes idle, reads too slowly, or the relay shuts down.
 
-use crate::hub::{now_millis, Hub, Refusal, SessionHandle};
+use crate::hub::{now_millis, Hub, PendingLogin, Refusal, SessionHandle};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use peerchat_shared::codec::{decode_client_frame, encode};
 use peerchat_shared::frames::{ClientToRelay, ErrorCode, Login, RelayToClient, SessionId};
@@ -27,6 +27,7 @@ pub(crate) async fn serve(
     mut socket: WebSocket,
     hub: Arc<Hub>,
     address: IpAddr,
+    pending: PendingLogin,
     shutdown: CancellationToken,
 ) {
     hub.metrics.connection_opened();
@@ -38,7 +39,9 @@ pub(crate) async fn serve(
     };
     if send(&mut socket, &challenge).await.is_ok() {
         let deadline = Instant::now() + hub.config.limits.challenge_ttl;
-        if let Some((member, handle)) = login(&mut socket, &hub, address, &nonce, deadline).await {
+        let admitted = login(&mut socket, &hub, address, &nonce, deadline).await;
+        drop(pending);
+        if let Some((member, handle)) = admitted {
             let session = member.session;
             run_session(&mut socket, &hub, member, handle, &shutdown).await;
             hub.unregister(session);

@@ -97,10 +97,24 @@ struct HubState {
     channels: BTreeMap<ChannelName, BTreeSet<SessionId>>,
     keys: HashMap<PublicKey, KeyState>,
     connections_per_address: HashMap<IpAddr, usize>,
+    pending_logins: HashMap<IpAddr, usize>,
     failed_logins: HashMap<IpAddr, TokenBucket>,
     invite_uses: HashMap<[u8; 16], (u32, UnixMillis)>,
     ids: MessageIdGenerator,
     recent_sends: RecentSends,
+}
+
+/// A connection's place among those not logged in yet; freed when dropped.
+#[derive(Debug)]
+pub(crate) struct PendingLogin {
+    hub: Arc<Hub>,
+    address: IpAddr,
+}
+
+impl Drop for PendingLogin {
+    fn drop(&mut self) {
+        self.hub.end_login(self.address);
+    }
 }
 
 /// Shared by all connection tasks.
@@ -143,6 +157,33 @@ impl Hub {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Reserves a place for a connection that has not logged in yet; `None` when the relay or
+    /// this address already has too many such connections.
+    pub(crate) fn begin_login(self: &Arc<Self>, address: IpAddr) -> Option<PendingLogin> {
+        let limits = &self.config.limits;
+        let mut state = self.state();
+        let total: usize = state.pending_logins.values().sum();
+        let from_address = state.pending_logins.get(&address).copied().unwrap_or(0);
+        if total >= limits.max_pending_logins || from_address >= limits.pending_logins_per_address {
+            return None;
+        }
+        *state.pending_logins.entry(address).or_insert(0) += 1;
+        Some(PendingLogin {
+            hub: self.clone(),
+            address,
+        })
+    }
+
+    fn end_login(&self, address: IpAddr) {
+        let mut state = self.state();
+        if let Some(count) = state.pending_logins.get_mut(&address) {
+            *count -= 1;
+            if *count == 0 {
+                state.pending_logins.remove(&address);
+            }
+        }
     }
 
     /// Counts a failed login from `address` against its budget. The map is bounded: when it is

@@ -16,8 +16,9 @@ mod web_assets;
 pub use config::{Admission, RelayConfig, RelayLimits};
 
 use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
+use axum::http::StatusCode;
 use axum::http::{header, HeaderValue};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::serve::ListenerExt as _;
 use axum::{Json, Router};
@@ -96,13 +97,23 @@ async fn upgrade(
     upgrade: WebSocketUpgrade,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     State(state): State<AppState>,
-) -> impl IntoResponse {
+) -> Response {
+    let Some(pending) = state.hub.begin_login(peer.ip()) else {
+        state
+            .hub
+            .metrics
+            .rejected(peerchat_shared::frames::ErrorCode::TooManyConnections);
+        let message = "too many connections are waiting to log in; try again shortly\n";
+        return (StatusCode::SERVICE_UNAVAILABLE, message).into_response();
+    };
     upgrade
         .read_buffer_size(SOCKET_READ_BUFFER_BYTES)
         .write_buffer_size(SOCKET_WRITE_BUFFER_BYTES)
         .max_write_buffer_size(MAX_RELAY_FRAME_BYTES * 2)
         .max_message_size(SOCKET_MAX_MESSAGE_BYTES)
-        .on_upgrade(move |socket| connection::serve(socket, state.hub, peer.ip(), state.shutdown))
+        .on_upgrade(move |socket| {
+            connection::serve(socket, state.hub, peer.ip(), pending, state.shutdown)
+        })
 }
 
 async fn well_known(State(state): State<AppState>) -> impl IntoResponse {

@@ -963,3 +963,36 @@ async fn repeated_failed_logins_from_an_address_are_refused_for_a_while() {
     assert_eq!(honest, Err(ErrorCode::RateLimited));
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn connections_that_never_log_in_are_limited_per_address() {
+    let mut relay_config = config(Admission::Open);
+    relay_config.limits.pending_logins_per_address = 2;
+    let relay = TestRelay::start(relay_config).await;
+    let url = format!("ws://{}/ws", relay.address);
+    let (first, _, _) = TestClient::connect(&relay).await;
+    let (second, _, _) = TestClient::connect(&relay).await;
+    match tokio_tungstenite::connect_async(url.as_str()).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 503)
+        }
+        other => panic!("expected 503, got {other:?}"),
+    }
+    // Logging in (or leaving) frees the place.
+    drop(first);
+    drop(second);
+    let mut admitted = None;
+    for _ in 0..100 {
+        if let Ok((socket, _)) = tokio_tungstenite::connect_async(url.as_str()).await {
+            admitted = Some(socket);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(admitted.is_some(), "a place was freed");
+    assert!(relay
+        .metrics()
+        .await
+        .contains("peerchat_rejections_total{reason=\"too_many_connections\"}"));
+    relay.stop().await;
+}
