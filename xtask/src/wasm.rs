@@ -78,7 +78,9 @@ pub(crate) fn test_in_browser(root: &Path, toolchain: &Toolchain, package: &str)
         r#"{"goog:chromeOptions":{"args":["--disable-gpu","--disable-quic","--no-first-run","--disable-background-networking","--disable-component-update","--disable-sync"]}}"#,
     )?;
     run(wasm_cargo(root, toolchain, "test")
-        .args(["--package", package])
+        // Doc-tests do not run on wasm32; without `--tests` cargo reports an empty doc-test run
+        // last, which reads as "no tests ran".
+        .args(["--package", package, "--tests"])
         .env(
             "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
             &toolchain.wasm_bindgen_test_runner,
