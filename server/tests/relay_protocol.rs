@@ -179,17 +179,7 @@ async fn presence_shows_who_joins_leaves_and_disconnects() {
     assert_ne!(bob_tab.session, bob.session);
     bob_tab.join("general").await;
     drop(bob_tab);
-    let left = alice
-        .next_matching(|frame| {
-            matches!(
-                frame,
-                RelayToClient::Presence {
-                    change: PresenceChange::Left,
-                    ..
-                }
-            )
-        })
-        .await;
+    let left = alice.next_matching(support::is_presence_left).await;
     assert!(
         matches!(left, RelayToClient::Presence { member, .. } if member.session != bob.session)
     );
@@ -618,14 +608,7 @@ async fn a_slow_reader_is_disconnected_without_holding_up_the_channel() {
         sender.send(&ClientToRelay::Send { draft }).await;
         let frame = sender
             .next_matching(|frame| {
-                matches!(
-                    frame,
-                    RelayToClient::Ack { .. }
-                        | RelayToClient::Presence {
-                            change: PresenceChange::Left,
-                            ..
-                        }
-                )
+                matches!(frame, RelayToClient::Ack { .. }) || support::is_presence_left(frame)
             })
             .await;
         if let RelayToClient::Presence { member, .. } = frame {
@@ -814,17 +797,7 @@ async fn idle_connections_are_closed_and_shutdown_delivers_queued_frames_first()
     // answers none, and the relay closes it.
     let mut observer = relay.member(143).await;
     observer.join("general").await;
-    let left = observer
-        .next_matching(|frame| {
-            matches!(
-                frame,
-                RelayToClient::Presence {
-                    change: PresenceChange::Left,
-                    ..
-                }
-            )
-        })
-        .await;
+    let left = observer.next_matching(support::is_presence_left).await;
     assert!(
         matches!(left, RelayToClient::Presence { member, .. } if member.session == idle_session)
     );

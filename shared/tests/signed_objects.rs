@@ -16,14 +16,7 @@ use peerchat_shared::time::UnixMillis;
 use proptest::prelude::*;
 use strategies::{body, bytes, channel};
 
-const DOMAINS: [Domain; 6] = [
-    Domain::LoginResponse,
-    Domain::Draft,
-    Domain::Envelope,
-    Domain::Membership,
-    Domain::Invite,
-    Domain::Profile,
-];
+const DOMAINS: [Domain; 6] = Domain::SIGNING;
 
 /// One honest envelope, stamped by the relay with seed `[1; 32]`.
 fn stamped(

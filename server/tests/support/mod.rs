@@ -5,7 +5,9 @@ use futures_util::{SinkExt as _, StreamExt as _};
 use peerchat_server::{run, Admission, RelayConfig, RelayLimits};
 use peerchat_shared::channel::ChannelName;
 use peerchat_shared::codec::{decode_relay_frame, encode};
-use peerchat_shared::frames::{ClientToRelay, ErrorCode, Login, RelayToClient, SessionId};
+use peerchat_shared::frames::{
+    ClientToRelay, ErrorCode, Login, PresenceChange, RelayToClient, SessionId,
+};
 use peerchat_shared::identity::{PublicKey, SecretKey};
 use peerchat_shared::login::{sign_login, LoginNonce};
 use peerchat_shared::membership::{InviteToken, MembershipCertificate, Role};
@@ -285,6 +287,17 @@ impl TestClient {
             }
         }
     }
+}
+
+/// True for a `presence` frame saying someone left.
+pub fn is_presence_left(frame: &RelayToClient) -> bool {
+    matches!(
+        frame,
+        RelayToClient::Presence {
+            change: PresenceChange::Left,
+            ..
+        }
+    )
 }
 
 pub async fn send_frame(
