@@ -5,6 +5,7 @@
 //! the browser client and the virtual clients share one implementation of the wire format.
 
 pub mod channel;
+pub mod client;
 pub mod codec;
 pub mod encoding;
 pub mod frames;
