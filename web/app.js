@@ -1,17 +1,435 @@
-// Loads the WebAssembly client and shows who this browser is. User-visible text is set with
-// textContent only, never innerHTML.
-import init, { Me, protocolVersion } from "./pkg/peerchat_client_wasm.js";
+// The chat page: renders what the WebAssembly client reports and hands it the member's actions.
+// All protocol work (login, signatures, outbox, history) happens in the client. Text from other
+// people is only ever set with textContent, never parsed as HTML.
+import init, { Client, Me, protocolVersion } from "./pkg/peerchat_client_wasm.js";
 
-const status = document.getElementById("status");
-const fingerprint = document.getElementById("fingerprint");
+const HISTORY_PAGE = 200;
+const GROUP_GAP_MS = 5 * 60 * 1000;
+const NEAR_BOTTOM_PX = 48;
 
-try {
-  await init();
-  const me = await Me.loadOrCreate();
-  status.textContent = `Client ready (protocol v${protocolVersion()}).`;
-  fingerprint.textContent = `Your key's fingerprint: ${me.fingerprint}`;
-  document.body.dataset.state = "ready";
-} catch (error) {
-  status.textContent = `The client could not start: ${error}`;
-  document.body.dataset.state = "failed";
+const $ = (id) => document.getElementById(id);
+const ui = {
+  connection: $("connection"), problem: $("problem"), channels: $("channels"),
+  channelTitle: $("channel-title"), messages: $("messages"), jump: $("jump-to-latest"),
+  composer: $("composer"), text: $("message-text"), members: $("members"),
+  joinForm: $("join-form"), joinName: $("join-name"), settings: $("settings"),
+  fingerprint: $("fingerprint"), nameForm: $("name-form"), displayName: $("display-name"),
+};
+
+/** Everything the page knows, per channel. */
+const state = {
+  client: null,
+  me: null,
+  active: null,
+  channels: new Map(), // name -> { online, unread, messages: Map(id -> view), pending: Map(nonce -> entry), failed: Map(nonce -> reason), members: [], oldestLoaded, complete }
+  names: new Map(), // member key -> display name
+};
+
+function channelState(name) {
+  let channel = state.channels.get(name);
+  if (!channel) {
+    channel = { online: 0, unread: 0, messages: new Map(), pending: new Map(), failed: new Map(),
+      members: [], oldestLoaded: null, complete: false, loaded: false };
+    state.channels.set(name, channel);
+  }
+  return channel;
 }
+
+function element(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function showProblem(message) {
+  ui.problem.textContent = message;
+  ui.problem.hidden = false;
+}
+
+function authorName(key, fingerprint) {
+  if (state.me && key === state.me.publicKey) return state.names.get(key) ?? "You";
+  return state.names.get(key) ?? `Member ${fingerprint.slice(0, 9)}`;
+}
+
+function formatTime(millis) {
+  return new Date(millis).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+}
+
+// ---- channel list -------------------------------------------------------------------------
+
+function renderChannels() {
+  const items = [...state.channels.keys()].sort().map((name) => {
+    const channel = state.channels.get(name);
+    const item = element("li");
+    const button = element("button", "channel-button");
+    button.type = "button";
+    button.dataset.channel = name;
+    button.append(element("span", "channel-name", `#${name}`));
+    if (name === state.active) button.setAttribute("aria-current", "page");
+    if (channel.unread > 0) {
+      const badge = element("span", "unread", String(channel.unread));
+      badge.setAttribute("aria-label", `${channel.unread} unread`);
+      button.append(badge);
+    }
+    button.addEventListener("click", () => openChannel(name));
+    item.append(button);
+    return item;
+  });
+  ui.channels.replaceChildren(...items);
+}
+
+async function openChannel(name) {
+  state.active = name;
+  const channel = channelState(name);
+  channel.unread = 0;
+  ui.channelTitle.textContent = `#${name}`;
+  document.body.classList.remove("show-channels");
+  $("toggle-channels").setAttribute("aria-expanded", "false");
+  renderChannels();
+  renderMembers();
+  if (!channel.loaded) await loadOlder(name);
+  renderLog({ scrollToBottom: true });
+}
+
+// ---- history ------------------------------------------------------------------------------
+
+async function loadOlder(name) {
+  const channel = channelState(name);
+  if (channel.complete || channel.loading) return 0;
+  channel.loading = true;
+  try {
+    const page = await state.client.history(name, channel.oldestLoaded ?? undefined, HISTORY_PAGE);
+    for (const view of page) channel.messages.set(view.id, view);
+    if (page.length > 0) channel.oldestLoaded = page[page.length - 1].id;
+    if (page.length < HISTORY_PAGE) channel.complete = true;
+    channel.loaded = true;
+    return page.length;
+  } catch (error) {
+    showProblem(`Could not read the history: ${error}`);
+    return 0;
+  } finally {
+    channel.loading = false;
+  }
+}
+
+// ---- message log --------------------------------------------------------------------------
+
+function isNearBottom() {
+  const log = ui.messages;
+  return log.scrollHeight - log.scrollTop - log.clientHeight < NEAR_BOTTOM_PX;
+}
+
+function messageItem(view, previous) {
+  const item = element("li", "message");
+  item.dataset.id = view.id;
+  item.dataset.nonce = view.nonce;
+  item.dataset.state = "sent";
+  const grouped = previous && previous.author === view.author && view.sent_at - previous.sent_at < GROUP_GAP_MS;
+  if (!grouped) item.append(messageHeader(view.author, view.author_fingerprint, view.sent_at));
+  else item.classList.add("grouped");
+  item.append(messageBody(view.body));
+  return item;
+}
+
+function messageHeader(author, fingerprint, time) {
+  const header = element("div", "message-header");
+  const name = element("span", "author", authorName(author, fingerprint));
+  name.title = `Key fingerprint ${fingerprint}`;
+  const stamp = element("time", "time", formatTime(time));
+  stamp.dateTime = new Date(time).toISOString();
+  stamp.title = new Date(time).toLocaleString();
+  header.append(name, stamp);
+  return header;
+}
+
+function messageBody(body) {
+  if (body.kind === "text") return element("p", "text", body.text);
+  return element("p", "text attachment", `Attachment: ${body.name} (${body.size} bytes)`);
+}
+
+function pendingItem(entry, failure) {
+  const item = element("li", "message pending");
+  item.dataset.nonce = entry.nonce;
+  item.dataset.state = failure ? "failed" : "pending";
+  item.append(messageHeader(state.me.publicKey, state.me.fingerprint, entry.queued_at));
+  item.append(messageBody(entry.body));
+  item.append(element("p", "delivery", failure ? `Not sent: ${failure}` : "Sending…"));
+  return item;
+}
+
+function sortedMessages(channel) {
+  return [...channel.messages.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+}
+
+function renderLog({ scrollToBottom = false, keepOffsetFromBottom = null } = {}) {
+  const channel = channelState(state.active);
+  const wasNearBottom = isNearBottom();
+  let previous = null;
+  const items = [];
+  for (const view of sortedMessages(channel)) {
+    items.push(messageItem(view, previous));
+    previous = view;
+  }
+  for (const entry of channel.pending.values()) items.push(pendingItem(entry, channel.failed.get(entry.nonce)));
+  ui.messages.replaceChildren(...items);
+  if (keepOffsetFromBottom !== null) {
+    ui.messages.scrollTop = ui.messages.scrollHeight - keepOffsetFromBottom;
+  } else if (scrollToBottom || wasNearBottom) {
+    scrollToLatest();
+  }
+  document.body.dataset.rendered = String(items.length);
+  if (document.body.dataset.firstRenderMs === undefined && channel.loaded) {
+    document.body.dataset.firstRenderMs = performance.now().toFixed(1);
+  }
+}
+
+function scrollToLatest() {
+  ui.messages.scrollTop = ui.messages.scrollHeight;
+  ui.jump.hidden = true;
+}
+
+/** Adds a newly stored message to the open log without redrawing it, when it is the newest. */
+function appendToLog(view) {
+  const channel = channelState(view.channel);
+  const ordered = sortedMessages(channel);
+  const last = ordered[ordered.length - 1];
+  if (channel.pending.size > 0 || ordered.length < 2 || last.id !== view.id) {
+    renderLog();
+    return;
+  }
+  const nearBottom = isNearBottom();
+  ui.messages.append(messageItem(view, ordered[ordered.length - 2]));
+  document.body.dataset.rendered = String(ui.messages.children.length);
+  if (nearBottom) scrollToLatest();
+  else ui.jump.hidden = false;
+}
+
+// ---- members ------------------------------------------------------------------------------
+
+function renderMembers() {
+  const channel = state.active ? channelState(state.active) : null;
+  const items = (channel?.members ?? []).map((member) => {
+    const item = element("li", "member");
+    item.dataset.key = member.key;
+    const name = member.display_name ?? `Member ${member.fingerprint.slice(0, 9)}`;
+    item.append(element("span", "member-name", member.is_me ? `${name} (you)` : name));
+    if (member.role === "virtual") item.append(element("span", "role", "archive peer"));
+    if (member.role === "owner") item.append(element("span", "role", "owner"));
+    item.title = `Key fingerprint ${member.fingerprint}`;
+    return item;
+  });
+  ui.members.replaceChildren(...items);
+}
+
+// ---- events from the client ---------------------------------------------------------------
+
+const CONNECTION_TEXT = {
+  connecting: () => "Connecting…",
+  online: () => "Online",
+  offline: (event) => `Offline, retrying in ${Math.ceil((event.retry_in_millis ?? 0) / 1000)} s`,
+  stopped: () => "Disconnected",
+};
+
+const handlers = {
+  connection(event) {
+    ui.connection.textContent = CONNECTION_TEXT[event.state](event);
+    document.body.dataset.connection = event.state;
+    if (event.state === "online") ui.problem.hidden = true;
+  },
+  welcome() {
+    if (location.hash.startsWith("#invite=")) history.replaceState(null, "", location.pathname);
+  },
+  channels(event) {
+    for (const summary of event.channels) channelState(summary.name).online = summary.online;
+    renderChannels();
+    if (!state.active && event.channels.length > 0) {
+      const general = event.channels.find((c) => c.name === "general");
+      openChannel((general ?? event.channels[0]).name);
+    }
+  },
+  members(event) {
+    const channel = channelState(event.channel);
+    channel.members = event.members;
+    for (const member of event.members) {
+      if (member.display_name) state.names.set(member.key, member.display_name);
+    }
+    if (event.channel === state.active) renderMembers();
+  },
+  pending(event) {
+    const channel = channelState(event.entry.channel);
+    channel.pending.set(event.entry.nonce, event.entry);
+    if (event.entry.channel === state.active) renderLog({ scrollToBottom: true });
+  },
+  send_failed(event) {
+    for (const [name, channel] of state.channels) {
+      if (channel.pending.has(event.nonce)) {
+        channel.failed.set(event.nonce, event.message);
+        if (name === state.active) renderLog();
+      }
+    }
+    showProblem(event.message);
+  },
+  message(event) {
+    const channel = channelState(event.channel);
+    channel.pending.delete(event.nonce);
+    channel.failed.delete(event.nonce);
+    channel.messages.set(event.id, event);
+    if (event.channel === state.active) {
+      if (channel.loaded) appendToLog(event);
+    } else if (event.author !== state.me.publicKey) {
+      channel.unread += 1;
+      renderChannels();
+    }
+  },
+  problem(event) { showProblem(event.message); },
+  stopped(event) { showProblem(event.message); },
+  invite_minted(event) {
+    showProblem(`Invite link: ${location.origin}/#invite=${event.token}`);
+  },
+};
+
+/** Events that arrive while `Client.start` is still returning wait here. */
+const early = [];
+
+function onClientEvent(event) {
+  if (!state.client) {
+    early.push(event);
+    return;
+  }
+  const handler = handlers[event.type];
+  if (handler) handler(event);
+}
+
+// ---- the member's actions -----------------------------------------------------------------
+
+function sendFromComposer() {
+  const text = ui.text.value;
+  if (text.trim() === "" || !state.active) return;
+  try {
+    state.client.send(state.active, text);
+    ui.text.value = "";
+    autoGrow();
+  } catch (error) {
+    showProblem(String(error.message ?? error));
+  }
+}
+
+function autoGrow() {
+  ui.text.style.height = "auto";
+  ui.text.style.height = `${Math.min(ui.text.scrollHeight, 200)}px`;
+}
+
+function wireComposer() {
+  ui.composer.addEventListener("submit", (event) => {
+    event.preventDefault();
+    sendFromComposer();
+  });
+  ui.text.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      sendFromComposer();
+    }
+  });
+  ui.text.addEventListener("input", autoGrow);
+  ui.jump.addEventListener("click", scrollToLatest);
+  ui.messages.addEventListener("scroll", async () => {
+    if (isNearBottom()) ui.jump.hidden = true;
+    if (ui.messages.scrollTop > 80 || !state.active) return;
+    const offset = ui.messages.scrollHeight - ui.messages.scrollTop;
+    if ((await loadOlder(state.active)) > 0) renderLog({ keepOffsetFromBottom: offset });
+  });
+}
+
+function wirePanels() {
+  for (const [buttonId, className] of [["toggle-channels", "show-channels"], ["toggle-members", "show-members"]]) {
+    const button = $(buttonId);
+    button.addEventListener("click", () => {
+      const shown = document.body.classList.toggle(className);
+      button.setAttribute("aria-expanded", String(shown));
+    });
+  }
+  ui.joinForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const name = ui.joinName.value.trim().toLowerCase();
+    if (!name) return;
+    try {
+      state.client.join(name);
+      channelState(name);
+      ui.joinName.value = "";
+      openChannel(name);
+    } catch (error) {
+      showProblem(String(error.message ?? error));
+    }
+  });
+}
+
+function wireSettings() {
+  $("open-settings").addEventListener("click", () => {
+    ui.displayName.value = state.client.displayName ?? "";
+    ui.settings.showModal();
+  });
+  ui.nameForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      await state.client.setDisplayName(ui.displayName.value);
+      state.names.set(state.me.publicKey, state.client.displayName);
+      renderLog();
+    } catch (error) {
+      showProblem(String(error.message ?? error));
+    }
+  });
+  $("export-identity").addEventListener("click", () => {
+    const file = new Blob([state.client.exportFile()], { type: "application/json" });
+    const link = element("a");
+    link.href = URL.createObjectURL(file);
+    link.download = `peerchat-identity-${state.me.fingerprint.slice(0, 4)}.json`;
+    link.click();
+    setTimeout(() => URL.revokeObjectURL(link.href), 10_000);
+  });
+  $("import-identity").addEventListener("change", async (event) => {
+    const [file] = event.target.files;
+    if (!file) return;
+    try {
+      await Me.importFile(await file.text());
+      location.reload();
+    } catch (error) {
+      showProblem(`That identity file was not imported: ${error.message ?? error}`);
+    }
+  });
+}
+
+// ---- start --------------------------------------------------------------------------------
+
+function relayUrl() {
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  return `${scheme}://${location.host}/ws`;
+}
+
+function inviteFromLink() {
+  const match = /^#invite=([A-Za-z0-9_-]+)$/.exec(location.hash);
+  return match ? match[1] : undefined;
+}
+
+async function start() {
+  wireComposer();
+  wirePanels();
+  wireSettings();
+  try {
+    await init();
+    state.me = await Me.loadOrCreate();
+    ui.fingerprint.textContent = state.me.fingerprint;
+    const client = await Client.start(relayUrl(), inviteFromLink(), onClientEvent);
+    for (const profile of await client.profiles()) state.names.set(profile.member, profile.display_name);
+    if (client.displayName) state.names.set(state.me.publicKey, client.displayName);
+    document.body.dataset.protocol = String(protocolVersion());
+    state.client = client;
+    for (const event of early.splice(0)) onClientEvent(event);
+  } catch (error) {
+    ui.connection.textContent = "Not started";
+    document.body.dataset.connection = "failed";
+    showProblem(`The client could not start: ${error.message ?? error}`);
+  }
+}
+
+start();

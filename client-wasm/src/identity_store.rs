@@ -24,17 +24,17 @@ fn failed(error: impl std::fmt::Display) -> StoreError {
     StoreError(error.to_string())
 }
 
-/// 32 bytes from the browser's `crypto.getRandomValues`.
-fn random_seed() -> Result<[u8; 32], StoreError> {
+/// Bytes from the browser's `crypto.getRandomValues`.
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], StoreError> {
     let crypto = web_sys::window()
         .ok_or_else(|| StoreError("no window".into()))?
         .crypto()
         .map_err(|_| StoreError("the browser offers no crypto.getRandomValues".into()))?;
-    let mut seed = [0u8; 32];
+    let mut bytes = [0u8; N];
     crypto
-        .get_random_values_with_u8_array(&mut seed)
+        .get_random_values_with_u8_array(&mut bytes)
         .map_err(|_| StoreError("crypto.getRandomValues failed".into()))?;
-    Ok(seed)
+    Ok(bytes)
 }
 
 /// What pinning found for a relay's key.
@@ -117,11 +117,25 @@ impl IdentityStore {
             return Ok(identity);
         }
         let identity = Identity {
-            key: SecretKey::from_seed(random_seed()?),
+            key: SecretKey::from_seed(random_bytes()?),
             display_name: None,
         };
         self.save(&identity).await?;
         Ok(identity)
+    }
+
+    /// The key pinned for the relay at `url`, if this browser has met it.
+    pub async fn pinned_relay_key(&self, url: &str) -> Result<Option<PublicKey>, StoreError> {
+        let transaction = self
+            .database
+            .transaction(&[RELAY_KEYS_STORE], TransactionMode::ReadOnly)
+            .map_err(failed)?;
+        let store = transaction.store(RELAY_KEYS_STORE).map_err(failed)?;
+        let pinned = store.get(JsValue::from_str(url)).await.map_err(failed)?;
+        pinned
+            .and_then(|value| value.as_string())
+            .map(|text| text.parse().map_err(failed))
+            .transpose()
     }
 
     /// Pins the key of the relay at `url` on first contact; afterwards, a different key is an

@@ -1,5 +1,6 @@
 //! History in the browser's IndexedDB (through rexie): one database per relay, one object store
 //! of envelopes keyed by the relay's ULID, and an index over (channel, id) for pages and ranges.
+//! The same database keeps the member's other per-relay records (see `relay_records`).
 
 use peerchat_shared::channel::ChannelName;
 use peerchat_shared::ids::MessageId;
@@ -9,8 +10,10 @@ use rexie::{Direction, Index, KeyRange, ObjectStore, Rexie, TransactionMode};
 use wasm_bindgen::JsValue;
 
 /// Version 1: the `envelopes` store (key path `id`) with the `by_channel` index on
-/// `[channel, id]`. A later schema raises this and adds its upgrade in [`IndexedDbStore::open`].
-pub const SCHEMA_VERSION: u32 = 1;
+/// `[channel, id]`. Version 2 adds `outbox`, `meta` and `profiles` (see `relay_records`); the
+/// upgrade creates them and keeps the envelopes. A later schema raises this and lists its stores
+/// in [`IndexedDbStore::open`]: IndexedDB creates the missing ones and keeps the rest.
+pub const SCHEMA_VERSION: u32 = 2;
 const ENVELOPES: &str = "envelopes";
 const BY_CHANNEL: &str = "by_channel";
 /// Sorts after every ULID text (they use `0-9A-Z` only).
@@ -19,10 +22,10 @@ const AFTER_EVERY_ID: &str = "\u{ffff}";
 /// A [`HistoryStore`] in IndexedDB.
 #[derive(Debug)]
 pub struct IndexedDbStore {
-    database: Rexie,
+    pub(crate) database: Rexie,
 }
 
-fn failed(error: impl std::fmt::Display) -> StoreError {
+pub(crate) fn failed(error: impl std::fmt::Display) -> StoreError {
     StoreError(error.to_string())
 }
 
@@ -62,6 +65,9 @@ impl IndexedDbStore {
         let database = Rexie::builder(name)
             .version(SCHEMA_VERSION)
             .add_object_store(envelopes)
+            .add_object_store(ObjectStore::new(crate::relay_records::OUTBOX))
+            .add_object_store(ObjectStore::new(crate::relay_records::META))
+            .add_object_store(ObjectStore::new(crate::relay_records::PROFILES))
             .build()
             .await
             .map_err(failed)?;

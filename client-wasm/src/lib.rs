@@ -1,7 +1,8 @@
 //! The browser client's WebAssembly core: the API the UI in `web/` calls.
 //!
-//! It grows with the browser-client issue (connection, login, IndexedDB history); for now it
-//! exposes the protocol facts the page shows, computed by the same `shared` code the relay runs.
+//! [`Me`] is the member's identity in this browser; [`Client`] is one connection to one relay,
+//! driving `shared`'s sans-IO [`ClientSession`](peerchat_shared::client::ClientSession) over a
+//! WebSocket, with history, outbox and profiles in that relay's IndexedDB database.
 
 use peerchat_shared::identity::PublicKey;
 use wasm_bindgen::prelude::*;
@@ -22,9 +23,18 @@ pub fn key_fingerprint(public_key: &str) -> Result<String, JsError> {
 }
 
 #[cfg(target_arch = "wasm32")]
+mod client;
+#[cfg(target_arch = "wasm32")]
+mod driver;
+#[cfg(target_arch = "wasm32")]
 pub mod identity_store;
 #[cfg(target_arch = "wasm32")]
 pub mod indexeddb;
+#[cfg(target_arch = "wasm32")]
+pub mod relay_records;
+
+#[cfg(target_arch = "wasm32")]
+pub use client::Client;
 
 /// The member using this browser, for the page.
 #[cfg(target_arch = "wasm32")]
@@ -63,6 +73,14 @@ impl Me {
     #[wasm_bindgen(getter)]
     pub fn fingerprint(&self) -> String {
         self.identity.key.public_key().fingerprint()
+    }
+
+    #[wasm_bindgen(getter, js_name = displayName)]
+    pub fn display_name(&self) -> Option<String> {
+        self.identity
+            .display_name
+            .as_ref()
+            .map(|name| name.as_str().to_owned())
     }
 
     /// The identity file to save; it contains the secret key.

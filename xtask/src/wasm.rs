@@ -53,7 +53,13 @@ pub(crate) fn build_web_bundle(root: &Path, toolchain: &Toolchain) -> Result<()>
         .join("wasm-release")
         .join("peerchat_client_wasm.wasm");
     run(Command::new(&toolchain.wasm_bindgen)
-        .args(["--target", "web", "--no-typescript", "--out-dir"])
+        .args([
+            "--target",
+            "web",
+            "--no-typescript",
+            "--remove-name-section",
+        ])
+        .args(["--remove-producers-section", "--out-dir"])
         .arg(root.join("web").join("pkg"))
         .arg(&wasm))?;
     let bundle = root.join("web/pkg/peerchat_client_wasm_bg.wasm");

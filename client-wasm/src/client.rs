@@ -1,0 +1,197 @@
+//! [`Client`]: the page's handle on one relay connection. It opens the stores, builds the
+//! session from what earlier visits kept, and starts the driver task; its methods queue the
+//! member's actions for that task or read history straight from IndexedDB.
+
+use crate::driver::{fresh_nonce, Driver, EventSink, Feed, INPUT_QUEUE};
+use crate::identity_store::{random_bytes, IdentityStore, IDENTITY_DATABASE};
+use crate::indexeddb::IndexedDbStore;
+use futures_channel::mpsc;
+use peerchat_shared::channel::ChannelName;
+use peerchat_shared::client::{ClientConfig, ClientInput, ClientSession, MessageView};
+use peerchat_shared::identity_export::Identity;
+use peerchat_shared::ids::MessageId;
+use peerchat_shared::membership::{DisplayName, InviteToken};
+use peerchat_shared::message::MessageBody;
+use peerchat_shared::store::HistoryStore as _;
+use std::rc::Rc;
+use wasm_bindgen::prelude::*;
+
+/// Most messages one history query returns.
+const MAX_HISTORY_PAGE: u32 = 1_000;
+
+/// The IndexedDB database holding the history and records of the relay at `relay_url`.
+pub fn relay_database_name(relay_url: &str) -> String {
+    format!("peerchat-relay:{relay_url}")
+}
+
+fn to_js(value: &impl serde::Serialize) -> Result<JsValue, JsError> {
+    value
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(|error| JsError::new(&error.to_string()))
+}
+
+fn channel(name: &str) -> Result<ChannelName, JsError> {
+    ChannelName::new(name).map_err(|error| JsError::new(&format!("{name:?}: {error}")))
+}
+
+/// One member's connection to one relay. See the module documentation.
+#[wasm_bindgen]
+pub struct Client {
+    feed: mpsc::Sender<Feed>,
+    history: Rc<IndexedDbStore>,
+    identity_store: Rc<IdentityStore>,
+    identity: Identity,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("member", &self.identity.key.public_key())
+            .finish_non_exhaustive()
+    }
+}
+
+#[wasm_bindgen]
+impl Client {
+    /// Connects to the relay at `relay_url` (`ws://…/ws` or `wss://…/ws`) as this browser's
+    /// member. `invite` is the token from a join link, if any. `on_event` is called with one
+    /// plain object per event; see `web/app.js` for the kinds.
+    pub async fn start(
+        relay_url: String,
+        invite: Option<String>,
+        on_event: js_sys::Function,
+    ) -> Result<Client, JsError> {
+        let invite = invite
+            .map(|text| text.parse::<InviteToken>())
+            .transpose()
+            .map_err(|_| JsError::new("This invite link is damaged: ask for a new one."))?;
+        let identity_store = Rc::new(IdentityStore::open(IDENTITY_DATABASE).await?);
+        let identity = identity_store.load_or_create().await?;
+        let history = Rc::new(IndexedDbStore::open(&relay_database_name(&relay_url)).await?);
+        let config = ClientConfig {
+            key: identity.key.clone(),
+            display_name: identity.display_name.clone(),
+            pinned_relay: identity_store.pinned_relay_key(&relay_url).await?,
+            certificate: history.certificate().await?,
+            invite,
+            outbox: history.outbox().await?,
+            known_channels: history.known_channels().await?,
+            random_seed: u64::from_le_bytes(random_bytes()?),
+        };
+        let session = ClientSession::new(crate::driver::now(), config);
+        let (feed, inputs) = mpsc::channel(INPUT_QUEUE);
+        let driver = Driver::new(
+            session,
+            relay_url,
+            history.clone(),
+            identity_store.clone(),
+            EventSink(on_event),
+            feed.clone(),
+        );
+        wasm_bindgen_futures::spawn_local(driver.run(inputs));
+        Ok(Client {
+            feed,
+            history,
+            identity_store,
+            identity,
+        })
+    }
+
+    fn queue(&mut self, input: ClientInput) -> Result<(), JsError> {
+        self.feed
+            .try_send(Feed::Member(input))
+            .map_err(|_| JsError::new("The client is busy; try again in a moment."))
+    }
+
+    /// Queues a text message; returns its nonce, which the `pending` and `message` events carry.
+    pub fn send(&mut self, channel_name: &str, text: &str) -> Result<String, JsError> {
+        let body = MessageBody::text(text);
+        body.validate()
+            .map_err(|error| JsError::new(&format!("This message cannot be sent: {error}.")))?;
+        let nonce = fresh_nonce()?;
+        self.queue(ClientInput::Send {
+            channel: channel(channel_name)?,
+            body,
+            nonce,
+        })?;
+        Ok(nonce.to_string())
+    }
+
+    /// Joins (and creates, if new) the channel `name`.
+    pub fn join(&mut self, name: &str) -> Result<(), JsError> {
+        let channel = channel(name)?;
+        self.queue(ClientInput::Join(channel))
+    }
+
+    /// Saves the member's display name and tells the relay.
+    #[wasm_bindgen(js_name = setDisplayName)]
+    pub fn set_display_name(&mut self, name: &str) -> Result<js_sys::Promise, JsError> {
+        let name = DisplayName::new(name.trim()).map_err(|_| {
+            JsError::new("A name has 1 to 48 characters, without control characters.")
+        })?;
+        self.identity.display_name = Some(name.clone());
+        self.queue(ClientInput::SetDisplayName(name))?;
+        let (store, identity) = (self.identity_store.clone(), self.identity.clone());
+        Ok(wasm_bindgen_futures::future_to_promise(async move {
+            store.save(&identity).await.map_err(JsError::from)?;
+            Ok(JsValue::UNDEFINED)
+        }))
+    }
+
+    /// Up to `limit` stored messages of `channel_name` older than the id `before` (or the newest
+    /// when absent), newest first.
+    pub fn history(
+        &self,
+        channel_name: &str,
+        before: Option<String>,
+        limit: u32,
+    ) -> Result<js_sys::Promise, JsError> {
+        let channel = channel(channel_name)?;
+        let before = before
+            .map(|id| id.parse::<MessageId>())
+            .transpose()
+            .map_err(|_| JsError::new("not a message id"))?;
+        let history = self.history.clone();
+        Ok(wasm_bindgen_futures::future_to_promise(async move {
+            let page = history
+                .page_before(&channel, before, limit.min(MAX_HISTORY_PAGE) as usize)
+                .await
+                .map_err(JsError::from)?;
+            let views: Vec<MessageView> = page.iter().map(MessageView::from).collect();
+            Ok(to_js(&views)?)
+        }))
+    }
+
+    /// The display names of members seen before: `[{member, display_name, …}]`.
+    pub fn profiles(&self) -> js_sys::Promise {
+        let history = self.history.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let profiles = history.profiles().await.map_err(JsError::from)?;
+            Ok(to_js(&profiles)?)
+        })
+    }
+
+    #[wasm_bindgen(getter, js_name = publicKey)]
+    pub fn public_key(&self) -> String {
+        self.identity.key.public_key().to_string()
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn fingerprint(&self) -> String {
+        self.identity.key.public_key().fingerprint()
+    }
+
+    #[wasm_bindgen(getter, js_name = displayName)]
+    pub fn display_name(&self) -> Option<String> {
+        self.identity
+            .display_name
+            .as_ref()
+            .map(|name| name.as_str().to_owned())
+    }
+
+    /// The identity file to save; it contains the secret key.
+    #[wasm_bindgen(js_name = exportFile)]
+    pub fn export_file(&self) -> String {
+        self.identity.to_file()
+    }
+}

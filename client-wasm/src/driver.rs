@@ -1,0 +1,315 @@
+//! The browser driver of `shared`'s [`ClientSession`]: one task owns the session and the
+//! WebSocket, takes inputs (socket events, the member's actions, timers) from one bounded queue,
+//! and carries out each output before the next input, writing to IndexedDB before the page is
+//! told. The UI gets plain JavaScript objects through one callback.
+
+use crate::identity_store::{random_bytes, IdentityStore};
+use crate::indexeddb::IndexedDbStore;
+use futures_channel::mpsc;
+use futures_util::future::{select, Either};
+use futures_util::StreamExt as _;
+use peerchat_shared::client::{ClientEvent, ClientInput, ClientOutput, ClientSession, MessageView};
+use peerchat_shared::store::HistoryStore as _;
+use peerchat_shared::time::UnixMillis;
+use serde::Serialize;
+use std::rc::Rc;
+use wasm_bindgen::prelude::*;
+use web_sys::{CloseEvent, Event, MessageEvent, WebSocket};
+
+/// Inputs waiting for the session. A relay that outruns the page this far gets its connection
+/// closed (and reconnected), as the relay does with a slow reader.
+pub const INPUT_QUEUE: usize = 4_096;
+
+/// Where an input came from: a socket (by generation, so a closed socket's late events are
+/// ignored) or the member.
+#[derive(Debug)]
+pub(crate) enum Feed {
+    Socket(u64, ClientInput),
+    /// The socket of this generation could not queue an input: drop the connection.
+    SocketOverflow(u64),
+    Member(ClientInput),
+}
+
+pub(crate) fn now() -> UnixMillis {
+    UnixMillis(js_sys::Date::now() as u64)
+}
+
+/// The page's callback, given one event object at a time.
+#[derive(Clone)]
+pub(crate) struct EventSink(pub js_sys::Function);
+
+impl EventSink {
+    pub(crate) fn emit(&self, event: &impl Serialize) {
+        let serializer = serde_wasm_bindgen::Serializer::json_compatible();
+        match event.serialize(&serializer) {
+            Ok(value) => {
+                // An exception in the page's handler is the page's to report.
+                let _ = self.0.call1(&JsValue::NULL, &value);
+            }
+            Err(error) => web_sys::console::error_1(&error.to_string().into()),
+        }
+    }
+
+    pub(crate) fn problem(&self, message: String) {
+        self.emit(&ClientEvent::Problem {
+            code: None,
+            message,
+        });
+    }
+}
+
+/// A stored message for the page; `acknowledged` marks the member's own message confirmed.
+#[derive(Serialize)]
+pub(crate) struct MessageEventForPage<'a> {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    #[serde(flatten)]
+    pub message: &'a MessageView,
+    pub acknowledged: bool,
+}
+
+/// An open WebSocket and the closures it calls, which live exactly as long as it does.
+struct Socket {
+    web_socket: WebSocket,
+    _on_open: Closure<dyn FnMut(Event)>,
+    _on_message: Closure<dyn FnMut(MessageEvent)>,
+    _on_close: Closure<dyn FnMut(CloseEvent)>,
+}
+
+impl Socket {
+    fn open(url: &str, generation: u64, feed: &mpsc::Sender<Feed>) -> Result<Self, JsValue> {
+        let web_socket = WebSocket::new(url)?;
+        let sender = |feed: &mpsc::Sender<Feed>| {
+            let mut feed = feed.clone();
+            move |input: ClientInput| {
+                if feed.try_send(Feed::Socket(generation, input)).is_err() {
+                    let _ = feed.try_send(Feed::SocketOverflow(generation));
+                }
+            }
+        };
+        let mut opened = sender(feed);
+        let on_open = Closure::<dyn FnMut(Event)>::new(move |_| opened(ClientInput::SocketOpened));
+        let mut received = sender(feed);
+        let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+            // The relay sends text frames only; anything else is a malformed frame.
+            let text = event.data().as_string().unwrap_or_default();
+            received(ClientInput::Frame(text));
+        });
+        let mut closed = sender(feed);
+        let on_close =
+            Closure::<dyn FnMut(CloseEvent)>::new(move |_| closed(ClientInput::SocketClosed));
+        web_socket.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+        web_socket.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        web_socket.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+        Ok(Self {
+            web_socket,
+            _on_open: on_open,
+            _on_message: on_message,
+            _on_close: on_close,
+        })
+    }
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        self.web_socket.set_onopen(None);
+        self.web_socket.set_onmessage(None);
+        self.web_socket.set_onclose(None);
+        let _ = self.web_socket.close();
+    }
+}
+
+/// Everything the session task owns.
+pub(crate) struct Driver {
+    pub session: ClientSession,
+    pub relay_url: String,
+    pub history: Rc<IndexedDbStore>,
+    pub identity: Rc<IdentityStore>,
+    pub sink: EventSink,
+    pub feed: mpsc::Sender<Feed>,
+    socket: Option<Socket>,
+    generation: u64,
+}
+
+impl Driver {
+    pub(crate) fn new(
+        session: ClientSession,
+        relay_url: String,
+        history: Rc<IndexedDbStore>,
+        identity: Rc<IdentityStore>,
+        sink: EventSink,
+        feed: mpsc::Sender<Feed>,
+    ) -> Self {
+        Self {
+            session,
+            relay_url,
+            history,
+            identity,
+            sink,
+            feed,
+            socket: None,
+            generation: 0,
+        }
+    }
+
+    /// Runs until the page drops every sender (the client is freed).
+    pub(crate) async fn run(mut self, mut inputs: mpsc::Receiver<Feed>) {
+        self.carry_out_outputs().await;
+        loop {
+            let next = match self.session.poll_timeout() {
+                Some(at) => {
+                    let wait = at.0.saturating_sub(now().0).min(u64::from(u32::MAX / 2));
+                    let timer = gloo_timers::future::TimeoutFuture::new(wait as u32);
+                    match select(inputs.next(), timer).await {
+                        Either::Left((feed, _)) => feed,
+                        Either::Right(((), _)) => Some(Feed::Member(ClientInput::Timeout)),
+                    }
+                }
+                None => inputs.next().await,
+            };
+            let Some(feed) = next else { break };
+            if let Some(input) = self.accept(feed) {
+                self.session.handle(now(), input);
+                self.carry_out_outputs().await;
+            }
+        }
+        self.socket = None;
+    }
+
+    /// The input to hand the session, if it concerns the current socket.
+    fn accept(&mut self, feed: Feed) -> Option<ClientInput> {
+        match feed {
+            Feed::Member(input) => Some(input),
+            Feed::Socket(generation, input) if generation == self.generation => {
+                if input == ClientInput::SocketClosed {
+                    self.socket = None;
+                }
+                Some(input)
+            }
+            Feed::SocketOverflow(generation) if generation == self.generation => {
+                self.sink
+                    .problem("The relay sent more than this page could take; reconnecting.".into());
+                self.socket = None;
+                Some(ClientInput::SocketClosed)
+            }
+            Feed::Socket(..) | Feed::SocketOverflow(_) => None,
+        }
+    }
+
+    async fn carry_out_outputs(&mut self) {
+        while let Some(output) = self.session.poll_output() {
+            self.carry_out(output).await;
+        }
+    }
+
+    async fn carry_out(&mut self, output: ClientOutput) {
+        let outcome = match output {
+            ClientOutput::Connect => {
+                self.generation += 1;
+                match Socket::open(&self.relay_url, self.generation, &self.feed) {
+                    Ok(socket) => self.socket = Some(socket),
+                    Err(_) => {
+                        self.sink
+                            .problem(format!("Cannot open {}.", self.relay_url));
+                        self.session.handle(now(), ClientInput::SocketClosed);
+                    }
+                }
+                Ok(())
+            }
+            ClientOutput::Close => {
+                self.socket = None;
+                Ok(())
+            }
+            ClientOutput::Transmit(text) => {
+                if let Some(socket) = &self.socket {
+                    // A failed send shows up as the socket closing.
+                    let _ = socket.web_socket.send_with_str(&text);
+                }
+                Ok(())
+            }
+            ClientOutput::PinRelayKey(key) => self
+                .identity
+                .check_relay_key(&self.relay_url, &key)
+                .await
+                .map(|_| ())
+                .map_err(|error| error.to_string()),
+            ClientOutput::SaveCertificate(certificate) => self
+                .history
+                .save_certificate(certificate.as_ref())
+                .await
+                .map_err(|error| error.to_string()),
+            ClientOutput::SaveProfile(profile) => self
+                .history
+                .save_profile(&profile)
+                .await
+                .map_err(|error| error.to_string()),
+            ClientOutput::Store {
+                envelope,
+                acknowledged,
+            } => self.store(envelope, acknowledged).await,
+            ClientOutput::OutboxPut(entry) => self
+                .history
+                .outbox_put(&entry)
+                .await
+                .map_err(|error| error.to_string()),
+            ClientOutput::OutboxRemove(nonce) => self
+                .history
+                .outbox_remove(&nonce)
+                .await
+                .map_err(|error| error.to_string()),
+            ClientOutput::Event(event) => self.on_event(event).await,
+        };
+        if let Err(message) = outcome {
+            self.sink
+                .problem(format!("This browser could not save data: {message}"));
+        }
+    }
+
+    async fn store(
+        &mut self,
+        envelope: peerchat_shared::message::VerifiedEnvelope,
+        acknowledged: bool,
+    ) -> Result<(), String> {
+        let view = MessageView::from(envelope.envelope());
+        let new = self
+            .history
+            .insert(std::slice::from_ref(&envelope))
+            .await
+            .map_err(|error| error.to_string())?;
+        if acknowledged {
+            self.history
+                .outbox_remove(&view.nonce)
+                .await
+                .map_err(|error| error.to_string())?;
+        }
+        if new > 0 || acknowledged {
+            self.sink.emit(&MessageEventForPage {
+                kind: "message",
+                message: &view,
+                acknowledged,
+            });
+        }
+        Ok(())
+    }
+
+    async fn on_event(&mut self, event: ClientEvent) -> Result<(), String> {
+        if let ClientEvent::Channels { channels } = &event {
+            if self.session.is_online() {
+                let names: Vec<_> = channels.iter().map(|c| c.name.clone()).collect();
+                self.history
+                    .save_known_channels(&names)
+                    .await
+                    .map_err(|error| error.to_string())?;
+            }
+        }
+        self.sink.emit(&event);
+        Ok(())
+    }
+}
+
+/// A fresh nonce for a message.
+pub(crate) fn fresh_nonce() -> Result<peerchat_shared::message::ClientNonce, JsError> {
+    Ok(peerchat_shared::message::ClientNonce(
+        random_bytes().map_err(|error| JsError::new(&error.to_string()))?,
+    ))
+}
