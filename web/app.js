@@ -124,6 +124,7 @@ function messageItem(view, previous) {
   const item = element("li", "message");
   item.dataset.id = view.id;
   item.dataset.nonce = view.nonce;
+  item.dataset.author = view.author;
   item.dataset.state = "sent";
   const grouped = previous && previous.author === view.author && view.sent_at - previous.sent_at < GROUP_GAP_MS;
   if (!grouped) item.append(messageHeader(view.author, view.author_fingerprint, view.sent_at));
@@ -151,6 +152,7 @@ function messageBody(body) {
 function pendingItem(entry, failure) {
   const item = element("li", "message pending");
   item.dataset.nonce = entry.nonce;
+  item.dataset.author = state.me.publicKey;
   item.dataset.state = failure ? "failed" : "pending";
   item.append(messageHeader(state.me.publicKey, state.me.fingerprint, entry.queued_at));
   item.append(messageBody(entry.body));
@@ -272,11 +274,12 @@ const handlers = {
   },
   message(event) {
     const channel = channelState(event.channel);
-    channel.pending.delete(event.nonce);
+    const wasPending = channel.pending.delete(event.nonce);
     channel.failed.delete(event.nonce);
     channel.messages.set(event.id, event);
     if (event.channel === state.active) {
-      if (channel.loaded) appendToLog(event);
+      if (wasPending) renderLog();
+      else if (channel.loaded) appendToLog(event);
     } else if (event.author !== state.me.publicKey) {
       channel.unread += 1;
       renderChannels();
@@ -411,7 +414,20 @@ function inviteFromLink() {
   return match ? match[1] : undefined;
 }
 
+/** Lets the page open while the relay is unreachable (see sw.js). */
+async function keepShellForOffline() {
+  if (!("serviceWorker" in navigator)) return;
+  try {
+    await navigator.serviceWorker.register("sw.js");
+    await navigator.serviceWorker.ready;
+    document.body.dataset.offlineShell = "ready";
+  } catch (error) {
+    console.warn("The page will not open offline:", error);
+  }
+}
+
 async function start() {
+  keepShellForOffline();
   wireComposer();
   wirePanels();
   wireSettings();

@@ -368,7 +368,14 @@ impl ClientSession {
 
     /// Waits before the next attempt: about [`FIRST_BACKOFF_MILLIS`], doubling per failure.
     fn go_offline(&mut self, now: UnixMillis) {
-        self.presence.clear();
+        let channels: Vec<ChannelName> =
+            self.presence.drain().map(|(channel, _)| channel).collect();
+        for channel in channels {
+            self.event(ClientEvent::Members {
+                channel,
+                members: vec![],
+            });
+        }
         let random = self.jitter.next();
         let ceiling = FIRST_BACKOFF_MILLIS
             .saturating_mul(1 << self.failed_attempts.min(16))

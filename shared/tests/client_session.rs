@@ -517,6 +517,16 @@ fn presence_lists_each_member_once_with_a_verified_profile_and_forgets_who_left(
         members.iter().map(|m| m.is_me).collect::<Vec<_>>(),
         vec![true]
     );
+
+    session.handle(NOW, ClientInput::SocketClosed);
+    let outputs = drain(&mut session);
+    assert!(
+        events(&outputs).contains(&&ClientEvent::Members {
+            channel: general(),
+            members: vec![]
+        }),
+        "nobody is shown online while the relay is out of reach"
+    );
 }
 
 #[test]

@@ -1,0 +1,438 @@
+//! The web client end to end: real headless Chromium profiles, the real relay on loopback, the
+//! page and its WebAssembly client as served to members.
+
+mod browser;
+mod support;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::routing::get;
+use browser::{Browser, ChromeDriver, GatedProxy};
+use peerchat_server::Admission;
+use peerchat_shared::channel::ChannelName;
+use peerchat_shared::codec::{decode_client_frame, encode};
+use peerchat_shared::frames::{
+    ChannelSummary, ClientToRelay, MemberPresence, RelayToClient, SessionId,
+};
+use peerchat_shared::identity::{SecretKey, Signature};
+use peerchat_shared::ids::MessageIdGenerator;
+use peerchat_shared::login::{verify_login, LoginNonce};
+use peerchat_shared::membership::{MembershipCertificate, Role};
+use peerchat_shared::message::{ClientNonce, Draft, Envelope, MessageBody};
+use peerchat_shared::time::UnixMillis;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use support::{config, TestRelay};
+
+fn texts(messages: &[browser::ShownMessage]) -> Vec<&str> {
+    messages
+        .iter()
+        .map(|message| message.text.as_str())
+        .collect()
+}
+
+async fn open_online(driver: &ChromeDriver, relay: &TestRelay) -> Browser {
+    let browser = Browser::open(driver, &relay.url("/")).await;
+    browser.wait_until_online().await;
+    browser
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_members_chat_both_ways_and_see_each_other_come_and_go() {
+    let relay = TestRelay::start(config(Admission::Open)).await;
+    let driver = ChromeDriver::start().await;
+    let ada = open_online(&driver, &relay).await;
+    let bob = open_online(&driver, &relay).await;
+    ada.wait_until(
+        "Ada to see Bob online",
+        "return document.querySelectorAll('#members li').length === 2",
+    )
+    .await;
+
+    ada.send_message("Hello Bob").await;
+    bob.wait_for_message_count(1).await;
+    bob.send_message("Hi Ada,\u{E008}\u{E007}\u{E008}how are you?")
+        .await;
+    ada.wait_for_message_count(2).await;
+    bob.wait_for_message_count(2).await;
+
+    let (seen_by_ada, seen_by_bob) = (ada.messages().await, bob.messages().await);
+    assert_eq!(texts(&seen_by_ada), ["Hello Bob", "Hi Ada,\nhow are you?"]);
+    assert_eq!(seen_by_ada, seen_by_bob, "both see the same conversation");
+    assert_ne!(seen_by_ada[0].author, seen_by_ada[1].author);
+
+    bob.close().await;
+    ada.wait_until(
+        "Ada to see Bob leave",
+        "return document.querySelectorAll('#members li').length === 1",
+    )
+    .await;
+    ada.close().await;
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn history_and_identity_are_back_after_a_reload_even_before_the_relay_answers() {
+    let relay = TestRelay::start(config(Admission::Open)).await;
+    let driver = ChromeDriver::start().await;
+    let ada = open_online(&driver, &relay).await;
+    for text in ["one", "two", "three"] {
+        ada.send_message(text).await;
+    }
+    ada.wait_for_message_count(3).await;
+    let fingerprint = ada.fingerprint().await;
+    ada.wait_until(
+        "the page's files to be kept for offline use",
+        "return document.body.dataset.offlineShell === 'ready' && !!navigator.serviceWorker.controller",
+    )
+    .await;
+
+    relay.stop().await;
+    ada.wait_until(
+        "the page to notice the relay is gone",
+        "return document.body.dataset.connection !== 'online'",
+    )
+    .await;
+    ada.reload().await;
+    ada.wait_for_message_count(3).await;
+    assert_eq!(texts(&ada.messages().await), ["one", "two", "three"]);
+    assert_eq!(ada.fingerprint().await, fingerprint);
+    let connection = ada.eval("return document.body.dataset.connection").await;
+    assert_ne!(
+        connection, "online",
+        "the relay is down: history came from IndexedDB"
+    );
+    ada.close().await;
+}
+
+/// Ada reaches the relay through a gate, so the test decides that Bob is back before she is.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_written_while_the_relay_is_down_is_delivered_once_when_it_returns() {
+    let relay = TestRelay::start(config(Admission::Open)).await;
+    let address = relay.address;
+    let gate = GatedProxy::start(address).await;
+    let driver = ChromeDriver::start().await;
+    let ada = Browser::open(&driver, &gate.url("/")).await;
+    ada.wait_until_online().await;
+    let bob = open_online(&driver, &relay).await;
+
+    gate.set_open(false);
+    relay.stop().await;
+    ada.wait_until(
+        "Ada's page to notice the relay is gone",
+        "return document.body.dataset.connection !== 'online'",
+    )
+    .await;
+    ada.send_message("written while the relay was down").await;
+    ada.wait_until(
+        "the message to show as pending",
+        "return document.querySelectorAll('#messages li[data-state=\"pending\"]').length === 1",
+    )
+    .await;
+
+    let relay = TestRelay::start_on(address, config(Admission::Open)).await;
+    bob.wait_until(
+        "Bob to be back in #general",
+        "return document.body.dataset.connection === 'online' && document.querySelectorAll('#members li').length === 1",
+    )
+    .await;
+    gate.set_open(true);
+    ada.wait_for_message_count(1).await;
+    bob.wait_for_message_count(1).await;
+    ada.send_message("and this one after").await;
+    bob.wait_for_message_count(2).await;
+    assert_eq!(
+        texts(&bob.messages().await),
+        ["written while the relay was down", "and this one after"],
+        "delivered once, in order"
+    );
+    ada.reload().await;
+    ada.wait_for_message_count(2).await;
+    assert!(
+        ada.messages().await.iter().all(|m| m.state == "sent"),
+        "the outbox is empty"
+    );
+    ada.close().await;
+    bob.close().await;
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn markup_in_a_message_is_shown_as_text() {
+    let relay = TestRelay::start(config(Admission::Open)).await;
+    let driver = ChromeDriver::start().await;
+    let ada = open_online(&driver, &relay).await;
+    let bob = open_online(&driver, &relay).await;
+    let attack = "<img src=x onerror=alert(1)><script>window.injected=1</script>";
+    ada.send_message(attack).await;
+    bob.wait_for_message_count(1).await;
+    assert_eq!(texts(&bob.messages().await), [attack]);
+    let injected = bob
+        .eval("return document.querySelectorAll('#messages img, #messages script').length + (window.injected ?? 0)")
+        .await;
+    assert_eq!(injected, 0);
+    ada.close().await;
+    bob.close().await;
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_exported_identity_moves_a_member_to_a_new_browser_profile() {
+    let relay = TestRelay::start(config(Admission::Open)).await;
+    let driver = ChromeDriver::start().await;
+    let ada = open_online(&driver, &relay).await;
+    ada.send_message("from the old browser").await;
+    ada.wait_for_message_count(1).await;
+    let ada_key = ada.messages().await[0].author.clone();
+    ada.click("#open-settings").await;
+    ada.click("#export-identity").await;
+    let file = ada.downloaded_file().await;
+
+    let new_profile = open_online(&driver, &relay).await;
+    assert_ne!(new_profile.fingerprint().await, ada.fingerprint().await);
+    new_profile.click("#open-settings").await;
+    new_profile.choose_file("#import-identity", &file).await;
+    new_profile
+        .wait_until(
+            "the imported identity to be in use",
+            &format!(
+                "return document.getElementById('fingerprint').textContent === {:?}",
+                ada.fingerprint().await
+            ),
+        )
+        .await;
+    new_profile.wait_until_online().await;
+    new_profile.send_message("from the new browser").await;
+    ada.wait_for_message_count(2).await;
+    let seen = ada.messages().await;
+    assert_eq!(seen[1].text, "from the new browser");
+    assert_eq!(seen[1].author, ada_key, "the same key wrote both");
+    ada.close().await;
+    new_profile.close().await;
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_page_names_its_parts_for_assistive_technology_and_fits_a_phone() {
+    let relay = TestRelay::start(config(Admission::Open)).await;
+    let driver = ChromeDriver::start().await;
+    let ada = open_online(&driver, &relay).await;
+    ada.wait_until(
+        "the member list",
+        "return document.querySelectorAll('#members li').length === 1",
+    )
+    .await;
+    let tree = ada.accessibility_tree().await;
+    let role_and_name = |node: &serde_json::Value| {
+        (
+            node["role"]["value"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            node["name"]["value"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        )
+    };
+    let visible: Vec<&serde_json::Value> =
+        tree.iter().filter(|node| node["ignored"] != true).collect();
+    let has = |role: &str, name: &str| {
+        visible
+            .iter()
+            .any(|node| role_and_name(node) == (role.to_owned(), name.to_owned()))
+    };
+    assert!(has("log", "#general"), "the message list is a log");
+    assert!(
+        has("textbox", "Message"),
+        "the composer is a textbox named Message"
+    );
+    assert!(has("button", "Send"), "a button named Send");
+    assert!(has("list", "Channels"), "a labelled channel list");
+    assert!(has("list", "Online"), "a labelled member list");
+    for node in &visible {
+        let (role, name) = role_and_name(node);
+        if ["button", "textbox", "link", "checkbox", "combobox"].contains(&role.as_str()) {
+            assert!(!name.trim().is_empty(), "an unnamed {role}: {node}");
+            let focusable = node["properties"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|p| p["name"] == "focusable" && p["value"]["value"] == true);
+            assert!(focusable, "{role} {name:?} cannot be reached by keyboard");
+        }
+    }
+
+    ada.client.set_window_size(390, 844).await.unwrap();
+    let send_fits = ada
+        .eval("const r = document.getElementById('send').getBoundingClientRect(); return r.width > 0 && r.right <= innerWidth && r.bottom <= innerHeight")
+        .await;
+    assert_eq!(send_fits, true, "the composer fits a phone screen");
+    let channels_visible = "return document.getElementById('channels').offsetParent !== null";
+    assert_eq!(ada.eval(channels_visible).await, false);
+    ada.click("#toggle-channels").await;
+    assert_eq!(
+        ada.eval(channels_visible).await,
+        true,
+        "the channel list opens on a phone"
+    );
+    ada.close().await;
+    relay.stop().await;
+}
+
+/// A relay that stamps one honest message and two forgeries, for the first connection only.
+async fn start_forging_relay() -> std::net::SocketAddr {
+    let key = Arc::new(SecretKey::from_seed([9; 32]));
+    let connections = Arc::new(AtomicUsize::new(0));
+    let web = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../web");
+    let app = axum::Router::new()
+        .route(
+            "/ws",
+            get(move |upgrade: WebSocketUpgrade| {
+                let (key, first) = (key.clone(), connections.fetch_add(1, Ordering::SeqCst) == 0);
+                async move { upgrade.on_upgrade(move |socket| forge(socket, key, first)) }
+            }),
+        )
+        .fallback_service(tower_http::services::ServeDir::new(web));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    address
+}
+
+async fn next_client_frame(socket: &mut WebSocket) -> ClientToRelay {
+    loop {
+        match socket.recv().await.expect("open").expect("readable") {
+            Message::Text(text) => return decode_client_frame(text.as_str()).unwrap(),
+            _ => continue,
+        }
+    }
+}
+
+async fn send_relay_frame(socket: &mut WebSocket, frame: &RelayToClient) {
+    socket
+        .send(Message::Text(encode(frame).into()))
+        .await
+        .unwrap();
+}
+
+fn unix_now() -> UnixMillis {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    UnixMillis(since_epoch.as_millis() as u64)
+}
+
+/// Logs the page in like the real relay, then (on the first connection) sends three messages:
+/// one whose text was altered after signing, one with a forged relay stamp, and an honest one.
+async fn forge(mut socket: WebSocket, key: Arc<SecretKey>, first: bool) {
+    let nonce = LoginNonce([5; 32]);
+    let relay = key.public_key();
+    send_relay_frame(
+        &mut socket,
+        &RelayToClient::Challenge {
+            protocol: 1,
+            relay,
+            nonce,
+        },
+    )
+    .await;
+    let ClientToRelay::Login(login) = next_client_frame(&mut socket).await else {
+        panic!("the page logs in first");
+    };
+    verify_login(
+        &login.key.verifier().unwrap(),
+        &relay,
+        &nonce,
+        &login.signature,
+    )
+    .unwrap();
+    let now = unix_now();
+    let general = ChannelName::new("general").unwrap();
+    let welcome = RelayToClient::Welcome {
+        session: SessionId(1),
+        role: Role::Member,
+        certificate: MembershipCertificate::issue(
+            &key,
+            login.key,
+            Role::Member,
+            now,
+            now.saturating_add_millis(86_400_000),
+        ),
+        channels: vec![ChannelSummary {
+            name: general.clone(),
+            online: 1,
+        }],
+        ice_servers: vec![],
+    };
+    send_relay_frame(&mut socket, &welcome).await;
+    let ClientToRelay::Join { channel } = next_client_frame(&mut socket).await else {
+        panic!("the page joins the listed channel");
+    };
+    let me = MemberPresence {
+        key: login.key,
+        session: SessionId(1),
+        role: Role::Member,
+        profile: None,
+    };
+    send_relay_frame(
+        &mut socket,
+        &RelayToClient::Joined {
+            channel,
+            members: vec![me],
+        },
+    )
+    .await;
+    if first {
+        let author = SecretKey::from_seed([8; 32]);
+        let mut ids = MessageIdGenerator::default();
+        let mut stamp = |nonce: u8, text: &str| -> Envelope {
+            let draft = Draft::sign(
+                &author,
+                &relay,
+                general.clone(),
+                ClientNonce([nonce; 16]),
+                MessageBody::text(text),
+            );
+            let verified = draft
+                .verify(&relay, &author.public_key().verifier().unwrap())
+                .unwrap();
+            verified.seal(ids.next(now, u128::from(nonce)).unwrap(), &key)
+        };
+        let mut altered = stamp(1, "what the author wrote");
+        altered.body = MessageBody::text("what someone changed it to");
+        let mut forged_stamp = stamp(2, "stamped by someone else");
+        forged_stamp.relay_signature = Signature([3; 64]);
+        let honest = stamp(3, "honest");
+        for envelope in [altered, forged_stamp, honest] {
+            send_relay_frame(&mut socket, &RelayToClient::Message { envelope }).await;
+        }
+    }
+    while let Some(Ok(_)) = socket.recv().await {}
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn messages_with_a_wrong_author_or_relay_signature_are_neither_shown_nor_stored() {
+    let address = start_forging_relay().await;
+    let driver = ChromeDriver::start().await;
+    let ada = Browser::open(&driver, &format!("http://{address}/")).await;
+    ada.wait_until_online().await;
+    ada.wait_for_message_count(1).await;
+    assert_eq!(texts(&ada.messages().await), ["honest"]);
+    let problem = ada
+        .eval("return document.getElementById('problem').textContent")
+        .await;
+    assert!(
+        problem.as_str().unwrap().contains("discarded"),
+        "the member is told: {problem}"
+    );
+
+    ada.reload().await;
+    ada.wait_until_online().await;
+    ada.wait_for_message_count(1).await;
+    assert_eq!(
+        texts(&ada.messages().await),
+        ["honest"],
+        "only the honest message was stored"
+    );
+    ada.close().await;
+}
