@@ -3,7 +3,9 @@
 // people is only ever set with textContent, never parsed as HTML.
 import init, { Client, Me, protocolVersion } from "./pkg/peerchat_client_wasm.js";
 
-const HISTORY_PAGE = 200;
+/** Messages drawn when a channel opens; older pages load while scrolling up. */
+const FIRST_PAGE = 1000;
+const OLDER_PAGE = 200;
 const GROUP_GAP_MS = 5 * 60 * 1000;
 const NEAR_BOTTOM_PX = 48;
 
@@ -99,10 +101,12 @@ async function loadOlder(name) {
   if (channel.complete || channel.loading) return 0;
   channel.loading = true;
   try {
-    const page = await state.client.history(name, channel.oldestLoaded ?? undefined, HISTORY_PAGE);
+    const size = channel.loaded ? OLDER_PAGE : FIRST_PAGE;
+    const page = await state.client.history(name, channel.oldestLoaded ?? undefined, size);
     for (const view of page) channel.messages.set(view.id, view);
+    if (page.length > 0 && (!channel.newestId || page[0].id > channel.newestId)) channel.newestId = page[0].id;
     if (page.length > 0) channel.oldestLoaded = page[page.length - 1].id;
-    if (page.length < HISTORY_PAGE) channel.complete = true;
+    if (page.length < size) channel.complete = true;
     channel.loaded = true;
     return page.length;
   } catch (error) {
@@ -192,16 +196,15 @@ function scrollToLatest() {
 }
 
 /** Adds a newly stored message to the open log without redrawing it, when it is the newest. */
-function appendToLog(view) {
+function appendToLog(view, previousNewestId) {
   const channel = channelState(view.channel);
-  const ordered = sortedMessages(channel);
-  const last = ordered[ordered.length - 1];
-  if (channel.pending.size > 0 || ordered.length < 2 || last.id !== view.id) {
+  const previous = channel.messages.get(previousNewestId);
+  if (channel.pending.size > 0 || !previous || previous.id > view.id) {
     renderLog();
     return;
   }
   const nearBottom = isNearBottom();
-  ui.messages.append(messageItem(view, ordered[ordered.length - 2]));
+  ui.messages.append(messageItem(view, previous));
   document.body.dataset.rendered = String(ui.messages.children.length);
   if (nearBottom) scrollToLatest();
   else ui.jump.hidden = false;
@@ -253,10 +256,15 @@ const handlers = {
   members(event) {
     const channel = channelState(event.channel);
     channel.members = event.members;
+    let renamed = false;
     for (const member of event.members) {
-      if (member.display_name) state.names.set(member.key, member.display_name);
+      if (member.display_name && state.names.get(member.key) !== member.display_name) {
+        state.names.set(member.key, member.display_name);
+        renamed = true;
+      }
     }
     if (event.channel === state.active) renderMembers();
+    if (renamed && state.active) renderLog();
   },
   pending(event) {
     const channel = channelState(event.entry.channel);
@@ -276,10 +284,12 @@ const handlers = {
     const channel = channelState(event.channel);
     const wasPending = channel.pending.delete(event.nonce);
     channel.failed.delete(event.nonce);
+    const previousNewestId = channel.newestId;
     channel.messages.set(event.id, event);
+    if (!channel.newestId || event.id > channel.newestId) channel.newestId = event.id;
     if (event.channel === state.active) {
       if (wasPending) renderLog();
-      else if (channel.loaded) appendToLog(event);
+      else if (channel.loaded) appendToLog(event, previousNewestId);
     } else if (event.author !== state.me.publicKey) {
       channel.unread += 1;
       renderChannels();
