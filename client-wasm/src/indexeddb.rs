@@ -98,22 +98,50 @@ impl IndexedDbStore {
         Ok((transaction, index))
     }
 
-    async fn scan_channel(
+    /// Up to `limit` envelopes with (channel, id) keys from `lower` (inclusive) to `upper`
+    /// (inclusive or not), oldest first, in one `getAll` request.
+    async fn get_range(
         &self,
-        range: KeyRange,
+        lower: &JsValue,
+        upper: &JsValue,
+        upper_open: bool,
         limit: usize,
-        direction: Direction,
     ) -> Result<Vec<Envelope>, StoreError> {
         if limit == 0 {
             return Ok(Vec::new());
         }
+        let range = KeyRange::bound(lower, upper, Some(false), Some(upper_open)).map_err(failed)?;
         let (_transaction, index) = self.read_channel_index()?;
         let limit = u32::try_from(limit).unwrap_or(u32::MAX);
         let records = index
-            .scan(Some(range), Some(limit), None, Some(direction))
+            .get_all(Some(range), Some(limit))
             .await
             .map_err(failed)?;
-        from_records(records)
+        records
+            .into_iter()
+            .map(|record| serde_wasm_bindgen::from_value(record).map_err(failed))
+            .collect()
+    }
+
+    /// The id of the `position`-th envelope counting down from the top of `range` (0 is the
+    /// newest), found with one cursor jump instead of reading every record on the way.
+    async fn id_from_top(
+        &self,
+        range: KeyRange,
+        position: usize,
+    ) -> Result<Option<MessageId>, StoreError> {
+        let (_transaction, index) = self.read_channel_index()?;
+        let offset = u32::try_from(position).unwrap_or(u32::MAX);
+        let records = index
+            .scan(
+                Some(range),
+                Some(1),
+                Some(offset).filter(|&o| o > 0),
+                Some(Direction::Prev),
+            )
+            .await
+            .map_err(failed)?;
+        Ok(from_records(records)?.first().map(|envelope| envelope.id))
     }
 }
 
@@ -154,17 +182,25 @@ impl HistoryStore for IndexedDbStore {
         before: Option<MessageId>,
         limit: usize,
     ) -> Result<Vec<Envelope>, StoreError> {
-        let range = match before {
-            Some(before) => KeyRange::bound(
-                &channel_key(channel, ""),
-                &channel_key(channel, &before.to_string()),
-                Some(false),
-                Some(true),
-            )
-            .map_err(failed)?,
-            None => whole_channel(channel)?,
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // A reverse cursor would cost one request per envelope; instead, jump to the oldest
+        // envelope of the page and fetch the page with one `getAll`.
+        let (upper, upper_open) = match before {
+            Some(before) => (channel_key(channel, &before.to_string()), true),
+            None => (channel_key(channel, AFTER_EVERY_ID), false),
         };
-        self.scan_channel(range, limit, Direction::Prev).await
+        let lower = channel_key(channel, "");
+        let range =
+            KeyRange::bound(&lower, &upper, Some(false), Some(upper_open)).map_err(failed)?;
+        let lower = match self.id_from_top(range, limit - 1).await? {
+            Some(oldest) => channel_key(channel, &oldest.to_string()),
+            None => lower,
+        };
+        let mut page = self.get_range(&lower, &upper, upper_open, limit).await?;
+        page.reverse();
+        Ok(page)
     }
 
     async fn range(
@@ -179,8 +215,7 @@ impl HistoryStore for IndexedDbStore {
         }
         let lower = channel_key(channel, &first.to_string());
         let upper = channel_key(channel, &last.to_string());
-        let range = KeyRange::bound(&lower, &upper, Some(false), Some(false)).map_err(failed)?;
-        self.scan_channel(range, limit, Direction::Next).await
+        self.get_range(&lower, &upper, false, limit).await
     }
 
     async fn count(&self, channel: &ChannelName) -> Result<usize, StoreError> {

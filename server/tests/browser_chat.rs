@@ -437,34 +437,6 @@ async fn messages_with_a_wrong_author_or_relay_signature_are_neither_shown_nor_s
     ada.close().await;
 }
 
-/// A relay that lets a test client send as fast as it likes.
-fn unthrottled_config() -> peerchat_server::RelayConfig {
-    let mut config = config(Admission::Open);
-    config.limits.messages_per_second = 100_000.0;
-    config.limits.message_burst = 100_000.0;
-    config.limits.frames_per_second = 100_000.0;
-    config.limits.frame_burst = 100_000.0;
-    config
-}
-
-/// Sends `count` messages to #general as a member with key seed `seed`.
-async fn post_from_test_client(relay: &TestRelay, seed: u8, count: usize) -> support::TestClient {
-    let mut poster = relay.member(seed).await;
-    poster.join("general").await;
-    for index in 0..count {
-        let mut draft = poster.draft("general", 0, &format!("message {index}"));
-        draft = Draft::sign(
-            &poster.key,
-            &poster.relay,
-            draft.channel,
-            ClientNonce((index as u128).to_be_bytes()),
-            draft.body,
-        );
-        poster.send(&ClientToRelay::Send { draft }).await;
-    }
-    poster
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn unread_counts_mark_other_channels_until_they_are_opened() {
     let relay = TestRelay::start(config(Admission::Open)).await;
@@ -502,10 +474,12 @@ async fn unread_counts_mark_other_channels_until_they_are_opened() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn reading_older_messages_is_not_interrupted_by_new_ones() {
-    let relay = TestRelay::start(unthrottled_config()).await;
+    let relay = TestRelay::start(support::unthrottled_config()).await;
     let driver = ChromeDriver::start().await;
     let ada = open_online(&driver, &relay).await;
-    let mut poster = post_from_test_client(&relay, 40, 60).await;
+    let mut poster = relay.member(40).await;
+    poster.join("general").await;
+    poster.post_numbered("general", 60).await;
     ada.wait_for_message_count(60).await;
     let at_bottom = "const log = document.getElementById('messages'); return log.scrollHeight - log.scrollTop - log.clientHeight < 48";
     assert_eq!(

@@ -1,5 +1,6 @@
 //! `cargo xtask bench relay`: the relay binary and the `peerchat-load` generator as two processes
 //! on loopback, the relay pinned to one core and the generator to the other.
+//! `cargo xtask bench render`: the history-render browser test, repeated, its timings collected.
 
 use crate::process::{self, run};
 use crate::setup::find_in_path;
@@ -139,4 +140,50 @@ fn wait_until_listening(port: u16) -> Result<()> {
 fn stop(relay: &mut Child) {
     let _ = Command::new("kill").arg(relay.id().to_string()).status();
     let _ = relay.wait();
+}
+
+/// Runs the browser test that reloads a page holding 1,000 cached messages `repeats` times and
+/// prints each run's timings and their medians.
+pub(crate) fn render(root: &Path, repeats: usize) -> Result<()> {
+    let mut runs: Vec<Vec<(String, f64)>> = Vec::new();
+    for run_number in 1..=repeats {
+        let output = process::output_of(
+            process::cargo(root)
+                .args(["test", "--locked", "--package", "peerchat-server"])
+                .args(["--test", "browser_history_render", "--", "--nocapture"]),
+        )
+        .context("the history-render test failed")?;
+        let line = output
+            .lines()
+            .find(|line| line.starts_with("history render:"))
+            .context("the history-render test printed no timings")?;
+        eprintln!("xtask: run {run_number}: {line}");
+        let timings: Vec<(String, f64)> = line
+            .split_whitespace()
+            .filter_map(|word| word.split_once('='))
+            .filter_map(|(name, value)| Some((name.to_owned(), value.parse().ok()?)))
+            .collect();
+        runs.push(timings);
+    }
+    let names: Vec<String> = runs
+        .first()
+        .into_iter()
+        .flatten()
+        .map(|(name, _)| name.clone())
+        .collect();
+    for name in names {
+        let mut values: Vec<f64> = runs
+            .iter()
+            .flatten()
+            .filter(|(run_name, _)| *run_name == name)
+            .map(|(_, value)| *value)
+            .collect();
+        values.sort_by(f64::total_cmp);
+        let median = values[values.len() / 2];
+        eprintln!(
+            "xtask: {name}: median {median:.1} ms after navigation start ({} runs)",
+            values.len()
+        );
+    }
+    Ok(())
 }

@@ -50,6 +50,11 @@ enum BenchTarget {
         #[arg(long, default_value_t = 3)]
         repeats: usize,
     },
+    /// Reloading a page with 1,000 cached messages in headless Chromium.
+    Render {
+        #[arg(long, default_value_t = 5)]
+        repeats: usize,
+    },
 }
 
 fn main() -> Result<()> {
@@ -66,6 +71,13 @@ fn main() -> Result<()> {
         Command::Bench {
             target: BenchTarget::Relay { repeats },
         } => bench::relay(&root, repeats),
+        Command::Bench {
+            target: BenchTarget::Render { repeats },
+        } => {
+            let toolchain = setup::ensure(setup::Needs::Everything)?;
+            wasm::build_web_bundle(&root, &toolchain)?;
+            bench::render(&root, repeats)
+        }
         Command::Fuzz { seconds } => fuzz(&root, seconds),
     }
 }

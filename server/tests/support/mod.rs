@@ -43,6 +43,16 @@ pub fn config(admission: Admission) -> RelayConfig {
     }
 }
 
+/// A relay that lets test clients send as fast as they like.
+pub fn unthrottled_config() -> RelayConfig {
+    let mut config = config(Admission::Open);
+    config.limits.messages_per_second = 100_000.0;
+    config.limits.message_burst = 100_000.0;
+    config.limits.frames_per_second = 100_000.0;
+    config.limits.frame_burst = 100_000.0;
+    config
+}
+
 impl TestRelay {
     pub async fn start(config: RelayConfig) -> Self {
         Self::start_on("127.0.0.1:0".parse().unwrap(), config).await
@@ -274,6 +284,20 @@ impl TestClient {
             ClientNonce([nonce; 16]),
             MessageBody::text(text),
         )
+    }
+
+    /// Sends `message 0` … `message {count - 1}` to `channel`, each with its own nonce.
+    pub async fn post_numbered(&mut self, channel: &str, count: usize) {
+        for index in 0..count {
+            let draft = Draft::sign(
+                &self.key,
+                &self.relay,
+                ChannelName::new(channel).unwrap(),
+                ClientNonce((index as u128).to_be_bytes()),
+                MessageBody::text(format!("message {index}")),
+            );
+            self.send(&ClientToRelay::Send { draft }).await;
+        }
     }
 
     /// Sends a ping and returns every frame that arrived before the pong.
