@@ -34,7 +34,8 @@ async fn a_thousand_cached_messages_are_drawn_after_a_reload() {
     )
     .await;
     let backlog_drawn = ada.eval(&milestone("backlogDrawnMs")).await;
-    // Milliseconds after navigation start, read by `cargo xtask bench render`.
+    // Milliseconds after navigation start, read by `cargo xtask bench render` from stdout.
+    #[allow(clippy::print_stdout)]
     println!(
         "history render: client_ready={client_ready} newest_page_painted={first_paint} all_{CACHED}_drawn={backlog_drawn}"
     );
