@@ -10,6 +10,7 @@ use support::{unthrottled_config, TestRelay};
 const CACHED: usize = 1_000;
 
 #[tokio::test(flavor = "multi_thread")]
+#[allow(clippy::print_stdout, reason = "the timings are this test's report")]
 async fn a_thousand_cached_messages_are_drawn_after_a_reload() {
     let relay = TestRelay::start(unthrottled_config()).await;
     let driver = ChromeDriver::start().await;
@@ -35,7 +36,6 @@ async fn a_thousand_cached_messages_are_drawn_after_a_reload() {
     .await;
     let backlog_drawn = ada.eval(&milestone("backlogDrawnMs")).await;
     // Milliseconds after navigation start, read by `cargo xtask bench render` from stdout.
-    #[allow(clippy::print_stdout)]
     println!(
         "history render: client_ready={client_ready} newest_page_painted={first_paint} all_{CACHED}_drawn={backlog_drawn}"
     );
