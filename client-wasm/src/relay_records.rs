@@ -6,7 +6,6 @@
 use crate::indexeddb::{failed, IndexedDbStore};
 use peerchat_shared::channel::ChannelName;
 use peerchat_shared::client::OutboxEntry;
-use peerchat_shared::identity::PublicKey;
 use peerchat_shared::membership::{MembershipCertificate, Profile};
 use peerchat_shared::store::StoreError;
 use rexie::TransactionMode;
@@ -137,9 +136,5 @@ impl IndexedDbStore {
 
     pub async fn profiles(&self) -> Result<Vec<Profile>, StoreError> {
         self.all_json(PROFILES).await
-    }
-
-    pub async fn profile(&self, member: &PublicKey) -> Result<Option<Profile>, StoreError> {
-        self.get_json(PROFILES, &member.to_string()).await
     }
 }
