@@ -1,7 +1,7 @@
 // The chat page: renders what the WebAssembly client reports and hands it the member's actions.
 // All protocol work (login, signatures, outbox, history) happens in the client. Text from other
 // people is only ever set with textContent, never parsed as HTML.
-import init, { Client, Me, protocolVersion } from "./pkg/peerchat_client_wasm.js";
+import init, { Client, importIdentity, protocolVersion } from "./pkg/peerchat_client_wasm.js";
 
 /** A channel opens with its newest messages (one screenful, drawn at once), then fills up to
  * BACKLOG messages behind them; older pages load while scrolling up. */
@@ -418,7 +418,7 @@ function wireSettings() {
     const [file] = event.target.files;
     if (!file) return;
     try {
-      await Me.importFile(await file.text());
+      await importIdentity(await file.text());
       location.reload();
     } catch (error) {
       showProblem(`That identity file was not imported: ${error.message ?? error}`);
@@ -457,9 +457,9 @@ async function start() {
   wireSettings();
   try {
     await init();
-    state.me = await Me.loadOrCreate();
-    ui.fingerprint.textContent = state.me.fingerprint;
     const client = await Client.start(relayUrl(), inviteFromLink(), onClientEvent);
+    state.me = { publicKey: client.publicKey, fingerprint: client.fingerprint };
+    ui.fingerprint.textContent = client.fingerprint;
     for (const profile of await client.profiles()) state.names.set(profile.member, profile.display_name);
     if (client.displayName) state.names.set(state.me.publicKey, client.displayName);
     document.body.dataset.protocol = String(protocolVersion());

@@ -565,3 +565,41 @@ fn a_rejected_certificate_is_forgotten_and_a_ban_stops_the_session() {
     session.handle(retry_at, ClientInput::SocketClosed);
     assert_eq!(session.poll_timeout(), None);
 }
+
+#[test]
+fn an_unreadable_frame_from_the_relay_is_reported_and_the_session_carries_on() {
+    let mut relay = ScriptedRelay::new(1);
+    let (mut session, _) = logged_in(&relay, config());
+    for garbage in [
+        "not json",
+        "{\"type\":\"from_the_future\"}",
+        "{\"type\":\"message\"}",
+    ] {
+        session.handle(NOW, ClientInput::Frame(garbage.into()));
+    }
+    let outputs = drain(&mut session);
+    let codes: Vec<Option<ErrorCode>> = events(&outputs)
+        .into_iter()
+        .filter_map(|event| match event {
+            ClientEvent::Problem { code, .. } => Some(*code),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            Some(ErrorCode::MalformedFrame),
+            Some(ErrorCode::UnknownType),
+            Some(ErrorCode::InvalidField)
+        ]
+    );
+    assert!(session.is_online());
+    let envelope = relay.message_from(&SecretKey::from_seed([8; 32]), "still here");
+    session.handle(
+        NOW,
+        frame(&RelayToClient::Message {
+            envelope: envelope.clone(),
+        }),
+    );
+    assert_eq!(stored(&drain(&mut session)), vec![(envelope, false)]);
+}
