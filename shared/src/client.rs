@@ -18,6 +18,7 @@ use crate::limits::MAX_CHANNELS_PER_SESSION;
 use crate::login::sign_login;
 use crate::membership::{DisplayName, InviteToken, MembershipCertificate, Profile, Role};
 use crate::message::{ClientNonce, Draft, Envelope, MessageBody, VerifiedEnvelope};
+use crate::random::SeededRandom;
 use crate::time::UnixMillis;
 use crate::PROTOCOL_VERSION;
 use serde::{Deserialize, Serialize};
@@ -209,20 +210,7 @@ pub struct ClientSession {
     outbox: Vec<OutboxEntry>,
     resend_at: Option<UnixMillis>,
     outputs: VecDeque<ClientOutput>,
-    jitter: Jitter,
-}
-
-/// xorshift64*: plenty for spreading reconnect times, and deterministic in tests.
-#[derive(Debug)]
-struct Jitter(u64);
-
-impl Jitter {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
+    jitter: SeededRandom,
 }
 
 impl ClientSession {
@@ -243,7 +231,7 @@ impl ClientSession {
             outbox: Vec::new(),
             resend_at: None,
             outputs: VecDeque::new(),
-            jitter: Jitter(config.random_seed | 1),
+            jitter: SeededRandom::new(config.random_seed),
         };
         let channels = config
             .known_channels
@@ -376,7 +364,7 @@ impl ClientSession {
                 members: vec![],
             });
         }
-        let random = self.jitter.next();
+        let random = self.jitter.next_u64();
         let ceiling = FIRST_BACKOFF_MILLIS
             .saturating_mul(1 << self.failed_attempts.min(16))
             .min(MAX_BACKOFF_MILLIS);

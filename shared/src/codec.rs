@@ -2,6 +2,7 @@
 
 use crate::frames::{ClientToRelay, ErrorCode, RelayToClient};
 use crate::limits::MAX_CLIENT_FRAME_BYTES;
+use crate::peer::{PeerToPeer, MAX_PEER_FRAME_BYTES};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -45,6 +46,10 @@ pub fn decode_client_frame(text: &str) -> Result<ClientToRelay, DecodeError> {
 
 pub fn decode_relay_frame(text: &str) -> Result<RelayToClient, DecodeError> {
     decode(text, MAX_RELAY_FRAME_BYTES, RelayToClient::TYPES)
+}
+
+pub fn decode_peer_frame(text: &str) -> Result<PeerToPeer, DecodeError> {
+    decode(text, MAX_PEER_FRAME_BYTES, PeerToPeer::TYPES)
 }
 
 fn decode<Frame: DeserializeOwned>(

@@ -16,8 +16,11 @@ pub mod limits;
 pub mod login;
 pub mod membership;
 pub mod message;
+pub mod peer;
+pub mod random;
 pub mod signing;
 pub mod store;
+pub mod sync;
 pub mod time;
 
 /// The protocol version spoken by this crate, sent in the first frame of each direction.

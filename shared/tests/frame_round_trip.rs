@@ -8,10 +8,11 @@ wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 
 mod strategies;
 
-use peerchat_shared::codec::{decode_client_frame, decode_relay_frame, encode};
+use peerchat_shared::codec::{decode_client_frame, decode_peer_frame, decode_relay_frame, encode};
 use peerchat_shared::frames::{ClientToRelay, RelayToClient};
+use peerchat_shared::peer::PeerToPeer;
 use proptest::prelude::*;
-use strategies::{client_frame, relay_frame};
+use strategies::{client_frame, peer_frame, relay_frame};
 
 fn type_field(json: &str) -> String {
     let value: serde_json::Value = serde_json::from_str(json).unwrap();
@@ -36,9 +37,17 @@ proptest! {
     }
 
     #[test]
+    fn every_peer_frame_round_trips(frame in peer_frame()) {
+        let json = encode(&frame);
+        prop_assert_eq!(decode_peer_frame(&json), Ok(frame.clone()));
+        prop_assert!(PeerToPeer::TYPES.contains(&type_field(&json).as_str()));
+    }
+
+    #[test]
     fn decoding_arbitrary_text_never_panics(text in "\\PC{0,200}|\\{.{0,200}") {
         let _ = decode_client_frame(&text);
         let _ = decode_relay_frame(&text);
+        let _ = decode_peer_frame(&text);
     }
 
     #[test]

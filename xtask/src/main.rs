@@ -116,7 +116,11 @@ fn test(root: &Path) -> Result<()> {
 fn fuzz(root: &Path, seconds: u64) -> Result<()> {
     setup::ensure_cargo_fuzz()?;
     let fuzz_dir = root.join("shared").join("fuzz");
-    for target in ["decode_client_frame", "decode_relay_frame"] {
+    for target in [
+        "decode_client_frame",
+        "decode_relay_frame",
+        "decode_peer_frame",
+    ] {
         // The first folder collects the corpus (git-ignored); the second holds committed seeds.
         let corpus = fuzz_dir.join("corpus").join(target);
         std::fs::create_dir_all(&corpus)?;

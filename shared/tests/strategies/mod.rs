@@ -276,3 +276,22 @@ pub fn relay_frame() -> impl Strategy<Value = RelayToClient> {
         Just(RelayToClient::Pong),
     ]
 }
+
+fn message_ids(max: usize) -> impl Strategy<Value = Vec<MessageId>> {
+    prop::collection::vec(bytes::<16>().prop_map(MessageId::from_bytes), 0..max)
+}
+
+pub fn peer_frame() -> impl Strategy<Value = peerchat_shared::peer::PeerToPeer> {
+    use peerchat_shared::peer::{NegentropyMessage, PeerToPeer};
+    let negentropy = || prop::collection::vec(any::<u8>(), 0..64).prop_map(NegentropyMessage);
+    prop_oneof![
+        (channel(), negentropy())
+            .prop_map(|(channel, message)| PeerToPeer::ReconcileQuery { channel, message }),
+        (channel(), negentropy())
+            .prop_map(|(channel, message)| PeerToPeer::ReconcileReply { channel, message }),
+        (channel(), message_ids(8)).prop_map(|(channel, ids)| PeerToPeer::Want { channel, ids }),
+        (channel(), message_ids(8)).prop_map(|(channel, ids)| PeerToPeer::Have { channel, ids }),
+        (channel(), prop::collection::vec(envelope(), 0..3))
+            .prop_map(|(channel, envelopes)| PeerToPeer::Envelopes { channel, envelopes }),
+    ]
+}

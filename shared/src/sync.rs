@@ -1,0 +1,856 @@
+//! The history sync engine, sans-IO: which peer to ask for what, what to offer whom, what to
+//! store. Browser and virtual clients drive the same engine: they feed [`SyncInput`]s with the
+//! current time and carry out the [`SyncOutput`]s they poll.
+//!
+//! - **Pull**: on joining a channel, when a peer connects, and now and then with a random peer,
+//!   the two sides reconcile their sets of ids with range-based set reconciliation (negentropy),
+//!   which finds every difference, gaps included, in a few round trips without listing
+//!   everything. Missing ids are fetched newest first, in batches, from the peers that hold
+//!   them, the fastest first, with a time-out and a retry elsewhere.
+//! - **Push**: a message new to this peer goes at once to a few random peers (`fanout`) and is
+//!   announced by id (`have`) to the others, which ask for it only if no copy came after a grace
+//!   period. Ids already held are never asked for twice.
+//! - **Verification**: every envelope is checked before it is stored; a peer that sends a forged
+//!   or altered one, or breaks the frame rules, is disconnected and ignored for the session.
+//! - **Bounds**: ids in flight per peer, loads per peer, missing ids per channel, peers
+//!   remembered as dropped.
+
+pub mod index;
+
+use crate::channel::ChannelName;
+use crate::identity::Verifier;
+use crate::ids::MessageId;
+use crate::message::{Envelope, EnvelopeRejected, VerifiedEnvelope};
+use crate::peer::{
+    envelope_size_bound, NegentropyMessage, PeerToPeer, MAX_HAVE_IDS, MAX_RECONCILE_BYTES,
+    MAX_WANT_IDS, TARGET_ENVELOPES_FRAME_BYTES,
+};
+use crate::random::SeededRandom;
+use crate::time::UnixMillis;
+use index::{message_id_of, ChannelIndex};
+use negentropy::Negentropy;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+
+/// How the driver names a peer (the relay's session id of the peer, in practice).
+pub type PeerId = u64;
+
+/// Checks an envelope before it is stored. The relay's [`Verifier`] is the real one.
+pub trait EnvelopeCheck {
+    fn check(&self, envelope: Envelope) -> Result<VerifiedEnvelope, EnvelopeRejected>;
+}
+
+impl EnvelopeCheck for Verifier {
+    fn check(&self, envelope: Envelope) -> Result<VerifiedEnvelope, EnvelopeRejected> {
+        envelope.verify(self)
+    }
+}
+
+/// The engine's tunables; [`SyncLimits::default`] is what clients use.
+#[derive(Debug, Clone)]
+pub struct SyncLimits {
+    /// Peers a new message is pushed to in full; the others get its id.
+    pub fanout: usize,
+    /// Ids requested from one peer and not answered yet.
+    pub ids_in_flight_per_peer: usize,
+    /// Want frames of one peer being answered at once; more are ignored (the peer retries).
+    pub loads_per_peer: usize,
+    pub request_timeout_millis: u64,
+    /// How long an id learnt from `have` waits for a pushed copy before it is requested.
+    pub have_grace_millis: u64,
+    /// Reconciliation with one random peer per channel this often.
+    pub anti_entropy_millis: u64,
+    /// Ids known to be missing per channel; beyond it, later ones are found by the next
+    /// reconciliation.
+    pub max_missing: usize,
+    /// Holders remembered per missing id.
+    pub holders_per_id: usize,
+    /// Peers remembered as dropped for the session.
+    pub max_dropped_peers: usize,
+}
+
+impl Default for SyncLimits {
+    fn default() -> Self {
+        Self {
+            fanout: 4,
+            ids_in_flight_per_peer: 2 * MAX_WANT_IDS,
+            loads_per_peer: 4,
+            request_timeout_millis: 4_000,
+            have_grace_millis: 400,
+            anti_entropy_millis: 30_000,
+            max_missing: 200_000,
+            holders_per_id: 4,
+            max_dropped_peers: 1_024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncInput {
+    /// This member is in `channel`, whose store holds `ids`.
+    Join {
+        channel: ChannelName,
+        ids: Vec<MessageId>,
+    },
+    Leave {
+        channel: ChannelName,
+    },
+    /// A peer is reachable (data channel open, or relay fallback) and is in `channels`.
+    PeerUp {
+        peer: PeerId,
+        channels: Vec<ChannelName>,
+    },
+    PeerDown {
+        peer: PeerId,
+    },
+    Frame {
+        peer: PeerId,
+        frame: PeerToPeer,
+    },
+    /// The envelopes read from the store for a [`SyncOutput::Load`].
+    Loaded {
+        peer: PeerId,
+        channel: ChannelName,
+        envelopes: Vec<Envelope>,
+    },
+    /// A message that reached the store another way (live from the relay): offered onward.
+    Local {
+        envelope: Box<VerifiedEnvelope>,
+    },
+    Timeout,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncOutput {
+    Send {
+        peer: PeerId,
+        frame: PeerToPeer,
+    },
+    /// Read these envelopes of `channel` from the store and hand them back as
+    /// [`SyncInput::Loaded`] (ids the store lacks are left out).
+    Load {
+        peer: PeerId,
+        channel: ChannelName,
+        ids: Vec<MessageId>,
+    },
+    /// Store these verified envelopes, new to this member; `from` sent them.
+    Store {
+        channel: ChannelName,
+        envelopes: Vec<VerifiedEnvelope>,
+        from: PeerId,
+    },
+    /// Close the connection to this peer; `reason` is for the log.
+    Disconnect {
+        peer: PeerId,
+        reason: String,
+    },
+    /// The channel's history state changed, for the UI.
+    State {
+        channel: ChannelName,
+        state: HistoryState,
+    },
+}
+
+/// What the member is told about a channel's history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum HistoryState {
+    /// Fetching from this many peers.
+    Syncing { peers: usize },
+    /// Reconciled with at least one peer and nothing missing.
+    UpToDate,
+    /// No peer is reachable: history may be incomplete.
+    NoPeers,
+}
+
+#[derive(Debug)]
+struct Missing {
+    holders: Vec<PeerId>,
+    not_before: UnixMillis,
+}
+
+#[derive(Debug)]
+struct InFlight {
+    peer: PeerId,
+    sent_at: UnixMillis,
+}
+
+#[derive(Debug, Default)]
+struct ChannelSync {
+    index: ChannelIndex,
+    missing: BTreeMap<MessageId, Missing>,
+    in_flight: HashMap<MessageId, InFlight>,
+    /// Reconciliations this member started and when their last step was sent; one whose
+    /// answer is lost is given up after the request time-out.
+    reconciling_with: BTreeMap<PeerId, UnixMillis>,
+    reconciled_once: bool,
+    next_anti_entropy: Option<UnixMillis>,
+    announced: Option<HistoryState>,
+}
+
+#[derive(Debug)]
+struct PeerState {
+    channels: BTreeSet<ChannelName>,
+    ids_in_flight: usize,
+    loads_pending: usize,
+    /// Smoothed time from a `want` to its envelopes.
+    round_trip_millis: u64,
+}
+
+/// See the module documentation.
+#[derive(Debug)]
+pub struct SyncEngine<C> {
+    check: C,
+    limits: SyncLimits,
+    random: SeededRandom,
+    channels: HashMap<ChannelName, ChannelSync>,
+    peers: HashMap<PeerId, PeerState>,
+    dropped: VecDeque<PeerId>,
+    outputs: VecDeque<SyncOutput>,
+}
+
+impl<C: EnvelopeCheck> SyncEngine<C> {
+    pub fn new(check: C, limits: SyncLimits, random_seed: u64) -> Self {
+        Self {
+            check,
+            limits,
+            random: SeededRandom::new(random_seed),
+            channels: HashMap::new(),
+            peers: HashMap::new(),
+            dropped: VecDeque::new(),
+            outputs: VecDeque::new(),
+        }
+    }
+
+    pub fn poll_output(&mut self) -> Option<SyncOutput> {
+        self.outputs.pop_front()
+    }
+
+    /// When to feed [`SyncInput::Timeout`] next, if ever.
+    pub fn poll_timeout(&self) -> Option<UnixMillis> {
+        let timeout = self.limits.request_timeout_millis;
+        self.channels
+            .values()
+            .flat_map(|sync| {
+                let expiries = sync
+                    .in_flight
+                    .values()
+                    .map(move |flight| flight.sent_at.saturating_add_millis(timeout));
+                let reconciling = sync
+                    .reconciling_with
+                    .values()
+                    .map(move |last_step| last_step.saturating_add_millis(timeout));
+                let waiting = sync
+                    .missing
+                    .values()
+                    .map(|missing| missing.not_before)
+                    .filter(|_| !self.peers.is_empty());
+                expiries
+                    .chain(reconciling)
+                    .chain(waiting)
+                    .chain(sync.next_anti_entropy)
+            })
+            .min()
+    }
+
+    /// How many ids of `channel` this member holds.
+    pub fn held(&self, channel: &ChannelName) -> usize {
+        self.channels
+            .get(channel)
+            .map_or(0, |sync| sync.index.len())
+    }
+
+    pub fn handle(&mut self, now: UnixMillis, input: SyncInput) {
+        match input {
+            SyncInput::Join { channel, ids } => self.on_join(now, channel, ids),
+            SyncInput::Leave { channel } => {
+                self.channels.remove(&channel);
+            }
+            SyncInput::PeerUp { peer, channels } => self.on_peer_up(now, peer, channels),
+            SyncInput::PeerDown { peer } => self.forget_peer(peer),
+            SyncInput::Frame { peer, frame } => self.on_frame(now, peer, frame),
+            SyncInput::Loaded {
+                peer,
+                channel,
+                envelopes,
+            } => self.on_loaded(peer, channel, envelopes),
+            SyncInput::Local { envelope } => self.on_local(*envelope),
+            SyncInput::Timeout => self.on_timeout(now),
+        }
+        self.request_missing(now);
+        self.announce_states();
+    }
+
+    fn send(&mut self, peer: PeerId, frame: PeerToPeer) {
+        self.outputs.push_back(SyncOutput::Send { peer, frame });
+    }
+
+    fn on_join(&mut self, now: UnixMillis, channel: ChannelName, ids: Vec<MessageId>) {
+        let mut sync = ChannelSync::default();
+        for id in ids {
+            sync.index.insert(index::item_of(id));
+        }
+        sync.next_anti_entropy = Some(now.saturating_add_millis(self.limits.anti_entropy_millis));
+        self.channels.insert(channel.clone(), sync);
+        let peers: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, state)| state.channels.contains(&channel))
+            .map(|(peer, _)| *peer)
+            .collect();
+        for peer in peers {
+            self.start_reconciliation(now, peer, &channel);
+        }
+    }
+
+    fn on_peer_up(&mut self, now: UnixMillis, peer: PeerId, channels: Vec<ChannelName>) {
+        if self.dropped.contains(&peer) {
+            return;
+        }
+        let channels: BTreeSet<ChannelName> = channels.into_iter().collect();
+        self.peers.insert(
+            peer,
+            PeerState {
+                channels: channels.clone(),
+                ids_in_flight: 0,
+                loads_pending: 0,
+                round_trip_millis: 200,
+            },
+        );
+        for channel in channels {
+            if self.channels.contains_key(&channel) {
+                self.start_reconciliation(now, peer, &channel);
+            }
+        }
+    }
+
+    fn start_reconciliation(&mut self, now: UnixMillis, peer: PeerId, channel: &ChannelName) {
+        let Some(sync) = self.channels.get_mut(channel) else {
+            return;
+        };
+        let Ok(mut negentropy) = Negentropy::borrowed(&sync.index, MAX_RECONCILE_BYTES as u64)
+        else {
+            return;
+        };
+        let Ok(message) = negentropy.initiate() else {
+            return;
+        };
+        sync.reconciling_with.insert(peer, now);
+        self.send(
+            peer,
+            PeerToPeer::ReconcileQuery {
+                channel: channel.clone(),
+                message: NegentropyMessage(message),
+            },
+        );
+    }
+
+    /// Drops `peer` for the rest of the session.
+    fn disconnect(&mut self, peer: PeerId, reason: String) {
+        self.forget_peer(peer);
+        if self.dropped.len() >= self.limits.max_dropped_peers {
+            self.dropped.pop_front();
+        }
+        self.dropped.push_back(peer);
+        self.outputs
+            .push_back(SyncOutput::Disconnect { peer, reason });
+    }
+
+    fn forget_peer(&mut self, peer: PeerId) {
+        self.peers.remove(&peer);
+        for sync in self.channels.values_mut() {
+            sync.in_flight.retain(|_, flight| flight.peer != peer);
+            sync.reconciling_with.remove(&peer);
+            for missing in sync.missing.values_mut() {
+                missing.holders.retain(|holder| *holder != peer);
+            }
+        }
+    }
+
+    fn on_frame(&mut self, now: UnixMillis, peer: PeerId, frame: PeerToPeer) {
+        if !self.peers.contains_key(&peer) || !self.channels.contains_key(frame.channel()) {
+            return;
+        }
+        match frame {
+            PeerToPeer::ReconcileQuery { channel, message } => {
+                self.on_reconcile_query(peer, channel, message)
+            }
+            PeerToPeer::ReconcileReply { channel, message } => {
+                self.on_reconcile_reply(now, peer, channel, message)
+            }
+            PeerToPeer::Want { channel, ids } => self.on_want(peer, channel, ids),
+            PeerToPeer::Have { channel, ids } => self.on_have(now, peer, channel, ids),
+            PeerToPeer::Envelopes { channel, envelopes } => {
+                self.on_envelopes(now, peer, channel, envelopes)
+            }
+        }
+    }
+
+    fn on_reconcile_query(&mut self, peer: PeerId, channel: ChannelName, query: NegentropyMessage) {
+        let Some(sync) = self.channels.get(&channel) else {
+            return;
+        };
+        let answer = Negentropy::borrowed(&sync.index, MAX_RECONCILE_BYTES as u64)
+            .and_then(|mut negentropy| negentropy.reconcile(&query.0));
+        match answer {
+            Ok(message) => self.send(
+                peer,
+                PeerToPeer::ReconcileReply {
+                    channel,
+                    message: NegentropyMessage(message),
+                },
+            ),
+            Err(error) => self.disconnect(peer, format!("unreadable reconcile query: {error:?}")),
+        }
+    }
+
+    fn on_reconcile_reply(
+        &mut self,
+        now: UnixMillis,
+        peer: PeerId,
+        channel: ChannelName,
+        reply: NegentropyMessage,
+    ) {
+        let Some(sync) = self.channels.get_mut(&channel) else {
+            return;
+        };
+        if !sync.reconciling_with.contains_key(&peer) {
+            return self.disconnect(peer, "a reconcile reply nobody asked for".into());
+        }
+        let (mut have, mut need) = (Vec::new(), Vec::new());
+        let next = Negentropy::borrowed(&sync.index, MAX_RECONCILE_BYTES as u64).and_then(
+            |mut negentropy| {
+                negentropy.set_initiator();
+                negentropy.reconcile_with_ids(&reply.0, &mut have, &mut need)
+            },
+        );
+        let next = match next {
+            Ok(next) => next,
+            Err(error) => {
+                return self.disconnect(peer, format!("unreadable reconcile reply: {error:?}"))
+            }
+        };
+        let needed: Vec<MessageId> = need.iter().map(message_id_of).collect();
+        self.note_holder_after(now, peer, &channel, needed);
+        let they_lack: Vec<MessageId> = have.iter().map(message_id_of).collect();
+        for chunk in they_lack.chunks(MAX_HAVE_IDS) {
+            self.send(
+                peer,
+                PeerToPeer::Have {
+                    channel: channel.clone(),
+                    ids: chunk.to_vec(),
+                },
+            );
+        }
+        let Some(sync) = self.channels.get_mut(&channel) else {
+            return;
+        };
+        match next {
+            Some(message) => {
+                sync.reconciling_with.insert(peer, now);
+                self.send(
+                    peer,
+                    PeerToPeer::ReconcileQuery {
+                        channel,
+                        message: NegentropyMessage(message),
+                    },
+                )
+            }
+            None => {
+                sync.reconciling_with.remove(&peer);
+                sync.reconciled_once = true;
+            }
+        }
+    }
+
+    /// Records that `peer` holds `ids` (which this member lacks); they may be requested from
+    /// `not_before` on.
+    fn note_holder_after(
+        &mut self,
+        not_before: UnixMillis,
+        peer: PeerId,
+        channel: &ChannelName,
+        ids: Vec<MessageId>,
+    ) {
+        let (max_missing, holders_per_id) = (self.limits.max_missing, self.limits.holders_per_id);
+        let Some(sync) = self.channels.get_mut(channel) else {
+            return;
+        };
+        for id in ids {
+            if sync.index.contains(id) {
+                continue;
+            }
+            if !sync.missing.contains_key(&id) && sync.missing.len() >= max_missing {
+                continue;
+            }
+            let missing = sync.missing.entry(id).or_insert(Missing {
+                holders: Vec::new(),
+                not_before,
+            });
+            missing.not_before = missing.not_before.min(not_before);
+            if !missing.holders.contains(&peer) && missing.holders.len() < holders_per_id {
+                missing.holders.push(peer);
+            }
+        }
+    }
+
+    fn on_have(
+        &mut self,
+        now: UnixMillis,
+        peer: PeerId,
+        channel: ChannelName,
+        ids: Vec<MessageId>,
+    ) {
+        if ids.len() > MAX_HAVE_IDS {
+            return self.disconnect(peer, format!("a have frame of {} ids", ids.len()));
+        }
+        let not_before = now.saturating_add_millis(self.limits.have_grace_millis);
+        self.note_holder_after(not_before, peer, &channel, ids);
+    }
+
+    fn on_want(&mut self, peer: PeerId, channel: ChannelName, ids: Vec<MessageId>) {
+        if ids.len() > MAX_WANT_IDS {
+            return self.disconnect(peer, format!("a want frame of {} ids", ids.len()));
+        }
+        let loads_per_peer = self.limits.loads_per_peer;
+        let Some(state) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if state.loads_pending >= loads_per_peer {
+            return;
+        }
+        let Some(sync) = self.channels.get(&channel) else {
+            return;
+        };
+        let held: Vec<MessageId> = ids
+            .into_iter()
+            .filter(|id| sync.index.contains(*id))
+            .collect();
+        if held.is_empty() {
+            return;
+        }
+        state.loads_pending += 1;
+        self.outputs.push_back(SyncOutput::Load {
+            peer,
+            channel,
+            ids: held,
+        });
+    }
+
+    fn on_loaded(&mut self, peer: PeerId, channel: ChannelName, envelopes: Vec<Envelope>) {
+        let Some(state) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        state.loads_pending = state.loads_pending.saturating_sub(1);
+        for frame in pack_envelopes(&channel, envelopes) {
+            self.send(peer, frame);
+        }
+    }
+
+    fn on_envelopes(
+        &mut self,
+        now: UnixMillis,
+        peer: PeerId,
+        channel: ChannelName,
+        envelopes: Vec<Envelope>,
+    ) {
+        let mut fresh = Vec::new();
+        for envelope in envelopes {
+            if envelope.channel != channel {
+                let reason = format!("envelope {} of another channel", envelope.id);
+                return self.disconnect(peer, reason);
+            }
+            let id = envelope.id;
+            let verified = match self.check.check(envelope) {
+                Ok(verified) => verified,
+                Err(rejection) => {
+                    return self.disconnect(peer, format!("envelope {id}: {rejection}"))
+                }
+            };
+            let requested = self.note_arrival(now, &channel, id);
+            let Some(sync) = self.channels.get_mut(&channel) else {
+                return;
+            };
+            if sync.index.insert(index::item_of(id)) {
+                sync.missing.remove(&id);
+                fresh.push((verified, requested));
+            }
+        }
+        if fresh.is_empty() {
+            return;
+        }
+        // Pushed messages are new: pass them on. Fetched ones are history: offer their ids to a
+        // few peers, which fetch what they lack.
+        let mut fetched = Vec::new();
+        for (envelope, requested) in &fresh {
+            if *requested {
+                fetched.push(envelope.envelope().id);
+            } else {
+                self.spread(&channel, envelope, Some(peer));
+            }
+        }
+        self.offer(&channel, &fetched, peer);
+        let fresh = fresh.into_iter().map(|(envelope, _)| envelope).collect();
+        self.outputs.push_back(SyncOutput::Store {
+            channel,
+            envelopes: fresh,
+            from: peer,
+        });
+    }
+
+    /// Settles the request for `id`, if one was in flight (then true), and learns the peer's
+    /// speed.
+    fn note_arrival(&mut self, now: UnixMillis, channel: &ChannelName, id: MessageId) -> bool {
+        let Some(flight) = self
+            .channels
+            .get_mut(channel)
+            .and_then(|sync| sync.in_flight.remove(&id))
+        else {
+            return false;
+        };
+        if let Some(state) = self.peers.get_mut(&flight.peer) {
+            state.ids_in_flight = state.ids_in_flight.saturating_sub(1);
+            let sample = now.0.saturating_sub(flight.sent_at.0);
+            state.round_trip_millis = (state.round_trip_millis * 7 + sample) / 8;
+        }
+        true
+    }
+
+    fn on_local(&mut self, envelope: VerifiedEnvelope) {
+        let channel = envelope.envelope().channel.clone();
+        let id = envelope.envelope().id;
+        let Some(sync) = self.channels.get_mut(&channel) else {
+            return;
+        };
+        if sync.index.insert(index::item_of(id)) {
+            sync.missing.remove(&id);
+            self.spread(&channel, &envelope, None);
+        }
+    }
+
+    /// Pushes a message new to this member to `fanout` random peers of the channel and
+    /// announces its id to the others (never back to `source`).
+    fn spread(
+        &mut self,
+        channel: &ChannelName,
+        envelope: &VerifiedEnvelope,
+        source: Option<PeerId>,
+    ) {
+        let peers = self.shuffled_peers(channel, source);
+        let fanout = self.limits.fanout.min(peers.len());
+        for peer in &peers[..fanout] {
+            self.send(
+                *peer,
+                PeerToPeer::Envelopes {
+                    channel: channel.clone(),
+                    envelopes: vec![envelope.envelope().clone()],
+                },
+            );
+        }
+        for peer in &peers[fanout..] {
+            self.send(
+                *peer,
+                PeerToPeer::Have {
+                    channel: channel.clone(),
+                    ids: vec![envelope.envelope().id],
+                },
+            );
+        }
+    }
+
+    /// The peers of `channel` other than `source`, in random order.
+    fn shuffled_peers(&mut self, channel: &ChannelName, source: Option<PeerId>) -> Vec<PeerId> {
+        let mut peers: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(peer, state)| Some(**peer) != source && state.channels.contains(channel))
+            .map(|(peer, _)| *peer)
+            .collect();
+        peers.sort_unstable();
+        for index in 0..peers.len() {
+            let other = index + self.random.below(peers.len() - index);
+            peers.swap(index, other);
+        }
+        peers
+    }
+
+    /// Announces `ids` to `fanout` random peers of the channel other than `source`.
+    fn offer(&mut self, channel: &ChannelName, ids: &[MessageId], source: PeerId) {
+        if ids.is_empty() {
+            return;
+        }
+        let peers = self.shuffled_peers(channel, Some(source));
+        for peer in peers.into_iter().take(self.limits.fanout) {
+            for chunk in ids.chunks(MAX_HAVE_IDS) {
+                self.send(
+                    peer,
+                    PeerToPeer::Have {
+                        channel: channel.clone(),
+                        ids: chunk.to_vec(),
+                    },
+                );
+            }
+        }
+    }
+
+    fn on_timeout(&mut self, now: UnixMillis) {
+        let timeout = self.limits.request_timeout_millis;
+        let mut expired: Vec<PeerId> = Vec::new();
+        for sync in self.channels.values_mut() {
+            sync.reconciling_with
+                .retain(|_, last_step| last_step.saturating_add_millis(timeout) > now);
+            sync.in_flight.retain(|id, flight| {
+                if flight.sent_at.saturating_add_millis(timeout) > now {
+                    return true;
+                }
+                expired.push(flight.peer);
+                // The slow peer is not asked for this id again.
+                if let Some(missing) = sync.missing.get_mut(id) {
+                    missing.holders.retain(|holder| *holder != flight.peer);
+                }
+                false
+            });
+        }
+        for peer in expired {
+            if let Some(state) = self.peers.get_mut(&peer) {
+                state.ids_in_flight = state.ids_in_flight.saturating_sub(1);
+                state.round_trip_millis = state.round_trip_millis.saturating_mul(2).min(timeout);
+            }
+        }
+        self.anti_entropy(now);
+    }
+
+    /// Reconciles each channel with one random peer, every `anti_entropy_millis`.
+    fn anti_entropy(&mut self, now: UnixMillis) {
+        let due: Vec<ChannelName> = self
+            .channels
+            .iter()
+            .filter(|(_, sync)| sync.next_anti_entropy.is_some_and(|at| at <= now))
+            .map(|(channel, _)| channel.clone())
+            .collect();
+        for channel in due {
+            let mut peers: Vec<PeerId> = self
+                .peers
+                .iter()
+                .filter(|(_, state)| state.channels.contains(&channel))
+                .map(|(peer, _)| *peer)
+                .collect();
+            peers.sort_unstable();
+            if !peers.is_empty() {
+                let peer = peers[self.random.below(peers.len())];
+                self.start_reconciliation(now, peer, &channel);
+            }
+            let next = now.saturating_add_millis(self.limits.anti_entropy_millis);
+            if let Some(sync) = self.channels.get_mut(&channel) {
+                sync.next_anti_entropy = Some(next);
+            }
+        }
+    }
+
+    /// Asks holders for missing ids, newest first, the fastest peer with room first.
+    fn request_missing(&mut self, now: UnixMillis) {
+        let capacity = self.limits.ids_in_flight_per_peer;
+        let channels: Vec<ChannelName> = self.channels.keys().cloned().collect();
+        for channel in channels {
+            let Some(sync) = self.channels.get_mut(&channel) else {
+                continue;
+            };
+            let mut batches: BTreeMap<PeerId, Vec<MessageId>> = BTreeMap::new();
+            for (id, missing) in sync.missing.iter().rev() {
+                if missing.not_before > now || sync.in_flight.contains_key(id) {
+                    continue;
+                }
+                // A reconciliation reveals ids oldest first; waiting for it to finish lets the
+                // newest be fetched first.
+                let best = missing
+                    .holders
+                    .iter()
+                    .filter(|holder| !sync.reconciling_with.contains_key(holder))
+                    .filter_map(|holder| self.peers.get(holder).map(|state| (*holder, state)))
+                    .filter(|(holder, state)| {
+                        state.ids_in_flight + batches.get(holder).map_or(0, Vec::len) < capacity
+                    })
+                    .min_by_key(|(holder, state)| (state.round_trip_millis, *holder));
+                if let Some((holder, _)) = best {
+                    batches.entry(holder).or_default().push(*id);
+                }
+            }
+            for (peer, ids) in batches {
+                for id in &ids {
+                    sync.in_flight.insert(*id, InFlight { peer, sent_at: now });
+                }
+                if let Some(state) = self.peers.get_mut(&peer) {
+                    state.ids_in_flight += ids.len();
+                }
+                for chunk in ids.chunks(MAX_WANT_IDS) {
+                    self.outputs.push_back(SyncOutput::Send {
+                        peer,
+                        frame: PeerToPeer::Want {
+                            channel: channel.clone(),
+                            ids: chunk.to_vec(),
+                        },
+                    });
+                }
+            }
+        }
+    }
+
+    fn announce_states(&mut self) {
+        let mut changes = Vec::new();
+        for (channel, sync) in &mut self.channels {
+            let peers: HashSet<PeerId> = self
+                .peers
+                .iter()
+                .filter(|(_, state)| state.channels.contains(channel))
+                .map(|(peer, _)| *peer)
+                .collect();
+            let state = if peers.is_empty() {
+                HistoryState::NoPeers
+            } else if !sync.missing.is_empty()
+                || !sync.reconciling_with.is_empty()
+                || !sync.reconciled_once
+            {
+                let fetching: HashSet<PeerId> = sync.in_flight.values().map(|f| f.peer).collect();
+                HistoryState::Syncing {
+                    peers: fetching.len().max(sync.reconciling_with.len()).max(1),
+                }
+            } else {
+                HistoryState::UpToDate
+            };
+            if sync.announced != Some(state) {
+                sync.announced = Some(state);
+                changes.push((channel.clone(), state));
+            }
+        }
+        for (channel, state) in changes {
+            self.outputs.push_back(SyncOutput::State { channel, state });
+        }
+    }
+}
+
+/// Envelopes frames of about [`TARGET_ENVELOPES_FRAME_BYTES`] each, at least one envelope per
+/// frame, in the order given.
+fn pack_envelopes(channel: &ChannelName, envelopes: Vec<Envelope>) -> Vec<PeerToPeer> {
+    let mut frames = Vec::new();
+    let mut current: Vec<Envelope> = Vec::new();
+    let mut size = 0;
+    for envelope in envelopes {
+        let bound = envelope_size_bound(&envelope);
+        if !current.is_empty() && size + bound > TARGET_ENVELOPES_FRAME_BYTES {
+            frames.push(std::mem::take(&mut current));
+            size = 0;
+        }
+        size += bound;
+        current.push(envelope);
+    }
+    if !current.is_empty() {
+        frames.push(current);
+    }
+    frames
+        .into_iter()
+        .map(|envelopes| PeerToPeer::Envelopes {
+            channel: channel.clone(),
+            envelopes,
+        })
+        .collect()
+}
