@@ -39,7 +39,7 @@ proptest! {
     #[test]
     fn every_peer_frame_round_trips(frame in peer_frame()) {
         let json = encode(&frame);
-        prop_assert_eq!(decode_peer_frame(&json), Ok(frame.clone()));
+        prop_assert_eq!(decode_peer_frame(&json), Ok(frame));
         prop_assert!(PeerToPeer::TYPES.contains(&type_field(&json).as_str()));
     }
 
