@@ -180,6 +180,14 @@ struct ChannelSync {
     index: ChannelIndex,
     missing: BTreeMap<MessageId, Missing>,
     in_flight: HashMap<MessageId, InFlight>,
+    /// `in_flight`'s ids by request time, oldest first, for time-outs.
+    in_flight_by_time: BTreeSet<(UnixMillis, MessageId)>,
+    /// Something changed that may let more ids be requested.
+    dirty: bool,
+    /// The earliest `not_before` still in the future at the last pass over `missing`.
+    earliest_waiting: Option<UnixMillis>,
+    /// When a reconciliation was last started to find holders for ids that had none left.
+    last_holder_search: Option<UnixMillis>,
     /// Reconciliations this member started and when their last step was sent; one whose
     /// answer is lost is given up after the request time-out.
     reconciling_with: BTreeMap<PeerId, UnixMillis>,
@@ -232,20 +240,17 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
         self.channels
             .values()
             .flat_map(|sync| {
-                let expiries = sync
-                    .in_flight
-                    .values()
-                    .map(move |flight| flight.sent_at.saturating_add_millis(timeout));
+                let oldest_request = sync
+                    .in_flight_by_time
+                    .first()
+                    .map(|(sent_at, _)| sent_at.saturating_add_millis(timeout));
                 let reconciling = sync
                     .reconciling_with
                     .values()
                     .map(move |last_step| last_step.saturating_add_millis(timeout));
-                let waiting = sync
-                    .missing
-                    .values()
-                    .map(|missing| missing.not_before)
-                    .filter(|_| !self.peers.is_empty());
-                expiries
+                let waiting = sync.earliest_waiting.filter(|_| !self.peers.is_empty());
+                oldest_request
+                    .into_iter()
                     .chain(reconciling)
                     .chain(waiting)
                     .chain(sync.next_anti_entropy)
@@ -359,11 +364,21 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
     fn forget_peer(&mut self, peer: PeerId) {
         self.peers.remove(&peer);
         for sync in self.channels.values_mut() {
-            sync.in_flight.retain(|_, flight| flight.peer != peer);
+            let abandoned: Vec<(UnixMillis, MessageId)> = sync
+                .in_flight
+                .iter()
+                .filter(|(_, flight)| flight.peer == peer)
+                .map(|(id, flight)| (flight.sent_at, *id))
+                .collect();
+            for (sent_at, id) in abandoned {
+                sync.in_flight.remove(&id);
+                sync.in_flight_by_time.remove(&(sent_at, id));
+            }
             sync.reconciling_with.remove(&peer);
             for missing in sync.missing.values_mut() {
                 missing.holders.retain(|holder| *holder != peer);
             }
+            sync.dirty = true;
         }
     }
 
@@ -459,6 +474,7 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
             None => {
                 sync.reconciling_with.remove(&peer);
                 sync.reconciled_once = true;
+                sync.dirty = true;
             }
         }
     }
@@ -491,6 +507,7 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
             if !missing.holders.contains(&peer) && missing.holders.len() < holders_per_id {
                 missing.holders.push(peer);
             }
+            sync.dirty = true;
         }
     }
 
@@ -601,13 +618,14 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
     /// Settles the request for `id`, if one was in flight (then true), and learns the peer's
     /// speed.
     fn note_arrival(&mut self, now: UnixMillis, channel: &ChannelName, id: MessageId) -> bool {
-        let Some(flight) = self
-            .channels
-            .get_mut(channel)
-            .and_then(|sync| sync.in_flight.remove(&id))
-        else {
+        let Some(sync) = self.channels.get_mut(channel) else {
             return false;
         };
+        let Some(flight) = sync.in_flight.remove(&id) else {
+            return false;
+        };
+        sync.in_flight_by_time.remove(&(flight.sent_at, id));
+        sync.dirty = true;
         if let Some(state) = self.peers.get_mut(&flight.peer) {
             state.ids_in_flight = state.ids_in_flight.saturating_sub(1);
             let sample = now.0.saturating_sub(flight.sent_at.0);
@@ -697,19 +715,29 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
         let timeout = self.limits.request_timeout_millis;
         let mut expired: Vec<PeerId> = Vec::new();
         for sync in self.channels.values_mut() {
+            let reconciling = sync.reconciling_with.len();
             sync.reconciling_with
                 .retain(|_, last_step| last_step.saturating_add_millis(timeout) > now);
-            sync.in_flight.retain(|id, flight| {
-                if flight.sent_at.saturating_add_millis(timeout) > now {
-                    return true;
+            if sync.reconciling_with.len() != reconciling
+                || sync.earliest_waiting.is_some_and(|at| at <= now)
+            {
+                sync.dirty = true;
+            }
+            while let Some(&(sent_at, id)) = sync.in_flight_by_time.first() {
+                if sent_at.saturating_add_millis(timeout) > now {
+                    break;
                 }
+                sync.in_flight_by_time.pop_first();
+                sync.dirty = true;
+                let Some(flight) = sync.in_flight.remove(&id) else {
+                    continue;
+                };
                 expired.push(flight.peer);
                 // The slow peer is not asked for this id again.
-                if let Some(missing) = sync.missing.get_mut(id) {
+                if let Some(missing) = sync.missing.get_mut(&id) {
                     missing.holders.retain(|holder| *holder != flight.peer);
                 }
-                false
-            });
+            }
         }
         for peer in expired {
             if let Some(state) = self.peers.get_mut(&peer) {
@@ -751,14 +779,37 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
     fn request_missing(&mut self, now: UnixMillis) {
         let capacity = self.limits.ids_in_flight_per_peer;
         let channels: Vec<ChannelName> = self.channels.keys().cloned().collect();
+        let mut without_holders = Vec::new();
         for channel in channels {
             let Some(sync) = self.channels.get_mut(&channel) else {
                 continue;
             };
+            if !std::mem::take(&mut sync.dirty) {
+                continue;
+            }
+            let mut with_room: usize = self
+                .peers
+                .values()
+                .filter(|state| state.ids_in_flight < capacity)
+                .count();
+            let mut earliest_waiting: Option<UnixMillis> = None;
             let mut batches: BTreeMap<PeerId, Vec<MessageId>> = BTreeMap::new();
             for (id, missing) in sync.missing.iter().rev() {
-                if missing.not_before > now || sync.in_flight.contains_key(id) {
+                if with_room == 0 {
+                    break;
+                }
+                if missing.not_before > now {
+                    earliest_waiting = Some(
+                        earliest_waiting
+                            .map_or(missing.not_before, |at| at.min(missing.not_before)),
+                    );
                     continue;
+                }
+                if sync.in_flight.contains_key(id) {
+                    continue;
+                }
+                if missing.holders.is_empty() && !without_holders.contains(&channel) {
+                    without_holders.push(channel.clone());
                 }
                 // A reconciliation reveals ids oldest first; waiting for it to finish lets the
                 // newest be fetched first.
@@ -771,13 +822,24 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
                         state.ids_in_flight + batches.get(holder).map_or(0, Vec::len) < capacity
                     })
                     .min_by_key(|(holder, state)| (state.round_trip_millis, *holder));
-                if let Some((holder, _)) = best {
-                    batches.entry(holder).or_default().push(*id);
+                if let Some((holder, state)) = best {
+                    let batch = batches.entry(holder).or_default();
+                    batch.push(*id);
+                    if state.ids_in_flight + batch.len() >= capacity {
+                        with_room -= 1;
+                    }
                 }
             }
+            // Stopping early leaves `earliest_waiting` unknown: look again soon after.
+            sync.earliest_waiting = if with_room == 0 {
+                Some(now.saturating_add_millis(self.limits.have_grace_millis))
+            } else {
+                earliest_waiting
+            };
             for (peer, ids) in batches {
                 for id in &ids {
                     sync.in_flight.insert(*id, InFlight { peer, sent_at: now });
+                    sync.in_flight_by_time.insert((now, *id));
                 }
                 if let Some(state) = self.peers.get_mut(&peer) {
                     state.ids_in_flight += ids.len();
@@ -792,6 +854,33 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
                     });
                 }
             }
+        }
+        for channel in without_holders {
+            self.search_holders(now, &channel);
+        }
+    }
+
+    /// Some missing ids have no holder left (they timed out or went away): reconcile with a
+    /// random peer now rather than at the next anti-entropy round, at most once per time-out.
+    fn search_holders(&mut self, now: UnixMillis, channel: &ChannelName) {
+        let timeout = self.limits.request_timeout_millis;
+        let Some(sync) = self.channels.get_mut(channel) else {
+            return;
+        };
+        let recently = sync
+            .last_holder_search
+            .is_some_and(|at| at.saturating_add_millis(timeout) > now);
+        if recently || !sync.reconciling_with.is_empty() {
+            return;
+        }
+        sync.last_holder_search = Some(now);
+        sync.earliest_waiting = Some(
+            now.saturating_add_millis(timeout)
+                .min(sync.earliest_waiting.unwrap_or(UnixMillis(u64::MAX))),
+        );
+        let peers = self.shuffled_peers(channel, None);
+        if let Some(peer) = peers.first() {
+            self.start_reconciliation(now, *peer, channel);
         }
     }
 
@@ -810,9 +899,12 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
                 || !sync.reconciling_with.is_empty()
                 || !sync.reconciled_once
             {
-                let fetching: HashSet<PeerId> = sync.in_flight.values().map(|f| f.peer).collect();
+                let fetching = peers
+                    .iter()
+                    .filter(|peer| self.peers.get(peer).is_some_and(|p| p.ids_in_flight > 0))
+                    .count();
                 HistoryState::Syncing {
-                    peers: fetching.len().max(sync.reconciling_with.len()).max(1),
+                    peers: fetching.max(sync.reconciling_with.len()).max(1),
                 }
             } else {
                 HistoryState::UpToDate
