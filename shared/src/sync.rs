@@ -55,6 +55,8 @@ pub struct SyncLimits {
     pub ids_in_flight_per_peer: usize,
     /// Want frames of one peer being answered at once; more are ignored (the peer retries).
     pub loads_per_peer: usize,
+    /// A request is given up after three of the peer's measured round trips, within these.
+    pub min_request_timeout_millis: u64,
     pub request_timeout_millis: u64,
     /// How long an id learnt from `have` waits for a pushed copy before it is requested.
     pub have_grace_millis: u64,
@@ -75,6 +77,7 @@ impl Default for SyncLimits {
             fanout: 4,
             ids_in_flight_per_peer: 2 * MAX_WANT_IDS,
             loads_per_peer: 4,
+            min_request_timeout_millis: 300,
             request_timeout_millis: 4_000,
             have_grace_millis: 400,
             anti_entropy_millis: 30_000,
@@ -173,6 +176,7 @@ struct Missing {
 struct InFlight {
     peer: PeerId,
     sent_at: UnixMillis,
+    deadline: UnixMillis,
 }
 
 #[derive(Debug, Default)]
@@ -180,7 +184,7 @@ struct ChannelSync {
     index: ChannelIndex,
     missing: BTreeMap<MessageId, Missing>,
     in_flight: HashMap<MessageId, InFlight>,
-    /// `in_flight`'s ids by request time, oldest first, for time-outs.
+    /// `in_flight`'s ids by deadline, earliest first.
     in_flight_by_time: BTreeSet<(UnixMillis, MessageId)>,
     /// Something changed that may let more ids be requested.
     dirty: bool,
@@ -243,7 +247,7 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
                 let oldest_request = sync
                     .in_flight_by_time
                     .first()
-                    .map(|(sent_at, _)| sent_at.saturating_add_millis(timeout));
+                    .map(|(deadline, _)| *deadline);
                 let reconciling = sync
                     .reconciling_with
                     .values()
@@ -368,11 +372,11 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
                 .in_flight
                 .iter()
                 .filter(|(_, flight)| flight.peer == peer)
-                .map(|(id, flight)| (flight.sent_at, *id))
+                .map(|(id, flight)| (flight.deadline, *id))
                 .collect();
-            for (sent_at, id) in abandoned {
+            for (deadline, id) in abandoned {
                 sync.in_flight.remove(&id);
-                sync.in_flight_by_time.remove(&(sent_at, id));
+                sync.in_flight_by_time.remove(&(deadline, id));
             }
             sync.reconciling_with.remove(&peer);
             for missing in sync.missing.values_mut() {
@@ -624,7 +628,7 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
         let Some(flight) = sync.in_flight.remove(&id) else {
             return false;
         };
-        sync.in_flight_by_time.remove(&(flight.sent_at, id));
+        sync.in_flight_by_time.remove(&(flight.deadline, id));
         sync.dirty = true;
         if let Some(state) = self.peers.get_mut(&flight.peer) {
             state.ids_in_flight = state.ids_in_flight.saturating_sub(1);
@@ -723,8 +727,8 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
             {
                 sync.dirty = true;
             }
-            while let Some(&(sent_at, id)) = sync.in_flight_by_time.first() {
-                if sent_at.saturating_add_millis(timeout) > now {
+            while let Some(&(deadline, id)) = sync.in_flight_by_time.first() {
+                if deadline > now {
                     break;
                 }
                 sync.in_flight_by_time.pop_first();
@@ -837,9 +841,19 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
                 earliest_waiting
             };
             for (peer, ids) in batches {
+                let round_trip = self.peers.get(&peer).map_or(0, |p| p.round_trip_millis);
+                let deadline = now.saturating_add_millis((3 * round_trip).clamp(
+                    self.limits.min_request_timeout_millis,
+                    self.limits.request_timeout_millis,
+                ));
                 for id in &ids {
-                    sync.in_flight.insert(*id, InFlight { peer, sent_at: now });
-                    sync.in_flight_by_time.insert((now, *id));
+                    let flight = InFlight {
+                        peer,
+                        sent_at: now,
+                        deadline,
+                    };
+                    sync.in_flight.insert(*id, flight);
+                    sync.in_flight_by_time.insert((deadline, *id));
                 }
                 if let Some(state) = self.peers.get_mut(&peer) {
                     state.ids_in_flight += ids.len();
