@@ -1,17 +1,20 @@
 //! The sync engine in a deterministic simulation (see `simulation/`): reconciliation, newest
 //! first fetching, malicious peers, push gossip, and convergence despite loss, a partition and
 //! churn.
-//! Native only: it is a workload (seconds of CPU), not a check of wasm32 behaviour, which the
-//! client-session and signature tests cover in the browser.
-#![cfg(not(target_arch = "wasm32"))]
+//! The small scenarios also run compiled to wasm32 in the browser, where the engine will live;
+//! the hundred-peer ones are native only (they are workloads of seconds of CPU).
+
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+#[cfg(target_arch = "wasm32")]
+wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 
 mod simulation;
 
 use peerchat_shared::ids::MessageId;
 use peerchat_shared::message::MessageBody;
-use peerchat_shared::random::SeededRandom;
 use simulation::{history, ids_of, Simulation};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 #[test]
 fn two_peers_with_interleaved_gaps_reconcile_to_the_union() {
@@ -109,94 +112,103 @@ fn a_peer_offering_altered_envelopes_is_dropped_and_honest_peers_complete_the_sy
     assert!(!stored_tampered);
 }
 
-#[test]
-fn a_new_message_reaches_every_peer_by_push_in_a_few_rounds() {
-    let envelopes = history(1);
-    let mut sim = Simulation::new(300, 8, 5, &envelopes);
-    for peer in 0..300 {
-        sim.bring_online(peer);
-    }
-    sim.drain_outputs();
-    for _ in 0..40 {
-        sim.step();
-    }
-    let before: usize = sim.peers.iter().map(|p| p.received).sum();
-    sim.post(0, &envelopes[0]);
-    sim.drain_outputs();
-    let start = sim.tick;
-    let mut ticks_to_80_percent = None;
-    while sim.holding(envelopes[0].id) < 300 && sim.tick - start < 400 {
-        sim.step();
-        if ticks_to_80_percent.is_none() && sim.holding(envelopes[0].id) >= 240 {
-            ticks_to_80_percent = Some(sim.tick - start);
-        }
-    }
-    let ticks = sim.tick - start;
-    let transfers: usize = sim.peers.iter().map(|p| p.received).sum::<usize>() - before;
-    assert!(
-        ticks_to_80_percent.is_some_and(|t| t <= 20),
-        "80% after {ticks_to_80_percent:?} ticks"
-    );
-    assert!(ticks <= 40, "everyone after {ticks} ticks");
-    assert!(transfers < 10 * 300, "{transfers} transfers for 300 peers");
-    assert_eq!(sim.holding(envelopes[0].id), 300);
-}
+/// Workloads of seconds of CPU: native only.
+#[cfg(not(target_arch = "wasm32"))]
+mod hundreds_of_peers {
+    use super::*;
+    use peerchat_shared::random::SeededRandom;
+    use std::collections::BTreeMap;
 
-#[test]
-fn peers_converge_despite_loss_a_partition_and_churn() {
-    let envelopes = history(400);
-    let mut sim = Simulation::new(120, 6, 9, &envelopes);
-    sim.loss_percent = 5;
-    // Each message starts at one random peer.
-    let mut random = SeededRandom::new(99);
-    let mut origins: BTreeMap<usize, Vec<MessageId>> = BTreeMap::new();
-    for envelope in &envelopes {
-        origins
-            .entry(random.below(120))
-            .or_default()
-            .push(envelope.id);
-    }
-    for (peer, ids) in origins {
-        sim.seed_history(peer, ids);
-    }
-    for peer in 0..120 {
-        sim.bring_online(peer);
-    }
-    sim.drain_outputs();
-    sim.partition = Some((0..60).collect());
-    for round in 0..200 {
-        if round % 10 == 0 {
-            let leaving = random.below(120);
-            sim.take_offline(leaving);
-            let returning = random.below(120);
-            if !sim.peers[returning].online {
-                sim.bring_online(returning);
-                sim.drain_outputs();
-            }
-        }
-        sim.step();
-    }
-    sim.partition = None;
-    for peer in 0..120 {
-        if !sim.peers[peer].online {
+    #[test]
+    fn a_new_message_reaches_every_peer_by_push_in_a_few_rounds() {
+        let envelopes = history(1);
+        let mut sim = Simulation::new(300, 8, 5, &envelopes);
+        for peer in 0..300 {
             sim.bring_online(peer);
         }
+        sim.drain_outputs();
+        for _ in 0..40 {
+            sim.step();
+        }
+        let before: usize = sim.peers.iter().map(|p| p.received).sum();
+        sim.post(0, &envelopes[0]);
+        sim.drain_outputs();
+        let start = sim.tick;
+        let mut ticks_to_80_percent = None;
+        while sim.holding(envelopes[0].id) < 300 && sim.tick - start < 400 {
+            sim.step();
+            if ticks_to_80_percent.is_none() && sim.holding(envelopes[0].id) >= 240 {
+                ticks_to_80_percent = Some(sim.tick - start);
+            }
+        }
+        let ticks = sim.tick - start;
+        let transfers: usize = sim.peers.iter().map(|p| p.received).sum::<usize>() - before;
+        assert!(
+            ticks_to_80_percent.is_some_and(|t| t <= 20),
+            "80% after {ticks_to_80_percent:?} ticks"
+        );
+        assert!(ticks <= 40, "everyone after {ticks} ticks");
+        assert!(transfers < 10 * 300, "{transfers} transfers for 300 peers");
+        assert_eq!(sim.holding(envelopes[0].id), 300);
     }
-    sim.drain_outputs();
-    let ticks = sim.run_until_converged(&ids_of(&envelopes), 2_000);
-    let short: Vec<(usize, usize)> = sim
-        .peers
-        .iter()
-        .enumerate()
-        .filter(|(_, peer)| peer.held.len() < 400)
-        .map(|(index, peer)| (index, peer.held.len()))
-        .collect();
-    assert!(
-        ticks.is_some(),
-        "every online peer ends with all 400 messages; short: {short:?}"
-    );
-    assert!(
-        sim.peers.iter().all(|peer| peer.dropped.is_empty()),
-        "no honest peer was dropped"
-    );
+
+    #[cfg(not(target_arch = "wasm32"))]
+    #[test]
+    fn peers_converge_despite_loss_a_partition_and_churn() {
+        let envelopes = history(400);
+        let mut sim = Simulation::new(120, 6, 9, &envelopes);
+        sim.loss_percent = 5;
+        // Each message starts at one random peer.
+        let mut random = SeededRandom::new(99);
+        let mut origins: BTreeMap<usize, Vec<MessageId>> = BTreeMap::new();
+        for envelope in &envelopes {
+            origins
+                .entry(random.below(120))
+                .or_default()
+                .push(envelope.id);
+        }
+        for (peer, ids) in origins {
+            sim.seed_history(peer, ids);
+        }
+        for peer in 0..120 {
+            sim.bring_online(peer);
+        }
+        sim.drain_outputs();
+        sim.partition = Some((0..60).collect());
+        for round in 0..200 {
+            if round % 10 == 0 {
+                let leaving = random.below(120);
+                sim.take_offline(leaving);
+                let returning = random.below(120);
+                if !sim.peers[returning].online {
+                    sim.bring_online(returning);
+                    sim.drain_outputs();
+                }
+            }
+            sim.step();
+        }
+        sim.partition = None;
+        for peer in 0..120 {
+            if !sim.peers[peer].online {
+                sim.bring_online(peer);
+            }
+        }
+        sim.drain_outputs();
+        let ticks = sim.run_until_converged(&ids_of(&envelopes), 2_000);
+        let short: Vec<(usize, usize)> = sim
+            .peers
+            .iter()
+            .enumerate()
+            .filter(|(_, peer)| peer.held.len() < 400)
+            .map(|(index, peer)| (index, peer.held.len()))
+            .collect();
+        assert!(
+            ticks.is_some(),
+            "every online peer ends with all 400 messages; short: {short:?}"
+        );
+        assert!(
+            sim.peers.iter().all(|peer| peer.dropped.is_empty()),
+            "no honest peer was dropped"
+        );
+    }
 }

@@ -50,6 +50,8 @@ enum BenchTarget {
         #[arg(long, default_value_t = 3)]
         repeats: usize,
     },
+    /// The history sync engine in simulation: 1,000 peers, 10,000 messages, loss and churn.
+    Sync,
     /// Reloading a page with 1,000 cached messages in headless Chromium.
     Render {
         #[arg(long, default_value_t = 5)]
@@ -71,6 +73,17 @@ fn main() -> Result<()> {
         Command::Bench {
             target: BenchTarget::Relay { repeats },
         } => bench::relay(&root, repeats),
+        Command::Bench {
+            target: BenchTarget::Sync,
+        } => process::run(process::cargo(&root).args([
+            "run",
+            "--release",
+            "--locked",
+            "--package",
+            "peerchat-shared",
+            "--example",
+            "sync_benchmark",
+        ])),
         Command::Bench {
             target: BenchTarget::Render { repeats },
         } => {
