@@ -337,7 +337,8 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
         let Some(sync) = self.channels.get_mut(channel) else {
             return;
         };
-        let Ok(mut negentropy) = Negentropy::borrowed(&sync.index, MAX_RECONCILE_BYTES as u64)
+        let Ok(mut negentropy) =
+            Negentropy::borrowed(sync.index.sorted(), MAX_RECONCILE_BYTES as u64)
         else {
             return;
         };
@@ -406,10 +407,10 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
     }
 
     fn on_reconcile_query(&mut self, peer: PeerId, channel: ChannelName, query: NegentropyMessage) {
-        let Some(sync) = self.channels.get(&channel) else {
+        let Some(sync) = self.channels.get_mut(&channel) else {
             return;
         };
-        let answer = Negentropy::borrowed(&sync.index, MAX_RECONCILE_BYTES as u64)
+        let answer = Negentropy::borrowed(sync.index.sorted(), MAX_RECONCILE_BYTES as u64)
             .and_then(|mut negentropy| negentropy.reconcile(&query.0));
         match answer {
             Ok(message) => self.send(
@@ -437,7 +438,7 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
             return self.disconnect(peer, "a reconcile reply nobody asked for".into());
         }
         let (mut have, mut need) = (Vec::new(), Vec::new());
-        let next = Negentropy::borrowed(&sync.index, MAX_RECONCILE_BYTES as u64).and_then(
+        let next = Negentropy::borrowed(sync.index.sorted(), MAX_RECONCILE_BYTES as u64).and_then(
             |mut negentropy| {
                 negentropy.set_initiator();
                 negentropy.reconcile_with_ids(&reply.0, &mut have, &mut need)

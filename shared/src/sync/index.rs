@@ -6,6 +6,7 @@
 
 use crate::ids::MessageId;
 use negentropy::{Bound, Id, Item, NegentropyStorageBase};
+use std::collections::BTreeSet;
 
 /// The reconciliation item of a message.
 pub fn item_of(id: MessageId) -> Item {
@@ -22,31 +23,25 @@ pub fn message_id_of(id: &Id) -> MessageId {
     MessageId::from_bytes(bytes)
 }
 
-/// Items sorted by (time, id), as negentropy requires.
+/// A channel's items: a set for cheap inserts in any order (a newcomer receives history newest
+/// first), and a sorted snapshot, rebuilt only when reconciliation needs it after a change.
 #[derive(Debug, Default, Clone)]
 pub struct ChannelIndex {
-    items: Vec<Item>,
+    items: BTreeSet<Item>,
+    snapshot: SortedItems,
+    snapshot_is_stale: bool,
 }
 
 impl ChannelIndex {
     /// Adds an item; false if it was there already.
     pub fn insert(&mut self, item: Item) -> bool {
-        // New messages are usually the newest: check the end before searching.
-        if self.items.last().is_none_or(|last| *last < item) {
-            self.items.push(item);
-            return true;
-        }
-        match self.items.binary_search(&item) {
-            Ok(_) => false,
-            Err(position) => {
-                self.items.insert(position, item);
-                true
-            }
-        }
+        let added = self.items.insert(item);
+        self.snapshot_is_stale |= added;
+        added
     }
 
     pub fn contains(&self, id: MessageId) -> bool {
-        self.items.binary_search(&item_of(id)).is_ok()
+        self.items.contains(&item_of(id))
     }
 
     pub fn len(&self) -> usize {
@@ -56,7 +51,21 @@ impl ChannelIndex {
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
+
+    /// The items as negentropy reads them.
+    pub fn sorted(&mut self) -> &SortedItems {
+        if self.snapshot_is_stale {
+            self.snapshot.0.clear();
+            self.snapshot.0.extend(self.items.iter().copied());
+            self.snapshot_is_stale = false;
+        }
+        &self.snapshot
+    }
 }
+
+/// Items sorted by (time, id), as negentropy requires.
+#[derive(Debug, Default, Clone)]
+pub struct SortedItems(Vec<Item>);
 
 fn lowest_id_with_prefix(id: MessageId) -> [u8; 32] {
     let mut bytes = [0u8; 32];
@@ -64,13 +73,13 @@ fn lowest_id_with_prefix(id: MessageId) -> [u8; 32] {
     bytes
 }
 
-impl NegentropyStorageBase for ChannelIndex {
+impl NegentropyStorageBase for SortedItems {
     fn size(&self) -> Result<usize, negentropy::Error> {
-        Ok(self.items.len())
+        Ok(self.0.len())
     }
 
     fn get_item(&self, i: usize) -> Result<Option<Item>, negentropy::Error> {
-        Ok(self.items.get(i).copied())
+        Ok(self.0.get(i).copied())
     }
 
     fn iterate(
@@ -79,8 +88,8 @@ impl NegentropyStorageBase for ChannelIndex {
         end: usize,
         callback: &mut dyn FnMut(Item, usize) -> Result<bool, negentropy::Error>,
     ) -> Result<(), negentropy::Error> {
-        let end = end.min(self.items.len());
-        for (offset, item) in self.items[begin.min(end)..end].iter().enumerate() {
+        let end = end.min(self.0.len());
+        for (offset, item) in self.0[begin.min(end)..end].iter().enumerate() {
             if !callback(*item, begin + offset)? {
                 break;
             }
@@ -89,8 +98,8 @@ impl NegentropyStorageBase for ChannelIndex {
     }
 
     fn find_lower_bound(&self, first: usize, last: usize, value: &Bound) -> usize {
-        let last = last.min(self.items.len());
+        let last = last.min(self.0.len());
         let first = first.min(last);
-        first + self.items[first..last].partition_point(|item| *item < value.item)
+        first + self.0[first..last].partition_point(|item| *item < value.item)
     }
 }
