@@ -89,13 +89,6 @@ fn a_peer_offering_altered_envelopes_is_dropped_and_honest_peers_complete_the_sy
         "the newcomer gets everything from the honest peer"
     );
     let dropped = &sim.peers[2].dropped;
-    eprintln!(
-        "received {:?}",
-        sim.peers
-            .iter()
-            .map(|p| (p.received, p.held.len(), p.dropped.len()))
-            .collect::<Vec<_>>()
-    );
     assert!(
         dropped
             .iter()
