@@ -298,6 +298,7 @@ const handlers = {
     const channel = channelState(event.channel);
     const wasPending = channel.pending.delete(event.nonce);
     channel.failed.delete(event.nonce);
+    if (channel.messages.has(event.id) && !wasPending) return;
     const previousNewestId = channel.newestId;
     channel.messages.set(event.id, event);
     if (!channel.newestId || event.id > channel.newestId) channel.newestId = event.id;

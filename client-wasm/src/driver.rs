@@ -19,6 +19,8 @@ use web_sys::{CloseEvent, Event, MessageEvent, WebSocket};
 /// Inputs waiting for the session. A relay that outruns the page this far gets its connection
 /// closed (and reconnected), as the relay does with a slow reader.
 pub const INPUT_QUEUE: usize = 4_096;
+/// Most queued frames handed to the session before its outputs are carried out.
+const FRAMES_PER_BATCH: usize = 256;
 
 /// Where an input came from: a socket (by generation, so a closed socket's late events are
 /// ignored) or the member.
@@ -170,10 +172,33 @@ impl Driver {
             let Some(feed) = next else { break };
             if let Some(input) = self.accept(feed) {
                 self.session.handle(now(), input);
+                let held_back = self.take_queued_frames(&mut inputs);
                 self.carry_out_outputs().await;
+                if let Some(input) = held_back.and_then(|feed| self.accept(feed)) {
+                    self.session.handle(now(), input);
+                    self.carry_out_outputs().await;
+                }
             }
         }
         self.socket = None;
+    }
+
+    /// Hands the session the frames already waiting from the current socket (at most
+    /// [`FRAMES_PER_BATCH`]), so that the envelopes among them are stored in one IndexedDB
+    /// transaction. Returns the first other input met, to be handled after.
+    fn take_queued_frames(&mut self, inputs: &mut mpsc::Receiver<Feed>) -> Option<Feed> {
+        for _ in 0..FRAMES_PER_BATCH {
+            match inputs.try_recv() {
+                Ok(Feed::Socket(generation, ClientInput::Frame(text)))
+                    if generation == self.generation =>
+                {
+                    self.session.handle(now(), ClientInput::Frame(text));
+                }
+                Ok(other) => return Some(other),
+                Err(_) => return None,
+            }
+        }
+        None
     }
 
     /// The input to hand the session, if it concerns the current socket.
@@ -196,9 +221,34 @@ impl Driver {
         }
     }
 
+    /// Carries out the session's outputs in order; consecutive stores become one batch.
     async fn carry_out_outputs(&mut self) {
+        let mut stores = Vec::new();
         while let Some(output) = self.session.poll_output() {
-            self.carry_out(output).await;
+            match output {
+                ClientOutput::Store {
+                    envelope,
+                    acknowledged,
+                } => stores.push((envelope, acknowledged)),
+                other => {
+                    self.store_batch(std::mem::take(&mut stores)).await;
+                    self.carry_out(other).await;
+                }
+            }
+        }
+        self.store_batch(stores).await;
+    }
+
+    async fn store_batch(
+        &mut self,
+        stores: Vec<(peerchat_shared::message::VerifiedEnvelope, bool)>,
+    ) {
+        if stores.is_empty() {
+            return;
+        }
+        if let Err(message) = self.store(stores).await {
+            self.sink
+                .problem(format!("This browser could not save data: {message}"));
         }
     }
 
@@ -246,7 +296,7 @@ impl Driver {
             ClientOutput::Store {
                 envelope,
                 acknowledged,
-            } => self.store(envelope, acknowledged).await,
+            } => self.store(vec![(envelope, acknowledged)]).await,
             ClientOutput::OutboxPut(entry) => self
                 .history
                 .outbox_put(&entry)
@@ -265,24 +315,26 @@ impl Driver {
         }
     }
 
+    /// Stores a batch of envelopes in one transaction, clears acknowledged ones from the
+    /// outbox, then tells the page about each.
     async fn store(
         &mut self,
-        envelope: peerchat_shared::message::VerifiedEnvelope,
-        acknowledged: bool,
+        stores: Vec<(peerchat_shared::message::VerifiedEnvelope, bool)>,
     ) -> Result<(), String> {
-        let view = MessageView::from(envelope.envelope());
-        let new = self
-            .history
-            .insert(std::slice::from_ref(&envelope))
+        let (envelopes, acknowledged): (Vec<_>, Vec<bool>) = stores.into_iter().unzip();
+        self.history
+            .insert(&envelopes)
             .await
             .map_err(|error| error.to_string())?;
-        if acknowledged {
-            self.history
-                .outbox_remove(&view.nonce)
-                .await
-                .map_err(|error| error.to_string())?;
-        }
-        if new > 0 || acknowledged {
+        for (envelope, acknowledged) in envelopes.iter().zip(acknowledged) {
+            let view = MessageView::from(envelope.envelope());
+            if acknowledged {
+                self.history
+                    .outbox_remove(&view.nonce)
+                    .await
+                    .map_err(|error| error.to_string())?;
+            }
+            // The page ignores a message it already shows.
             self.sink.emit(&MessageEventForPage {
                 kind: "message",
                 message: &view,
