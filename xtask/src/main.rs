@@ -50,7 +50,7 @@ enum BenchTarget {
         #[arg(long, default_value_t = 3)]
         repeats: usize,
     },
-    /// The history sync engine in simulation: 1,000 peers, 10,000 messages, loss and churn.
+    /// The history sync engine in simulation: 1,000 peers, 1,000 messages, loss and churn.
     Sync,
     /// Reloading a page with 1,000 cached messages in headless Chromium.
     Render {
