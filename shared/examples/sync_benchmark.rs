@@ -1,5 +1,5 @@
-//! `cargo xtask bench sync`: the sync engine in the deterministic simulation at full size,
-//! 1,000 peers and 1,000 messages with 5% loss and churn, reporting rounds and transfers for
+//! `cargo xtask bench sync`: the sync engine of 1,000 peers in the deterministic simulation,
+//! with 1,000 messages, 5% loss and churn, reporting rounds and transfers for
 //! docs/benchmarks.md. A tick is the simulation's time step; a frame takes one or two ticks.
 
 #[path = "../tests/simulation/mod.rs"]
