@@ -218,6 +218,49 @@ impl HistoryStore for IndexedDbStore {
         self.get_range(&lower, &upper, false, limit).await
     }
 
+    async fn ids(&self, channel: &ChannelName) -> Result<Vec<MessageId>, StoreError> {
+        let range = whole_channel(channel)?;
+        let (_transaction, index) = self.read_channel_index()?;
+        let keys = index
+            .get_all_keys(Some(range), None)
+            .await
+            .map_err(failed)?;
+        keys.into_iter()
+            .map(|key| {
+                key.as_string()
+                    .and_then(|text| text.parse().ok())
+                    .ok_or_else(|| StoreError("a stored id is not a message id".into()))
+            })
+            .collect()
+    }
+
+    async fn get(
+        &self,
+        channel: &ChannelName,
+        ids: &[MessageId],
+    ) -> Result<Vec<Envelope>, StoreError> {
+        let transaction = self
+            .database
+            .transaction(&[ENVELOPES], TransactionMode::ReadOnly)
+            .map_err(failed)?;
+        let store = transaction.store(ENVELOPES).map_err(failed)?;
+        let mut found = Vec::with_capacity(ids.len());
+        for id in ids {
+            let Some(record) = store
+                .get(JsValue::from_str(&id.to_string()))
+                .await
+                .map_err(failed)?
+            else {
+                continue;
+            };
+            let envelope: Envelope = serde_wasm_bindgen::from_value(record).map_err(failed)?;
+            if envelope.channel == *channel {
+                found.push(envelope);
+            }
+        }
+        Ok(found)
+    }
+
     async fn count(&self, channel: &ChannelName) -> Result<usize, StoreError> {
         let range = whole_channel(channel)?;
         let (_transaction, index) = self.read_channel_index()?;

@@ -50,6 +50,17 @@ pub trait HistoryStore {
 
     /// How many envelopes of `channel` the store holds.
     async fn count(&self, channel: &ChannelName) -> Result<usize, StoreError>;
+
+    /// Every id of `channel`, oldest first: what sync reconciles.
+    async fn ids(&self, channel: &ChannelName) -> Result<Vec<MessageId>, StoreError>;
+
+    /// The envelopes of `channel` among `ids`, in the order asked; ids not held (or held in
+    /// another channel) are left out. What a peer's `want` is answered with.
+    async fn get(
+        &self,
+        channel: &ChannelName,
+        ids: &[MessageId],
+    ) -> Result<Vec<Envelope>, StoreError>;
 }
 
 /// History in memory, for tests and for virtual clients without a data directory.
@@ -147,5 +158,26 @@ impl HistoryStore for MemoryStore {
             .by_channel
             .range(whole_channel(channel))
             .count())
+    }
+
+    async fn ids(&self, channel: &ChannelName) -> Result<Vec<MessageId>, StoreError> {
+        Ok(self
+            .history()
+            .by_channel
+            .range(whole_channel(channel))
+            .map(|((_, id), _)| *id)
+            .collect())
+    }
+
+    async fn get(
+        &self,
+        channel: &ChannelName,
+        ids: &[MessageId],
+    ) -> Result<Vec<Envelope>, StoreError> {
+        let history = self.history();
+        Ok(ids
+            .iter()
+            .filter_map(|id| history.by_channel.get(&(channel.clone(), *id)).cloned())
+            .collect())
     }
 }

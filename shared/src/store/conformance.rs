@@ -85,6 +85,46 @@ where
     ranges_go_oldest_first_within_bounds(&new_store().await).await;
     channels_are_kept_apart(&new_store().await).await;
     envelopes_come_back_unchanged(&new_store().await).await;
+    ids_list_a_channel_and_get_fetches_by_id(&new_store().await).await;
+}
+
+async fn ids_list_a_channel_and_get_fetches_by_id(store: &impl HistoryStore) {
+    let general = ChannelName::new("general").expect("valid");
+    let random = ChannelName::new("random").expect("valid");
+    let in_general = envelopes("general", 1_000, 6);
+    let in_random = envelopes("random", 5_000, 2);
+    store.insert(&in_random).await.expect("insert");
+    store.insert(&in_general).await.expect("insert");
+    let all = verified_ids(&in_general);
+    assert_eq!(
+        store.ids(&general).await.expect("ids"),
+        all,
+        "oldest first, one channel"
+    );
+    let other = verified_ids(&in_random)[0];
+    let asked = [
+        all[4],
+        all[1],
+        other,
+        MessageId::first_at(UnixMillis(9_999)),
+    ];
+    let got = store.get(&general, &asked).await.expect("get");
+    assert_eq!(
+        ids(&got),
+        vec![all[4], all[1]],
+        "in the order asked, only what is held"
+    );
+    assert_eq!(got[0], *in_general[4].envelope());
+    assert!(store.get(&general, &[]).await.expect("get").is_empty());
+    assert!(store
+        .ids(&ChannelName::new("empty").expect("valid"))
+        .await
+        .expect("ids")
+        .is_empty());
+    assert_eq!(
+        store.ids(&random).await.expect("ids"),
+        verified_ids(&in_random)
+    );
 }
 
 async fn stores_each_id_once(store: &impl HistoryStore) {
