@@ -3,6 +3,7 @@
 use peerchat_shared::channel::ChannelName;
 use peerchat_shared::frames::IceServer;
 use peerchat_shared::identity::{PublicKey, SecretKey};
+use peerchat_shared::limits::{RELAYED_PEER_BURST_BYTES, RELAYED_PEER_BYTES_PER_SECOND};
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -58,6 +59,10 @@ pub struct RelayLimits {
     /// Sustained messages (`send`) per second per key, and the burst.
     pub messages_per_second: f64,
     pub message_burst: f64,
+    /// Bytes of `peer` frames (history forwarded for members without a data channel) per
+    /// second per key, and the burst allowed above it.
+    pub peer_bytes_per_second: f64,
+    pub peer_burst_bytes: f64,
     /// Failed logins per address per minute before further attempts are refused.
     pub failed_logins_per_minute: f64,
     /// How long a (author, nonce) pair is remembered so that a resend gets the same envelope.
@@ -86,6 +91,8 @@ impl Default for RelayLimits {
             frame_burst: 60.0,
             messages_per_second: 5.0,
             message_burst: 20.0,
+            peer_bytes_per_second: RELAYED_PEER_BYTES_PER_SECOND as f64,
+            peer_burst_bytes: RELAYED_PEER_BURST_BYTES as f64,
             failed_logins_per_minute: 10.0,
             resend_window: Duration::from_secs(600),
             resend_memory: 50_000,

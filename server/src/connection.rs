@@ -3,7 +3,7 @@
 
 use crate::hub::{now_millis, Hub, PendingLogin, Refusal, SessionHandle};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use peerchat_shared::codec::{decode_client_frame, encode};
+use peerchat_shared::codec::{decode_client_frame, encode, DecodeError};
 use peerchat_shared::frames::{ClientToRelay, ErrorCode, Login, RelayToClient, SessionId};
 use peerchat_shared::identity::Verifier;
 use peerchat_shared::limits::MAX_SIGNAL_BYTES;
@@ -345,19 +345,20 @@ async fn run_session(
                 last_heard = Instant::now();
                 match message {
                     Message::Text(text) => {
-                        if !hub.allow_frame(member.session, last_heard) {
+                        let frame = decode_client_frame(text.as_str());
+                        if let Err(refusal) = check_rate(hub, member.session, &frame, last_heard) {
                             strikes += 1;
                             if strikes > limits.max_rate_limit_strikes {
                                 close_with(socket, hub, Refusal::new(ErrorCode::RateLimited, "flooding; disconnected")).await;
                                 return;
                             }
-                            send_error(socket, hub, Refusal::new(ErrorCode::RateLimited, "too many frames; slow down"), None).await;
+                            send_error(socket, hub, refusal, None).await;
                             continue;
                         }
                         strikes = 0;
                         // Boxed: the handler's state lives on the heap only while a frame is handled, which
                         // keeps an idle connection's task small.
-                        Box::pin(handle_frame(socket, hub, &member, text.as_str())).await;
+                        Box::pin(handle_frame(socket, hub, &member, frame)).await;
                     }
                     Message::Binary(_) => {
                         send_error(socket, hub, Refusal::new(ErrorCode::MalformedFrame, "frames are JSON text"), None).await;
@@ -370,9 +371,41 @@ async fn run_session(
     }
 }
 
+/// Forwarded peer frames count against the key's byte quota; every other frame against its
+/// frame rate.
+fn check_rate(
+    hub: &Hub,
+    session: SessionId,
+    frame: &Result<ClientToRelay, DecodeError>,
+    now: Instant,
+) -> Result<(), Refusal> {
+    match frame {
+        Ok(ClientToRelay::Peer { frame, .. }) => {
+            if hub.allow_peer_bytes(session, frame.len(), now) {
+                Ok(())
+            } else {
+                Err(Refusal::new(
+                    ErrorCode::RateLimited,
+                    "peer frame quota used up; slow down",
+                ))
+            }
+        }
+        _ if hub.allow_frame(session, now) => Ok(()),
+        _ => Err(Refusal::new(
+            ErrorCode::RateLimited,
+            "too many frames; slow down",
+        )),
+    }
+}
+
 /// Handles one frame from a logged-in member; failures become `error` frames, never panics.
-async fn handle_frame(socket: &mut WebSocket, hub: &Hub, member: &Member, text: &str) {
-    let frame = match decode_client_frame(text) {
+async fn handle_frame(
+    socket: &mut WebSocket,
+    hub: &Hub,
+    member: &Member,
+    frame: Result<ClientToRelay, DecodeError>,
+) {
+    let frame = match frame {
         Ok(frame) => frame,
         Err(error) => {
             send_error(
@@ -430,6 +463,7 @@ async fn handle_frame(socket: &mut WebSocket, hub: &Hub, member: &Member, text: 
             ))
         }
         ClientToRelay::Signal { to, data } => hub.signal(member.session, to, data),
+        ClientToRelay::Peer { to, frame } => hub.forward_peer_frame(member.session, to, frame),
         ClientToRelay::MintInvite { .. } if member.role != Role::Owner => Err(Refusal::new(
             ErrorCode::Forbidden,
             "only owners can mint invites",

@@ -81,6 +81,7 @@ struct KeyState {
     connections: usize,
     frames: TokenBucket,
     messages: TokenBucket,
+    peer_bytes: TokenBucket,
 }
 
 /// Remembers recent (author, nonce) pairs so a resend gets the original envelope back.
@@ -281,6 +282,11 @@ impl Hub {
             connections: 0,
             frames: TokenBucket::full(limits.frame_burst, limits.frames_per_second, now),
             messages: TokenBucket::full(limits.message_burst, limits.messages_per_second, now),
+            peer_bytes: TokenBucket::full(
+                limits.peer_burst_bytes,
+                limits.peer_bytes_per_second,
+                now,
+            ),
         });
         key_state.connections += 1;
         *state.connections_per_address.entry(address).or_insert(0) += 1;
@@ -346,6 +352,18 @@ impl Hub {
             .keys
             .get_mut(&key)
             .is_some_and(|key_state| key_state.frames.try_take(now))
+    }
+
+    /// Takes `bytes` from the key's quota for forwarded peer frames; false when over it.
+    pub(crate) fn allow_peer_bytes(&self, id: SessionId, bytes: usize, now: Instant) -> bool {
+        let mut state = self.state();
+        let Some(key) = state.sessions.get(&id).map(|session| session.key) else {
+            return false;
+        };
+        state
+            .keys
+            .get_mut(&key)
+            .is_some_and(|key_state| key_state.peer_bytes.try_take_many(bytes as f64, now))
     }
 
     /// The channel list: configured defaults plus every channel someone is in.
@@ -610,6 +628,34 @@ impl Hub {
             data,
         };
         self.deliver(&state, to, Utf8Bytes::from(encode(&frame)));
+        Ok(())
+    }
+
+    /// Forwards a peer frame to another session, with `from` set from ours; keeps nothing.
+    pub(crate) fn forward_peer_frame(
+        &self,
+        from: SessionId,
+        to: SessionId,
+        frame: String,
+    ) -> Result<(), Refusal> {
+        let state = self.state();
+        let sender = state.sessions.get(&from).ok_or_else(gone)?;
+        if !state.sessions.contains_key(&to) {
+            return Err(Refusal::new(
+                ErrorCode::UnknownPeer,
+                format!("session {} is not online", to.0),
+            ));
+        }
+        let bytes = frame.len();
+        let frame = RelayToClient::Peer {
+            from: PeerAddress {
+                key: sender.key,
+                session: from,
+            },
+            frame,
+        };
+        self.deliver(&state, to, Utf8Bytes::from(encode(&frame)));
+        self.metrics.peer_bytes_forwarded(bytes);
         Ok(())
     }
 

@@ -13,6 +13,7 @@ pub(crate) struct Metrics {
     messages_relayed: AtomicU64,
     frames_queued: AtomicU64,
     queue_overflows: AtomicU64,
+    peer_bytes_forwarded: AtomicU64,
     rejections: Mutex<BTreeMap<String, u64>>,
 }
 
@@ -35,6 +36,11 @@ impl Metrics {
 
     pub(crate) fn frame_queued(&self) {
         self.frames_queued.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn peer_bytes_forwarded(&self, bytes: usize) {
+        self.peer_bytes_forwarded
+            .fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
     pub(crate) fn queue_overflow(&self) {
@@ -91,6 +97,12 @@ impl Metrics {
             "counter",
             "Slow consumers disconnected because their queue was full.",
             self.queue_overflows.load(Ordering::Relaxed),
+        );
+        gauge(
+            "peerchat_peer_bytes_forwarded_total",
+            "counter",
+            "Bytes of peer-to-peer frames forwarded for members without a data channel.",
+            self.peer_bytes_forwarded.load(Ordering::Relaxed),
         );
         let _ = writeln!(text, "# HELP peerchat_rejections_total Frames or logins refused, by error code.\n# TYPE peerchat_rejections_total counter");
         let rejections = self

@@ -32,6 +32,17 @@ impl TokenBucket {
         }
     }
 
+    /// Takes `count` tokens if that many are available.
+    pub(crate) fn try_take_many(&mut self, count: f64, now: Instant) -> bool {
+        self.refill(now);
+        if self.tokens >= count {
+            self.tokens -= count;
+            true
+        } else {
+            false
+        }
+    }
+
     /// True when a token is available, without taking it.
     pub(crate) fn has_token(&mut self, now: Instant) -> bool {
         self.refill(now);
@@ -67,5 +78,14 @@ mod tests {
         assert!(bucket.try_take(start + Duration::from_millis(500)));
         assert!(!bucket.try_take(start + Duration::from_millis(500)));
         assert!(bucket.is_full(start + Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn byte_quota_refuses_what_exceeds_the_remaining_budget() {
+        let start = Instant::now();
+        let mut bucket = TokenBucket::full(1000.0, 100.0, start);
+        assert!(bucket.try_take_many(800.0, start));
+        assert!(!bucket.try_take_many(300.0, start));
+        assert!(bucket.try_take_many(300.0, start + Duration::from_secs(1)));
     }
 }

@@ -495,6 +495,83 @@ async fn signalling_from_is_set_by_the_relay_and_unknown_targets_are_refused() {
 }
 
 #[tokio::test]
+async fn peer_frames_are_forwarded_with_the_senders_address_and_counted_not_kept() {
+    let relay = TestRelay::start(config(Admission::Open)).await;
+    let mut alice = relay.member(72).await;
+    let mut bob = relay.member(73).await;
+    let frame = r#"{"type":"want","channel":"general","ids":[]}"#;
+    alice
+        .send(&ClientToRelay::Peer {
+            to: bob.session,
+            frame: frame.into(),
+        })
+        .await;
+    match bob
+        .next_matching(|frame| matches!(frame, RelayToClient::Peer { .. }))
+        .await
+    {
+        RelayToClient::Peer { from, frame: got } => {
+            assert_eq!(
+                (from.key, from.session, got.as_str()),
+                (alice.key.public_key(), alice.session, frame)
+            );
+        }
+        _ => unreachable!(),
+    }
+    let forwarded = format!("peerchat_peer_bytes_forwarded_total {}", frame.len());
+    assert!(relay.metrics().await.contains(&forwarded));
+    alice
+        .send(&ClientToRelay::Peer {
+            to: SessionId(999_999),
+            frame: frame.into(),
+        })
+        .await;
+    assert_eq!(alice.expect_error().await, ErrorCode::UnknownPeer);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn peer_frames_beyond_the_byte_quota_are_refused_while_other_frames_still_pass() {
+    let mut relay_config = config(Admission::Open);
+    relay_config.limits.peer_burst_bytes = 10_000.0;
+    relay_config.limits.peer_bytes_per_second = 1.0;
+    let relay = TestRelay::start(relay_config).await;
+    let mut alice = relay.member(74).await;
+    let bob = relay.member(75).await;
+    let big = format!(
+        r#"{{"type":"want","channel":"general","ids":[],"pad":"{}"}}"#,
+        "x".repeat(6_000)
+    );
+    alice
+        .send(&ClientToRelay::Peer {
+            to: bob.session,
+            frame: big.clone(),
+        })
+        .await;
+    alice
+        .send(&ClientToRelay::Peer {
+            to: bob.session,
+            frame: big,
+        })
+        .await;
+    match alice
+        .next_matching(|frame| matches!(frame, RelayToClient::Error { .. }))
+        .await
+    {
+        RelayToClient::Error { code, message, .. } => {
+            assert_eq!(code, ErrorCode::RateLimited);
+            assert!(message.contains("quota"), "{message}");
+        }
+        _ => unreachable!(),
+    }
+    alice.send(&ClientToRelay::Ping).await;
+    alice
+        .next_matching(|frame| matches!(frame, RelayToClient::Pong))
+        .await;
+    relay.stop().await;
+}
+
+#[tokio::test]
 async fn flooding_beyond_the_rate_limit_is_refused_then_disconnected() {
     let mut relay_config = config(Admission::Open);
     relay_config.limits.frame_burst = 5.0;

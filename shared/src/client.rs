@@ -9,8 +9,8 @@
 use crate::channel::ChannelName;
 use crate::codec::{decode_relay_frame, encode};
 use crate::frames::{
-    ChannelSummary, ClientToRelay, ErrorCode, Login, MemberPresence, PresenceChange, RelayToClient,
-    SessionId,
+    ChannelSummary, ClientToRelay, ErrorCode, IceServer, Login, MemberPresence, PeerAddress,
+    PresenceChange, RelayToClient, SessionId,
 };
 use crate::identity::{PublicKey, SecretKey, Verifier};
 use crate::ids::MessageId;
@@ -79,6 +79,55 @@ pub enum ClientInput {
     },
     Join(ChannelName),
     SetDisplayName(DisplayName),
+    /// A WebRTC signalling payload for another session (dropped while offline).
+    Signal {
+        to: SessionId,
+        data: String,
+    },
+    /// A peer frame for another session, forwarded by the relay (dropped while offline).
+    PeerFrame {
+        to: SessionId,
+        frame: String,
+    },
+}
+
+/// What the peer-to-peer layer ([`crate::mesh::PeerMesh`]) needs to hear from the relay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerNews {
+    /// Logged in as `session` of member `me` at the relay whose key is `relay`.
+    Online {
+        session: SessionId,
+        me: PublicKey,
+        relay: PublicKey,
+        ice_servers: Vec<IceServer>,
+    },
+    /// The relay connection is lost; its session ids mean nothing any more.
+    Offline,
+    /// In `channel`, with these sessions already there (a join's list may come in parts; the
+    /// first part, possibly empty, says the channel was joined).
+    Listed {
+        channel: ChannelName,
+        members: Vec<PeerAddress>,
+    },
+    Arrived {
+        channel: ChannelName,
+        member: PeerAddress,
+    },
+    Departed {
+        channel: ChannelName,
+        session: SessionId,
+    },
+    Left {
+        channel: ChannelName,
+    },
+    Signal {
+        from: PeerAddress,
+        data: String,
+    },
+    PeerFrame {
+        from: PeerAddress,
+        frame: String,
+    },
 }
 
 /// What the driver must do, in the order given.
@@ -105,6 +154,8 @@ pub enum ClientOutput {
     OutboxPut(OutboxEntry),
     OutboxRemove(ClientNonce),
     Event(ClientEvent),
+    /// For the peer-to-peer layer.
+    Peers(PeerNews),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -297,7 +348,23 @@ impl ClientSession {
             } => self.on_send(now, channel, body, nonce),
             ClientInput::Join(channel) => self.on_join(channel),
             ClientInput::SetDisplayName(name) => self.on_set_display_name(now, name),
+            ClientInput::Signal { to, data } => {
+                self.transmit_online(&ClientToRelay::Signal { to, data })
+            }
+            ClientInput::PeerFrame { to, frame } => {
+                self.transmit_online(&ClientToRelay::Peer { to, frame })
+            }
         }
+    }
+
+    fn transmit_online(&mut self, frame: &ClientToRelay) {
+        if matches!(self.link, Link::Online { .. }) {
+            self.transmit(frame);
+        }
+    }
+
+    fn news(&mut self, news: PeerNews) {
+        self.push(ClientOutput::Peers(news));
     }
 
     fn push(&mut self, output: ClientOutput) {
@@ -356,6 +423,9 @@ impl ClientSession {
 
     /// Waits before the next attempt: about [`FIRST_BACKOFF_MILLIS`], doubling per failure.
     fn go_offline(&mut self, now: UnixMillis) {
+        if matches!(self.link, Link::Online { .. }) {
+            self.news(PeerNews::Offline);
+        }
         let channels: Vec<ChannelName> =
             self.presence.drain().map(|(channel, _)| channel).collect();
         for channel in channels {
@@ -377,6 +447,9 @@ impl ClientSession {
     }
 
     fn stop(&mut self, now: UnixMillis, message: String) {
+        if matches!(self.link, Link::Online { .. }) {
+            self.news(PeerNews::Offline);
+        }
         self.link = Link::Stopped;
         self.push(ClientOutput::Close);
         self.event(ClientEvent::Stopped { message });
@@ -487,8 +560,14 @@ impl ClientSession {
                 role,
                 certificate,
                 channels,
-                ice_servers: _,
+                ice_servers,
             } => {
+                self.news(PeerNews::Online {
+                    session,
+                    me: self.key.public_key(),
+                    relay: relay.public_key(),
+                    ice_servers,
+                });
                 self.link = Link::Online { relay };
                 self.on_welcome(now, session, role, certificate, channels);
             }
@@ -614,6 +693,9 @@ impl ClientSession {
                 member,
             } => self.on_presence(channel, change, member),
             RelayToClient::Left { channel } => {
+                self.news(PeerNews::Left {
+                    channel: channel.clone(),
+                });
                 self.presence.remove(&channel);
                 self.wanted_channels.remove(&channel);
                 self.announce_members(channel);
@@ -626,9 +708,10 @@ impl ClientSession {
                 nonce,
             } => self.on_error(now, code, message, nonce),
             RelayToClient::Invite { token } => self.event(ClientEvent::InviteMinted { token }),
+            RelayToClient::Signal { from, data } => self.news(PeerNews::Signal { from, data }),
+            RelayToClient::Peer { from, frame } => self.news(PeerNews::PeerFrame { from, frame }),
             RelayToClient::Challenge { .. }
             | RelayToClient::Welcome { .. }
-            | RelayToClient::Signal { .. }
             | RelayToClient::Pong => {}
         }
     }
@@ -637,9 +720,20 @@ impl ClientSession {
         let Some(online) = self.presence.get_mut(&channel) else {
             return;
         };
+        let addresses = members
+            .iter()
+            .map(|member| PeerAddress {
+                key: member.key,
+                session: member.session,
+            })
+            .collect();
         for member in members {
             online.insert(member.session, member);
         }
+        self.news(PeerNews::Listed {
+            channel: channel.clone(),
+            members: addresses,
+        });
         self.save_profiles_of(&channel);
         self.announce_members(channel);
     }
@@ -653,13 +747,25 @@ impl ClientSession {
         let Some(online) = self.presence.get_mut(&channel) else {
             return;
         };
-        match change {
+        let address = PeerAddress {
+            key: member.key,
+            session: member.session,
+        };
+        let news = match change {
             PresenceChange::Joined | PresenceChange::Updated => {
-                online.insert(member.session, member);
+                let arrived = online.insert(member.session, member).is_none();
+                arrived.then(|| PeerNews::Arrived {
+                    channel: channel.clone(),
+                    member: address,
+                })
             }
-            PresenceChange::Left => {
-                online.remove(&member.session);
-            }
+            PresenceChange::Left => online.remove(&member.session).map(|_| PeerNews::Departed {
+                channel: channel.clone(),
+                session: address.session,
+            }),
+        };
+        if let Some(news) = news {
+            self.news(news);
         }
         self.save_profiles_of(&channel);
         self.announce_members(channel);

@@ -39,6 +39,13 @@ pub enum ClientToRelay {
         to: SessionId,
         data: String,
     },
+    /// A peer-to-peer frame ([`crate::peer::PeerToPeer`], as JSON text) for another session,
+    /// when no data channel to it could be opened. The relay forwards it with `from` set, within
+    /// a per-member byte quota, and keeps nothing.
+    Peer {
+        to: SessionId,
+        frame: String,
+    },
     /// Owners only: mint an invite token.
     MintInvite {
         role: Role,
@@ -59,6 +66,7 @@ impl ClientToRelay {
             ClientToRelay::Send { .. } => "send",
             ClientToRelay::SetProfile { .. } => "set_profile",
             ClientToRelay::Signal { .. } => "signal",
+            ClientToRelay::Peer { .. } => "peer",
             ClientToRelay::MintInvite { .. } => "mint_invite",
             ClientToRelay::Ping => "ping",
         }
@@ -73,6 +81,7 @@ impl ClientToRelay {
         "send",
         "set_profile",
         "signal",
+        "peer",
         "mint_invite",
         "ping",
     ];
@@ -192,6 +201,11 @@ pub enum RelayToClient {
         from: PeerAddress,
         data: String,
     },
+    /// A peer-to-peer frame forwarded from another session (see [`ClientToRelay::Peer`]).
+    Peer {
+        from: PeerAddress,
+        frame: String,
+    },
     Invite {
         token: InviteToken,
     },
@@ -219,6 +233,7 @@ impl RelayToClient {
             RelayToClient::Message { .. } => "message",
             RelayToClient::Ack { .. } => "ack",
             RelayToClient::Signal { .. } => "signal",
+            RelayToClient::Peer { .. } => "peer",
             RelayToClient::Invite { .. } => "invite",
             RelayToClient::Error { .. } => "error",
             RelayToClient::Pong => "pong",
@@ -237,6 +252,7 @@ impl RelayToClient {
         "message",
         "ack",
         "signal",
+        "peer",
         "invite",
         "error",
         "pong",

@@ -15,6 +15,7 @@ pub mod ids;
 pub mod limits;
 pub mod login;
 pub mod membership;
+pub mod mesh;
 pub mod message;
 pub mod peer;
 pub mod random;

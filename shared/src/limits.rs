@@ -17,6 +17,10 @@ pub const MAX_MEDIA_TYPE_BYTES: usize = 127;
 pub const MAX_ATTACHMENT_BYTES: u64 = 1024 * 1024 * 1024;
 /// Largest opaque WebRTC signalling payload (an SDP offer is typically 2 to 6 KiB).
 pub const MAX_SIGNAL_BYTES: usize = 16 * 1024;
+/// Peer frames forwarded by the relay (`peer`): bytes per second per member, sustained, and the
+/// burst above it. Relays may be configured otherwise; clients pace themselves to these.
+pub const RELAYED_PEER_BYTES_PER_SECOND: usize = 256 * 1024;
+pub const RELAYED_PEER_BURST_BYTES: usize = 2 * 1024 * 1024;
 /// Channels one session may have joined at once.
 pub const MAX_CHANNELS_PER_SESSION: usize = 64;
 /// Most ICE servers a relay hands to clients.

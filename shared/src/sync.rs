@@ -98,7 +98,8 @@ pub enum SyncInput {
     Leave {
         channel: ChannelName,
     },
-    /// A peer is reachable (data channel open, or relay fallback) and is in `channels`.
+    /// A peer is reachable (data channel open, or relay fallback) and is in `channels`. For a
+    /// peer already up, `channels` are added to those it is in.
     PeerUp {
         peer: PeerId,
         channels: Vec<ChannelName>,
@@ -116,9 +117,11 @@ pub enum SyncInput {
         channel: ChannelName,
         envelopes: Vec<Envelope>,
     },
-    /// A message that reached the store another way (live from the relay): offered onward.
+    /// A message that reached the store another way (live from the relay). With `spread`, it is
+    /// offered onward; without, only remembered (the relay delivered it to every online member).
     Local {
         envelope: Box<VerifiedEnvelope>,
+        spread: bool,
     },
     Timeout,
 }
@@ -283,7 +286,7 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
                 channel,
                 envelopes,
             } => self.on_loaded(peer, channel, envelopes),
-            SyncInput::Local { envelope } => self.on_local(*envelope),
+            SyncInput::Local { envelope, spread } => self.on_local(*envelope, spread),
             SyncInput::Timeout => self.on_timeout(now),
         }
         self.request_missing(now);
@@ -317,6 +320,16 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
             return;
         }
         let channels: BTreeSet<ChannelName> = channels.into_iter().collect();
+        if let Some(state) = self.peers.get_mut(&peer) {
+            let added: Vec<ChannelName> = channels
+                .into_iter()
+                .filter(|channel| state.channels.insert(channel.clone()))
+                .collect();
+            for channel in added {
+                self.start_reconciliation(now, peer, &channel);
+            }
+            return;
+        }
         self.peers.insert(
             peer,
             PeerState {
@@ -639,7 +652,7 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
         true
     }
 
-    fn on_local(&mut self, envelope: VerifiedEnvelope) {
+    fn on_local(&mut self, envelope: VerifiedEnvelope, spread: bool) {
         let channel = envelope.envelope().channel.clone();
         let id = envelope.envelope().id;
         let Some(sync) = self.channels.get_mut(&channel) else {
@@ -647,7 +660,9 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
         };
         if sync.index.insert(index::item_of(id)) {
             sync.missing.remove(&id);
-            self.spread(&channel, &envelope, None);
+            if spread {
+                self.spread(&channel, &envelope, None);
+            }
         }
     }
 

@@ -224,6 +224,7 @@ impl Simulation {
             now,
             SyncInput::Local {
                 envelope: Box::new(verified),
+                spread: true,
             },
         );
     }

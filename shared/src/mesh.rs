@@ -1,0 +1,813 @@
+//! The member's peer links and the history sync over them, sans-IO: which members to open a
+//! WebRTC data channel to, the signalling through the relay, falling back to frames forwarded
+//! by the relay when a data channel cannot be opened, and the [`SyncEngine`] on top.
+//!
+//! - **Who links to whom**: on joining a channel, a member offers a data channel to up to
+//!   [`MAX_OFFERED_LINKS`] random members that were already there; members who arrive later
+//!   offer to it. The relay handles joins one at a time, so of two members exactly one lists the
+//!   other and offers: no two offers cross. A member holds at most [`MAX_LINKS`] links and
+//!   answers further offers with `busy`, so big channels are a sparse mesh, not a full one.
+//! - **Signalling**: one offer and one answer per link, each with all its ICE candidates
+//!   (gathering finishes before the description is sent), in `signal` frames.
+//! - **Fallback**: a link whose data channel is not open [`LINK_OPEN_TIMEOUT_MILLIS`] after it
+//!   began, or fails before opening, carries the same peer frames through the relay (`peer`
+//!   frames), paced to the relay's per-member byte quota. A member that receives a forwarded
+//!   frame from a member it has no link with takes it as that member's fallback.
+//! - **Trust**: a peer the sync engine drops (a forged or altered envelope, a broken rule) has
+//!   its key refused for the rest of the session, whatever session it comes back as.
+//! - Links belong to one relay connection: when it is lost they are all closed, and made again
+//!   after the next login.
+
+use crate::channel::ChannelName;
+use crate::client::{ClientInput, PeerNews};
+use crate::codec::{decode_peer_frame, encode};
+use crate::frames::{IceServer, PeerAddress, SessionId};
+use crate::identity::{PublicKey, Verifier};
+use crate::ids::MessageId;
+use crate::limits::{RELAYED_PEER_BURST_BYTES, RELAYED_PEER_BYTES_PER_SECOND};
+use crate::message::{Envelope, VerifiedEnvelope};
+use crate::peer::PeerToPeer;
+use crate::random::SeededRandom;
+use crate::sync::{HistoryState, PeerId, SyncEngine, SyncInput, SyncLimits, SyncOutput};
+use crate::time::UnixMillis;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+
+/// Links this member offers (to members who were in a channel before it).
+pub const MAX_OFFERED_LINKS: usize = 4;
+/// Links in all, offered and accepted; further offers are answered `busy`.
+pub const MAX_LINKS: usize = 8;
+/// A data channel not open this long after its link began gives way to the relay path.
+pub const LINK_OPEN_TIMEOUT_MILLIS: u64 = 10_000;
+/// Keys refused for the session after misbehaving, oldest forgotten first.
+pub const MAX_REFUSED_KEYS: usize = 256;
+
+/// The `data` of a `signal` frame between two members, as JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SignalPayload {
+    /// An SDP offer with every ICE candidate gathered; the offerer made the data channel.
+    Offer {
+        sdp: String,
+    },
+    Answer {
+        sdp: String,
+    },
+    /// The member already holds [`MAX_LINKS`] links: ask someone else.
+    Busy,
+}
+
+/// How a link's peer frames travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transport {
+    DataChannel,
+    Relay,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MeshInput {
+    /// Everything peer-related the relay session reports.
+    Relay(PeerNews),
+    /// The ids the store holds for `channel`, answering [`MeshOutput::ReadIds`].
+    Ids {
+        channel: ChannelName,
+        ids: Vec<MessageId>,
+    },
+    /// The local description for the link to `session` is ready, ICE candidates included.
+    LocalDescription {
+        session: SessionId,
+        sdp: String,
+    },
+    /// The data channel to `session` opened.
+    LinkOpen {
+        session: SessionId,
+    },
+    /// The peer connection to `session` failed, or its data channel closed.
+    LinkDown {
+        session: SessionId,
+    },
+    /// A text message arrived on the data channel from `session`.
+    DataChannelFrame {
+        session: SessionId,
+        text: String,
+    },
+    /// The envelopes read for a [`MeshOutput::Load`].
+    Loaded {
+        peer: PeerId,
+        channel: ChannelName,
+        envelopes: Vec<Envelope>,
+    },
+    /// A message the relay delivered and the driver stored.
+    Delivered {
+        envelope: Box<VerifiedEnvelope>,
+    },
+    Timeout,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MeshOutput {
+    /// Open a peer connection to `session` with one data channel, create an offer, and feed its
+    /// local description back once ICE gathering is complete.
+    Offer {
+        session: SessionId,
+        ice_servers: Vec<IceServer>,
+    },
+    /// Open a peer connection for `session`'s offer, answer it, and feed the local description
+    /// back once ICE gathering is complete.
+    Answer {
+        session: SessionId,
+        ice_servers: Vec<IceServer>,
+        offer: String,
+    },
+    /// Apply `session`'s answer to the offer made.
+    Accept { session: SessionId, answer: String },
+    /// Close the peer connection to `session`, if there is one, and feed nothing more from it.
+    Close { session: SessionId },
+    /// Hand this to the relay session (signals and forwarded peer frames).
+    ToRelay(ClientInput),
+    /// Send this text on the data channel to `session`.
+    SendOnDataChannel { session: SessionId, text: String },
+    /// Read the ids the store holds for `channel` and feed them back as [`MeshInput::Ids`].
+    ReadIds { channel: ChannelName },
+    /// Read these envelopes and feed them back as [`MeshInput::Loaded`].
+    Load {
+        peer: PeerId,
+        channel: ChannelName,
+        ids: Vec<MessageId>,
+    },
+    /// Store these verified envelopes, new to this member, which came over `transport`.
+    Store {
+        channel: ChannelName,
+        envelopes: Vec<VerifiedEnvelope>,
+        transport: Transport,
+    },
+    /// A channel's history state changed.
+    State {
+        channel: ChannelName,
+        state: HistoryState,
+    },
+    /// The links or the counters changed.
+    Stats(MeshStats),
+    /// A peer broke the rules (a forged envelope, an unreadable frame): its key is refused for
+    /// the session.
+    Refused { key: PublicKey, reason: String },
+}
+
+/// Counters for the UI and for tests that must know which path history took.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeshStats {
+    pub data_channels_open: usize,
+    pub relayed_links: usize,
+    pub envelopes_over_data_channel: u64,
+    pub envelopes_over_relay: u64,
+    /// Forwarded frames not sent because the relay quota was used up (the engine retries).
+    pub relayed_frames_held_back: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LinkState {
+    Offering { deadline: UnixMillis },
+    Answering { deadline: UnixMillis },
+    Open,
+    Relayed,
+}
+
+#[derive(Debug)]
+struct Link {
+    peer: PeerId,
+    key: PublicKey,
+    offered: bool,
+    state: LinkState,
+}
+
+impl Link {
+    fn transport(&self) -> Option<Transport> {
+        match self.state {
+            LinkState::Open => Some(Transport::DataChannel),
+            LinkState::Relayed => Some(Transport::Relay),
+            LinkState::Offering { .. } | LinkState::Answering { .. } => None,
+        }
+    }
+}
+
+/// What the relay session said about this member's own login.
+#[derive(Debug)]
+struct Login {
+    session: SessionId,
+    me: PublicKey,
+    ice_servers: Vec<IceServer>,
+}
+
+/// A byte budget refilled over time, mirroring the relay's quota for forwarded frames.
+#[derive(Debug)]
+struct ByteBudget {
+    bytes: f64,
+    refilled_at: UnixMillis,
+}
+
+impl ByteBudget {
+    fn try_spend(&mut self, now: UnixMillis, bytes: usize) -> bool {
+        let elapsed = now.0.saturating_sub(self.refilled_at.0) as f64 / 1000.0;
+        self.bytes = (self.bytes + elapsed * RELAYED_PEER_BYTES_PER_SECOND as f64)
+            .min(RELAYED_PEER_BURST_BYTES as f64);
+        self.refilled_at = now;
+        let fits = self.bytes >= bytes as f64;
+        if fits {
+            self.bytes -= bytes as f64;
+        }
+        fits
+    }
+}
+
+/// See the module documentation.
+#[derive(Debug)]
+pub struct PeerMesh {
+    login: Option<Login>,
+    engine: Option<SyncEngine<Verifier>>,
+    random: SeededRandom,
+    /// Channels joined, and for each the other sessions there with their keys.
+    present: BTreeMap<ChannelName, BTreeMap<SessionId, PublicKey>>,
+    /// Sessions that were in a channel when this member joined it: the ones it may offer to.
+    listed: BTreeSet<SessionId>,
+    /// Sessions that answered `busy`.
+    declined: HashSet<SessionId>,
+    links: BTreeMap<SessionId, Link>,
+    sessions_by_peer: HashMap<PeerId, SessionId>,
+    next_peer: PeerId,
+    refused_keys: VecDeque<PublicKey>,
+    relay_budget: ByteBudget,
+    stats: MeshStats,
+    outputs: VecDeque<MeshOutput>,
+}
+
+impl PeerMesh {
+    pub fn new(now: UnixMillis, random_seed: u64) -> Self {
+        Self {
+            login: None,
+            engine: None,
+            random: SeededRandom::new(random_seed),
+            present: BTreeMap::new(),
+            listed: BTreeSet::new(),
+            declined: HashSet::new(),
+            links: BTreeMap::new(),
+            sessions_by_peer: HashMap::new(),
+            next_peer: 1,
+            refused_keys: VecDeque::new(),
+            relay_budget: ByteBudget {
+                bytes: RELAYED_PEER_BURST_BYTES as f64,
+                refilled_at: now,
+            },
+            stats: MeshStats::default(),
+            outputs: VecDeque::new(),
+        }
+    }
+
+    pub fn poll_output(&mut self) -> Option<MeshOutput> {
+        self.outputs.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<UnixMillis> {
+        let negotiating = self.links.values().filter_map(|link| match link.state {
+            LinkState::Offering { deadline } | LinkState::Answering { deadline } => Some(deadline),
+            LinkState::Open | LinkState::Relayed => None,
+        });
+        negotiating
+            .chain(self.engine.as_ref().and_then(SyncEngine::poll_timeout))
+            .min()
+    }
+
+    pub fn stats(&self) -> MeshStats {
+        self.stats
+    }
+
+    pub fn handle(&mut self, now: UnixMillis, input: MeshInput) {
+        let before = self.stats;
+        match input {
+            MeshInput::Relay(news) => self.on_news(now, news),
+            MeshInput::Ids { channel, ids } => {
+                if self.present.contains_key(&channel) {
+                    self.sync(now, SyncInput::Join { channel, ids });
+                }
+            }
+            MeshInput::LocalDescription { session, sdp } => self.on_local_description(session, sdp),
+            MeshInput::LinkOpen { session } => self.on_link_open(now, session),
+            MeshInput::LinkDown { session } => self.on_link_down(now, session),
+            MeshInput::DataChannelFrame { session, text } => {
+                self.on_data_channel_frame(now, session, &text)
+            }
+            MeshInput::Loaded {
+                peer,
+                channel,
+                envelopes,
+            } => self.sync(
+                now,
+                SyncInput::Loaded {
+                    peer,
+                    channel,
+                    envelopes,
+                },
+            ),
+            MeshInput::Delivered { envelope } => self.sync(
+                now,
+                SyncInput::Local {
+                    envelope,
+                    spread: false,
+                },
+            ),
+            MeshInput::Timeout => self.on_timeout(now),
+        }
+        self.count_links();
+        if self.stats != before {
+            self.outputs.push_back(MeshOutput::Stats(self.stats));
+        }
+    }
+
+    fn on_news(&mut self, now: UnixMillis, news: PeerNews) {
+        match news {
+            PeerNews::Online {
+                session,
+                me,
+                relay,
+                ice_servers,
+            } => {
+                if self.engine.is_none() {
+                    if let Ok(verifier) = relay.verifier() {
+                        let seed = self.random.next_u64();
+                        self.engine = Some(SyncEngine::new(verifier, SyncLimits::default(), seed));
+                    }
+                }
+                self.login = Some(Login {
+                    session,
+                    me,
+                    ice_servers,
+                });
+            }
+            PeerNews::Offline => self.on_offline(now),
+            PeerNews::Listed { channel, members } => self.on_listed(now, channel, members),
+            PeerNews::Arrived { channel, member } => {
+                if self.is_other_member(&member) {
+                    if let Some(present) = self.present.get_mut(&channel) {
+                        present.insert(member.session, member.key);
+                        self.share_channel(now, member.session, &channel);
+                    }
+                }
+            }
+            PeerNews::Departed { channel, session } => {
+                if let Some(present) = self.present.get_mut(&channel) {
+                    present.remove(&session);
+                }
+                self.drop_if_unshared(now, session);
+            }
+            PeerNews::Left { channel } => {
+                let sessions: Vec<SessionId> = self
+                    .present
+                    .remove(&channel)
+                    .map(|present| present.into_keys().collect())
+                    .unwrap_or_default();
+                self.sync(now, SyncInput::Leave { channel });
+                for session in sessions {
+                    self.drop_if_unshared(now, session);
+                }
+            }
+            PeerNews::Signal { from, data } => self.on_signal(now, from, &data),
+            PeerNews::PeerFrame { from, frame } => self.on_forwarded_frame(now, from, &frame),
+        }
+    }
+
+    fn is_other_member(&self, member: &PeerAddress) -> bool {
+        self.login
+            .as_ref()
+            .is_some_and(|login| member.key != login.me && member.session != login.session)
+    }
+
+    fn on_offline(&mut self, now: UnixMillis) {
+        let sessions: Vec<SessionId> = self.links.keys().copied().collect();
+        for session in sessions {
+            self.remove_link(now, session);
+        }
+        self.login = None;
+        self.present.clear();
+        self.listed.clear();
+        self.declined.clear();
+    }
+
+    fn on_listed(&mut self, now: UnixMillis, channel: ChannelName, members: Vec<PeerAddress>) {
+        if self.login.is_none() {
+            return;
+        }
+        if !self.present.contains_key(&channel) {
+            self.present.insert(channel.clone(), BTreeMap::new());
+            self.outputs.push_back(MeshOutput::ReadIds {
+                channel: channel.clone(),
+            });
+        }
+        for member in members {
+            if !self.is_other_member(&member) {
+                continue;
+            }
+            if let Some(present) = self.present.get_mut(&channel) {
+                present.insert(member.session, member.key);
+            }
+            self.listed.insert(member.session);
+            self.share_channel(now, member.session, &channel);
+        }
+        self.offer_links(now);
+    }
+
+    /// Tells the engine that the peer behind `session`, if linked, is in `channel` too.
+    fn share_channel(&mut self, now: UnixMillis, session: SessionId, channel: &ChannelName) {
+        let Some(link) = self.links.get(&session) else {
+            return;
+        };
+        if link.transport().is_some() {
+            let peer = link.peer;
+            self.sync(
+                now,
+                SyncInput::PeerUp {
+                    peer,
+                    channels: vec![channel.clone()],
+                },
+            );
+        }
+    }
+
+    /// The channels this member shares with `session`.
+    fn shared_channels(&self, session: SessionId) -> Vec<ChannelName> {
+        self.present
+            .iter()
+            .filter(|(_, present)| present.contains_key(&session))
+            .map(|(channel, _)| channel.clone())
+            .collect()
+    }
+
+    fn key_of(&self, session: SessionId) -> Option<PublicKey> {
+        self.present
+            .values()
+            .find_map(|present| present.get(&session).copied())
+    }
+
+    fn is_refused(&self, key: &PublicKey) -> bool {
+        self.refused_keys.contains(key)
+    }
+
+    fn has_link_to_key(&self, key: &PublicKey) -> bool {
+        self.links.values().any(|link| link.key == *key)
+    }
+
+    /// Offers links to random listed members until [`MAX_OFFERED_LINKS`] are offered.
+    fn offer_links(&mut self, now: UnixMillis) {
+        loop {
+            let offered = self.links.values().filter(|link| link.offered).count();
+            if offered >= MAX_OFFERED_LINKS || self.links.len() >= MAX_LINKS {
+                return;
+            }
+            let candidates: Vec<(SessionId, PublicKey)> = self
+                .listed
+                .iter()
+                .filter(|session| {
+                    !self.links.contains_key(session) && !self.declined.contains(session)
+                })
+                .filter_map(|session| self.key_of(*session).map(|key| (*session, key)))
+                .filter(|(_, key)| !self.is_refused(key) && !self.has_link_to_key(key))
+                .collect();
+            if candidates.is_empty() {
+                return;
+            }
+            let (session, key) = candidates[self.random.below(candidates.len())];
+            self.begin_link(now, session, key, true);
+            let ice_servers = self.ice_servers();
+            self.outputs.push_back(MeshOutput::Offer {
+                session,
+                ice_servers,
+            });
+        }
+    }
+
+    fn ice_servers(&self) -> Vec<IceServer> {
+        self.login
+            .as_ref()
+            .map(|login| login.ice_servers.clone())
+            .unwrap_or_default()
+    }
+
+    fn begin_link(&mut self, now: UnixMillis, session: SessionId, key: PublicKey, offered: bool) {
+        let deadline = now.saturating_add_millis(LINK_OPEN_TIMEOUT_MILLIS);
+        let peer = self.next_peer;
+        self.next_peer += 1;
+        self.sessions_by_peer.insert(peer, session);
+        self.links.insert(
+            session,
+            Link {
+                peer,
+                key,
+                offered,
+                state: if offered {
+                    LinkState::Offering { deadline }
+                } else {
+                    LinkState::Answering { deadline }
+                },
+            },
+        );
+    }
+
+    fn signal(&mut self, to: SessionId, payload: &SignalPayload) {
+        self.outputs
+            .push_back(MeshOutput::ToRelay(ClientInput::Signal {
+                to,
+                data: encode(payload),
+            }));
+    }
+
+    fn on_signal(&mut self, now: UnixMillis, from: PeerAddress, data: &str) {
+        let Ok(payload) = serde_json::from_str::<SignalPayload>(data) else {
+            return;
+        };
+        if self.key_of(from.session) != Some(from.key) || self.is_refused(&from.key) {
+            return;
+        }
+        match payload {
+            SignalPayload::Offer { sdp } => self.on_offer(now, from, sdp),
+            SignalPayload::Answer { sdp } => {
+                if let Some(Link {
+                    state: LinkState::Offering { .. },
+                    ..
+                }) = self.links.get(&from.session)
+                {
+                    self.outputs.push_back(MeshOutput::Accept {
+                        session: from.session,
+                        answer: sdp,
+                    });
+                }
+            }
+            SignalPayload::Busy => {
+                if matches!(
+                    self.links.get(&from.session),
+                    Some(Link {
+                        state: LinkState::Offering { .. },
+                        ..
+                    })
+                ) {
+                    self.declined.insert(from.session);
+                    self.remove_link(now, from.session);
+                    self.offer_links(now);
+                }
+            }
+        }
+    }
+
+    fn on_offer(&mut self, now: UnixMillis, from: PeerAddress, sdp: String) {
+        let my_session = self.login.as_ref().map(|login| login.session);
+        match self.links.get(&from.session).map(|link| link.state) {
+            // Offers crossed: the lower session's offer stands.
+            Some(LinkState::Offering { .. }) if my_session < Some(from.session) => return,
+            Some(_) => self.remove_link(now, from.session),
+            None => {}
+        }
+        if self.links.len() >= MAX_LINKS || self.has_link_to_key(&from.key) {
+            return self.signal(from.session, &SignalPayload::Busy);
+        }
+        self.begin_link(now, from.session, from.key, false);
+        let ice_servers = self.ice_servers();
+        self.outputs.push_back(MeshOutput::Answer {
+            session: from.session,
+            ice_servers,
+            offer: sdp,
+        });
+    }
+
+    fn on_local_description(&mut self, session: SessionId, sdp: String) {
+        let payload = match self.links.get(&session).map(|link| link.state) {
+            Some(LinkState::Offering { .. }) => SignalPayload::Offer { sdp },
+            Some(LinkState::Answering { .. }) => SignalPayload::Answer { sdp },
+            _ => return,
+        };
+        self.signal(session, &payload);
+    }
+
+    fn on_link_open(&mut self, now: UnixMillis, session: SessionId) {
+        let Some(link) = self.links.get_mut(&session) else {
+            return;
+        };
+        let was_up = link.transport().is_some();
+        link.state = LinkState::Open;
+        if !was_up {
+            self.peer_up(now, session);
+        }
+    }
+
+    fn peer_up(&mut self, now: UnixMillis, session: SessionId) {
+        let Some(peer) = self.links.get(&session).map(|link| link.peer) else {
+            return;
+        };
+        let channels = self.shared_channels(session);
+        self.sync(now, SyncInput::PeerUp { peer, channels });
+    }
+
+    fn on_link_down(&mut self, now: UnixMillis, session: SessionId) {
+        match self.links.get(&session).map(|link| link.state) {
+            Some(LinkState::Offering { .. } | LinkState::Answering { .. }) => {
+                self.fall_back_to_relay(now, session)
+            }
+            Some(LinkState::Open) => {
+                self.remove_link(now, session);
+                self.offer_links(now);
+            }
+            Some(LinkState::Relayed) | None => {}
+        }
+    }
+
+    fn fall_back_to_relay(&mut self, now: UnixMillis, session: SessionId) {
+        self.outputs.push_back(MeshOutput::Close { session });
+        if let Some(link) = self.links.get_mut(&session) {
+            link.state = LinkState::Relayed;
+            self.peer_up(now, session);
+        }
+    }
+
+    fn on_data_channel_frame(&mut self, now: UnixMillis, session: SessionId, text: &str) {
+        let Some(link) = self.links.get(&session) else {
+            return;
+        };
+        if link.state != LinkState::Open {
+            return;
+        }
+        let peer = link.peer;
+        self.on_peer_frame(now, peer, text);
+    }
+
+    fn on_forwarded_frame(&mut self, now: UnixMillis, from: PeerAddress, text: &str) {
+        if self.key_of(from.session) != Some(from.key) || self.is_refused(&from.key) {
+            return;
+        }
+        match self.links.get(&from.session).map(|link| link.state) {
+            Some(LinkState::Offering { .. } | LinkState::Answering { .. }) => {
+                self.fall_back_to_relay(now, from.session)
+            }
+            Some(LinkState::Open | LinkState::Relayed) => {}
+            None => {
+                if self.links.len() >= MAX_LINKS || self.has_link_to_key(&from.key) {
+                    return;
+                }
+                self.begin_link(now, from.session, from.key, false);
+                self.fall_back_to_relay(now, from.session);
+            }
+        }
+        if let Some(peer) = self.links.get(&from.session).map(|link| link.peer) {
+            self.on_peer_frame(now, peer, text);
+        }
+    }
+
+    fn on_peer_frame(&mut self, now: UnixMillis, peer: PeerId, text: &str) {
+        match decode_peer_frame(text) {
+            Ok(frame) => self.sync(now, SyncInput::Frame { peer, frame }),
+            Err(error) => self.refuse_peer(now, peer, &format!("unreadable peer frame: {error}")),
+        }
+    }
+
+    /// Closes the link to `peer` and refuses its key for the session.
+    fn refuse_peer(&mut self, now: UnixMillis, peer: PeerId, reason: &str) {
+        let Some(session) = self.sessions_by_peer.get(&peer).copied() else {
+            return;
+        };
+        if let Some(key) = self.links.get(&session).map(|link| link.key) {
+            if self.refused_keys.len() >= MAX_REFUSED_KEYS {
+                self.refused_keys.pop_front();
+            }
+            self.refused_keys.push_back(key);
+            self.outputs.push_back(MeshOutput::Refused {
+                key,
+                reason: reason.to_owned(),
+            });
+        }
+        self.remove_link(now, session);
+        self.offer_links(now);
+    }
+
+    fn drop_if_unshared(&mut self, now: UnixMillis, session: SessionId) {
+        if self.shared_channels(session).is_empty() {
+            self.listed.remove(&session);
+            if self.links.contains_key(&session) {
+                self.remove_link(now, session);
+                self.offer_links(now);
+            }
+        }
+    }
+
+    fn remove_link(&mut self, now: UnixMillis, session: SessionId) {
+        let Some(link) = self.links.remove(&session) else {
+            return;
+        };
+        self.sessions_by_peer.remove(&link.peer);
+        self.outputs.push_back(MeshOutput::Close { session });
+        if link.transport().is_some() {
+            self.sync(now, SyncInput::PeerDown { peer: link.peer });
+        }
+    }
+
+    fn on_timeout(&mut self, now: UnixMillis) {
+        let overdue: Vec<SessionId> = self
+            .links
+            .iter()
+            .filter(|(_, link)| match link.state {
+                LinkState::Offering { deadline } | LinkState::Answering { deadline } => {
+                    deadline <= now
+                }
+                LinkState::Open | LinkState::Relayed => false,
+            })
+            .map(|(session, _)| *session)
+            .collect();
+        for session in overdue {
+            self.fall_back_to_relay(now, session);
+        }
+        self.sync(now, SyncInput::Timeout);
+    }
+
+    /// Feeds the engine and carries out what it asks for.
+    fn sync(&mut self, now: UnixMillis, input: SyncInput) {
+        let Some(engine) = self.engine.as_mut() else {
+            return;
+        };
+        engine.handle(now, input);
+        let mut outputs = Vec::new();
+        while let Some(output) = engine.poll_output() {
+            outputs.push(output);
+        }
+        for output in outputs {
+            self.on_sync_output(now, output);
+        }
+    }
+
+    fn on_sync_output(&mut self, now: UnixMillis, output: SyncOutput) {
+        match output {
+            SyncOutput::Send { peer, frame } => self.send_to_peer(now, peer, &frame),
+            SyncOutput::Load { peer, channel, ids } => {
+                self.outputs
+                    .push_back(MeshOutput::Load { peer, channel, ids })
+            }
+            SyncOutput::Store {
+                channel,
+                envelopes,
+                from,
+            } => {
+                let transport = self
+                    .sessions_by_peer
+                    .get(&from)
+                    .and_then(|session| self.links.get(session))
+                    .and_then(Link::transport)
+                    .unwrap_or(Transport::Relay);
+                let count = envelopes.len() as u64;
+                match transport {
+                    Transport::DataChannel => self.stats.envelopes_over_data_channel += count,
+                    Transport::Relay => self.stats.envelopes_over_relay += count,
+                }
+                self.outputs.push_back(MeshOutput::Store {
+                    channel,
+                    envelopes,
+                    transport,
+                });
+            }
+            SyncOutput::Disconnect { peer, reason } => self.refuse_peer(now, peer, &reason),
+            SyncOutput::State { channel, state } => {
+                self.outputs.push_back(MeshOutput::State { channel, state })
+            }
+        }
+    }
+
+    fn send_to_peer(&mut self, now: UnixMillis, peer: PeerId, frame: &PeerToPeer) {
+        let Some(session) = self.sessions_by_peer.get(&peer).copied() else {
+            return;
+        };
+        let text = encode(frame);
+        match self.links.get(&session).and_then(Link::transport) {
+            Some(Transport::DataChannel) => self
+                .outputs
+                .push_back(MeshOutput::SendOnDataChannel { session, text }),
+            Some(Transport::Relay) => {
+                if self.relay_budget.try_spend(now, text.len()) {
+                    self.outputs
+                        .push_back(MeshOutput::ToRelay(ClientInput::PeerFrame {
+                            to: session,
+                            frame: text,
+                        }));
+                } else {
+                    self.stats.relayed_frames_held_back += 1;
+                }
+            }
+            None => {}
+        }
+    }
+
+    fn count_links(&mut self) {
+        self.stats.data_channels_open = self
+            .links
+            .values()
+            .filter(|link| link.state == LinkState::Open)
+            .count();
+        self.stats.relayed_links = self
+            .links
+            .values()
+            .filter(|link| link.state == LinkState::Relayed)
+            .count();
+    }
+}

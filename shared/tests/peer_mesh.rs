@@ -1,0 +1,513 @@
+//! The peer mesh: who offers data channels to whom, `busy`, the fallback to frames forwarded by
+//! the relay, refusing a forging peer, and history reaching a newcomer over each path. A small
+//! in-memory world plays the relay (presence, signals, forwarded frames) and WebRTC (an answer
+//! applied opens the data channel, unless data channels are switched off).
+
+mod simulation;
+
+use peerchat_shared::channel::ChannelName;
+use peerchat_shared::client::{ClientInput, PeerNews};
+use peerchat_shared::codec::encode;
+use peerchat_shared::frames::{PeerAddress, SessionId};
+use peerchat_shared::identity::{PublicKey, SecretKey};
+use peerchat_shared::ids::MessageId;
+use peerchat_shared::mesh::{
+    MeshInput, MeshOutput, PeerMesh, SignalPayload, Transport, LINK_OPEN_TIMEOUT_MILLIS, MAX_LINKS,
+    MAX_OFFERED_LINKS,
+};
+use peerchat_shared::message::{Envelope, MessageBody};
+use peerchat_shared::peer::PeerToPeer;
+use peerchat_shared::sync::HistoryState;
+use peerchat_shared::time::UnixMillis;
+use simulation::{general, history};
+use std::collections::{BTreeMap, VecDeque};
+
+fn relay_key() -> PublicKey {
+    SecretKey::from_seed([1; 32]).public_key()
+}
+
+fn member_key(n: u8) -> PublicKey {
+    SecretKey::from_seed([100 + n; 32]).public_key()
+}
+
+/// One member: its mesh, its store and what it was asked to do.
+struct Member {
+    address: PeerAddress,
+    mesh: PeerMesh,
+    store: BTreeMap<MessageId, Envelope>,
+    offers_made: Vec<SessionId>,
+    busy_sent: usize,
+    busy_received: usize,
+    stored_over: BTreeMap<Transport, usize>,
+    refused: Vec<PublicKey>,
+    states: Vec<HistoryState>,
+}
+
+/// Members on one relay, and a pretend WebRTC between them.
+struct World {
+    now: UnixMillis,
+    members: Vec<Member>,
+    data_channels_work: bool,
+    /// (from member, input for the member at `to`): delivered in order.
+    queue: VecDeque<(usize, MeshInput)>,
+}
+
+impl World {
+    fn new(data_channels_work: bool) -> Self {
+        Self {
+            now: UnixMillis(1_700_000_000_000),
+            members: Vec::new(),
+            data_channels_work,
+            queue: VecDeque::new(),
+        }
+    }
+
+    /// A member logs in (as session `index + 1`) holding `envelopes`.
+    fn add_member(&mut self, envelopes: &[Envelope]) -> usize {
+        let index = self.members.len();
+        let address = PeerAddress {
+            key: member_key(index as u8),
+            session: SessionId(index as u64 + 1),
+        };
+        let mut mesh = PeerMesh::new(self.now, index as u64 + 7);
+        mesh.handle(
+            self.now,
+            MeshInput::Relay(PeerNews::Online {
+                session: address.session,
+                me: address.key,
+                relay: relay_key(),
+                ice_servers: vec![],
+            }),
+        );
+        self.members.push(Member {
+            address,
+            mesh,
+            store: envelopes.iter().map(|e| (e.id, e.clone())).collect(),
+            offers_made: Vec::new(),
+            busy_sent: 0,
+            busy_received: 0,
+            stored_over: BTreeMap::new(),
+            refused: Vec::new(),
+            states: Vec::new(),
+        });
+        index
+    }
+
+    /// `member` joins #general: it is told who is there, and they are told it arrived.
+    fn join(&mut self, member: usize) {
+        let address = self.members[member].address;
+        let already: Vec<PeerAddress> = (0..member).map(|m| self.members[m].address).collect();
+        self.queue.push_back((
+            member,
+            MeshInput::Relay(PeerNews::Listed {
+                channel: general(),
+                members: already,
+            }),
+        ));
+        for other in 0..member {
+            self.queue.push_back((
+                other,
+                MeshInput::Relay(PeerNews::Arrived {
+                    channel: general(),
+                    member: address,
+                }),
+            ));
+        }
+        self.run();
+    }
+
+    fn index_of(&self, session: SessionId) -> usize {
+        self.members
+            .iter()
+            .position(|m| m.address.session == session)
+            .expect("a session of this world")
+    }
+
+    /// Delivers everything queued and everything it causes.
+    fn run(&mut self) {
+        let mut steps = 0;
+        loop {
+            while let Some((to, input)) = self.queue.pop_front() {
+                steps += 1;
+                assert!(steps < 1_000_000, "the world does not settle");
+                self.members[to].mesh.handle(self.now, input);
+                self.drain(to);
+            }
+            let pending: Vec<usize> = (0..self.members.len()).collect();
+            for member in pending {
+                self.drain(member);
+            }
+            if self.queue.is_empty() {
+                return;
+            }
+        }
+    }
+
+    /// Moves time on (firing time-outs) and settles again.
+    fn advance(&mut self, millis: u64) {
+        self.now = self.now.saturating_add_millis(millis);
+        for member in 0..self.members.len() {
+            if self.members[member]
+                .mesh
+                .poll_timeout()
+                .is_some_and(|at| at <= self.now)
+            {
+                self.queue.push_back((member, MeshInput::Timeout));
+            }
+        }
+        self.run();
+    }
+
+    fn drain(&mut self, member: usize) {
+        while let Some(output) = self.members[member].mesh.poll_output() {
+            self.carry_out(member, output);
+        }
+    }
+
+    fn carry_out(&mut self, member: usize, output: MeshOutput) {
+        let from = self.members[member].address;
+        match output {
+            MeshOutput::Offer { session, .. } => {
+                self.members[member].offers_made.push(session);
+                self.queue.push_back((
+                    member,
+                    MeshInput::LocalDescription {
+                        session,
+                        sdp: format!("offer from {}", from.session.0),
+                    },
+                ));
+            }
+            MeshOutput::Answer { session, .. } => self.queue.push_back((
+                member,
+                MeshInput::LocalDescription {
+                    session,
+                    sdp: format!("answer from {}", from.session.0),
+                },
+            )),
+            MeshOutput::Accept { session, .. } => {
+                if self.data_channels_work {
+                    let other = self.index_of(session);
+                    self.queue
+                        .push_back((member, MeshInput::LinkOpen { session }));
+                    self.queue.push_back((
+                        other,
+                        MeshInput::LinkOpen {
+                            session: from.session,
+                        },
+                    ));
+                }
+            }
+            MeshOutput::Close { .. } | MeshOutput::Stats(_) => {}
+            MeshOutput::ToRelay(ClientInput::Signal { to, data }) => {
+                let other = self.index_of(to);
+                if data == encode(&SignalPayload::Busy) {
+                    self.members[member].busy_sent += 1;
+                    self.members[other].busy_received += 1;
+                }
+                self.queue
+                    .push_back((other, MeshInput::Relay(PeerNews::Signal { from, data })));
+            }
+            MeshOutput::ToRelay(ClientInput::PeerFrame { to, frame }) => {
+                let other = self.index_of(to);
+                self.queue
+                    .push_back((other, MeshInput::Relay(PeerNews::PeerFrame { from, frame })));
+            }
+            MeshOutput::ToRelay(other) => panic!("unexpected relay input {other:?}"),
+            MeshOutput::SendOnDataChannel { session, text } => {
+                let other = self.index_of(session);
+                self.queue.push_back((
+                    other,
+                    MeshInput::DataChannelFrame {
+                        session: from.session,
+                        text,
+                    },
+                ));
+            }
+            MeshOutput::ReadIds { channel } => {
+                let ids = self.members[member].store.keys().copied().collect();
+                self.queue
+                    .push_back((member, MeshInput::Ids { channel, ids }));
+            }
+            MeshOutput::Load { peer, channel, ids } => {
+                let store = &self.members[member].store;
+                let envelopes = ids.iter().filter_map(|id| store.get(id).cloned()).collect();
+                self.queue.push_back((
+                    member,
+                    MeshInput::Loaded {
+                        peer,
+                        channel,
+                        envelopes,
+                    },
+                ));
+            }
+            MeshOutput::Store {
+                envelopes,
+                transport,
+                ..
+            } => {
+                let me = &mut self.members[member];
+                for envelope in envelopes {
+                    let envelope = envelope.envelope().clone();
+                    assert!(
+                        me.store.insert(envelope.id, envelope).is_none(),
+                        "stored twice"
+                    );
+                    *me.stored_over.entry(transport).or_insert(0) += 1;
+                }
+            }
+            MeshOutput::State { state, .. } => self.members[member].states.push(state),
+            MeshOutput::Refused { key, .. } => self.members[member].refused.push(key),
+        }
+    }
+}
+
+#[test]
+fn a_newcomer_offers_data_channels_to_members_already_there_and_gets_history_over_them() {
+    let envelopes = history(300);
+    let mut world = World::new(true);
+    let (a, b) = (world.add_member(&envelopes), world.add_member(&envelopes));
+    world.join(a);
+    world.join(b);
+    let c = world.add_member(&[]);
+    world.join(c);
+
+    assert_eq!(world.members[a].offers_made, Vec::<SessionId>::new());
+    assert_eq!(world.members[b].offers_made, vec![SessionId(1)]);
+    let mut offered_by_c = world.members[c].offers_made.clone();
+    offered_by_c.sort();
+    assert_eq!(offered_by_c, vec![SessionId(1), SessionId(2)]);
+    assert_eq!(world.members[c].store.len(), 300);
+    assert_eq!(
+        world.members[c].stored_over,
+        BTreeMap::from([(Transport::DataChannel, 300)])
+    );
+    let stats = world.members[c].mesh.stats();
+    assert_eq!((stats.data_channels_open, stats.relayed_links), (2, 0));
+    assert_eq!(
+        world.members[c].states.last(),
+        Some(&HistoryState::UpToDate)
+    );
+}
+
+#[test]
+fn a_member_offers_at_most_its_share_of_links_in_a_big_channel() {
+    let mut world = World::new(true);
+    for _ in 0..12 {
+        let member = world.add_member(&[]);
+        world.join(member);
+    }
+    for member in &world.members {
+        assert!(member.offers_made.len() - member.busy_received <= MAX_OFFERED_LINKS);
+        let links = member.mesh.stats().data_channels_open;
+        assert!(links <= MAX_LINKS, "{links} links");
+    }
+    let last = &world.members[11];
+    assert_eq!(
+        last.offers_made.len() - last.busy_received,
+        MAX_OFFERED_LINKS
+    );
+}
+
+#[test]
+fn a_member_holding_its_maximum_of_links_answers_busy_and_the_offerer_links_elsewhere() {
+    let mut world = World::new(true);
+    let hub = world.add_member(&[]);
+    world.join(hub);
+    let second = world.add_member(&[]);
+    world.join(second);
+    // Later members each offer to the first two (they are the only ones listed with room)...
+    for _ in 0..MAX_LINKS + 2 {
+        let member = world.add_member(&[]);
+        world.join(member);
+    }
+    // ...until the first one is full and answers busy; offerers then link to someone else.
+    assert!(world.members[hub].busy_sent > 0);
+    assert_eq!(
+        world.members[hub].mesh.stats().data_channels_open,
+        MAX_LINKS
+    );
+    let last = world.members.len() - 1;
+    assert!(world.members[last].mesh.stats().data_channels_open >= 1);
+}
+
+#[test]
+fn a_data_channel_that_does_not_open_gives_way_to_frames_forwarded_by_the_relay() {
+    let envelopes = history(200);
+    let mut world = World::new(false);
+    let b = world.add_member(&envelopes);
+    world.join(b);
+    let c = world.add_member(&[]);
+    world.join(c);
+    assert!(
+        world.members[c].store.is_empty(),
+        "nothing before the time-out"
+    );
+
+    world.advance(LINK_OPEN_TIMEOUT_MILLIS);
+    for _ in 0..20 {
+        world.advance(500);
+    }
+
+    assert_eq!(world.members[c].store.len(), 200);
+    assert_eq!(
+        world.members[c].stored_over,
+        BTreeMap::from([(Transport::Relay, 200)])
+    );
+    let stats = world.members[c].mesh.stats();
+    assert_eq!((stats.data_channels_open, stats.relayed_links), (0, 1));
+}
+
+#[test]
+fn a_peer_sending_a_forged_envelope_is_refused_for_the_session_even_as_a_new_session() {
+    let envelopes = history(3);
+    let mut world = World::new(true);
+    let honest = world.add_member(&envelopes);
+    world.join(honest);
+    let forger = world.add_member(&[]);
+    world.join(forger);
+    let c = world.add_member(&[]);
+    world.join(c);
+    assert_eq!(world.members[c].store.len(), 3);
+
+    let mut forged = history(4)[3].clone();
+    forged.body = MessageBody::Text {
+        text: "altered after signing".into(),
+    };
+    let forger_address = world.members[forger].address;
+    world.queue.push_back((
+        c,
+        MeshInput::Relay(PeerNews::PeerFrame {
+            from: forger_address,
+            frame: encode(&PeerToPeer::Envelopes {
+                channel: general(),
+                envelopes: vec![forged.clone()],
+            }),
+        }),
+    ));
+    world.run();
+    assert!(!world.members[c].store.contains_key(&forged.id));
+    assert_eq!(world.members[c].refused, vec![forger_address.key]);
+
+    // The same key, back as another session, is neither answered nor heard.
+    let again = PeerAddress {
+        key: forger_address.key,
+        session: SessionId(99),
+    };
+    let mesh = &mut world.members[c].mesh;
+    let now = world.now;
+    mesh.handle(
+        now,
+        MeshInput::Relay(PeerNews::Arrived {
+            channel: general(),
+            member: again,
+        }),
+    );
+    mesh.handle(
+        now,
+        MeshInput::Relay(PeerNews::Signal {
+            from: again,
+            data: encode(&SignalPayload::Offer { sdp: "x".into() }),
+        }),
+    );
+    while let Some(output) = mesh.poll_output() {
+        assert!(
+            !matches!(output, MeshOutput::Answer { .. } | MeshOutput::ToRelay(_)),
+            "{output:?}"
+        );
+    }
+}
+
+#[test]
+fn losing_the_relay_closes_every_link_and_the_next_login_links_again() {
+    let envelopes = history(10);
+    let mut world = World::new(true);
+    let b = world.add_member(&envelopes);
+    world.join(b);
+    let c = world.add_member(&[]);
+    world.join(c);
+    assert_eq!(world.members[c].mesh.stats().data_channels_open, 1);
+
+    let now = world.now;
+    world.members[c]
+        .mesh
+        .handle(now, MeshInput::Relay(PeerNews::Offline));
+    let mut closed = Vec::new();
+    while let Some(output) = world.members[c].mesh.poll_output() {
+        if let MeshOutput::Close { session } = output {
+            closed.push(session);
+        }
+    }
+    assert_eq!(closed, vec![SessionId(1)]);
+    assert_eq!(world.members[c].mesh.stats().data_channels_open, 0);
+
+    let b_address = world.members[b].address;
+    let mesh = &mut world.members[c].mesh;
+    mesh.handle(
+        now,
+        MeshInput::Relay(PeerNews::Online {
+            session: SessionId(3),
+            me: member_key(c as u8),
+            relay: relay_key(),
+            ice_servers: vec![],
+        }),
+    );
+    mesh.handle(
+        now,
+        MeshInput::Relay(PeerNews::Listed {
+            channel: general(),
+            members: vec![b_address],
+        }),
+    );
+    let outputs: Vec<MeshOutput> = std::iter::from_fn(|| mesh.poll_output()).collect();
+    assert!(outputs.contains(&MeshOutput::Offer {
+        session: b_address.session,
+        ice_servers: vec![]
+    }));
+}
+
+#[test]
+fn signals_from_sessions_outside_the_members_channels_are_ignored() {
+    let mut mesh = PeerMesh::new(UnixMillis(1), 1);
+    let now = UnixMillis(2);
+    mesh.handle(
+        now,
+        MeshInput::Relay(PeerNews::Online {
+            session: SessionId(1),
+            me: member_key(0),
+            relay: relay_key(),
+            ice_servers: vec![],
+        }),
+    );
+    mesh.handle(
+        now,
+        MeshInput::Relay(PeerNews::Listed {
+            channel: ChannelName::new("general").unwrap(),
+            members: vec![],
+        }),
+    );
+    let stranger = PeerAddress {
+        key: member_key(5),
+        session: SessionId(5),
+    };
+    mesh.handle(
+        now,
+        MeshInput::Relay(PeerNews::Signal {
+            from: stranger,
+            data: encode(&SignalPayload::Offer { sdp: "x".into() }),
+        }),
+    );
+    mesh.handle(
+        now,
+        MeshInput::Relay(PeerNews::PeerFrame {
+            from: stranger,
+            frame: "{}".into(),
+        }),
+    );
+    let outputs: Vec<MeshOutput> = std::iter::from_fn(|| mesh.poll_output()).collect();
+    assert_eq!(
+        outputs,
+        vec![MeshOutput::ReadIds {
+            channel: ChannelName::new("general").unwrap()
+        }]
+    );
+}
