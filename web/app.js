@@ -14,7 +14,7 @@ const NEAR_BOTTOM_PX = 48;
 const $ = (id) => document.getElementById(id);
 const ui = {
   connection: $("connection"), problem: $("problem"), channels: $("channels"),
-  channelTitle: $("channel-title"), messages: $("messages"), jump: $("jump-to-latest"),
+  channelTitle: $("channel-title"), historyState: $("history-state"), messages: $("messages"), jump: $("jump-to-latest"),
   composer: $("composer"), text: $("message-text"), members: $("members"),
   joinForm: $("join-form"), joinName: $("join-name"), settings: $("settings"),
   fingerprint: $("fingerprint"), nameForm: $("name-form"), displayName: $("display-name"),
@@ -33,7 +33,7 @@ function channelState(name) {
   let channel = state.channels.get(name);
   if (!channel) {
     channel = { online: 0, unread: 0, messages: new Map(), pending: new Map(), failed: new Map(),
-      members: [], oldestLoaded: null, complete: false, loaded: false };
+      members: [], oldestLoaded: null, complete: false, loaded: false, history: null };
     state.channels.set(name, channel);
   }
   return channel;
@@ -92,6 +92,7 @@ async function openChannel(name) {
   $("toggle-channels").setAttribute("aria-expanded", "false");
   renderChannels();
   renderMembers();
+  renderHistoryState();
   if (channel.loaded) {
     renderLog({ scrollToBottom: true });
     return;
@@ -250,6 +251,18 @@ const CONNECTION_TEXT = {
   stopped: () => "Disconnected",
 };
 
+const HISTORY_TEXT = {
+  syncing: (state) => `Syncing history from ${state.peers} ${state.peers === 1 ? "peer" : "peers"}…`,
+  up_to_date: () => "History up to date",
+  no_peers: () => "History may be incomplete: no peer online",
+};
+
+function renderHistoryState() {
+  const history = state.active ? channelState(state.active).history : null;
+  ui.historyState.textContent = history ? HISTORY_TEXT[history.state](history) : "";
+  document.body.dataset.historyState = history?.state ?? "";
+}
+
 const handlers = {
   connection(event) {
     ui.connection.textContent = CONNECTION_TEXT[event.state](event);
@@ -309,6 +322,34 @@ const handlers = {
       channel.unread += 1;
       renderChannels();
     }
+  },
+  history(event) {
+    const channel = channelState(event.channel);
+    let added = 0;
+    for (const view of event.messages) {
+      if (channel.messages.has(view.id)) continue;
+      channel.messages.set(view.id, view);
+      if (!channel.newestId || view.id > channel.newestId) channel.newestId = view.id;
+      if (view.author !== state.me.publicKey) added += 1;
+    }
+    if (added === 0) return;
+    if (event.channel === state.active) {
+      if (channel.loaded) renderLog({ keepOffsetFromBottom: isNearBottom() ? null : ui.messages.scrollHeight - ui.messages.scrollTop });
+    } else {
+      channel.unread += added;
+      renderChannels();
+    }
+  },
+  history_state(event) {
+    channelState(event.channel).history = event;
+    if (event.channel === state.active) renderHistoryState();
+  },
+  peers(event) {
+    const data = document.body.dataset;
+    data.dataChannelsOpen = event.data_channels_open;
+    data.relayedLinks = event.relayed_links;
+    data.envelopesOverDataChannel = event.envelopes_over_data_channel;
+    data.envelopesOverRelay = event.envelopes_over_relay;
   },
   problem(event) { showProblem(event.message); },
   stopped(event) { showProblem(event.message); },

@@ -11,6 +11,7 @@ use peerchat_shared::client::{ClientConfig, ClientInput, ClientSession, MessageV
 use peerchat_shared::identity_export::Identity;
 use peerchat_shared::ids::MessageId;
 use peerchat_shared::membership::{DisplayName, InviteToken};
+use peerchat_shared::mesh::PeerMesh;
 use peerchat_shared::message::MessageBody;
 use peerchat_shared::store::HistoryStore as _;
 use std::rc::Rc;
@@ -80,8 +81,10 @@ impl Client {
         };
         let session = ClientSession::new(crate::driver::now(), config);
         let (feed, inputs) = mpsc::channel(INPUT_QUEUE);
+        let mesh = PeerMesh::new(crate::driver::now(), u64::from_le_bytes(random_bytes()?));
         let driver = Driver::new(
             session,
+            mesh,
             relay_url,
             history.clone(),
             identity_store.clone(),

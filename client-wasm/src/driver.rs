@@ -1,15 +1,22 @@
-//! The browser driver of `shared`'s [`ClientSession`]: one task owns the session and the
-//! WebSocket, takes inputs (socket events, the member's actions, timers) from one bounded queue,
-//! and carries out each output before the next input, writing to IndexedDB before the page is
-//! told. The UI gets plain JavaScript objects through one callback.
+//! The browser driver of `shared`'s [`ClientSession`] and [`PeerMesh`]: one task owns the
+//! session, the mesh, the WebSocket and the WebRTC links, takes inputs (socket and link events,
+//! the member's actions, timers) from one bounded queue, and carries out each output before the
+//! next input, writing to IndexedDB before the page is told. The UI gets plain JavaScript
+//! objects through one callback.
 
 use crate::identity_store::{random_bytes, IdentityStore};
 use crate::indexeddb::IndexedDbStore;
+use crate::peer_links::{LinkEvent, PeerLinks};
 use futures_channel::mpsc;
 use futures_util::future::{select, Either};
 use futures_util::StreamExt as _;
+use peerchat_shared::channel::ChannelName;
 use peerchat_shared::client::{ClientEvent, ClientInput, ClientOutput, ClientSession, MessageView};
+use peerchat_shared::frames::SessionId;
+use peerchat_shared::mesh::{MeshInput, MeshOutput, MeshStats, PeerMesh, Transport};
+use peerchat_shared::message::VerifiedEnvelope;
 use peerchat_shared::store::HistoryStore as _;
+use peerchat_shared::sync::HistoryState;
 use peerchat_shared::time::UnixMillis;
 use serde::Serialize;
 use std::rc::Rc;
@@ -30,6 +37,14 @@ pub(crate) enum Feed {
     /// The socket of this generation could not queue an input: drop the connection.
     SocketOverflow(u64),
     Member(ClientInput),
+    /// Something happened on link number `link` to `session`.
+    Link {
+        session: SessionId,
+        link: u64,
+        event: LinkEvent,
+    },
+    /// The earliest time-out of the session or the mesh has come.
+    Timer,
 }
 
 pub(crate) fn now() -> UnixMillis {
@@ -68,6 +83,35 @@ pub(crate) struct MessageEventForPage<'a> {
     #[serde(flatten)]
     pub message: &'a MessageView,
     pub acknowledged: bool,
+}
+
+/// Envelopes that came from peers, for the page to add to a channel's log in one go.
+#[derive(Serialize)]
+struct HistoryForPage<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    channel: &'a ChannelName,
+    messages: Vec<MessageView>,
+    transport: Transport,
+}
+
+/// A channel's history state for the page.
+#[derive(Serialize)]
+struct HistoryStateForPage<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    channel: &'a ChannelName,
+    #[serde(flatten)]
+    state: HistoryState,
+}
+
+/// The peer links and what came over them, for the page.
+#[derive(Serialize)]
+struct PeersForPage {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(flatten)]
+    stats: MeshStats,
 }
 
 /// An open WebSocket and the closures it calls, which live exactly as long as it does.
@@ -124,6 +168,8 @@ impl Drop for Socket {
 /// Everything the session task owns.
 pub(crate) struct Driver {
     pub session: ClientSession,
+    pub mesh: PeerMesh,
+    links: PeerLinks,
     pub relay_url: String,
     pub history: Rc<IndexedDbStore>,
     pub identity: Rc<IdentityStore>,
@@ -136,6 +182,7 @@ pub(crate) struct Driver {
 impl Driver {
     pub(crate) fn new(
         session: ClientSession,
+        mesh: PeerMesh,
         relay_url: String,
         history: Rc<IndexedDbStore>,
         identity: Rc<IdentityStore>,
@@ -144,6 +191,8 @@ impl Driver {
     ) -> Self {
         Self {
             session,
+            mesh,
+            links: PeerLinks::new(feed.clone()),
             relay_url,
             history,
             identity,
@@ -158,18 +207,37 @@ impl Driver {
     pub(crate) async fn run(mut self, mut inputs: mpsc::Receiver<Feed>) {
         self.carry_out_outputs().await;
         loop {
-            let next = match self.session.poll_timeout() {
+            let earliest = [self.session.poll_timeout(), self.mesh.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min();
+            let next = match earliest {
                 Some(at) => {
                     let wait = at.0.saturating_sub(now().0).min(u64::from(u32::MAX / 2));
                     let timer = gloo_timers::future::TimeoutFuture::new(wait as u32);
                     match select(inputs.next(), timer).await {
                         Either::Left((feed, _)) => feed,
-                        Either::Right(((), _)) => Some(Feed::Member(ClientInput::Timeout)),
+                        Either::Right(((), _)) => Some(Feed::Timer),
                     }
                 }
                 None => inputs.next().await,
             };
             let Some(feed) = next else { break };
+            if let Feed::Link {
+                session,
+                link,
+                event,
+            } = feed
+            {
+                self.on_link_event(session, link, event);
+                self.carry_out_outputs().await;
+                continue;
+            }
+            if let Feed::Timer = feed {
+                self.on_timer();
+                self.carry_out_outputs().await;
+                continue;
+            }
             if let Some(input) = self.accept(feed) {
                 self.session.handle(now(), input);
                 let held_back = self.take_queued_frames(&mut inputs);
@@ -181,6 +249,30 @@ impl Driver {
             }
         }
         self.socket = None;
+    }
+
+    /// Feeds `Timeout` to whichever of the session and the mesh is due.
+    fn on_timer(&mut self) {
+        let now = now();
+        if self.session.poll_timeout().is_some_and(|at| at <= now) {
+            self.session.handle(now, ClientInput::Timeout);
+        }
+        if self.mesh.poll_timeout().is_some_and(|at| at <= now) {
+            self.mesh.handle(now, MeshInput::Timeout);
+        }
+    }
+
+    fn on_link_event(&mut self, session: SessionId, link: u64, event: LinkEvent) {
+        if !self.links.is_current(session, link) {
+            return;
+        }
+        let input = match event {
+            LinkEvent::Description(sdp) => MeshInput::LocalDescription { session, sdp },
+            LinkEvent::Open => MeshInput::LinkOpen { session },
+            LinkEvent::Down => MeshInput::LinkDown { session },
+            LinkEvent::Frame(text) => MeshInput::DataChannelFrame { session, text },
+        };
+        self.mesh.handle(now(), input);
     }
 
     /// Hands the session the frames already waiting from the current socket (at most
@@ -217,32 +309,125 @@ impl Driver {
                 self.socket = None;
                 Some(ClientInput::SocketClosed)
             }
-            Feed::Socket(..) | Feed::SocketOverflow(_) => None,
+            Feed::Socket(..) | Feed::SocketOverflow(_) | Feed::Link { .. } | Feed::Timer => None,
         }
     }
 
-    /// Carries out the session's outputs in order; consecutive stores become one batch.
+    /// Carries out the session's and the mesh's outputs in order, the session's first (the
+    /// mesh's may cause more of them); consecutive stores become one batch.
     async fn carry_out_outputs(&mut self) {
-        let mut stores = Vec::new();
-        while let Some(output) = self.session.poll_output() {
-            match output {
-                ClientOutput::Store {
-                    envelope,
-                    acknowledged,
-                } => stores.push((envelope, acknowledged)),
-                other => {
-                    self.store_batch(std::mem::take(&mut stores)).await;
-                    self.carry_out(other).await;
+        loop {
+            let mut stores = Vec::new();
+            while let Some(output) = self.session.poll_output() {
+                match output {
+                    ClientOutput::Store {
+                        envelope,
+                        acknowledged,
+                    } => stores.push((envelope, acknowledged)),
+                    other => {
+                        self.store_batch(std::mem::take(&mut stores)).await;
+                        self.carry_out(other).await;
+                    }
                 }
             }
+            self.store_batch(stores).await;
+            let Some(output) = self.mesh.poll_output() else {
+                return;
+            };
+            if let Err(message) = self.carry_out_for_mesh(output).await {
+                self.sink
+                    .problem(format!("This browser could not save data: {message}"));
+            }
         }
-        self.store_batch(stores).await;
     }
 
-    async fn store_batch(
-        &mut self,
-        stores: Vec<(peerchat_shared::message::VerifiedEnvelope, bool)>,
-    ) {
+    async fn carry_out_for_mesh(&mut self, output: MeshOutput) -> Result<(), String> {
+        match output {
+            MeshOutput::Offer {
+                session,
+                ice_servers,
+            } => {
+                if !self.links.offer(session, &ice_servers) {
+                    self.mesh.handle(now(), MeshInput::LinkDown { session });
+                }
+            }
+            MeshOutput::Answer {
+                session,
+                ice_servers,
+                offer,
+            } => {
+                if !self.links.answer(session, &ice_servers, offer) {
+                    self.mesh.handle(now(), MeshInput::LinkDown { session });
+                }
+            }
+            MeshOutput::Accept { session, answer } => self.links.accept(session, answer),
+            MeshOutput::Close { session } => self.links.close(session),
+            MeshOutput::ToRelay(input) => self.session.handle(now(), input),
+            MeshOutput::SendOnDataChannel { session, text } => {
+                if !self.links.send(session, &text) {
+                    self.mesh.handle(now(), MeshInput::LinkDown { session });
+                }
+            }
+            MeshOutput::ReadIds { channel } => {
+                let ids = self
+                    .history
+                    .ids(&channel)
+                    .await
+                    .map_err(|error| error.to_string())?;
+                self.mesh.handle(now(), MeshInput::Ids { channel, ids });
+            }
+            MeshOutput::Load { peer, channel, ids } => {
+                let envelopes = self
+                    .history
+                    .get(&channel, &ids)
+                    .await
+                    .map_err(|error| error.to_string())?;
+                self.mesh.handle(
+                    now(),
+                    MeshInput::Loaded {
+                        peer,
+                        channel,
+                        envelopes,
+                    },
+                );
+            }
+            MeshOutput::Store {
+                channel,
+                envelopes,
+                transport,
+            } => {
+                self.history
+                    .insert(&envelopes)
+                    .await
+                    .map_err(|error| error.to_string())?;
+                self.sink.emit(&HistoryForPage {
+                    kind: "history",
+                    channel: &channel,
+                    messages: envelopes
+                        .iter()
+                        .map(|envelope| MessageView::from(envelope.envelope()))
+                        .collect(),
+                    transport,
+                });
+            }
+            MeshOutput::State { channel, state } => self.sink.emit(&HistoryStateForPage {
+                kind: "history_state",
+                channel: &channel,
+                state,
+            }),
+            MeshOutput::Stats(stats) => self.sink.emit(&PeersForPage {
+                kind: "peers",
+                stats,
+            }),
+            MeshOutput::Refused { key, reason } => self.sink.problem(format!(
+                "A peer ({}) sent history that does not check out and was disconnected: {reason}.",
+                key.fingerprint()
+            )),
+        }
+        Ok(())
+    }
+
+    async fn store_batch(&mut self, stores: Vec<(VerifiedEnvelope, bool)>) {
         if stores.is_empty() {
             return;
         }
@@ -293,10 +478,6 @@ impl Driver {
                 .save_profile(&profile)
                 .await
                 .map_err(|error| error.to_string()),
-            ClientOutput::Store {
-                envelope,
-                acknowledged,
-            } => self.store(vec![(envelope, acknowledged)]).await,
             ClientOutput::OutboxPut(entry) => self
                 .history
                 .outbox_put(&entry)
@@ -308,6 +489,14 @@ impl Driver {
                 .await
                 .map_err(|error| error.to_string()),
             ClientOutput::Event(event) => self.on_event(event).await,
+            ClientOutput::Peers(news) => {
+                self.mesh.handle(now(), MeshInput::Relay(news));
+                Ok(())
+            }
+            ClientOutput::Store {
+                envelope,
+                acknowledged,
+            } => self.store(vec![(envelope, acknowledged)]).await,
         };
         if let Err(message) = outcome {
             self.sink
@@ -317,10 +506,7 @@ impl Driver {
 
     /// Stores a batch of envelopes in one transaction, clears acknowledged ones from the
     /// outbox, then tells the page about each.
-    async fn store(
-        &mut self,
-        stores: Vec<(peerchat_shared::message::VerifiedEnvelope, bool)>,
-    ) -> Result<(), String> {
+    async fn store(&mut self, stores: Vec<(VerifiedEnvelope, bool)>) -> Result<(), String> {
         let (envelopes, acknowledged): (Vec<_>, Vec<bool>) = stores.into_iter().unzip();
         self.history
             .insert(&envelopes)
@@ -340,6 +526,15 @@ impl Driver {
                 message: &view,
                 acknowledged,
             });
+        }
+        let now = now();
+        for envelope in envelopes {
+            self.mesh.handle(
+                now,
+                MeshInput::Delivered {
+                    envelope: Box::new(envelope),
+                },
+            );
         }
         Ok(())
     }

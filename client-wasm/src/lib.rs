@@ -31,6 +31,8 @@ pub mod identity_store;
 #[cfg(target_arch = "wasm32")]
 pub mod indexeddb;
 #[cfg(target_arch = "wasm32")]
+mod peer_links;
+#[cfg(target_arch = "wasm32")]
 pub mod relay_records;
 
 #[cfg(target_arch = "wasm32")]

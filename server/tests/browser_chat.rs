@@ -38,6 +38,9 @@ async fn open_online(driver: &ChromeDriver, relay: &TestRelay) -> Browser {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_members_chat_both_ways_and_see_each_other_come_and_go() {
+    if browser::run_sealed() {
+        return;
+    }
     let relay = TestRelay::start(config(Admission::Open)).await;
     let driver = ChromeDriver::start().await;
     let ada = open_online(&driver, &relay).await;
@@ -72,6 +75,9 @@ async fn two_members_chat_both_ways_and_see_each_other_come_and_go() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn history_and_identity_are_back_after_a_reload_even_before_the_relay_answers() {
+    if browser::run_sealed() {
+        return;
+    }
     let relay = TestRelay::start(config(Admission::Open)).await;
     let driver = ChromeDriver::start().await;
     let ada = open_online(&driver, &relay).await;
@@ -107,6 +113,9 @@ async fn history_and_identity_are_back_after_a_reload_even_before_the_relay_answ
 /// Ada reaches the relay through a gate, so the test decides that Bob is back before she is.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_message_written_while_the_relay_is_down_is_delivered_once_when_it_returns() {
+    if browser::run_sealed() {
+        return;
+    }
     let relay = TestRelay::start(config(Admission::Open)).await;
     let address = relay.address;
     let gate = GatedProxy::start(address).await;
@@ -158,6 +167,9 @@ async fn a_message_written_while_the_relay_is_down_is_delivered_once_when_it_ret
 
 #[tokio::test(flavor = "multi_thread")]
 async fn markup_in_a_message_is_shown_as_text() {
+    if browser::run_sealed() {
+        return;
+    }
     let relay = TestRelay::start(config(Admission::Open)).await;
     let driver = ChromeDriver::start().await;
     let ada = open_online(&driver, &relay).await;
@@ -177,6 +189,9 @@ async fn markup_in_a_message_is_shown_as_text() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_exported_identity_moves_a_member_to_a_new_browser_profile() {
+    if browser::run_sealed() {
+        return;
+    }
     let relay = TestRelay::start(config(Admission::Open)).await;
     let driver = ChromeDriver::start().await;
     let ada = open_online(&driver, &relay).await;
@@ -213,6 +228,9 @@ async fn an_exported_identity_moves_a_member_to_a_new_browser_profile() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_page_names_its_parts_for_assistive_technology_and_fits_a_phone() {
+    if browser::run_sealed() {
+        return;
+    }
     let relay = TestRelay::start(config(Admission::Open)).await;
     let driver = ChromeDriver::start().await;
     let ada = open_online(&driver, &relay).await;
@@ -412,6 +430,9 @@ async fn forge(mut socket: WebSocket, key: Arc<SecretKey>, first: bool) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn messages_with_a_wrong_author_or_relay_signature_are_neither_shown_nor_stored() {
+    if browser::run_sealed() {
+        return;
+    }
     let address = start_forging_relay().await;
     let driver = ChromeDriver::start().await;
     let ada = Browser::open(&driver, &format!("http://{address}/")).await;
@@ -439,6 +460,9 @@ async fn messages_with_a_wrong_author_or_relay_signature_are_neither_shown_nor_s
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unread_counts_mark_other_channels_until_they_are_opened() {
+    if browser::run_sealed() {
+        return;
+    }
     let relay = TestRelay::start(config(Admission::Open)).await;
     let driver = ChromeDriver::start().await;
     let ada = open_online(&driver, &relay).await;
@@ -474,6 +498,9 @@ async fn unread_counts_mark_other_channels_until_they_are_opened() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn reading_older_messages_is_not_interrupted_by_new_ones() {
+    if browser::run_sealed() {
+        return;
+    }
     let relay = TestRelay::start(support::unthrottled_config()).await;
     let driver = ChromeDriver::start().await;
     let ada = open_online(&driver, &relay).await;

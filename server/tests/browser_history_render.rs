@@ -12,6 +12,9 @@ const CACHED: usize = 1_000;
 #[tokio::test(flavor = "multi_thread")]
 #[allow(clippy::print_stdout, reason = "the timings are this test's report")]
 async fn a_thousand_cached_messages_are_drawn_after_a_reload() {
+    if browser::run_sealed() {
+        return;
+    }
     let relay = TestRelay::start(unthrottled_config()).await;
     let driver = ChromeDriver::start().await;
     let ada = Browser::open(&driver, &relay.url("/")).await;

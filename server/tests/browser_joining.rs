@@ -13,6 +13,9 @@ use support::{config, TestRelay};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_invite_link_admits_a_new_member_who_stays_admitted_without_it() {
+    if browser::run_sealed() {
+        return;
+    }
     let relay = TestRelay::start(config(Admission::InviteOnly)).await;
     let driver = ChromeDriver::start().await;
 
@@ -55,6 +58,9 @@ async fn an_invite_link_admits_a_new_member_who_stays_admitted_without_it() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_relay_that_changes_its_key_is_refused_with_both_keys_shown() {
+    if browser::run_sealed() {
+        return;
+    }
     let relay = TestRelay::start(config(Admission::Open)).await;
     let address = relay.address;
     let genuine = relay.key.public_key();
@@ -88,6 +94,9 @@ async fn a_relay_that_changes_its_key_is_refused_with_both_keys_shown() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_display_name_shows_in_the_member_list_and_on_messages() {
+    if browser::run_sealed() {
+        return;
+    }
     let relay = TestRelay::start(config(Admission::Open)).await;
     let driver = ChromeDriver::start().await;
     let ada = Browser::open(&driver, &relay.url("/")).await;

@@ -493,6 +493,10 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
                 sync.reconciling_with.remove(&peer);
                 sync.reconciled_once = true;
                 sync.dirty = true;
+                // No peer known holds these (their holders left, or lied): forget them until a
+                // later reconciliation finds them again.
+                sync.missing
+                    .retain(|_, missing| !missing.holders.is_empty());
             }
         }
     }

@@ -378,6 +378,16 @@ fn a_peer_sending_a_forged_envelope_is_refused_for_the_session_even_as_a_new_ses
         c,
         MeshInput::Relay(PeerNews::PeerFrame {
             from: forger_address,
+            frame: encode(&PeerToPeer::Have {
+                channel: general(),
+                ids: vec![forged.id],
+            }),
+        }),
+    ));
+    world.queue.push_back((
+        c,
+        MeshInput::Relay(PeerNews::PeerFrame {
+            from: forger_address,
             frame: encode(&PeerToPeer::Envelopes {
                 channel: general(),
                 envelopes: vec![forged.clone()],
@@ -387,6 +397,14 @@ fn a_peer_sending_a_forged_envelope_is_refused_for_the_session_even_as_a_new_ses
     world.run();
     assert!(!world.members[c].store.contains_key(&forged.id));
     assert_eq!(world.members[c].refused, vec![forger_address.key]);
+    for _ in 0..10 {
+        world.advance(1_000);
+    }
+    assert_eq!(
+        world.members[c].states.last(),
+        Some(&HistoryState::UpToDate),
+        "what only the forger claimed to hold is not waited for"
+    );
 
     // The same key, back as another session, is neither answered nor heard.
     let again = PeerAddress {

@@ -1,6 +1,7 @@
 //! Real headless Chromium driven through ChromeDriver (fantoccini): one ChromeDriver per test,
 //! one fresh browser profile per [`Browser`], and helpers that read the chat page's DOM.
-//! Every page a test opens is on 127.0.0.1.
+//! Every browser test runs in a network namespace of its own ([`run_sealed`]), so the pages'
+//! WebRTC links, like everything else, never leave the machine.
 #![allow(dead_code)]
 
 use fantoccini::wd::WebDriverCompatibleCommand;
@@ -13,6 +14,56 @@ use std::time::Duration;
 /// Guards against a hung test; never an assertion about speed.
 const PATIENCE: Duration = Duration::from_secs(120);
 const POLL: Duration = Duration::from_millis(100);
+
+/// Set in the copy of a test that runs inside its own network namespace.
+const SEALED: &str = "PEERCHAT_TEST_SEALED_NAMESPACE";
+
+/// Runs the calling test again, alone, in a new network namespace (`unshare --net`), and fails
+/// if that run fails. Returns true in the outer run, which then has nothing more to do, and
+/// false inside the namespace, where the test proceeds. libtest names each test's thread after
+/// the test, and `#[tokio::test]` runs its body on that thread.
+///
+/// The namespace has loopback and a veth pair whose one end holds 10.77.0.1 and the default
+/// route: headless Chromium gathers no ICE candidate on loopback alone (it looks for the
+/// interface of the default route), and with this it gathers 10.77.0.1, which is local to the
+/// namespace. Nothing in it reaches any other network.
+#[allow(
+    clippy::print_stdout,
+    reason = "the inner run's report, which `cargo xtask bench render` reads"
+)]
+pub fn run_sealed() -> bool {
+    if std::env::var_os(SEALED).is_some() {
+        return false;
+    }
+    let test = std::thread::current()
+        .name()
+        .expect("libtest names the test thread")
+        .to_owned();
+    let output = Command::new("unshare")
+        .args([
+            "--net",
+            "--",
+            "sh",
+            "-c",
+            "ip link set lo up && ip link add pc0 type veth peer name pc1 \
+             && ip addr add 10.77.0.1/24 dev pc0 && ip link set pc0 up && ip link set pc1 up \
+             && ip route add default dev pc0 && exec \"$0\" \"$@\"",
+        ])
+        .arg(std::env::current_exe().expect("the test binary's path"))
+        .args([test.as_str(), "--exact", "--test-threads=1", "--nocapture"])
+        .env(SEALED, "1")
+        .output()
+        .expect("unshare and ip run (util-linux and iproute2)");
+    print!("{}", String::from_utf8_lossy(&output.stdout));
+    eprint!("{}", String::from_utf8_lossy(&output.stderr));
+    let ran = String::from_utf8_lossy(&output.stdout).contains("1 passed");
+    assert!(
+        output.status.success() && ran,
+        "{test} failed inside its network namespace ({})",
+        output.status
+    );
+    true
+}
 
 /// A ChromeDriver process on a loopback port, killed when dropped.
 pub struct ChromeDriver {
@@ -98,20 +149,59 @@ pub struct ShownMessage {
 }
 
 impl Browser {
-    /// A new profile (fresh IndexedDB) with `url` open.
+    /// A new profile (fresh IndexedDB) with `url` open. Its ICE candidates are plain addresses
+    /// (not mDNS names, which nothing resolves in the namespace).
     pub async fn open(driver: &ChromeDriver, url: &str) -> Self {
+        Self::open_with(
+            driver,
+            url,
+            &["--disable-features=WebRtcHideLocalIpsWithMdns"],
+            None,
+        )
+        .await
+    }
+
+    /// A new profile whose pages have no `RTCPeerConnection` (removed before any script of
+    /// the page runs), so no data channel can open, as in browsers with WebRTC turned off.
+    pub async fn open_without_data_channels(driver: &ChromeDriver, url: &str) -> Self {
+        Self::open_with(
+            driver,
+            url,
+            &[],
+            Some("delete window.RTCPeerConnection; delete window.webkitRTCPeerConnection;"),
+        )
+        .await
+    }
+
+    /// `before_page_scripts` runs in every page of the profile before the page's own scripts.
+    async fn open_with(
+        driver: &ChromeDriver,
+        url: &str,
+        extra_args: &[&str],
+        before_page_scripts: Option<&str>,
+    ) -> Self {
         let profile = tempfile::tempdir().unwrap();
         let downloads = tempfile::tempdir().unwrap();
+        // Flags for a root user on a machine without a network (TOOLCHAIN.md).
+        let mut args: Vec<String> = [
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1200,800",
+        ]
+        .iter()
+        .chain(extra_args)
+        .map(|arg| (*arg).to_owned())
+        .collect();
+        args.push(format!("--user-data-dir={}", profile.path().display()));
         let capabilities = json!({
             "goog:chromeOptions": {
-                // Flags for a root user on a machine without a network (TOOLCHAIN.md).
-                "args": [
-                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                    "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync",
-                    "--window-size=1200,800",
-                    format!("--user-data-dir={}", profile.path().display()),
-                ],
+                "args": args,
                 "prefs": {
                     "download.default_directory": downloads.path(),
                     "download.prompt_for_download": false,
@@ -127,6 +217,15 @@ impl Browser {
             .connect(&driver.url)
             .await
             .expect("ChromeDriver starts a Chromium session");
+        if let Some(source) = before_page_scripts {
+            client
+                .issue_cmd(DevToolsCommand {
+                    method: "Page.addScriptToEvaluateOnNewDocument",
+                    params: json!({ "source": source }),
+                })
+                .await
+                .unwrap();
+        }
         client.goto(url).await.unwrap();
         Self {
             client,
@@ -201,6 +300,29 @@ impl Browser {
                 state: row[1].as_str().unwrap().to_owned(),
                 author: row[2].as_str().unwrap_or_default().to_owned(),
             })
+            .collect()
+    }
+
+    /// A `data-` attribute of the page's body (test hooks the page keeps up to date).
+    pub async fn dataset(&self, name: &str) -> String {
+        self.eval(&format!(
+            "return String(document.body.dataset.{name} ?? '')"
+        ))
+        .await
+        .as_str()
+        .unwrap()
+        .to_owned()
+    }
+
+    /// The ids of the messages shown, in order.
+    pub async fn message_ids(&self) -> Vec<String> {
+        let ids = self
+            .eval("return [...document.querySelectorAll('#messages li')].map(li => li.dataset.id ?? '')")
+            .await;
+        ids.as_array()
+            .unwrap()
+            .iter()
+            .map(|id| id.as_str().unwrap().to_owned())
             .collect()
     }
 
@@ -285,28 +407,31 @@ impl Browser {
     }
 }
 
-/// A TCP proxy on loopback whose gate the test opens and closes: while closed, it hangs up on
-/// every new connection, so the browsers behind it cannot reach the relay and others can.
+/// A TCP proxy on loopback whose gate the test opens and closes: closing it cuts the
+/// connections through it, and while closed it hangs up on every new one, so the browsers
+/// behind it cannot reach the relay and others can.
 pub struct GatedProxy {
     pub address: std::net::SocketAddr,
-    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    open: tokio::sync::watch::Sender<bool>,
 }
 
 impl GatedProxy {
     pub async fn start(upstream: std::net::SocketAddr) -> Self {
-        use std::sync::atomic::Ordering;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
-        let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-        let gate = open.clone();
+        let (open, gate) = tokio::sync::watch::channel(true);
         tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
-                if !gate.load(Ordering::SeqCst) {
+                if !*gate.borrow() {
                     continue;
                 }
+                let mut gate = gate.clone();
                 tokio::spawn(async move {
                     if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                            _ = gate.wait_for(|open| !*open) => {}
+                        }
                     }
                 });
             }
@@ -315,7 +440,7 @@ impl GatedProxy {
     }
 
     pub fn set_open(&self, open: bool) {
-        self.open.store(open, std::sync::atomic::Ordering::SeqCst);
+        self.open.send_replace(open);
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -1,0 +1,353 @@
+//! WebRTC links to other members, as `shared`'s [`PeerMesh`] asks for them: one
+//! `RTCPeerConnection` with one data channel per link. Offers and answers are sent once ICE
+//! gathering is complete (no trickle), so one `signal` each way sets a link up. Everything that
+//! happens on a link comes back to the driver task as a [`Feed::Link`], tagged with the link's
+//! number so that events of a closed link are ignored.
+//!
+//! [`PeerMesh`]: peerchat_shared::mesh::PeerMesh
+
+use crate::driver::Feed;
+use futures_channel::mpsc;
+use peerchat_shared::frames::{IceServer, SessionId};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{
+    Event, MessageEvent, RtcConfiguration, RtcDataChannel, RtcDataChannelEvent,
+    RtcDataChannelState, RtcIceGatheringState, RtcIceServer, RtcPeerConnection,
+    RtcPeerConnectionState, RtcSdpType, RtcSessionDescriptionInit,
+};
+
+/// The label of the one data channel of a link.
+const DATA_CHANNEL_LABEL: &str = "peerchat";
+/// ICE gathering is awaited this long at most; the description then goes with what was found.
+const GATHERING_LIMIT_MILLIS: u32 = 5_000;
+const GATHERING_POLL_MILLIS: u32 = 50;
+
+/// What happened on a link.
+#[derive(Debug)]
+pub(crate) enum LinkEvent {
+    /// The local description, ICE candidates included, is ready to be signalled.
+    Description(String),
+    Open,
+    /// The connection failed or the data channel closed.
+    Down,
+    Frame(String),
+}
+
+/// Queues link events for the driver; a frame that does not fit closes the data channel (the
+/// sync engine asks another peer).
+#[derive(Clone)]
+struct LinkFeed {
+    feed: mpsc::Sender<Feed>,
+    session: SessionId,
+    link: u64,
+}
+
+impl LinkFeed {
+    fn send(&self, event: LinkEvent) -> bool {
+        self.feed
+            .clone()
+            .try_send(Feed::Link {
+                session: self.session,
+                link: self.link,
+                event,
+            })
+            .is_ok()
+    }
+}
+
+/// A data channel and the closures it calls, which live exactly as long as it does.
+struct DataChannel {
+    channel: RtcDataChannel,
+    _on_open: Closure<dyn FnMut(Event)>,
+    _on_message: Closure<dyn FnMut(MessageEvent)>,
+    _on_close: Closure<dyn FnMut(Event)>,
+}
+
+impl DataChannel {
+    fn attach(channel: RtcDataChannel, feed: &LinkFeed) -> Self {
+        let opened = feed.clone();
+        let on_open = Closure::<dyn FnMut(Event)>::new(move |_| {
+            opened.send(LinkEvent::Open);
+        });
+        let received = feed.clone();
+        let receiving_channel = channel.clone();
+        let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+            // Peer frames are text; anything else is an unreadable frame for the mesh.
+            let text = event.data().as_string().unwrap_or_default();
+            if !received.send(LinkEvent::Frame(text)) {
+                receiving_channel.close();
+            }
+        });
+        let closed = feed.clone();
+        let on_close = Closure::<dyn FnMut(Event)>::new(move |_| {
+            closed.send(LinkEvent::Down);
+        });
+        channel.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+        channel.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        channel.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+        if channel.ready_state() == RtcDataChannelState::Open {
+            feed.send(LinkEvent::Open);
+        }
+        Self {
+            channel,
+            _on_open: on_open,
+            _on_message: on_message,
+            _on_close: on_close,
+        }
+    }
+}
+
+impl Drop for DataChannel {
+    fn drop(&mut self) {
+        self.channel.set_onopen(None);
+        self.channel.set_onmessage(None);
+        self.channel.set_onclose(None);
+        self.channel.close();
+    }
+}
+
+/// One peer connection, its data channel once there is one, and its closures.
+struct PeerLink {
+    number: u64,
+    connection: RtcPeerConnection,
+    data_channel: Rc<RefCell<Option<DataChannel>>>,
+    _on_state_change: Closure<dyn FnMut(Event)>,
+    _on_data_channel: Option<Closure<dyn FnMut(RtcDataChannelEvent)>>,
+}
+
+impl Drop for PeerLink {
+    fn drop(&mut self) {
+        self.connection.set_onconnectionstatechange(None);
+        self.connection.set_ondatachannel(None);
+        self.data_channel.borrow_mut().take();
+        self.connection.close();
+    }
+}
+
+/// The open links, by the session at their other end.
+pub(crate) struct PeerLinks {
+    feed: mpsc::Sender<Feed>,
+    links: HashMap<SessionId, PeerLink>,
+    next_number: u64,
+}
+
+impl PeerLinks {
+    pub(crate) fn new(feed: mpsc::Sender<Feed>) -> Self {
+        Self {
+            feed,
+            links: HashMap::new(),
+            next_number: 1,
+        }
+    }
+
+    /// True when `link` is the current link to `session` (not one closed since).
+    pub(crate) fn is_current(&self, session: SessionId, link: u64) -> bool {
+        self.links
+            .get(&session)
+            .is_some_and(|current| current.number == link)
+    }
+
+    /// Opens a connection with a data channel and signals its offer when gathering is done.
+    /// False when this browser cannot open one (WebRTC turned off).
+    pub(crate) fn offer(&mut self, session: SessionId, ice_servers: &[IceServer]) -> bool {
+        let Some(feed) = self.open(session, ice_servers, false) else {
+            return false;
+        };
+        let Some(link) = self.links.get(&session) else {
+            return false;
+        };
+        let channel = link.connection.create_data_channel(DATA_CHANNEL_LABEL);
+        *link.data_channel.borrow_mut() = Some(DataChannel::attach(channel, &feed));
+        let connection = link.connection.clone();
+        negotiate(feed, async move {
+            let offer = JsFuture::from(connection.create_offer()).await?;
+            let offer: RtcSessionDescriptionInit = offer.unchecked_into();
+            JsFuture::from(connection.set_local_description(&offer)).await?;
+            complete_description(&connection).await
+        });
+        true
+    }
+
+    /// Opens a connection for `offer`, and signals the answer when gathering is done. False
+    /// when this browser cannot open one.
+    pub(crate) fn answer(
+        &mut self,
+        session: SessionId,
+        ice_servers: &[IceServer],
+        offer: String,
+    ) -> bool {
+        let Some(feed) = self.open(session, ice_servers, true) else {
+            return false;
+        };
+        let Some(link) = self.links.get(&session) else {
+            return false;
+        };
+        let connection = link.connection.clone();
+        negotiate(feed, async move {
+            let remote = RtcSessionDescriptionInit::new(RtcSdpType::Offer);
+            remote.set_sdp(&offer);
+            JsFuture::from(connection.set_remote_description(&remote)).await?;
+            let answer = JsFuture::from(connection.create_answer()).await?;
+            let answer: RtcSessionDescriptionInit = answer.unchecked_into();
+            JsFuture::from(connection.set_local_description(&answer)).await?;
+            complete_description(&connection).await
+        });
+        true
+    }
+
+    /// Applies the answer to the offer made to `session`.
+    pub(crate) fn accept(&mut self, session: SessionId, answer: String) {
+        let Some(link) = self.links.get(&session) else {
+            return;
+        };
+        let connection = link.connection.clone();
+        let feed = self.link_feed(session, link.number);
+        wasm_bindgen_futures::spawn_local(async move {
+            let remote = RtcSessionDescriptionInit::new(RtcSdpType::Answer);
+            remote.set_sdp(&answer);
+            if JsFuture::from(connection.set_remote_description(&remote))
+                .await
+                .is_err()
+            {
+                feed.send(LinkEvent::Down);
+            }
+        });
+    }
+
+    pub(crate) fn close(&mut self, session: SessionId) {
+        self.links.remove(&session);
+    }
+
+    /// Sends `text` on the data channel to `session`; false when it is not open.
+    pub(crate) fn send(&self, session: SessionId, text: &str) -> bool {
+        let Some(link) = self.links.get(&session) else {
+            return false;
+        };
+        let data_channel = link.data_channel.borrow();
+        match data_channel.as_ref() {
+            Some(open) if open.channel.ready_state() == RtcDataChannelState::Open => {
+                open.channel.send_with_str(text).is_ok()
+            }
+            _ => false,
+        }
+    }
+
+    fn link_feed(&self, session: SessionId, link: u64) -> LinkFeed {
+        LinkFeed {
+            feed: self.feed.clone(),
+            session,
+            link,
+        }
+    }
+
+    /// Replaces any link to `session` with a new connection; the answering side takes the data
+    /// channel the offerer made.
+    fn open(
+        &mut self,
+        session: SessionId,
+        ice_servers: &[IceServer],
+        answering: bool,
+    ) -> Option<LinkFeed> {
+        self.links.remove(&session);
+        let number = self.next_number;
+        self.next_number += 1;
+        let feed = self.link_feed(session, number);
+        let connection =
+            RtcPeerConnection::new_with_configuration(&configuration(ice_servers)).ok()?;
+        let failed = feed.clone();
+        let watched = connection.clone();
+        let on_state_change = Closure::<dyn FnMut(Event)>::new(move |_| {
+            if matches!(
+                watched.connection_state(),
+                RtcPeerConnectionState::Failed | RtcPeerConnectionState::Closed
+            ) {
+                failed.send(LinkEvent::Down);
+            }
+        });
+        connection.set_onconnectionstatechange(Some(on_state_change.as_ref().unchecked_ref()));
+        let data_channel = Rc::new(RefCell::new(None));
+        let on_data_channel = answering.then(|| {
+            let slot = data_channel.clone();
+            let feed = feed.clone();
+            let closure = Closure::<dyn FnMut(RtcDataChannelEvent)>::new(
+                move |event: RtcDataChannelEvent| {
+                    let channel = event.channel();
+                    if channel.label() == DATA_CHANNEL_LABEL {
+                        *slot.borrow_mut() = Some(DataChannel::attach(channel, &feed));
+                    } else {
+                        channel.close();
+                    }
+                },
+            );
+            connection.set_ondatachannel(Some(closure.as_ref().unchecked_ref()));
+            closure
+        });
+        self.links.insert(
+            session,
+            PeerLink {
+                number,
+                connection,
+                data_channel,
+                _on_state_change: on_state_change,
+                _on_data_channel: on_data_channel,
+            },
+        );
+        Some(feed)
+    }
+}
+
+fn configuration(ice_servers: &[IceServer]) -> RtcConfiguration {
+    let servers = js_sys::Array::new();
+    for server in ice_servers {
+        let entry = RtcIceServer::new();
+        let urls: js_sys::Array = server
+            .urls
+            .iter()
+            .map(|url| JsValue::from_str(url))
+            .collect();
+        entry.set_urls(&urls);
+        if let Some(username) = &server.username {
+            entry.set_username(username);
+        }
+        if let Some(credential) = &server.credential {
+            entry.set_credential(credential);
+        }
+        servers.push(&entry);
+    }
+    let configuration = RtcConfiguration::new();
+    configuration.set_ice_servers(&servers);
+    configuration
+}
+
+/// Runs one side of the offer/answer exchange and reports the description, or the failure.
+fn negotiate(
+    feed: LinkFeed,
+    steps: impl std::future::Future<Output = Result<String, JsValue>> + 'static,
+) {
+    wasm_bindgen_futures::spawn_local(async move {
+        let event = match steps.await {
+            Ok(sdp) => LinkEvent::Description(sdp),
+            Err(_) => LinkEvent::Down,
+        };
+        feed.send(event);
+    });
+}
+
+/// The local description once ICE gathering is complete (or after [`GATHERING_LIMIT_MILLIS`]).
+async fn complete_description(connection: &RtcPeerConnection) -> Result<String, JsValue> {
+    let mut waited = 0;
+    while connection.ice_gathering_state() != RtcIceGatheringState::Complete
+        && waited < GATHERING_LIMIT_MILLIS
+    {
+        gloo_timers::future::TimeoutFuture::new(GATHERING_POLL_MILLIS).await;
+        waited += GATHERING_POLL_MILLIS;
+    }
+    connection
+        .local_description()
+        .map(|description| description.sdp())
+        .ok_or_else(|| JsValue::from_str("no local description"))
+}
