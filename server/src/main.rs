@@ -101,6 +101,13 @@ struct LimitOptions {
     /// Messages a key may send in a burst above the sustained rate.
     #[arg(long, env = "PEERCHAT_MESSAGE_BURST", default_value_t = RelayLimits::default().message_burst)]
     message_burst: f64,
+    /// Bytes of peer frames forwarded per second per key (history for members without a data
+    /// channel between them), sustained.
+    #[arg(long, env = "PEERCHAT_PEER_BYTES_PER_SECOND", default_value_t = RelayLimits::default().peer_bytes_per_second)]
+    peer_bytes_per_second: f64,
+    /// Bytes of peer frames a key may send in a burst above the sustained rate.
+    #[arg(long, env = "PEERCHAT_PEER_BURST_BYTES", default_value_t = RelayLimits::default().peer_burst_bytes)]
+    peer_burst_bytes: f64,
     /// Sustained frames per second per key.
     #[arg(long, env = "PEERCHAT_FRAMES_PER_SECOND", default_value_t = RelayLimits::default().frames_per_second)]
     frames_per_second: f64,
@@ -122,6 +129,8 @@ impl LimitOptions {
             message_burst: self.message_burst,
             frames_per_second: self.frames_per_second,
             frame_burst: self.frame_burst,
+            peer_bytes_per_second: self.peer_bytes_per_second,
+            peer_burst_bytes: self.peer_burst_bytes,
             send_queue_frames: self.send_queue_frames.max(1),
             ..RelayLimits::default()
         }
