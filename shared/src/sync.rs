@@ -175,16 +175,19 @@ struct Missing {
     not_before: UnixMillis,
 }
 
+/// A requested id: who was asked, when, and what is known of it should the request fail.
 #[derive(Debug)]
 struct InFlight {
     peer: PeerId,
     sent_at: UnixMillis,
     deadline: UnixMillis,
+    missing: Missing,
 }
 
 #[derive(Debug, Default)]
 struct ChannelSync {
     index: ChannelIndex,
+    /// Ids known to be missing and not requested yet (requested ones are in `in_flight`).
     missing: BTreeMap<MessageId, Missing>,
     in_flight: HashMap<MessageId, InFlight>,
     /// `in_flight`'s ids by deadline, earliest first.
@@ -389,8 +392,10 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
                 .map(|(id, flight)| (flight.deadline, *id))
                 .collect();
             for (deadline, id) in abandoned {
-                sync.in_flight.remove(&id);
                 sync.in_flight_by_time.remove(&(deadline, id));
+                if let Some(flight) = sync.in_flight.remove(&id) {
+                    sync.missing.insert(id, flight.missing);
+                }
             }
             sync.reconciling_with.remove(&peer);
             for missing in sync.missing.values_mut() {
@@ -516,6 +521,13 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
         };
         for id in ids {
             if sync.index.contains(id) {
+                continue;
+            }
+            if let Some(flight) = sync.in_flight.get_mut(&id) {
+                let holders = &mut flight.missing.holders;
+                if !holders.contains(&peer) && holders.len() < holders_per_id {
+                    holders.push(peer);
+                }
                 continue;
             }
             if !sync.missing.contains_key(&id) && sync.missing.len() >= max_missing {
@@ -753,14 +765,16 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
                 }
                 sync.in_flight_by_time.pop_first();
                 sync.dirty = true;
-                let Some(flight) = sync.in_flight.remove(&id) else {
+                let Some(mut flight) = sync.in_flight.remove(&id) else {
                     continue;
                 };
                 expired.push(flight.peer);
                 // The slow peer is not asked for this id again.
-                if let Some(missing) = sync.missing.get_mut(&id) {
-                    missing.holders.retain(|holder| *holder != flight.peer);
-                }
+                flight
+                    .missing
+                    .holders
+                    .retain(|holder| *holder != flight.peer);
+                sync.missing.insert(id, flight.missing);
             }
         }
         for peer in expired {
@@ -818,8 +832,12 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
                 .count();
             let mut earliest_waiting: Option<UnixMillis> = None;
             let mut batches: BTreeMap<PeerId, Vec<MessageId>> = BTreeMap::new();
+            // Ids whose holders are all busy; past a few batches' worth, the rest wait for the
+            // next pass, so a pass costs O(capacity), not O(missing).
+            let mut held_up = 0;
             for (id, missing) in sync.missing.iter().rev() {
-                if with_room == 0 {
+                if with_room == 0 || held_up >= 4 * capacity {
+                    with_room = 0;
                     break;
                 }
                 if missing.not_before > now {
@@ -827,9 +845,6 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
                         earliest_waiting
                             .map_or(missing.not_before, |at| at.min(missing.not_before)),
                     );
-                    continue;
-                }
-                if sync.in_flight.contains_key(id) {
                     continue;
                 }
                 if missing.holders.is_empty() && !without_holders.contains(&channel) {
@@ -852,6 +867,8 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
                     if state.ids_in_flight + batch.len() >= capacity {
                         with_room -= 1;
                     }
+                } else {
+                    held_up += 1;
                 }
             }
             // Stopping early leaves `earliest_waiting` unknown: look again soon after.
@@ -867,10 +884,14 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
                     self.limits.request_timeout_millis,
                 ));
                 for id in &ids {
+                    let Some(missing) = sync.missing.remove(id) else {
+                        continue;
+                    };
                     let flight = InFlight {
                         peer,
                         sent_at: now,
                         deadline,
+                        missing,
                     };
                     sync.in_flight.insert(*id, flight);
                     sync.in_flight_by_time.insert((deadline, *id));
@@ -930,6 +951,7 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
             let state = if peers.is_empty() {
                 HistoryState::NoPeers
             } else if !sync.missing.is_empty()
+                || !sync.in_flight.is_empty()
                 || !sync.reconciling_with.is_empty()
                 || !sync.reconciled_once
             {
