@@ -2,6 +2,12 @@
 //! the relay, refusing a forging peer, and history reaching a newcomer over each path. A small
 //! in-memory world plays the relay (presence, signals, forwarded frames) and WebRTC (an answer
 //! applied opens the data channel, unless data channels are switched off).
+//! They also run compiled to wasm32 in Chromium, where the mesh lives.
+
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+#[cfg(target_arch = "wasm32")]
+wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 
 mod simulation;
 
@@ -528,4 +534,59 @@ fn signals_from_sessions_outside_the_members_channels_are_ignored() {
             channel: ChannelName::new("general").unwrap()
         }]
     );
+}
+
+#[test]
+fn a_broken_data_channel_is_offered_again_with_the_relays_ice_servers() {
+    let ice_servers = vec![peerchat_shared::frames::IceServer {
+        urls: vec!["stun:stun.example.org:3478".into()],
+        username: None,
+        credential: None,
+    }];
+    let mut mesh = PeerMesh::new(UnixMillis(1), 3);
+    let now = UnixMillis(2);
+    mesh.handle(
+        now,
+        MeshInput::Relay(PeerNews::Online {
+            session: SessionId(2),
+            me: member_key(0),
+            relay: relay_key(),
+            ice_servers: ice_servers.clone(),
+        }),
+    );
+    let other = PeerAddress {
+        key: member_key(1),
+        session: SessionId(1),
+    };
+    mesh.handle(
+        now,
+        MeshInput::Relay(PeerNews::Listed {
+            channel: general(),
+            members: vec![other],
+        }),
+    );
+    let offer = MeshOutput::Offer {
+        session: other.session,
+        ice_servers,
+    };
+    let outputs: Vec<MeshOutput> = std::iter::from_fn(|| mesh.poll_output()).collect();
+    assert!(outputs.contains(&offer), "{outputs:?}");
+    mesh.handle(
+        now,
+        MeshInput::LinkOpen {
+            session: other.session,
+        },
+    );
+    assert_eq!(mesh.stats().data_channels_open, 1);
+    while mesh.poll_output().is_some() {}
+
+    mesh.handle(
+        now,
+        MeshInput::LinkDown {
+            session: other.session,
+        },
+    );
+    let outputs: Vec<MeshOutput> = std::iter::from_fn(|| mesh.poll_output()).collect();
+    assert!(outputs.contains(&offer), "offered again: {outputs:?}");
+    assert_eq!(mesh.stats().data_channels_open, 0);
 }
