@@ -267,7 +267,10 @@ const handlers = {
   connection(event) {
     ui.connection.textContent = CONNECTION_TEXT[event.state](event);
     document.body.dataset.connection = event.state;
-    if (event.state === "online") ui.problem.hidden = true;
+    if (event.state === "online") {
+      ui.problem.hidden = true;
+      document.body.dataset.onlineMs ??= performance.now().toFixed(1);
+    }
   },
   welcome() {
     if (location.hash.startsWith("#invite=")) history.replaceState(null, "", location.pathname);
@@ -350,6 +353,10 @@ const handlers = {
     data.relayedLinks = event.relayed_links;
     data.envelopesOverDataChannel = event.envelopes_over_data_channel;
     data.envelopesOverRelay = event.envelopes_over_relay;
+    if (event.envelopes_over_data_channel + event.envelopes_over_relay > 0) {
+      data.firstPeerEnvelopeMs ??= performance.now().toFixed(1);
+      data.lastPeerEnvelopeMs = performance.now().toFixed(1);
+    }
   },
   problem(event) { showProblem(event.message); },
   stopped(event) { showProblem(event.message); },

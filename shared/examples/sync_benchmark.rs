@@ -1,6 +1,6 @@
 //! `cargo xtask bench sync`: the sync engine of 1,000 peers in the deterministic simulation,
-//! with 1,000 messages, 5% loss and churn, reporting rounds and transfers for
-//! docs/benchmarks.md. A tick is the simulation's time step; a frame takes one or two ticks.
+//! with 10,000 messages, 5% loss and churn, reporting rounds and transfers for
+//! docs/benchmarks.md (about 10 minutes of CPU). A tick is the simulation's time step; a frame takes one or two ticks.
 
 #[path = "../tests/simulation/mod.rs"]
 mod simulation;
@@ -18,13 +18,12 @@ fn total_received(sim: &Simulation) -> usize {
 }
 
 fn main() {
-    // `sync_benchmark [peers] [messages]`, 1,000 and 1,000 by default (10,000 messages does
-    // not finish in 20 minutes yet; see docs/benchmarks.md).
+    // `sync_benchmark [peers] [messages]`, 1,000 and 10,000 by default.
     let mut arguments = std::env::args()
         .skip(1)
         .map(|a| a.parse::<usize>().expect("a number"));
     let peers = arguments.next().unwrap_or(1_000);
-    let messages = arguments.next().unwrap_or(1_000);
+    let messages = arguments.next().unwrap_or(10_000);
     run(peers, messages);
 }
 

@@ -769,11 +769,12 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
                     continue;
                 };
                 expired.push(flight.peer);
-                // The slow peer is not asked for this id again.
-                flight
-                    .missing
-                    .holders
-                    .retain(|holder| *holder != flight.peer);
+                // The slow peer is not asked for this id again, unless it is the only one known
+                // to hold it (the request or its answer may just have been lost).
+                let holders = &mut flight.missing.holders;
+                if holders.len() > 1 {
+                    holders.retain(|holder| *holder != flight.peer);
+                }
                 sync.missing.insert(id, flight.missing);
             }
         }

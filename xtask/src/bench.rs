@@ -144,6 +144,39 @@ fn stop(relay: &mut Child) {
 
 /// Runs the browser test that reloads a page holding 1,000 cached messages `repeats` times and
 /// prints each run's timings and their medians.
+/// Runs the newcomer browser test `repeats` times with `messages` messages and reports each
+/// run's times and the median of the whole transfer.
+pub(crate) fn newcomer(root: &Path, messages: usize, repeats: usize) -> Result<()> {
+    let mut totals = Vec::new();
+    for run_number in 1..=repeats {
+        let output = process::output_of(
+            process::cargo(root)
+                .args(["test", "--locked", "--package", "peerchat-server"])
+                .args(["--test", "browser_history_newcomer", "--", "--nocapture"])
+                .env("PEERCHAT_NEWCOMER_MESSAGES", messages.to_string()),
+        )
+        .context("the newcomer test failed")?;
+        let line = output
+            .lines()
+            .find(|line| line.starts_with("newcomer:"))
+            .context("the newcomer test printed no timings")?;
+        eprintln!("xtask: run {run_number}: {line}");
+        let total: f64 = line
+            .split_whitespace()
+            .find_map(|word| word.strip_prefix("online_to_all_stored="))
+            .and_then(|value| value.parse().ok())
+            .context("no online_to_all_stored in the report")?;
+        totals.push(total);
+    }
+    totals.sort_by(f64::total_cmp);
+    eprintln!(
+        "xtask: newcomer with {messages} messages: median {:.0} ms from online to all stored ({} runs)",
+        totals[totals.len() / 2],
+        totals.len()
+    );
+    Ok(())
+}
+
 pub(crate) fn render(root: &Path, repeats: usize) -> Result<()> {
     let mut runs: Vec<Vec<(String, f64)>> = Vec::new();
     for run_number in 1..=repeats {

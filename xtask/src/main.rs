@@ -50,8 +50,15 @@ enum BenchTarget {
         #[arg(long, default_value_t = 3)]
         repeats: usize,
     },
-    /// The history sync engine in simulation: 1,000 peers, 1,000 messages, loss and churn.
+    /// The history sync engine in simulation: 1,000 peers, 10,000 messages, loss and churn.
     Sync,
+    /// A newcomer's page getting a member's whole history over a data channel, in Chromium.
+    Newcomer {
+        #[arg(long, default_value_t = 10_000)]
+        messages: usize,
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+    },
     /// Reloading a page with 1,000 cached messages in headless Chromium.
     Render {
         #[arg(long, default_value_t = 5)]
@@ -90,6 +97,13 @@ fn main() -> Result<()> {
             let toolchain = setup::ensure(setup::Needs::Everything)?;
             wasm::build_web_bundle(&root, &toolchain)?;
             bench::render(&root, repeats)
+        }
+        Command::Bench {
+            target: BenchTarget::Newcomer { messages, repeats },
+        } => {
+            let toolchain = setup::ensure(setup::Needs::Everything)?;
+            wasm::build_web_bundle(&root, &toolchain)?;
+            bench::newcomer(&root, messages, repeats)
         }
         Command::Fuzz { seconds } => fuzz(&root, seconds),
     }

@@ -1,0 +1,80 @@
+//! How fast a newcomer gets a member's whole history over a data channel: Bob holds the
+//! messages, Cleo joins, and her page receives, verifies and stores every one of them from
+//! him. The count is `PEERCHAT_NEWCOMER_MESSAGES` (500 unless set; `cargo xtask bench
+//! newcomer` sets 10,000). The time is printed for docs/benchmarks.md, never asserted.
+
+mod browser;
+mod support;
+
+use browser::{Browser, ChromeDriver};
+use peerchat_shared::channel::ChannelName;
+use peerchat_shared::frames::ClientToRelay;
+use peerchat_shared::message::{ClientNonce, Draft, MessageBody};
+use support::{unthrottled_config, TestRelay};
+
+/// Messages posted before waiting for Bob's page to store them, so that it never falls behind
+/// far enough to be dropped as a slow reader.
+const CHUNK: usize = 500;
+
+#[tokio::test(flavor = "multi_thread")]
+#[allow(clippy::print_stdout, reason = "the timing is this test's report")]
+async fn a_newcomer_receives_and_stores_a_members_whole_history() {
+    if browser::run_sealed() {
+        return;
+    }
+    let count: usize = std::env::var("PEERCHAT_NEWCOMER_MESSAGES")
+        .map(|value| value.parse().expect("a number of messages"))
+        .unwrap_or(500);
+    let relay = TestRelay::start(unthrottled_config()).await;
+    let driver = ChromeDriver::start().await;
+    let bob = Browser::open(&driver, &relay.url("/")).await;
+    bob.wait_until_online().await;
+    let mut poster = relay.member(40).await;
+    poster.join("general").await;
+    for index in 0..count {
+        let draft = Draft::sign(
+            &poster.key,
+            &poster.relay,
+            ChannelName::new("general").unwrap(),
+            ClientNonce((index as u128).to_be_bytes()),
+            MessageBody::text(format!("message {index}")),
+        );
+        poster.send(&ClientToRelay::Send { draft }).await;
+        if (index + 1) % CHUNK == 0 || index + 1 == count {
+            poster.drain().await;
+            bob.wait_for_message_count(index + 1).await;
+        }
+    }
+    drop(poster);
+
+    let cleo = Browser::open(&driver, &relay.url("/")).await;
+    cleo.wait_until(
+        "Cleo to store every message",
+        &format!("return document.body.dataset.envelopesOverDataChannel === '{count}'"),
+    )
+    .await;
+    let milestone = |name: &str| format!("return Number(document.body.dataset.{name})");
+    let online = cleo.eval(&milestone("onlineMs")).await.as_f64().unwrap();
+    let first = cleo
+        .eval(&milestone("firstPeerEnvelopeMs"))
+        .await
+        .as_f64()
+        .unwrap();
+    let last = cleo
+        .eval(&milestone("lastPeerEnvelopeMs"))
+        .await
+        .as_f64()
+        .unwrap();
+    assert_eq!(cleo.dataset("envelopesOverRelay").await, "0");
+    // Milliseconds, read by `cargo xtask bench newcomer` from stdout.
+    println!(
+        "newcomer: messages={count} online_to_first={:.0} first_to_all_stored={:.0} online_to_all_stored={:.0}",
+        first - online,
+        last - first,
+        last - online
+    );
+    cleo.wait_for_message_count(count).await;
+    bob.close().await;
+    cleo.close().await;
+    relay.stop().await;
+}
