@@ -612,23 +612,7 @@ impl Hub {
         to: SessionId,
         data: String,
     ) -> Result<(), Refusal> {
-        let state = self.state();
-        let sender = state.sessions.get(&from).ok_or_else(gone)?;
-        if !state.sessions.contains_key(&to) {
-            return Err(Refusal::new(
-                ErrorCode::UnknownPeer,
-                format!("session {} is not online", to.0),
-            ));
-        }
-        let frame = RelayToClient::Signal {
-            from: PeerAddress {
-                key: sender.key,
-                session: from,
-            },
-            data,
-        };
-        self.deliver(&state, to, Utf8Bytes::from(encode(&frame)));
-        Ok(())
+        self.pass_on(from, to, |from| RelayToClient::Signal { from, data })
     }
 
     /// Forwards a peer frame to another session, with `from` set from ours; keeps nothing.
@@ -638,6 +622,19 @@ impl Hub {
         to: SessionId,
         frame: String,
     ) -> Result<(), Refusal> {
+        let bytes = frame.len();
+        self.pass_on(from, to, |from| RelayToClient::Peer { from, frame })?;
+        self.metrics.peer_bytes_forwarded(bytes);
+        Ok(())
+    }
+
+    /// Queues for session `to` the frame `frame` makes of the sender's address.
+    fn pass_on(
+        &self,
+        from: SessionId,
+        to: SessionId,
+        frame: impl FnOnce(PeerAddress) -> RelayToClient,
+    ) -> Result<(), Refusal> {
         let state = self.state();
         let sender = state.sessions.get(&from).ok_or_else(gone)?;
         if !state.sessions.contains_key(&to) {
@@ -646,16 +643,11 @@ impl Hub {
                 format!("session {} is not online", to.0),
             ));
         }
-        let bytes = frame.len();
-        let frame = RelayToClient::Peer {
-            from: PeerAddress {
-                key: sender.key,
-                session: from,
-            },
-            frame,
-        };
+        let frame = frame(PeerAddress {
+            key: sender.key,
+            session: from,
+        });
         self.deliver(&state, to, Utf8Bytes::from(encode(&frame)));
-        self.metrics.peer_bytes_forwarded(bytes);
         Ok(())
     }
 
