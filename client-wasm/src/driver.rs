@@ -13,7 +13,7 @@ use futures_util::StreamExt as _;
 use peerchat_shared::channel::ChannelName;
 use peerchat_shared::client::{ClientEvent, ClientInput, ClientOutput, ClientSession, MessageView};
 use peerchat_shared::frames::SessionId;
-use peerchat_shared::mesh::{MeshInput, MeshOutput, MeshStats, PeerMesh, Transport};
+use peerchat_shared::mesh::{MeshInput, MeshOutput, MeshStats, PeerMesh};
 use peerchat_shared::message::VerifiedEnvelope;
 use peerchat_shared::store::HistoryStore as _;
 use peerchat_shared::sync::HistoryState;
@@ -92,7 +92,6 @@ struct HistoryForPage<'a> {
     kind: &'static str,
     channel: &'a ChannelName,
     messages: Vec<MessageView>,
-    transport: Transport,
 }
 
 /// A channel's history state for the page.
@@ -392,9 +391,7 @@ impl Driver {
                 );
             }
             MeshOutput::Store {
-                channel,
-                envelopes,
-                transport,
+                channel, envelopes, ..
             } => {
                 self.history
                     .insert(&envelopes)
@@ -407,7 +404,6 @@ impl Driver {
                         .iter()
                         .map(|envelope| MessageView::from(envelope.envelope()))
                         .collect(),
-                    transport,
                 });
             }
             MeshOutput::State { channel, state } => self.sink.emit(&HistoryStateForPage {
