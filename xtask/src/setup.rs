@@ -40,6 +40,8 @@ pub(crate) struct Toolchain {
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 const DEBIAN_WASM_PACKAGES: &[&str] = &["rustc-web", "cargo-web", "rust-web-src", "lld-22"];
 const BROWSER_PACKAGES: &[&str] = &["chromium", "chromium-driver"];
+/// `unshare` and `ip`, with which each browser test makes its own network namespace.
+const NAMESPACE_PACKAGES: &[&str] = &["util-linux", "iproute2"];
 
 pub(crate) fn ensure(needs: Needs) -> Result<Toolchain> {
     let mut apt = Apt::default();
@@ -144,6 +146,12 @@ fn cargo_home() -> PathBuf {
 }
 
 fn ensure_browser(apt: &mut Apt) -> Result<()> {
+    if find_in_path("unshare").is_some() && find_in_path("ip").is_some() {
+        eprintln!("xtask: unshare and ip: already installed");
+    } else {
+        apt.install(NAMESPACE_PACKAGES)
+            .context("browser tests run in a network namespace of their own (Debian: apt-get install util-linux iproute2)")?;
+    }
     if find_in_path("chromium").is_some() && find_in_path("chromedriver").is_some() {
         eprintln!("xtask: Chromium and ChromeDriver: already installed");
         return Ok(());

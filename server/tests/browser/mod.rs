@@ -18,8 +18,8 @@ const POLL: Duration = Duration::from_millis(100);
 /// Set in the copy of a test that runs inside its own network namespace.
 const SEALED: &str = "PEERCHAT_TEST_SEALED_NAMESPACE";
 
-/// Runs the calling test again, alone, in a new network namespace (`unshare --net`), and fails
-/// if that run fails. Returns true in the outer run, which then has nothing more to do, and
+/// Runs the calling test again, alone, in a new network namespace (`unshare --net`, inside a
+/// user namespace so that no privilege is needed), and fails if that run fails. Returns true in the outer run, which then has nothing more to do, and
 /// false inside the namespace, where the test proceeds. libtest names each test's thread after
 /// the test, and `#[tokio::test]` runs its body on that thread.
 ///
@@ -41,6 +41,8 @@ pub fn run_sealed() -> bool {
         .to_owned();
     let output = Command::new("unshare")
         .args([
+            "--user",
+            "--map-root-user",
             "--net",
             "--",
             "sh",
