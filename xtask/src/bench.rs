@@ -144,6 +144,14 @@ fn stop(relay: &mut Child) {
 
 /// Runs the browser test that reloads a page holding 1,000 cached messages `repeats` times and
 /// prints each run's timings and their medians.
+/// The report a test printed, starting at `label` (libtest may have printed the test's name
+/// before it on the same line).
+fn report_line<'a>(output: &'a str, label: &str) -> Option<&'a str> {
+    output
+        .lines()
+        .find_map(|line| line.find(label).map(|start| &line[start..]))
+}
+
 /// Runs the newcomer browser test `repeats` times with `messages` messages and reports each
 /// run's times and the median of the whole transfer.
 pub(crate) fn newcomer(root: &Path, messages: usize, repeats: usize) -> Result<()> {
@@ -156,10 +164,8 @@ pub(crate) fn newcomer(root: &Path, messages: usize, repeats: usize) -> Result<(
                 .env("PEERCHAT_NEWCOMER_MESSAGES", messages.to_string()),
         )
         .context("the newcomer test failed")?;
-        let line = output
-            .lines()
-            .find(|line| line.starts_with("newcomer:"))
-            .context("the newcomer test printed no timings")?;
+        let line =
+            report_line(&output, "newcomer:").context("the newcomer test printed no timings")?;
         eprintln!("xtask: run {run_number}: {line}");
         let total: f64 = line
             .split_whitespace()
@@ -186,9 +192,7 @@ pub(crate) fn render(root: &Path, repeats: usize) -> Result<()> {
                 .args(["--test", "browser_history_render", "--", "--nocapture"]),
         )
         .context("the history-render test failed")?;
-        let line = output
-            .lines()
-            .find(|line| line.starts_with("history render:"))
+        let line = report_line(&output, "history render:")
             .context("the history-render test printed no timings")?;
         eprintln!("xtask: run {run_number}: {line}");
         let timings: Vec<(String, f64)> = line
