@@ -344,26 +344,23 @@ impl Hub {
 
     /// Takes a frame token for the session's key; false when over the frame rate.
     pub(crate) fn allow_frame(&self, id: SessionId, now: Instant) -> bool {
-        let mut state = self.state();
-        let Some(key) = state.sessions.get(&id).map(|session| session.key) else {
-            return false;
-        };
-        state
-            .keys
-            .get_mut(&key)
-            .is_some_and(|key_state| key_state.frames.try_take(now))
+        self.take_from_key(id, |key_state| key_state.frames.try_take(now))
     }
 
     /// Takes `bytes` from the key's quota for forwarded peer frames; false when over it.
     pub(crate) fn allow_peer_bytes(&self, id: SessionId, bytes: usize, now: Instant) -> bool {
+        self.take_from_key(id, |key_state| {
+            key_state.peer_bytes.try_take_many(bytes as f64, now)
+        })
+    }
+
+    /// Applies `take` to the state of the session's key; false for a session that is gone.
+    fn take_from_key(&self, id: SessionId, take: impl FnOnce(&mut KeyState) -> bool) -> bool {
         let mut state = self.state();
         let Some(key) = state.sessions.get(&id).map(|session| session.key) else {
             return false;
         };
-        state
-            .keys
-            .get_mut(&key)
-            .is_some_and(|key_state| key_state.peer_bytes.try_take_many(bytes as f64, now))
+        state.keys.get_mut(&key).is_some_and(take)
     }
 
     /// The channel list: configured defaults plus every channel someone is in.
