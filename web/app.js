@@ -353,6 +353,7 @@ const handlers = {
     data.relayedLinks = event.relayed_links;
     data.envelopesOverDataChannel = event.envelopes_over_data_channel;
     data.envelopesOverRelay = event.envelopes_over_relay;
+    data.envelopesFromArchivePeers = event.envelopes_from_archive_peers;
     if (event.envelopes_over_data_channel + event.envelopes_over_relay > 0) {
       data.firstPeerEnvelopeMs ??= performance.now().toFixed(1);
       data.lastPeerEnvelopeMs = performance.now().toFixed(1);

@@ -91,13 +91,34 @@ pub enum ClientInput {
     },
 }
 
+/// Another session in a channel, as the peer-to-peer layer sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChannelPeer {
+    pub address: PeerAddress,
+    /// The relay marks the operator's virtual clients: peers of last resort.
+    pub role: Role,
+}
+
+impl From<&MemberPresence> for ChannelPeer {
+    fn from(member: &MemberPresence) -> Self {
+        Self {
+            address: PeerAddress {
+                key: member.key,
+                session: member.session,
+            },
+            role: member.role,
+        }
+    }
+}
+
 /// What the peer-to-peer layer ([`crate::mesh::PeerMesh`]) needs to hear from the relay.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PeerNews {
-    /// Logged in as `session` of member `me` at the relay whose key is `relay`.
+    /// Logged in as `session` of member `me`, with `role`, at the relay whose key is `relay`.
     Online {
         session: SessionId,
         me: PublicKey,
+        role: Role,
         relay: PublicKey,
         ice_servers: Vec<IceServer>,
     },
@@ -107,11 +128,11 @@ pub enum PeerNews {
     /// first part, possibly empty, says the channel was joined).
     Listed {
         channel: ChannelName,
-        members: Vec<PeerAddress>,
+        members: Vec<ChannelPeer>,
     },
     Arrived {
         channel: ChannelName,
-        member: PeerAddress,
+        member: ChannelPeer,
     },
     Departed {
         channel: ChannelName,
@@ -565,6 +586,7 @@ impl ClientSession {
                 self.news(PeerNews::Online {
                     session,
                     me: self.key.public_key(),
+                    role,
                     relay: relay.public_key(),
                     ice_servers,
                 });
@@ -720,13 +742,7 @@ impl ClientSession {
         let Some(online) = self.presence.get_mut(&channel) else {
             return;
         };
-        let addresses = members
-            .iter()
-            .map(|member| PeerAddress {
-                key: member.key,
-                session: member.session,
-            })
-            .collect();
+        let addresses = members.iter().map(ChannelPeer::from).collect();
         for member in members {
             online.insert(member.session, member);
         }
@@ -747,21 +763,18 @@ impl ClientSession {
         let Some(online) = self.presence.get_mut(&channel) else {
             return;
         };
-        let address = PeerAddress {
-            key: member.key,
-            session: member.session,
-        };
+        let peer = ChannelPeer::from(&member);
         let news = match change {
             PresenceChange::Joined | PresenceChange::Updated => {
                 let arrived = online.insert(member.session, member).is_none();
                 arrived.then(|| PeerNews::Arrived {
                     channel: channel.clone(),
-                    member: address,
+                    member: peer,
                 })
             }
             PresenceChange::Left => online.remove(&member.session).map(|_| PeerNews::Departed {
                 channel: channel.clone(),
-                session: address.session,
+                session: peer.address.session,
             }),
         };
         if let Some(news) = news {

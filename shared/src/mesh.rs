@@ -13,18 +13,22 @@
 //!   began, or fails before opening, carries the same peer frames through the relay (`peer`
 //!   frames), paced to the relay's per-member byte quota. A member that receives a forwarded
 //!   frame from a member it has no link with takes it as that member's fallback.
+//! - **Peers of last resort**: the operator's virtual clients (role `virtual`) are offered links
+//!   after members, and a member holds at most [`MAX_ARCHIVE_LINKS`] links to them, so they never
+//!   take the places of members; the engine asks them only for what no member serves in time.
 //! - **Trust**: a peer the sync engine drops (a forged or altered envelope, a broken rule) has
 //!   its key refused for the rest of the session, whatever session it comes back as.
 //! - Links belong to one relay connection: when it is lost they are all closed, and made again
 //!   after the next login.
 
 use crate::channel::ChannelName;
-use crate::client::{ClientInput, PeerNews};
+use crate::client::{ChannelPeer, ClientInput, PeerNews};
 use crate::codec::{decode_peer_frame, encode};
 use crate::frames::{IceServer, PeerAddress, SessionId};
 use crate::identity::{PublicKey, Verifier};
 use crate::ids::MessageId;
 use crate::limits::{RELAYED_PEER_BURST_BYTES, RELAYED_PEER_BYTES_PER_SECOND};
+use crate::membership::Role;
 use crate::message::{Envelope, VerifiedEnvelope};
 use crate::peer::PeerToPeer;
 use crate::random::SeededRandom;
@@ -37,6 +41,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 pub const MAX_OFFERED_LINKS: usize = 4;
 /// Links in all, offered and accepted; further offers are answered `busy`.
 pub const MAX_LINKS: usize = 8;
+/// Links a member holds to archive peers (virtual clients); a virtual client has no such cap.
+pub const MAX_ARCHIVE_LINKS: usize = 2;
 /// A data channel not open this long after its link began gives way to the relay path.
 pub const LINK_OPEN_TIMEOUT_MILLIS: u64 = 10_000;
 /// Keys refused for the session after misbehaving, oldest forgotten first.
@@ -102,6 +108,11 @@ pub enum MeshInput {
     Delivered {
         envelope: Box<VerifiedEnvelope>,
     },
+    /// The store dropped these ids (a bounded cache evicting old history).
+    Evicted {
+        channel: ChannelName,
+        ids: Vec<MessageId>,
+    },
     Timeout,
 }
 
@@ -161,6 +172,8 @@ pub struct MeshStats {
     pub relayed_links: usize,
     pub envelopes_over_data_channel: u64,
     pub envelopes_over_relay: u64,
+    /// Of the envelopes above, those an archive peer (virtual client) sent.
+    pub envelopes_from_archive_peers: u64,
     /// Forwarded frames not sent because the relay quota was used up (the engine retries).
     pub relayed_frames_held_back: u64,
 }
@@ -177,6 +190,7 @@ enum LinkState {
 struct Link {
     peer: PeerId,
     key: PublicKey,
+    archive: bool,
     offered: bool,
     state: LinkState,
 }
@@ -196,6 +210,8 @@ impl Link {
 struct Login {
     session: SessionId,
     me: PublicKey,
+    /// This member is itself a virtual client.
+    archive: bool,
     ice_servers: Vec<IceServer>,
 }
 
@@ -226,8 +242,8 @@ pub struct PeerMesh {
     login: Option<Login>,
     engine: Option<SyncEngine<Verifier>>,
     random: SeededRandom,
-    /// Channels joined, and for each the other sessions there with their keys.
-    present: BTreeMap<ChannelName, BTreeMap<SessionId, PublicKey>>,
+    /// Channels joined, and for each the other sessions there with their keys and roles.
+    present: BTreeMap<ChannelName, BTreeMap<SessionId, (PublicKey, Role)>>,
     /// Sessions that were in a channel when this member joined it: the ones it may offer to.
     listed: BTreeSet<SessionId>,
     /// Sessions that answered `busy`.
@@ -239,10 +255,16 @@ pub struct PeerMesh {
     relay_budget: ByteBudget,
     stats: MeshStats,
     outputs: VecDeque<MeshOutput>,
+    sync_limits: SyncLimits,
 }
 
 impl PeerMesh {
     pub fn new(now: UnixMillis, random_seed: u64) -> Self {
+        Self::with_sync_limits(now, random_seed, SyncLimits::default())
+    }
+
+    /// A mesh whose engine uses `sync_limits` (a virtual client's horizon, say).
+    pub fn with_sync_limits(now: UnixMillis, random_seed: u64, sync_limits: SyncLimits) -> Self {
         Self {
             login: None,
             engine: None,
@@ -260,6 +282,7 @@ impl PeerMesh {
             },
             stats: MeshStats::default(),
             outputs: VecDeque::new(),
+            sync_limits,
         }
     }
 
@@ -308,6 +331,7 @@ impl PeerMesh {
                     envelopes,
                 },
             ),
+            MeshInput::Evicted { channel, ids } => self.sync(now, SyncInput::Forget { channel, ids }),
             MeshInput::Delivered { envelope } => self.sync(
                 now,
                 SyncInput::Local {
@@ -328,28 +352,32 @@ impl PeerMesh {
             PeerNews::Online {
                 session,
                 me,
+                role,
                 relay,
                 ice_servers,
             } => {
                 if self.engine.is_none() {
                     if let Ok(verifier) = relay.verifier() {
                         let seed = self.random.next_u64();
-                        self.engine = Some(SyncEngine::new(verifier, SyncLimits::default(), seed));
+                        let limits = self.sync_limits.clone();
+                        self.engine = Some(SyncEngine::new(verifier, limits, seed));
                     }
                 }
                 self.login = Some(Login {
                     session,
                     me,
+                    archive: role == Role::Virtual,
                     ice_servers,
                 });
             }
             PeerNews::Offline => self.on_offline(now),
             PeerNews::Listed { channel, members } => self.on_listed(now, channel, members),
             PeerNews::Arrived { channel, member } => {
-                if self.is_other_member(&member) {
+                if self.is_other_member(&member.address) {
                     if let Some(present) = self.present.get_mut(&channel) {
-                        present.insert(member.session, member.key);
-                        self.share_channel(now, member.session, &channel);
+                        let session = member.address.session;
+                        present.insert(session, (member.address.key, member.role));
+                        self.share_channel(now, session, &channel);
                     }
                 }
             }
@@ -392,7 +420,7 @@ impl PeerMesh {
         self.declined.clear();
     }
 
-    fn on_listed(&mut self, now: UnixMillis, channel: ChannelName, members: Vec<PeerAddress>) {
+    fn on_listed(&mut self, now: UnixMillis, channel: ChannelName, members: Vec<ChannelPeer>) {
         if self.login.is_none() {
             return;
         }
@@ -402,15 +430,15 @@ impl PeerMesh {
                 channel: channel.clone(),
             });
         }
-        for member in members {
-            if !self.is_other_member(&member) {
+        for ChannelPeer { address, role } in members {
+            if !self.is_other_member(&address) {
                 continue;
             }
             if let Some(present) = self.present.get_mut(&channel) {
-                present.insert(member.session, member.key);
+                present.insert(address.session, (address.key, role));
             }
-            self.listed.insert(member.session);
-            self.share_channel(now, member.session, &channel);
+            self.listed.insert(address.session);
+            self.share_channel(now, address.session, &channel);
         }
         self.offer_links(now);
     }
@@ -421,12 +449,13 @@ impl PeerMesh {
             return;
         };
         if link.transport().is_some() {
-            let peer = link.peer;
+            let (peer, archive) = (link.peer, link.archive);
             self.sync(
                 now,
                 SyncInput::PeerUp {
                     peer,
                     channels: vec![channel.clone()],
+                    archive,
                 },
             );
         }
@@ -442,9 +471,26 @@ impl PeerMesh {
     }
 
     fn key_of(&self, session: SessionId) -> Option<PublicKey> {
+        self.presence_of(session).map(|(key, _)| key)
+    }
+
+    fn presence_of(&self, session: SessionId) -> Option<(PublicKey, Role)> {
         self.present
             .values()
             .find_map(|present| present.get(&session).copied())
+    }
+
+    fn is_archive(&self, session: SessionId) -> bool {
+        self.presence_of(session)
+            .is_some_and(|(_, role)| role == Role::Virtual)
+    }
+
+    /// Whether a link to `session` would take a place a member should have: this member is no
+    /// archive itself and already holds [`MAX_ARCHIVE_LINKS`] links to archives.
+    fn archive_places_taken(&self, session: SessionId) -> bool {
+        let me_archive = self.login.as_ref().is_some_and(|login| login.archive);
+        let archive_links = self.links.values().filter(|link| link.archive).count();
+        !me_archive && self.is_archive(session) && archive_links >= MAX_ARCHIVE_LINKS
     }
 
     fn is_refused(&self, key: &PublicKey) -> bool {
@@ -462,19 +508,31 @@ impl PeerMesh {
             if offered >= MAX_OFFERED_LINKS || self.links.len() >= MAX_LINKS {
                 return;
             }
-            let candidates: Vec<(SessionId, PublicKey)> = self
+            let candidates: Vec<(SessionId, PublicKey, bool)> = self
                 .listed
                 .iter()
                 .filter(|session| {
-                    !self.links.contains_key(session) && !self.declined.contains(session)
+                    !self.links.contains_key(session)
+                        && !self.declined.contains(session)
+                        && !self.archive_places_taken(**session)
                 })
-                .filter_map(|session| self.key_of(*session).map(|key| (*session, key)))
-                .filter(|(_, key)| !self.is_refused(key) && !self.has_link_to_key(key))
+                .filter_map(|session| {
+                    let (key, _) = self.presence_of(*session)?;
+                    Some((*session, key, self.is_archive(*session)))
+                })
+                .filter(|(_, key, _)| !self.is_refused(key) && !self.has_link_to_key(key))
                 .collect();
-            if candidates.is_empty() {
+            // Members first; archives only when no member is left to offer to.
+            let members: Vec<_> = candidates.iter().filter(|(.., archive)| !archive).collect();
+            let pool = if members.is_empty() {
+                candidates.iter().collect()
+            } else {
+                members
+            };
+            if pool.is_empty() {
                 return;
             }
-            let (session, key) = candidates[self.random.below(candidates.len())];
+            let (session, key, _) = *pool[self.random.below(pool.len())];
             self.begin_link(now, session, key, true);
             let ice_servers = self.ice_servers();
             self.outputs.push_back(MeshOutput::Offer {
@@ -496,11 +554,13 @@ impl PeerMesh {
         let peer = self.next_peer;
         self.next_peer += 1;
         self.sessions_by_peer.insert(peer, session);
+        let archive = self.is_archive(session);
         self.links.insert(
             session,
             Link {
                 peer,
                 key,
+                archive,
                 offered,
                 state: if offered {
                     LinkState::Offering { deadline }
@@ -564,7 +624,10 @@ impl PeerMesh {
             Some(_) => self.remove_link(now, from.session),
             None => {}
         }
-        if self.links.len() >= MAX_LINKS || self.has_link_to_key(&from.key) {
+        if self.links.len() >= MAX_LINKS
+            || self.has_link_to_key(&from.key)
+            || self.archive_places_taken(from.session)
+        {
             return self.signal(from.session, &SignalPayload::Busy);
         }
         self.begin_link(now, from.session, from.key, false);
@@ -597,11 +660,18 @@ impl PeerMesh {
     }
 
     fn peer_up(&mut self, now: UnixMillis, session: SessionId) {
-        let Some(peer) = self.links.get(&session).map(|link| link.peer) else {
+        let Some((peer, archive)) = self.links.get(&session).map(|l| (l.peer, l.archive)) else {
             return;
         };
         let channels = self.shared_channels(session);
-        self.sync(now, SyncInput::PeerUp { peer, channels });
+        self.sync(
+            now,
+            SyncInput::PeerUp {
+                peer,
+                channels,
+                archive,
+            },
+        );
     }
 
     fn on_link_down(&mut self, now: UnixMillis, session: SessionId) {
@@ -646,7 +716,10 @@ impl PeerMesh {
             }
             Some(LinkState::Open | LinkState::Relayed) => {}
             None => {
-                if self.links.len() >= MAX_LINKS || self.has_link_to_key(&from.key) {
+                if self.links.len() >= MAX_LINKS
+                    || self.has_link_to_key(&from.key)
+                    || self.archive_places_taken(from.session)
+                {
                     return;
                 }
                 self.begin_link(now, from.session, from.key, false);
@@ -750,13 +823,15 @@ impl PeerMesh {
                 envelopes,
                 from,
             } => {
-                let transport = self
+                let link = self
                     .sessions_by_peer
                     .get(&from)
-                    .and_then(|session| self.links.get(session))
-                    .and_then(Link::transport)
-                    .unwrap_or(Transport::Relay);
+                    .and_then(|session| self.links.get(session));
+                let transport = link.and_then(Link::transport).unwrap_or(Transport::Relay);
                 let count = envelopes.len() as u64;
+                if link.is_some_and(|link| link.archive) {
+                    self.stats.envelopes_from_archive_peers += count;
+                }
                 match transport {
                     Transport::DataChannel => self.stats.envelopes_over_data_channel += count,
                     Transport::Relay => self.stats.envelopes_over_relay += count,

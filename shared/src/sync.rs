@@ -10,6 +10,11 @@
 //! - **Push**: a message new to this peer goes at once to a few random peers (`fanout`) and is
 //!   announced by id (`have`) to the others, which ask for it only if no copy came after a grace
 //!   period. Ids already held are never asked for twice.
+//! - **Peers of last resort**: a peer marked `archive` (an operator's virtual client) is asked
+//!   only for what no member holds, and only after [`SyncLimits::archive_grace_millis`] and
+//!   once no reconciliation with a member is running, so members serve first.
+//! - **Horizon**: an engine with [`SyncLimits::horizon_millis`] (a virtual client's cache window)
+//!   never asks for messages older than that, and forgets ids its store evicted.
 //! - **Verification**: every envelope is checked before it is stored; a peer that sends a forged
 //!   or altered one, or breaks the frame rules, is disconnected and ignored for the session.
 //! - **Bounds**: ids in flight per peer, loads per peer, missing ids per channel, peers
@@ -69,6 +74,10 @@ pub struct SyncLimits {
     pub holders_per_id: usize,
     /// Peers remembered as dropped for the session.
     pub max_dropped_peers: usize,
+    /// How long an id only archive peers hold waits for a member to turn up holding it.
+    pub archive_grace_millis: u64,
+    /// Messages older than this are neither asked for nor kept track of (`None`: all history).
+    pub horizon_millis: Option<u64>,
 }
 
 impl Default for SyncLimits {
@@ -84,6 +93,8 @@ impl Default for SyncLimits {
             max_missing: 200_000,
             holders_per_id: 4,
             max_dropped_peers: 1_024,
+            archive_grace_millis: 2_000,
+            horizon_millis: None,
         }
     }
 }
@@ -99,10 +110,12 @@ pub enum SyncInput {
         channel: ChannelName,
     },
     /// A peer is reachable (data channel open, or relay fallback) and is in `channels`. For a
-    /// peer already up, `channels` are added to those it is in.
+    /// peer already up, `channels` are added to those it is in. An `archive` peer (a virtual
+    /// client) is a peer of last resort.
     PeerUp {
         peer: PeerId,
         channels: Vec<ChannelName>,
+        archive: bool,
     },
     PeerDown {
         peer: PeerId,
@@ -122,6 +135,11 @@ pub enum SyncInput {
     Local {
         envelope: Box<VerifiedEnvelope>,
         spread: bool,
+    },
+    /// The store no longer holds these ids (evicted from a bounded cache).
+    Forget {
+        channel: ChannelName,
+        ids: Vec<MessageId>,
     },
     Timeout,
 }
@@ -209,6 +227,7 @@ struct ChannelSync {
 #[derive(Debug)]
 struct PeerState {
     channels: BTreeSet<ChannelName>,
+    archive: bool,
     ids_in_flight: usize,
     loads_pending: usize,
     /// Smoothed time from a `want` to its envelopes.
@@ -281,7 +300,11 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
             SyncInput::Leave { channel } => {
                 self.channels.remove(&channel);
             }
-            SyncInput::PeerUp { peer, channels } => self.on_peer_up(now, peer, channels),
+            SyncInput::PeerUp {
+                peer,
+                channels,
+                archive,
+            } => self.on_peer_up(now, peer, channels, archive),
             SyncInput::PeerDown { peer } => self.forget_peer(peer),
             SyncInput::Frame { peer, frame } => self.on_frame(now, peer, frame),
             SyncInput::Loaded {
@@ -290,6 +313,13 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
                 envelopes,
             } => self.on_loaded(peer, channel, envelopes),
             SyncInput::Local { envelope, spread } => self.on_local(*envelope, spread),
+            SyncInput::Forget { channel, ids } => {
+                if let Some(sync) = self.channels.get_mut(&channel) {
+                    for id in ids {
+                        sync.index.remove(id);
+                    }
+                }
+            }
             SyncInput::Timeout => self.on_timeout(now),
         }
         self.request_missing(now);
@@ -318,7 +348,13 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
         }
     }
 
-    fn on_peer_up(&mut self, now: UnixMillis, peer: PeerId, channels: Vec<ChannelName>) {
+    fn on_peer_up(
+        &mut self,
+        now: UnixMillis,
+        peer: PeerId,
+        channels: Vec<ChannelName>,
+        archive: bool,
+    ) {
         if self.dropped.contains(&peer) {
             return;
         }
@@ -337,6 +373,7 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
             peer,
             PeerState {
                 channels: channels.clone(),
+                archive,
                 ids_in_flight: 0,
                 loads_pending: 0,
                 round_trip_millis: 200,
@@ -516,11 +553,17 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
         ids: Vec<MessageId>,
     ) {
         let (max_missing, holders_per_id) = (self.limits.max_missing, self.limits.holders_per_id);
+        let oldest_wanted = self
+            .limits
+            .horizon_millis
+            .map_or(UnixMillis(0), |horizon| {
+                UnixMillis(not_before.0.saturating_sub(horizon))
+            });
         let Some(sync) = self.channels.get_mut(channel) else {
             return;
         };
         for id in ids {
-            if sync.index.contains(id) {
+            if sync.index.contains(id) || id.timestamp() < oldest_wanted {
                 continue;
             }
             if let Some(flight) = sync.in_flight.get_mut(&id) {
@@ -831,6 +874,12 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
                 .values()
                 .filter(|state| state.ids_in_flight < capacity)
                 .count();
+            // Archives wait while a member may still turn out to hold what they hold.
+            let member_reconciling = sync
+                .reconciling_with
+                .keys()
+                .any(|peer| self.peers.get(peer).is_some_and(|state| !state.archive));
+            let archive_grace = self.limits.archive_grace_millis;
             let mut earliest_waiting: Option<UnixMillis> = None;
             let mut batches: BTreeMap<PeerId, Vec<MessageId>> = BTreeMap::new();
             // Ids whose holders are all busy; past a few batches' worth, the rest wait for the
@@ -851,17 +900,37 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
                 if missing.holders.is_empty() && !without_holders.contains(&channel) {
                     without_holders.push(channel.clone());
                 }
+                let archives_from = missing.not_before.saturating_add_millis(archive_grace);
+                let archives_may_serve = !member_reconciling && archives_from <= now;
                 // A reconciliation reveals ids oldest first; waiting for it to finish lets the
                 // newest be fetched first.
-                let best = missing
+                let holders = missing
                     .holders
                     .iter()
                     .filter(|holder| !sync.reconciling_with.contains_key(holder))
-                    .filter_map(|holder| self.peers.get(holder).map(|state| (*holder, state)))
+                    .filter_map(|holder| self.peers.get(holder).map(|state| (*holder, state)));
+                let mut archives_waited_for = false;
+                let best = holders
+                    .filter(|(_, state)| {
+                        let waits = state.archive && !archives_may_serve;
+                        archives_waited_for |= waits;
+                        !waits
+                    })
                     .filter(|(holder, state)| {
                         state.ids_in_flight + batches.get(holder).map_or(0, Vec::len) < capacity
                     })
-                    .min_by_key(|(holder, state)| (state.round_trip_millis, *holder));
+                    .min_by_key(|(holder, state)| {
+                        (state.archive, state.round_trip_millis, *holder)
+                    });
+                if best.is_none() && archives_waited_for {
+                    // Looked at again when the grace ends, or when the member's reconciliation
+                    // ends or expires (which marks the channel dirty).
+                    if archives_from > now {
+                        earliest_waiting =
+                            Some(earliest_waiting.map_or(archives_from, |t| t.min(archives_from)));
+                    }
+                    continue;
+                }
                 if let Some((holder, state)) = best {
                     let batch = batches.entry(holder).or_default();
                     batch.push(*id);

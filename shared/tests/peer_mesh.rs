@@ -12,15 +12,17 @@ wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 mod simulation;
 
 use peerchat_shared::channel::ChannelName;
-use peerchat_shared::client::{ClientInput, PeerNews};
+use peerchat_shared::client::{ChannelPeer, ClientInput, PeerNews};
 use peerchat_shared::codec::encode;
 use peerchat_shared::frames::{PeerAddress, SessionId};
 use peerchat_shared::identity::{PublicKey, SecretKey};
 use peerchat_shared::ids::MessageId;
 use peerchat_shared::mesh::{
-    MeshInput, MeshOutput, PeerMesh, SignalPayload, Transport, LINK_OPEN_TIMEOUT_MILLIS, MAX_LINKS,
+    MeshInput, MeshOutput, PeerMesh, SignalPayload, Transport, LINK_OPEN_TIMEOUT_MILLIS,
+    MAX_ARCHIVE_LINKS, MAX_LINKS,
     MAX_OFFERED_LINKS,
 };
+use peerchat_shared::membership::Role;
 use peerchat_shared::message::{Envelope, MessageBody};
 use peerchat_shared::peer::PeerToPeer;
 use peerchat_shared::sync::HistoryState;
@@ -36,9 +38,18 @@ fn member_key(n: u8) -> PublicKey {
     SecretKey::from_seed([100 + n; 32]).public_key()
 }
 
+/// A member (not a virtual client) at `address`, as presence lists it.
+fn member_at(address: PeerAddress) -> ChannelPeer {
+    ChannelPeer {
+        address,
+        role: Role::Member,
+    }
+}
+
 /// One member: its mesh, its store and what it was asked to do.
 struct Member {
     address: PeerAddress,
+    role: Role,
     mesh: PeerMesh,
     store: BTreeMap<MessageId, Envelope>,
     offers_made: Vec<SessionId>,
@@ -47,6 +58,15 @@ struct Member {
     stored_over: BTreeMap<Transport, usize>,
     refused: Vec<PublicKey>,
     states: Vec<HistoryState>,
+}
+
+impl Member {
+    fn peer(&self) -> ChannelPeer {
+        ChannelPeer {
+            address: self.address,
+            role: self.role,
+        }
+    }
 }
 
 /// Members on one relay, and a pretend WebRTC between them.
@@ -70,6 +90,11 @@ impl World {
 
     /// A member logs in (as session `index + 1`) holding `envelopes`.
     fn add_member(&mut self, envelopes: &[Envelope]) -> usize {
+        self.add_with_role(envelopes, Role::Member)
+    }
+
+    /// A member with `role` (`Virtual`: an archive peer) logs in holding `envelopes`.
+    fn add_with_role(&mut self, envelopes: &[Envelope], role: Role) -> usize {
         let index = self.members.len();
         let address = PeerAddress {
             key: member_key(index as u8),
@@ -81,12 +106,14 @@ impl World {
             MeshInput::Relay(PeerNews::Online {
                 session: address.session,
                 me: address.key,
+                role,
                 relay: relay_key(),
                 ice_servers: vec![],
             }),
         );
         self.members.push(Member {
             address,
+            role,
             mesh,
             store: envelopes.iter().map(|e| (e.id, e.clone())).collect(),
             offers_made: Vec::new(),
@@ -101,8 +128,8 @@ impl World {
 
     /// `member` joins #general: it is told who is there, and they are told it arrived.
     fn join(&mut self, member: usize) {
-        let address = self.members[member].address;
-        let already: Vec<PeerAddress> = (0..member).map(|m| self.members[m].address).collect();
+        let arriving = self.members[member].peer();
+        let already: Vec<ChannelPeer> = (0..member).map(|m| self.members[m].peer()).collect();
         self.queue.push_back((
             member,
             MeshInput::Relay(PeerNews::Listed {
@@ -115,7 +142,7 @@ impl World {
                 other,
                 MeshInput::Relay(PeerNews::Arrived {
                     channel: general(),
-                    member: address,
+                    member: arriving,
                 }),
             ));
         }
@@ -423,7 +450,7 @@ fn a_peer_sending_a_forged_envelope_is_refused_for_the_session_even_as_a_new_ses
         now,
         MeshInput::Relay(PeerNews::Arrived {
             channel: general(),
-            member: again,
+            member: member_at(again),
         }),
     );
     mesh.handle(
@@ -471,6 +498,7 @@ fn losing_the_relay_closes_every_link_and_the_next_login_links_again() {
         MeshInput::Relay(PeerNews::Online {
             session: SessionId(3),
             me: member_key(c as u8),
+            role: Role::Member,
             relay: relay_key(),
             ice_servers: vec![],
         }),
@@ -479,7 +507,7 @@ fn losing_the_relay_closes_every_link_and_the_next_login_links_again() {
         now,
         MeshInput::Relay(PeerNews::Listed {
             channel: general(),
-            members: vec![b_address],
+            members: vec![member_at(b_address)],
         }),
     );
     let outputs: Vec<MeshOutput> = std::iter::from_fn(|| mesh.poll_output()).collect();
@@ -498,6 +526,7 @@ fn signals_from_sessions_outside_the_members_channels_are_ignored() {
         MeshInput::Relay(PeerNews::Online {
             session: SessionId(1),
             me: member_key(0),
+            role: Role::Member,
             relay: relay_key(),
             ice_servers: vec![],
         }),
@@ -550,6 +579,7 @@ fn a_broken_data_channel_is_offered_again_with_the_relays_ice_servers() {
         MeshInput::Relay(PeerNews::Online {
             session: SessionId(2),
             me: member_key(0),
+            role: Role::Member,
             relay: relay_key(),
             ice_servers: ice_servers.clone(),
         }),
@@ -562,7 +592,7 @@ fn a_broken_data_channel_is_offered_again_with_the_relays_ice_servers() {
         now,
         MeshInput::Relay(PeerNews::Listed {
             channel: general(),
-            members: vec![other],
+            members: vec![member_at(other)],
         }),
     );
     let offer = MeshOutput::Offer {
@@ -589,4 +619,85 @@ fn a_broken_data_channel_is_offered_again_with_the_relays_ice_servers() {
     let outputs: Vec<MeshOutput> = std::iter::from_fn(|| mesh.poll_output()).collect();
     assert!(outputs.contains(&offer), "offered again: {outputs:?}");
     assert_eq!(mesh.stats().data_channels_open, 0);
+}
+
+#[test]
+fn a_newcomer_links_to_members_first_and_to_at_most_two_archive_peers() {
+    let mut world = World::new(true);
+    let archives: Vec<usize> = (0..5)
+        .map(|_| world.add_with_role(&[], Role::Virtual))
+        .collect();
+    for archive in &archives {
+        world.join(*archive);
+    }
+    let member = world.add_member(&[]);
+    world.join(member);
+    let newcomer = world.add_member(&[]);
+    world.join(newcomer);
+
+    let offered = &world.members[newcomer].offers_made;
+    assert_eq!(
+        offered.first(),
+        Some(&world.members[member].address.session),
+        "the member is offered a link first"
+    );
+    assert_eq!(offered.len(), 1 + MAX_ARCHIVE_LINKS);
+
+    // Archives arriving later offer to members first; neither has a place left for them.
+    let late = world.add_with_role(&[], Role::Virtual);
+    world.join(late);
+    assert_eq!(world.members[newcomer].busy_sent, 1);
+    assert_eq!(world.members[member].busy_sent, 1);
+    assert_eq!(
+        world.members[newcomer].mesh.stats().data_channels_open,
+        1 + MAX_ARCHIVE_LINKS
+    );
+}
+
+#[test]
+fn a_newcomer_is_served_by_a_member_before_an_archive_peer() {
+    let envelopes = history(40);
+    let mut world = World::new(true);
+    let archive = world.add_with_role(&envelopes, Role::Virtual);
+    world.join(archive);
+    let member = world.add_member(&envelopes);
+    world.join(member);
+    let newcomer = world.add_member(&[]);
+    world.join(newcomer);
+    for _ in 0..10 {
+        world.advance(1_000);
+    }
+
+    let stats = world.members[newcomer].mesh.stats();
+    assert_eq!(world.members[newcomer].store.len(), 40);
+    assert_eq!(stats.envelopes_over_data_channel, 40);
+    assert_eq!(stats.envelopes_from_archive_peers, 0, "the member served all");
+}
+
+#[test]
+fn an_archive_peer_serves_what_no_member_holds_after_its_grace() {
+    let envelopes = history(40);
+    let mut world = World::new(true);
+    let archive = world.add_with_role(&envelopes, Role::Virtual);
+    world.join(archive);
+    let member = world.add_member(&envelopes[..10]);
+    world.join(member);
+    let newcomer = world.add_member(&[]);
+    world.join(newcomer);
+    assert_eq!(
+        world.members[newcomer].store.len(),
+        10,
+        "at first only the member's ten come"
+    );
+    for _ in 0..5 {
+        world.advance(1_000);
+    }
+
+    let stats = world.members[newcomer].mesh.stats();
+    assert_eq!(world.members[newcomer].store.len(), 40);
+    assert_eq!(stats.envelopes_from_archive_peers, 30);
+    assert_eq!(
+        world.members[newcomer].states.last(),
+        Some(&HistoryState::UpToDate)
+    );
 }

@@ -83,7 +83,11 @@ pub(crate) fn test_in_browser(root: &Path, toolchain: &Toolchain, package: &str)
         &capabilities,
         r#"{"goog:chromeOptions":{"args":["--disable-gpu","--disable-quic","--no-first-run","--disable-background-networking","--disable-component-update","--disable-sync"]}}"#,
     )?;
-    run(wasm_cargo(root, toolchain, "test")
+    // Chromium leaves temporary files behind when the runner ends it; keep them in one place.
+    let scratch = wasm_target_dir(root).join("browser-tmp");
+    let _ = std::fs::remove_dir_all(&scratch);
+    std::fs::create_dir_all(&scratch)?;
+    let outcome = run(wasm_cargo(root, toolchain, "test")
         // Doc-tests do not run on wasm32; without `--tests` cargo reports an empty doc-test run
         // last, which reads as "no tests ran".
         .args(["--package", package, "--tests"])
@@ -93,5 +97,8 @@ pub(crate) fn test_in_browser(root: &Path, toolchain: &Toolchain, package: &str)
         )
         .env("CHROMEDRIVER", chromedriver)
         .env("WASM_BINDGEN_TEST_WEBDRIVER_JSON", capabilities)
-        .env("WASM_BINDGEN_TEST_TIMEOUT", "120"))
+        .env("WASM_BINDGEN_TEST_TIMEOUT", "120")
+        .env("TMPDIR", &scratch));
+    let _ = std::fs::remove_dir_all(&scratch);
+    outcome
 }

@@ -71,6 +71,8 @@ pub fn run_sealed() -> bool {
 pub struct ChromeDriver {
     child: Child,
     url: String,
+    /// Chromium's own temporary files (it leaves some behind when killed), removed on drop.
+    _temp: tempfile::TempDir,
 }
 
 impl ChromeDriver {
@@ -79,8 +81,10 @@ impl ChromeDriver {
             .and_then(|listener| listener.local_addr())
             .expect("a free loopback port")
             .port();
+        let temp = tempfile::tempdir().unwrap();
         let child = Command::new("chromedriver")
             .arg(format!("--port={port}"))
+            .env("TMPDIR", temp.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -100,7 +104,11 @@ impl ChromeDriver {
             );
             tokio::time::sleep(POLL).await;
         }
-        Self { child, url }
+        Self {
+            child,
+            url,
+            _temp: temp,
+        }
     }
 }
 

@@ -40,6 +40,13 @@ impl ChannelIndex {
         added
     }
 
+    /// Removes an item (a message the store no longer keeps); false if it was not there.
+    pub fn remove(&mut self, id: MessageId) -> bool {
+        let removed = self.items.remove(&item_of(id));
+        self.snapshot_is_stale |= removed;
+        removed
+    }
+
     pub fn contains(&self, id: MessageId) -> bool {
         self.items.contains(&item_of(id))
     }

@@ -196,6 +196,7 @@ impl Simulation {
                 SyncInput::PeerUp {
                     peer: them as PeerId,
                     channels: vec![general()],
+                    archive: false,
                 },
             );
         }
