@@ -4,8 +4,10 @@ use peerchat_shared::channel::ChannelName;
 use peerchat_shared::frames::IceServer;
 use peerchat_shared::identity::{PublicKey, SecretKey};
 use peerchat_shared::limits::{RELAYED_PEER_BURST_BYTES, RELAYED_PEER_BYTES_PER_SECOND};
+use peerchat_virtual::VirtualClientStats;
 use std::collections::HashSet;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Who may join.
@@ -28,6 +30,10 @@ pub struct RelayConfig {
     pub banned: HashSet<PublicKey>,
     /// Keys that log in as owners (may mint invites).
     pub owners: HashSet<PublicKey>,
+    /// Keys that log in as virtual clients (archive peers that members ask last).
+    pub virtual_clients: HashSet<PublicKey>,
+    /// Health of the virtual clients running in this process, for `/metrics`.
+    pub virtual_client_stats: Vec<Arc<VirtualClientStats>>,
     pub ice_servers: Vec<IceServer>,
     /// Serve the web client from this folder instead of the copy embedded in the binary
     /// (for working on the UI without rebuilding the relay).

@@ -236,6 +236,7 @@ fn admit(
 fn admission_role(hub: &Hub, login: &Login) -> Result<Role, Refusal> {
     let now = now_millis();
     let owner = hub.config.owners.contains(&login.key);
+    let virtual_client = hub.config.virtual_clients.contains(&login.key);
     let invalid = |what: &str, error: &dyn std::fmt::Display| {
         Refusal::new(
             ErrorCode::InvalidCredential,
@@ -258,6 +259,7 @@ fn admission_role(hub: &Hub, login: &Login) -> Result<Role, Refusal> {
     };
     match (granted, owner, hub.config.admission) {
         (_, true, _) => Ok(Role::Owner),
+        _ if virtual_client => Ok(Role::Virtual),
         (Some(role), false, _) => Ok(role),
         (None, false, crate::config::Admission::Open) => Ok(Role::Member),
         (None, false, crate::config::Admission::InviteOnly) => Err(Refusal::new(

@@ -306,7 +306,7 @@ impl Hub {
                 evicted: evicted.clone(),
             },
         );
-        self.metrics.set_sessions(state.sessions.len());
+        self.count_sessions(&state);
         Ok(SessionHandle {
             id,
             outbox,
@@ -339,7 +339,17 @@ impl Hub {
                 state.connections_per_address.remove(&session.address);
             }
         }
-        self.metrics.set_sessions(state.sessions.len());
+        self.count_sessions(&state);
+    }
+
+    fn count_sessions(&self, state: &HubState) {
+        let virtual_clients = state
+            .sessions
+            .values()
+            .filter(|session| session.role == Role::Virtual)
+            .count();
+        self.metrics
+            .set_sessions(state.sessions.len(), virtual_clients);
     }
 
     /// Takes a frame token for the session's key; false when over the frame rate.

@@ -7,7 +7,7 @@ pub mod config;
 mod connection;
 mod hub;
 pub mod invites;
-pub mod key_file;
+pub use peerchat_virtual::key_file;
 mod metrics;
 mod outbox;
 mod rate;
@@ -138,6 +138,9 @@ async fn well_known(State(state): State<AppState>) -> impl IntoResponse {
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.hub.metrics.render(),
+        state
+            .hub
+            .metrics
+            .render(&state.hub.config.virtual_client_stats),
     )
 }

@@ -7,6 +7,7 @@ use peerchat_shared::channel::ChannelName;
 use peerchat_shared::frames::IceServer;
 use peerchat_shared::identity::{PublicKey, SecretKey};
 use peerchat_shared::membership::Role;
+use peerchat_virtual::{Fleet, VirtualClientOptions};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -61,6 +62,25 @@ struct Options {
         default_value = "http://127.0.0.1:8080"
     )]
     public_url: String,
+    /// Public keys that log in as virtual clients, the operator's archive peers (comma-separated).
+    #[arg(long, env = "PEERCHAT_VIRTUAL_CLIENT_KEYS", value_delimiter = ',')]
+    virtual_client_keys: Vec<String>,
+    /// Run this many virtual clients inside the relay's process (a one-VM deployment).
+    #[arg(long, env = "PEERCHAT_VIRTUAL_CLIENTS", default_value_t = 0)]
+    virtual_clients: usize,
+    /// Where the in-process virtual clients keep their keys, and their caches unless
+    /// `--virtual-client-memory-only`.
+    #[arg(
+        long,
+        env = "PEERCHAT_VIRTUAL_CLIENT_DIR",
+        default_value = "peerchat-data/virtual"
+    )]
+    virtual_client_dir: PathBuf,
+    /// Keep the in-process virtual clients' caches in memory only.
+    #[arg(long, env = "PEERCHAT_VIRTUAL_CLIENT_MEMORY_ONLY")]
+    virtual_client_memory_only: bool,
+    #[command(flatten)]
+    virtual_client_tuning: VirtualClientOptions,
     #[command(flatten)]
     limits: LimitOptions,
     #[command(subcommand)]
@@ -141,6 +161,8 @@ impl LimitOptions {
 enum InviteRole {
     Member,
     Owner,
+    /// A virtual client (archive peer).
+    Virtual,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -216,6 +238,10 @@ fn config(options: &Options) -> Result<RelayConfig> {
         owners: parse_keys(&options.owners, "--owners")?
             .into_iter()
             .collect(),
+        virtual_clients: parse_keys(&options.virtual_client_keys, "--virtual-client-keys")?
+            .into_iter()
+            .collect(),
+        virtual_client_stats: Vec::new(),
         ice_servers,
         web_dir: options.web_dir.clone(),
         public_url: Some(options.public_url.clone()),
@@ -236,6 +262,7 @@ async fn main() -> Result<()> {
         let role = match role {
             InviteRole::Member => Role::Member,
             InviteRole::Owner => Role::Owner,
+            InviteRole::Virtual => Role::Virtual,
         };
         let token = invites::mint(&signing_key(&options)?, role, *uses, *ttl);
         #[allow(clippy::print_stdout)]
@@ -247,20 +274,56 @@ async fn main() -> Result<()> {
         }
         return Ok(());
     }
-    let config = config(&options)?;
+    let mut config = config(&options)?;
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
         .with_context(|| format!("cannot listen on {}", options.listen))?;
+    let shutdown = CancellationToken::new();
+    if options.virtual_clients > 0 {
+        let address = listener.local_addr()?;
+        start_virtual_clients(&options, &mut config, address, &shutdown)?;
+    }
     tracing::info!(
         "peerchat relay {} listening on http://{} (relay key {})",
         env!("CARGO_PKG_VERSION"),
         listener.local_addr()?,
         config.signing_key.public_key()
     );
-    let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     run(listener, config, shutdown).await?;
     tracing::info!("peerchat relay stopped");
+    Ok(())
+}
+
+/// Starts `--virtual-clients` virtual clients against this relay (on loopback), admits their
+/// keys as virtual clients, and reports their health in `/metrics`.
+fn start_virtual_clients(
+    options: &Options,
+    config: &mut RelayConfig,
+    address: SocketAddr,
+    shutdown: &CancellationToken,
+) -> Result<()> {
+    let fleet = Fleet {
+        key_dir: options.virtual_client_dir.clone(),
+        data_dir: (!options.virtual_client_memory_only).then(|| options.virtual_client_dir.clone()),
+    };
+    std::fs::create_dir_all(&fleet.key_dir)
+        .with_context(|| format!("cannot create {}", fleet.key_dir.display()))?;
+    config
+        .virtual_clients
+        .extend(fleet.public_keys(options.virtual_clients)?);
+    let host = if address.ip().is_unspecified() {
+        std::net::IpAddr::from([127, 0, 0, 1])
+    } else {
+        address.ip()
+    };
+    let relay_url = format!("ws://{}/ws", SocketAddr::new(host, address.port()));
+    let template = options
+        .virtual_client_tuning
+        .template(relay_url, None, None);
+    let clients = fleet.start(&template, options.virtual_clients, shutdown)?;
+    tracing::info!("{} virtual clients started", clients.len());
+    config.virtual_client_stats = clients.into_iter().map(|client| client.stats).collect();
     Ok(())
 }
 

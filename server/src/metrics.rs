@@ -1,15 +1,17 @@
 //! Counters for `GET /metrics` in the Prometheus text format.
 
 use peerchat_shared::frames::ErrorCode;
+use peerchat_virtual::VirtualClientStats;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 #[derive(Debug, Default)]
 pub(crate) struct Metrics {
     connections_open: AtomicU64,
     sessions: AtomicU64,
+    virtual_client_sessions: AtomicU64,
     messages_relayed: AtomicU64,
     frames_queued: AtomicU64,
     queue_overflows: AtomicU64,
@@ -26,8 +28,10 @@ impl Metrics {
         self.connections_open.fetch_sub(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn set_sessions(&self, count: usize) {
+    pub(crate) fn set_sessions(&self, count: usize, virtual_clients: usize) {
         self.sessions.store(count as u64, Ordering::Relaxed);
+        self.virtual_client_sessions
+            .store(virtual_clients as u64, Ordering::Relaxed);
     }
 
     pub(crate) fn message_relayed(&self) {
@@ -59,8 +63,8 @@ impl Metrics {
         *rejections.entry(reason).or_insert(0) += 1;
     }
 
-    /// The Prometheus text exposition of every counter.
-    pub(crate) fn render(&self) -> String {
+    /// The Prometheus text exposition of every counter, and of the in-process virtual clients.
+    pub(crate) fn render(&self, virtual_clients: &[Arc<VirtualClientStats>]) -> String {
         let mut text = String::new();
         let mut gauge = |name: &str, kind: &str, help: &str, value: u64| {
             let _ = writeln!(
@@ -79,6 +83,30 @@ impl Metrics {
             "gauge",
             "Logged-in sessions.",
             self.sessions.load(Ordering::Relaxed),
+        );
+        gauge(
+            "peerchat_virtual_clients_online",
+            "gauge",
+            "Sessions of virtual clients (role virtual), in this process or elsewhere.",
+            self.virtual_client_sessions.load(Ordering::Relaxed),
+        );
+        gauge(
+            "peerchat_virtual_client_cached_messages",
+            "gauge",
+            "Messages cached by the virtual clients running in this process.",
+            virtual_clients
+                .iter()
+                .map(|stats| stats.cached_messages())
+                .sum(),
+        );
+        gauge(
+            "peerchat_virtual_client_cached_bytes",
+            "gauge",
+            "Envelope bytes cached by the virtual clients running in this process.",
+            virtual_clients
+                .iter()
+                .map(|stats| stats.cached_bytes())
+                .sum(),
         );
         gauge(
             "peerchat_messages_relayed_total",

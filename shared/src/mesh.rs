@@ -331,7 +331,9 @@ impl PeerMesh {
                     envelopes,
                 },
             ),
-            MeshInput::Evicted { channel, ids } => self.sync(now, SyncInput::Forget { channel, ids }),
+            MeshInput::Evicted { channel, ids } => {
+                self.sync(now, SyncInput::Forget { channel, ids })
+            }
             MeshInput::Delivered { envelope } => self.sync(
                 now,
                 SyncInput::Local {

@@ -553,12 +553,9 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
         ids: Vec<MessageId>,
     ) {
         let (max_missing, holders_per_id) = (self.limits.max_missing, self.limits.holders_per_id);
-        let oldest_wanted = self
-            .limits
-            .horizon_millis
-            .map_or(UnixMillis(0), |horizon| {
-                UnixMillis(not_before.0.saturating_sub(horizon))
-            });
+        let oldest_wanted = self.limits.horizon_millis.map_or(UnixMillis(0), |horizon| {
+            UnixMillis(not_before.0.saturating_sub(horizon))
+        });
         let Some(sync) = self.channels.get_mut(channel) else {
             return;
         };

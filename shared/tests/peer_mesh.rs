@@ -17,12 +17,11 @@ use peerchat_shared::codec::encode;
 use peerchat_shared::frames::{PeerAddress, SessionId};
 use peerchat_shared::identity::{PublicKey, SecretKey};
 use peerchat_shared::ids::MessageId;
+use peerchat_shared::membership::Role;
 use peerchat_shared::mesh::{
     MeshInput, MeshOutput, PeerMesh, SignalPayload, Transport, LINK_OPEN_TIMEOUT_MILLIS,
-    MAX_ARCHIVE_LINKS, MAX_LINKS,
-    MAX_OFFERED_LINKS,
+    MAX_ARCHIVE_LINKS, MAX_LINKS, MAX_OFFERED_LINKS,
 };
-use peerchat_shared::membership::Role;
 use peerchat_shared::message::{Envelope, MessageBody};
 use peerchat_shared::peer::PeerToPeer;
 use peerchat_shared::sync::HistoryState;
@@ -671,7 +670,10 @@ fn a_newcomer_is_served_by_a_member_before_an_archive_peer() {
     let stats = world.members[newcomer].mesh.stats();
     assert_eq!(world.members[newcomer].store.len(), 40);
     assert_eq!(stats.envelopes_over_data_channel, 40);
-    assert_eq!(stats.envelopes_from_archive_peers, 0, "the member served all");
+    assert_eq!(
+        stats.envelopes_from_archive_peers, 0,
+        "the member served all"
+    );
 }
 
 #[test]

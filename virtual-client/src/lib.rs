@@ -1,1 +1,258 @@
-pub fn x(){}
+//! peerchat's virtual clients: headless members run by the operator beside the relay, peers of
+//! last resort that keep the recent history of their channels and serve it to newcomers when no
+//! member can. Each runs `shared`'s session, mesh and sync engine like a browser, over
+//! tokio-tungstenite (relay) and `webrtc` data channels (peers), with a bounded cache
+//! ([`cache`]). The relay marks them as role `virtual`; members ask them last.
+//!
+//! [`start`] runs one in a tokio task; [`Fleet`] names the files of several.
+
+pub mod cache;
+mod driver;
+pub mod key_file;
+mod peer_links;
+mod state_files;
+mod throttle;
+
+pub use cache::{CacheLimits, HistoryCache};
+pub use peer_links::LinkSettings;
+
+use anyhow::Context as _;
+use driver::{Driver, Feed};
+use peerchat_shared::channel::ChannelName;
+use peerchat_shared::client::{ClientConfig, ClientSession};
+use peerchat_shared::identity::PublicKey;
+use peerchat_shared::membership::InviteToken;
+use peerchat_shared::mesh::PeerMesh;
+use peerchat_shared::sync::SyncLimits;
+use state_files::StateFiles;
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use throttle::Throttle;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Default bandwidth budget of one virtual client's links.
+pub const DEFAULT_BYTES_PER_SECOND: u64 = 1024 * 1024;
+
+/// Everything one virtual client needs.
+#[derive(Debug, Clone)]
+pub struct VirtualClientConfig {
+    /// The relay's WebSocket URL, e.g. `ws://127.0.0.1:8080/ws`.
+    pub relay_url: String,
+    /// The member key, created on first run; the relay pin and certificate are kept beside it.
+    pub key_file: PathBuf,
+    /// An invite (role `virtual`) for the first login to an invite-only relay.
+    pub invite: Option<InviteToken>,
+    /// Channels to keep; `None`: every channel the relay lists.
+    pub channels: Option<BTreeSet<ChannelName>>,
+    pub cache: CacheLimits,
+    /// The cache's redb file; `None`: in memory only.
+    pub cache_file: Option<PathBuf>,
+    pub links: LinkSettings,
+    /// What its links may send per second, together.
+    pub bytes_per_second: u64,
+}
+
+/// A virtual client's health, for logs and the relay's metrics.
+#[derive(Debug, Default)]
+pub struct VirtualClientStats {
+    pub online: AtomicBool,
+    pub cached_messages: AtomicU64,
+    pub cached_bytes: AtomicU64,
+    /// Envelopes read from the cache for peers that asked.
+    pub envelopes_served: AtomicU64,
+    pub data_channels_open: AtomicU64,
+}
+
+impl VirtualClientStats {
+    pub fn is_online(&self) -> bool {
+        self.online.load(Ordering::Relaxed)
+    }
+
+    pub fn cached_messages(&self) -> u64 {
+        self.cached_messages.load(Ordering::Relaxed)
+    }
+
+    pub fn cached_bytes(&self) -> u64 {
+        self.cached_bytes.load(Ordering::Relaxed)
+    }
+
+    pub fn envelopes_served(&self) -> u64 {
+        self.envelopes_served.load(Ordering::Relaxed)
+    }
+
+    pub fn data_channels_open(&self) -> u64 {
+        self.data_channels_open.load(Ordering::Relaxed)
+    }
+}
+
+/// A running virtual client.
+#[derive(Debug)]
+pub struct VirtualClient {
+    pub public_key: PublicKey,
+    pub stats: Arc<VirtualClientStats>,
+    pub task: JoinHandle<()>,
+}
+
+/// Starts a virtual client in a tokio task; it runs until `shutdown` fires.
+pub fn start(
+    config: VirtualClientConfig,
+    shutdown: CancellationToken,
+) -> anyhow::Result<VirtualClient> {
+    let (key, created) = key_file::load_or_create(&config.key_file)?;
+    if created {
+        tracing::info!("created virtual client key {}", config.key_file.display());
+    }
+    let cache = match &config.cache_file {
+        Some(path) => HistoryCache::open(path, config.cache)
+            .with_context(|| format!("cannot open the cache {}", path.display()))?,
+        None => HistoryCache::in_memory(config.cache),
+    };
+    let files = StateFiles::beside(&config.key_file);
+    let now = driver::now();
+    let public_key = key.public_key();
+    let session = ClientSession::new(
+        now,
+        ClientConfig {
+            key,
+            display_name: None,
+            pinned_relay: files.pinned_relay(),
+            certificate: files.certificate(),
+            invite: config.invite,
+            outbox: Vec::new(),
+            known_channels: Vec::new(),
+            random_seed: rand::random(),
+        },
+    );
+    let window_millis = u64::try_from(config.cache.window.as_millis()).unwrap_or(u64::MAX);
+    let sync_limits = SyncLimits {
+        horizon_millis: Some(window_millis),
+        ..SyncLimits::default()
+    };
+    let mesh = PeerMesh::with_sync_limits(now, rand::random(), sync_limits);
+    let (feed, inputs) = tokio::sync::mpsc::channel::<Feed>(driver::FEED_QUEUE);
+    let throttle = Arc::new(Throttle::new(config.bytes_per_second));
+    let links = peer_links::PeerLinks::new(config.links, feed.clone(), throttle);
+    let stats = Arc::new(VirtualClientStats::default());
+    let driver = Driver::new(
+        session,
+        mesh,
+        links,
+        cache,
+        files,
+        config.relay_url,
+        config.channels,
+        Arc::clone(&stats),
+        feed,
+    );
+    let task = tokio::spawn(driver.run(inputs, shutdown));
+    Ok(VirtualClient {
+        public_key,
+        stats,
+        task,
+    })
+}
+
+/// How virtual clients cache, send and reach peers: the command-line options that
+/// `peerchat-virtual` and the relay's `--virtual-clients` share.
+#[derive(Debug, Clone, clap::Args)]
+pub struct VirtualClientOptions {
+    /// Keep messages of the last this many hours.
+    #[arg(long, env = "PEERCHAT_VIRTUAL_HOURS", default_value_t = 6.0)]
+    pub cache_hours: f64,
+    /// Keep at most this many megabytes of messages per virtual client.
+    #[arg(long, env = "PEERCHAT_VIRTUAL_MEGABYTES", default_value_t = 32)]
+    pub cache_megabytes: usize,
+    /// What each virtual client's links may send, in kilobytes per second.
+    #[arg(long, env = "PEERCHAT_VIRTUAL_KBPS", default_value_t = DEFAULT_BYTES_PER_SECOND / 1024)]
+    pub kilobytes_per_second: u64,
+    /// Local UDP addresses for WebRTC (comma-separated); 0.0.0.0:0 means every interface.
+    #[arg(
+        long,
+        env = "PEERCHAT_VIRTUAL_UDP",
+        value_delimiter = ',',
+        default_value = "0.0.0.0:0"
+    )]
+    pub udp: Vec<std::net::SocketAddr>,
+    /// Accept members' mDNS (.local) ICE candidates; needs a network with multicast.
+    #[arg(long, env = "PEERCHAT_VIRTUAL_MDNS")]
+    pub mdns: bool,
+}
+
+impl VirtualClientOptions {
+    /// A configuration for these options; [`Fleet::config`] fills in the files.
+    pub fn template(
+        &self,
+        relay_url: String,
+        invite: Option<InviteToken>,
+        channels: Option<BTreeSet<ChannelName>>,
+    ) -> VirtualClientConfig {
+        VirtualClientConfig {
+            relay_url,
+            key_file: PathBuf::from("virtual.key"),
+            invite,
+            channels,
+            cache: CacheLimits {
+                window: std::time::Duration::from_secs_f64(self.cache_hours.max(0.0) * 3600.0),
+                max_bytes: self.cache_megabytes.saturating_mul(1024 * 1024),
+            },
+            cache_file: None,
+            links: LinkSettings {
+                udp_bind: self.udp.clone(),
+                mdns: self.mdns,
+            },
+            bytes_per_second: self.kilobytes_per_second.saturating_mul(1024),
+        }
+    }
+}
+
+/// Where the files of `count` virtual clients live: `virtual-<n>.key` (with its `.relay` and
+/// `.certificate`) in `key_dir`, and `virtual-<n>.redb` in `data_dir` when there is one.
+#[derive(Debug, Clone)]
+pub struct Fleet {
+    pub key_dir: PathBuf,
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Fleet {
+    /// The configuration of virtual client `number` (from 1), `template`'s otherwise.
+    pub fn config(&self, template: &VirtualClientConfig, number: usize) -> VirtualClientConfig {
+        VirtualClientConfig {
+            key_file: self.key_dir.join(format!("virtual-{number}.key")),
+            cache_file: self
+                .data_dir
+                .as_ref()
+                .map(|dir| dir.join(format!("virtual-{number}.redb"))),
+            ..template.clone()
+        }
+    }
+
+    /// The public keys of virtual clients 1 to `count`, creating missing key files (for the
+    /// relay to admit them as virtual clients).
+    pub fn public_keys(&self, count: usize) -> anyhow::Result<Vec<PublicKey>> {
+        (1..=count)
+            .map(|number| {
+                let path = self.key_dir.join(format!("virtual-{number}.key"));
+                Ok(key_file::load_or_create(&path)?.0.public_key())
+            })
+            .collect()
+    }
+
+    /// Starts virtual clients 1 to `count`.
+    pub fn start(
+        &self,
+        template: &VirtualClientConfig,
+        count: usize,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Vec<VirtualClient>> {
+        if let Some(dir) = &self.data_dir {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        (1..=count)
+            .map(|number| start(self.config(template, number), shutdown.child_token()))
+            .collect()
+    }
+}

@@ -36,6 +36,8 @@ pub fn config(admission: Admission) -> RelayConfig {
         default_channels: vec![ChannelName::new("general").unwrap()],
         banned: Default::default(),
         owners: Default::default(),
+        virtual_clients: Default::default(),
+        virtual_client_stats: Vec::new(),
         ice_servers: vec![],
         web_dir: None,
         public_url: None,

@@ -1,4 +1,5 @@
-//! The relay's signing key: from an environment value or a key file, created on first run.
+//! Ed25519 keys in files (the relay's signing key, each virtual client's member key): from an
+//! environment value or a key file, created with a fresh key on first run.
 
 use anyhow::{Context as _, Result};
 use peerchat_shared::encoding::{fixed_from_base64url, to_base64url};

@@ -1,0 +1,290 @@
+//! A virtual client's cache of recent history: every channel's envelopes of the last
+//! [`CacheLimits::window`], at most [`CacheLimits::max_bytes`] in all, oldest evicted first.
+//! It lives in memory; with a data directory every change is also written to a redb file,
+//! which is read back at the next start (and verified again before anything is served).
+//!
+//! The age of a message is its id's time (the relay's stamp). Its size is its envelope's JSON
+//! bytes, the form it travels in. Attachments, when they come, get a second budget beside this
+//! one, evicted the same way.
+
+use peerchat_shared::channel::ChannelName;
+use peerchat_shared::identity::Verifier;
+use peerchat_shared::ids::MessageId;
+use peerchat_shared::message::{Envelope, VerifiedEnvelope};
+use peerchat_shared::time::UnixMillis;
+use redb::{Database, ReadableTable as _, TableDefinition};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+/// Envelopes by (channel, id bytes), as JSON.
+const ENVELOPES: TableDefinition<'_, (&str, u128), &[u8]> = TableDefinition::new("envelopes");
+
+/// How much a cache keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheLimits {
+    /// Messages older than this are evicted.
+    pub window: Duration,
+    /// Envelope bytes kept in all; past it, the oldest go.
+    pub max_bytes: usize,
+}
+
+impl Default for CacheLimits {
+    fn default() -> Self {
+        Self {
+            window: Duration::from_secs(6 * 3600),
+            max_bytes: 32 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("cache file: {0}")]
+    Disk(String),
+}
+
+fn disk_error(error: impl std::fmt::Display) -> CacheError {
+    CacheError::Disk(error.to_string())
+}
+
+/// What eviction removed, per channel, for the sync engine to forget.
+pub type Evicted = BTreeMap<ChannelName, Vec<MessageId>>;
+
+/// See the module documentation.
+pub struct HistoryCache {
+    limits: CacheLimits,
+    by_channel: BTreeMap<(ChannelName, MessageId), Envelope>,
+    /// Every entry by age: id (time first), then channel, with its size.
+    by_age: BTreeMap<(MessageId, ChannelName), usize>,
+    bytes: usize,
+    disk: Option<Database>,
+    /// Envelopes read from disk, waiting for the relay's key to be verified with.
+    unverified: Vec<Envelope>,
+}
+
+impl std::fmt::Debug for HistoryCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HistoryCache")
+            .field("messages", &self.by_age.len())
+            .field("bytes", &self.bytes)
+            .field("persistent", &self.disk.is_some())
+            .finish()
+    }
+}
+
+impl HistoryCache {
+    pub fn in_memory(limits: CacheLimits) -> Self {
+        Self {
+            limits,
+            by_channel: BTreeMap::new(),
+            by_age: BTreeMap::new(),
+            bytes: 0,
+            disk: None,
+            unverified: Vec::new(),
+        }
+    }
+
+    /// A cache kept in the redb file at `path` (created when missing). What the file holds is
+    /// kept aside until [`Self::admit_stored`] verifies it.
+    pub fn open(path: &Path, limits: CacheLimits) -> Result<Self, CacheError> {
+        let database = Database::create(path).map_err(disk_error)?;
+        let mut unverified = Vec::new();
+        let mut unreadable = 0usize;
+        {
+            let write = database.begin_write().map_err(disk_error)?;
+            write.open_table(ENVELOPES).map_err(disk_error)?;
+            write.commit().map_err(disk_error)?;
+            let read = database.begin_read().map_err(disk_error)?;
+            let table = read.open_table(ENVELOPES).map_err(disk_error)?;
+            for entry in table.iter().map_err(disk_error)? {
+                let (_, value) = entry.map_err(disk_error)?;
+                match serde_json::from_slice::<Envelope>(value.value()) {
+                    Ok(envelope) => unverified.push(envelope),
+                    Err(_) => unreadable += 1,
+                }
+            }
+        }
+        if unreadable > 0 {
+            tracing::warn!(
+                "{unreadable} unreadable entries in {} ignored",
+                path.display()
+            );
+        }
+        let mut cache = Self::in_memory(limits);
+        cache.disk = Some(database);
+        cache.unverified = unverified;
+        Ok(cache)
+    }
+
+    /// Verifies what was read from disk against the relay's key and takes in what checks out
+    /// (the rest is deleted). Returns what eviction removed.
+    pub fn admit_stored(
+        &mut self,
+        relay: &Verifier,
+        now: UnixMillis,
+    ) -> Result<Evicted, CacheError> {
+        let unverified = std::mem::take(&mut self.unverified);
+        let mut verified = Vec::with_capacity(unverified.len());
+        let mut rejected = Vec::new();
+        for envelope in unverified {
+            let key = (envelope.channel.clone(), envelope.id);
+            match envelope.verify(relay) {
+                Ok(envelope) => verified.push(envelope),
+                Err(_) => rejected.push(key),
+            }
+        }
+        if !rejected.is_empty() {
+            tracing::warn!("{} stored envelopes failed verification", rejected.len());
+            self.delete_from_disk(&rejected)?;
+        }
+        for envelope in &verified {
+            self.remember(envelope.envelope().clone());
+        }
+        self.evict(now)
+    }
+
+    /// Stores the envelopes not held yet (too old ones are not kept); returns how many were
+    /// new, and what was evicted to make room.
+    pub fn insert(
+        &mut self,
+        envelopes: &[VerifiedEnvelope],
+        now: UnixMillis,
+    ) -> Result<(usize, Evicted), CacheError> {
+        let oldest_kept = self.oldest_kept(now);
+        let fresh: Vec<&Envelope> = envelopes
+            .iter()
+            .map(VerifiedEnvelope::envelope)
+            .filter(|envelope| envelope.id.timestamp() >= oldest_kept)
+            .filter(|envelope| {
+                !self
+                    .by_channel
+                    .contains_key(&(envelope.channel.clone(), envelope.id))
+            })
+            .collect();
+        if let Some(database) = &self.disk {
+            let write = database.begin_write().map_err(disk_error)?;
+            {
+                let mut table = write.open_table(ENVELOPES).map_err(disk_error)?;
+                for envelope in &fresh {
+                    let json = serde_json::to_vec(envelope).map_err(disk_error)?;
+                    table
+                        .insert(disk_key(&envelope.channel, envelope.id), json.as_slice())
+                        .map_err(disk_error)?;
+                }
+            }
+            write.commit().map_err(disk_error)?;
+        }
+        let new = fresh.len();
+        for envelope in fresh {
+            self.remember(envelope.clone());
+        }
+        Ok((new, self.evict(now)?))
+    }
+
+    /// Evicts what is older than the window, then the oldest until the size bound holds.
+    pub fn evict(&mut self, now: UnixMillis) -> Result<Evicted, CacheError> {
+        let oldest_kept = self.oldest_kept(now);
+        let mut evicted: Vec<(ChannelName, MessageId)> = Vec::new();
+        while let Some(((id, channel), size)) = self.by_age.first_key_value() {
+            if id.timestamp() >= oldest_kept && self.bytes <= self.limits.max_bytes {
+                break;
+            }
+            let (id, channel, size) = (*id, channel.clone(), *size);
+            self.by_age.pop_first();
+            self.by_channel.remove(&(channel.clone(), id));
+            self.bytes -= size;
+            evicted.push((channel, id));
+        }
+        if evicted.is_empty() {
+            return Ok(Evicted::new());
+        }
+        self.delete_from_disk(&evicted)?;
+        let mut by_channel = Evicted::new();
+        for (channel, id) in evicted {
+            by_channel.entry(channel).or_default().push(id);
+        }
+        Ok(by_channel)
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_age.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_age.is_empty()
+    }
+
+    /// Envelope bytes held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Every id of `channel`, oldest first.
+    pub fn ids(&self, channel: &ChannelName) -> Vec<MessageId> {
+        self.whole_channel(channel)
+            .map(|((_, id), _)| *id)
+            .collect()
+    }
+
+    /// The envelopes of `channel` among `ids`, in the order asked; ids not held are left out.
+    pub fn get(&self, channel: &ChannelName, ids: &[MessageId]) -> Vec<Envelope> {
+        ids.iter()
+            .filter_map(|id| self.by_channel.get(&(channel.clone(), *id)).cloned())
+            .collect()
+    }
+
+    /// The channels with anything cached.
+    pub fn channels(&self) -> Vec<ChannelName> {
+        let mut channels: Vec<ChannelName> = self
+            .by_age
+            .keys()
+            .map(|(_, channel)| channel.clone())
+            .collect();
+        channels.sort();
+        channels.dedup();
+        channels
+    }
+
+    fn whole_channel<'a>(
+        &'a self,
+        channel: &ChannelName,
+    ) -> impl Iterator<Item = (&'a (ChannelName, MessageId), &'a Envelope)> + 'a {
+        self.by_channel.range(
+            (channel.clone(), MessageId::from_bytes([0; 16]))
+                ..=(channel.clone(), MessageId::from_bytes([0xff; 16])),
+        )
+    }
+
+    fn oldest_kept(&self, now: UnixMillis) -> UnixMillis {
+        let window = u64::try_from(self.limits.window.as_millis()).unwrap_or(u64::MAX);
+        UnixMillis(now.0.saturating_sub(window))
+    }
+
+    fn remember(&mut self, envelope: Envelope) {
+        let size = serde_json::to_vec(&envelope).map_or(0, |json| json.len());
+        let key = (envelope.channel.clone(), envelope.id);
+        if self.by_channel.insert(key, envelope.clone()).is_none() {
+            self.by_age.insert((envelope.id, envelope.channel), size);
+            self.bytes += size;
+        }
+    }
+
+    fn delete_from_disk(&self, entries: &[(ChannelName, MessageId)]) -> Result<(), CacheError> {
+        let Some(database) = &self.disk else {
+            return Ok(());
+        };
+        let write = database.begin_write().map_err(disk_error)?;
+        {
+            let mut table = write.open_table(ENVELOPES).map_err(disk_error)?;
+            for (channel, id) in entries {
+                table.remove(disk_key(channel, *id)).map_err(disk_error)?;
+            }
+        }
+        write.commit().map_err(disk_error)
+    }
+}
+
+fn disk_key(channel: &ChannelName, id: MessageId) -> (&str, u128) {
+    (channel.as_str(), u128::from_be_bytes(id.to_bytes()))
+}

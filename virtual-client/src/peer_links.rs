@@ -1,0 +1,389 @@
+//! WebRTC for a virtual client with the `webrtc` crate (0.21): one peer connection and one data
+//! channel (`peerchat`) per link, made as the mesh asks. Each link runs in tasks of its own and
+//! reports back to the driver's queue as [`Feed::Link`], tagged with the link's number so that
+//! events of a replaced link are ignored. Signalling is non-trickle, as in the browser: the
+//! description is reported once ICE gathering is complete.
+
+use crate::driver::Feed;
+use crate::throttle::Throttle;
+use peerchat_shared::frames::{IceServer, SessionId};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use webrtc::data_channel::{DataChannel, DataChannelEvent};
+use webrtc::peer_connection::{
+    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
+    RTCIceGatheringState, RTCIceServer, RTCPeerConnectionState, RTCSessionDescription,
+    SettingEngineBuilder,
+};
+
+/// The data channel's label, as in the browser.
+const DATA_CHANNEL_LABEL: &str = "peerchat";
+/// ICE gathering is given this long before the description is sent with what it has.
+const GATHERING_LIMIT: Duration = Duration::from_secs(5);
+/// Bytes handed to a data channel and not yet acknowledged, per channel (TOOLCHAIN.md: larger
+/// buffers overflow the kernel's UDP buffer and throughput collapses).
+const SEND_BUFFER_BYTES: usize = 64 * 1024;
+/// Frames waiting to be sent on one link; beyond this the peer is not keeping up and frames
+/// are dropped (the sync engine asks again).
+const SEND_QUEUE_FRAMES: usize = 64;
+
+/// How links reach the network.
+#[derive(Debug, Clone)]
+pub struct LinkSettings {
+    /// Local UDP addresses to bind (`0.0.0.0:0`: every interface, ephemeral ports).
+    pub udp_bind: Vec<SocketAddr>,
+    /// Accept remote mDNS (`.local`) candidates, as browsers hide their addresses behind them.
+    /// Needs a network with multicast; off in sealed namespaces.
+    pub mdns: bool,
+}
+
+/// What happened on a link.
+#[derive(Debug)]
+pub enum LinkEvent {
+    /// The local description, all ICE candidates included.
+    Description(String),
+    Open,
+    /// The connection failed or the data channel closed.
+    Down,
+    Frame(String),
+}
+
+enum Command {
+    Accept(String),
+}
+
+struct LinkHandle {
+    number: u64,
+    commands: mpsc::UnboundedSender<Command>,
+    outgoing: mpsc::Sender<String>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for LinkHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The links of one virtual client.
+pub struct PeerLinks {
+    settings: LinkSettings,
+    feed: mpsc::Sender<Feed>,
+    throttle: Arc<Throttle>,
+    links: HashMap<SessionId, LinkHandle>,
+    next_number: u64,
+}
+
+impl std::fmt::Debug for PeerLinks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerLinks")
+            .field("links", &self.links.len())
+            .finish()
+    }
+}
+
+impl PeerLinks {
+    pub fn new(settings: LinkSettings, feed: mpsc::Sender<Feed>, throttle: Arc<Throttle>) -> Self {
+        Self {
+            settings,
+            feed,
+            throttle,
+            links: HashMap::new(),
+            next_number: 0,
+        }
+    }
+
+    pub fn is_current(&self, session: SessionId, number: u64) -> bool {
+        self.links
+            .get(&session)
+            .is_some_and(|link| link.number == number)
+    }
+
+    /// Opens a link to `session` and offers it; the offer comes back as a description.
+    pub fn offer(&mut self, session: SessionId, ice_servers: &[IceServer]) {
+        self.open(session, ice_servers, None);
+    }
+
+    /// Opens a link for `session`'s offer and answers it.
+    pub fn answer(&mut self, session: SessionId, ice_servers: &[IceServer], offer: String) {
+        self.open(session, ice_servers, Some(offer));
+    }
+
+    pub fn accept(&mut self, session: SessionId, answer: String) {
+        if let Some(link) = self.links.get(&session) {
+            let _ = link.commands.send(Command::Accept(answer));
+        }
+    }
+
+    pub fn close(&mut self, session: SessionId) {
+        self.links.remove(&session);
+    }
+
+    /// Queues `text` for the data channel to `session`; false when there is no such link.
+    pub fn send(&mut self, session: SessionId, text: String) -> bool {
+        let Some(link) = self.links.get(&session) else {
+            return false;
+        };
+        match link.outgoing.try_send(text) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::debug!(session = session.0, "peer is slow; frame dropped");
+                true
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    fn open(&mut self, session: SessionId, ice_servers: &[IceServer], offer: Option<String>) {
+        self.next_number += 1;
+        let number = self.next_number;
+        let (commands, command_receiver) = mpsc::unbounded_channel();
+        let (outgoing, outgoing_receiver) = mpsc::channel(SEND_QUEUE_FRAMES);
+        let reporter = Reporter {
+            feed: self.feed.clone(),
+            session,
+            number,
+        };
+        let setup = LinkSetup {
+            settings: self.settings.clone(),
+            ice_servers: ice_servers.iter().map(to_rtc_ice_server).collect(),
+            offer,
+            throttle: Arc::clone(&self.throttle),
+        };
+        let task = tokio::spawn(async move {
+            let outcome = Box::pin(run_link(
+                setup,
+                &reporter,
+                command_receiver,
+                outgoing_receiver,
+            ))
+            .await;
+            if let Err(error) = outcome {
+                tracing::debug!(session = session.0, "link ended: {error}");
+            }
+            reporter.report(LinkEvent::Down).await;
+        });
+        self.links.insert(
+            session,
+            LinkHandle {
+                number,
+                commands,
+                outgoing,
+                task,
+            },
+        );
+    }
+}
+
+fn to_rtc_ice_server(server: &IceServer) -> RTCIceServer {
+    RTCIceServer {
+        urls: server.urls.clone(),
+        username: server.username.clone().unwrap_or_default(),
+        credential: server.credential.clone().unwrap_or_default(),
+    }
+}
+
+/// Sends a link's events to the driver.
+struct Reporter {
+    feed: mpsc::Sender<Feed>,
+    session: SessionId,
+    number: u64,
+}
+
+impl Reporter {
+    async fn report(&self, event: LinkEvent) {
+        let _ = self
+            .feed
+            .send(Feed::Link {
+                session: self.session,
+                link: self.number,
+                event,
+            })
+            .await;
+    }
+}
+
+struct LinkSetup {
+    settings: LinkSettings,
+    ice_servers: Vec<RTCIceServer>,
+    /// The remote offer, when answering.
+    offer: Option<String>,
+    throttle: Arc<Throttle>,
+}
+
+/// What the peer connection's handler passes on to the link's task.
+enum Happening {
+    GatheringComplete,
+    Failed,
+    DataChannel(Arc<dyn DataChannel>),
+}
+
+struct Handler {
+    happenings: mpsc::UnboundedSender<Happening>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            let _ = self.happenings.send(Happening::GatheringComplete);
+        }
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        if matches!(
+            state,
+            RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed
+        ) {
+            let _ = self.happenings.send(Happening::Failed);
+        }
+    }
+
+    async fn on_data_channel(&self, data_channel: Arc<dyn DataChannel>) {
+        let _ = self.happenings.send(Happening::DataChannel(data_channel));
+    }
+}
+
+type LinkResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+/// Negotiates the link, then carries frames both ways until it fails or is dropped.
+async fn run_link(
+    setup: LinkSetup,
+    reporter: &Reporter,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    outgoing: mpsc::Receiver<String>,
+) -> LinkResult {
+    let (happening_sender, mut happenings) = mpsc::unbounded_channel();
+    let mdns = if setup.settings.mdns {
+        rtc::ice::mdns::MulticastDnsMode::QueryOnly
+    } else {
+        rtc::ice::mdns::MulticastDnsMode::Disabled
+    };
+    let connection = Box::pin(
+        PeerConnectionBuilder::new()
+            .with_configuration(
+                RTCConfigurationBuilder::new()
+                    .with_ice_servers(setup.ice_servers)
+                    .build(),
+            )
+            .with_setting_engine(
+                SettingEngineBuilder::new()
+                    .with_multicast_dns_mode(mdns)
+                    .build(),
+            )
+            .with_handler(Arc::new(Handler {
+                happenings: happening_sender,
+            }))
+            .with_udp_addrs(setup.settings.udp_bind.clone())
+            .with_data_channel_send_buffer_limit(SEND_BUFFER_BYTES)
+            .build(),
+    )
+    .await?;
+    let connection = CloseOnDrop(Arc::new(connection));
+    let pc = &connection.0;
+    let mut data_channel = None;
+    let description = match setup.offer {
+        None => {
+            data_channel = Some(pc.create_data_channel(DATA_CHANNEL_LABEL, None).await?);
+            pc.create_offer(None).await?
+        }
+        Some(offer) => {
+            pc.set_remote_description(RTCSessionDescription::offer(offer)?)
+                .await?;
+            pc.create_answer(None).await?
+        }
+    };
+    let answering = data_channel.is_none();
+    pc.set_local_description(description).await?;
+    let _ = tokio::time::timeout(GATHERING_LIMIT, async {
+        while let Some(happening) = happenings.recv().await {
+            if let Happening::GatheringComplete = happening {
+                return;
+            }
+        }
+    })
+    .await;
+    let local = pc.local_description().await.ok_or("no local description")?;
+    reporter.report(LinkEvent::Description(local.sdp)).await;
+    if !answering {
+        let Some(Command::Accept(answer)) = commands.recv().await else {
+            return Ok(());
+        };
+        pc.set_remote_description(RTCSessionDescription::answer(answer)?)
+            .await?;
+    }
+    let data_channel = match data_channel {
+        Some(channel) => channel,
+        None => loop {
+            match happenings.recv().await {
+                Some(Happening::DataChannel(channel)) => break channel,
+                Some(Happening::Failed) | None => return Ok(()),
+                Some(Happening::GatheringComplete) => {}
+            }
+        },
+    };
+    let sender = tokio::spawn(send_frames(
+        Arc::clone(&data_channel),
+        outgoing,
+        setup.throttle,
+    ));
+    let _abort_sender = AbortOnDrop(sender);
+    loop {
+        tokio::select! {
+            event = data_channel.poll() => match event {
+                Some(DataChannelEvent::OnOpen) => reporter.report(LinkEvent::Open).await,
+                Some(DataChannelEvent::OnMessage(message)) => {
+                    match String::from_utf8(message.data.to_vec()) {
+                        Ok(text) => reporter.report(LinkEvent::Frame(text)).await,
+                        // Binary is not part of the protocol: the mesh refuses the peer.
+                        Err(_) => reporter.report(LinkEvent::Frame(String::new())).await,
+                    }
+                }
+                Some(DataChannelEvent::OnClose) | None => return Ok(()),
+                Some(_) => {}
+            },
+            happening = happenings.recv() => match happening {
+                Some(Happening::Failed) | None => return Ok(()),
+                Some(_) => {}
+            },
+        }
+    }
+}
+
+/// Sends queued frames in order, within the process's bandwidth budget and the channel's
+/// send buffer (a full buffer makes `send_text` wait).
+async fn send_frames(
+    data_channel: Arc<dyn DataChannel>,
+    mut outgoing: mpsc::Receiver<String>,
+    throttle: Arc<Throttle>,
+) {
+    while let Some(text) = outgoing.recv().await {
+        throttle.wait_for(text.len()).await;
+        if data_channel.send_text(&text).await.is_err() {
+            return;
+        }
+    }
+}
+
+struct CloseOnDrop(Arc<dyn PeerConnection>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        let connection = Arc::clone(&self.0);
+        tokio::spawn(async move {
+            let _ = connection.close().await;
+        });
+    }
+}
+
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
