@@ -77,6 +77,8 @@ pub struct ChromeDriver {
 
 impl ChromeDriver {
     pub async fn start() -> Self {
+        // Two providers are compiled in (fantoccini's and webrtc's): choose one for the process.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|listener| listener.local_addr())
             .expect("a free loopback port")
