@@ -136,7 +136,8 @@ pub enum SyncInput {
         envelope: Box<VerifiedEnvelope>,
         spread: bool,
     },
-    /// The store no longer holds these ids (evicted from a bounded cache).
+    /// The store no longer holds these ids (evicted from a bounded cache, oldest first):
+    /// neither they nor anything older are asked for again.
     Forget {
         channel: ChannelName,
         ids: Vec<MessageId>,
@@ -244,6 +245,8 @@ pub struct SyncEngine<C> {
     peers: HashMap<PeerId, PeerState>,
     dropped: VecDeque<PeerId>,
     outputs: VecDeque<SyncOutput>,
+    /// Nothing older is asked for: the newest time the store evicted.
+    evicted_up_to: UnixMillis,
 }
 
 impl<C: EnvelopeCheck> SyncEngine<C> {
@@ -256,6 +259,7 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
             peers: HashMap::new(),
             dropped: VecDeque::new(),
             outputs: VecDeque::new(),
+            evicted_up_to: UnixMillis(0),
         }
     }
 
@@ -314,6 +318,9 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
             } => self.on_loaded(peer, channel, envelopes),
             SyncInput::Local { envelope, spread } => self.on_local(*envelope, spread),
             SyncInput::Forget { channel, ids } => {
+                if let Some(newest) = ids.iter().map(|id| id.timestamp()).max() {
+                    self.evicted_up_to = self.evicted_up_to.max(newest);
+                }
                 if let Some(sync) = self.channels.get_mut(&channel) {
                     for id in ids {
                         sync.index.remove(id);
@@ -553,9 +560,13 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
         ids: Vec<MessageId>,
     ) {
         let (max_missing, holders_per_id) = (self.limits.max_missing, self.limits.holders_per_id);
-        let oldest_wanted = self.limits.horizon_millis.map_or(UnixMillis(0), |horizon| {
-            UnixMillis(not_before.0.saturating_sub(horizon))
-        });
+        let oldest_wanted = self
+            .limits
+            .horizon_millis
+            .map_or(UnixMillis(0), |horizon| {
+                UnixMillis(not_before.0.saturating_sub(horizon))
+            })
+            .max(self.evicted_up_to.saturating_add_millis(1));
         let Some(sync) = self.channels.get_mut(channel) else {
             return;
         };

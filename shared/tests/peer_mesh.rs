@@ -24,7 +24,7 @@ use peerchat_shared::mesh::{
 };
 use peerchat_shared::message::{Envelope, MessageBody};
 use peerchat_shared::peer::PeerToPeer;
-use peerchat_shared::sync::HistoryState;
+use peerchat_shared::sync::{HistoryState, SyncLimits};
 use peerchat_shared::time::UnixMillis;
 use simulation::{general, history};
 use std::collections::{BTreeMap, VecDeque};
@@ -94,12 +94,16 @@ impl World {
 
     /// A member with `role` (`Virtual`: an archive peer) logs in holding `envelopes`.
     fn add_with_role(&mut self, envelopes: &[Envelope], role: Role) -> usize {
+        self.add_with(envelopes, role, SyncLimits::default())
+    }
+
+    fn add_with(&mut self, envelopes: &[Envelope], role: Role, limits: SyncLimits) -> usize {
         let index = self.members.len();
         let address = PeerAddress {
             key: member_key(index as u8),
             session: SessionId(index as u64 + 1),
         };
-        let mut mesh = PeerMesh::new(self.now, index as u64 + 7);
+        let mut mesh = PeerMesh::with_sync_limits(self.now, index as u64 + 7, limits);
         mesh.handle(
             self.now,
             MeshInput::Relay(PeerNews::Online {
@@ -700,6 +704,60 @@ fn an_archive_peer_serves_what_no_member_holds_after_its_grace() {
     assert_eq!(stats.envelopes_from_archive_peers, 30);
     assert_eq!(
         world.members[newcomer].states.last(),
+        Some(&HistoryState::UpToDate)
+    );
+}
+
+#[test]
+fn a_member_with_a_horizon_fetches_only_recent_history() {
+    let envelopes = history(300);
+    let mut world = World::new(true);
+    // The history is one message per 10 ms; now is just after the last one.
+    world.now = envelopes[299].id.timestamp().saturating_add_millis(1);
+    let holder = world.add_member(&envelopes);
+    world.join(holder);
+    let limits = SyncLimits {
+        horizon_millis: Some(1_000),
+        ..SyncLimits::default()
+    };
+    let archive = world.add_with(&[], Role::Virtual, limits);
+    world.join(archive);
+    assert_eq!(
+        world.members[archive].store.len(),
+        100,
+        "only the last second's messages are fetched"
+    );
+}
+
+#[test]
+fn what_the_store_evicted_and_anything_older_is_not_fetched_again() {
+    let envelopes = history(300);
+    let mut world = World::new(true);
+    let holder = world.add_member(&envelopes);
+    world.join(holder);
+    let archive = world.add_with_role(&[], Role::Virtual);
+    world.join(archive);
+    assert_eq!(world.members[archive].store.len(), 300);
+
+    let evicted: Vec<MessageId> = envelopes[..50].iter().map(|e| e.id).collect();
+    for id in &evicted {
+        world.members[archive].store.remove(id);
+    }
+    let now = world.now;
+    world.members[archive].mesh.handle(
+        now,
+        MeshInput::Evicted {
+            channel: general(),
+            ids: evicted,
+        },
+    );
+    // Several anti-entropy rounds with the holder, which has all 300.
+    for _ in 0..100 {
+        world.advance(1_000);
+    }
+    assert_eq!(world.members[archive].store.len(), 250);
+    assert_eq!(
+        world.members[archive].states.last(),
         Some(&HistoryState::UpToDate)
     );
 }

@@ -288,3 +288,158 @@ impl HistoryCache {
 fn disk_key(channel: &ChannelName, id: MessageId) -> (&str, u128) {
     (channel.as_str(), u128::from_be_bytes(id.to_bytes()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use peerchat_shared::identity::SecretKey;
+    use peerchat_shared::ids::MessageIdGenerator;
+    use peerchat_shared::message::{ClientNonce, Draft, MessageBody};
+
+    const START: UnixMillis = UnixMillis(1_800_000_000_000);
+    const MINUTE: u64 = 60_000;
+
+    fn relay() -> SecretKey {
+        SecretKey::from_seed([1; 32])
+    }
+
+    fn general() -> ChannelName {
+        ChannelName::new("general").unwrap()
+    }
+
+    /// `count` verified envelopes in #general, one a minute from [`START`].
+    fn history(count: usize) -> Vec<VerifiedEnvelope> {
+        let relay = relay();
+        let author = SecretKey::from_seed([7; 32]);
+        let mut ids = MessageIdGenerator::default();
+        (0..count)
+            .map(|n| {
+                let draft = Draft::sign(
+                    &author,
+                    &relay.public_key(),
+                    general(),
+                    ClientNonce((n as u128).to_be_bytes()),
+                    MessageBody::text(format!("message {n}")),
+                );
+                let verified = draft
+                    .verify(
+                        &relay.public_key(),
+                        &author.public_key().verifier().unwrap(),
+                    )
+                    .unwrap();
+                let time = START.saturating_add_millis(n as u64 * MINUTE);
+                let envelope = verified.seal(ids.next(time, n as u128).unwrap(), &relay);
+                envelope
+                    .verify(&relay.public_key().verifier().unwrap())
+                    .unwrap()
+            })
+            .collect()
+    }
+
+    fn limits(window_minutes: u64, max_bytes: usize) -> CacheLimits {
+        CacheLimits {
+            window: Duration::from_secs(window_minutes * 60),
+            max_bytes,
+        }
+    }
+
+    fn at_minute(minute: u64) -> UnixMillis {
+        START.saturating_add_millis(minute * MINUTE)
+    }
+
+    #[test]
+    fn messages_older_than_the_window_are_evicted_and_reported() {
+        let envelopes = history(10);
+        let mut cache = HistoryCache::in_memory(limits(5, usize::MAX));
+        let (new, evicted) = cache.insert(&envelopes, at_minute(9)).unwrap();
+        assert_eq!(new, 6, "minutes 0 to 3 are outside the window on arrival");
+        assert!(evicted.is_empty());
+
+        let evicted = cache.evict(at_minute(12)).unwrap();
+        let gone: Vec<MessageId> = envelopes[4..7].iter().map(|e| e.envelope().id).collect();
+        assert_eq!(evicted, Evicted::from([(general(), gone)]));
+        assert_eq!(cache.ids(&general()).len(), 3);
+        assert!(cache
+            .ids(&general())
+            .iter()
+            .all(|id| id.timestamp() >= at_minute(7)));
+    }
+
+    #[test]
+    fn the_size_bound_holds_by_evicting_the_oldest() {
+        let envelopes = history(50);
+        let one = serde_json::to_vec(envelopes[0].envelope()).unwrap().len();
+        let mut cache = HistoryCache::in_memory(limits(1_000, 10 * one + one / 2));
+        for chunk in envelopes.chunks(7) {
+            cache.insert(chunk, at_minute(50)).unwrap();
+            assert!(cache.bytes() <= 10 * one + one / 2);
+        }
+        let kept = cache.ids(&general());
+        let newest: Vec<MessageId> = envelopes[envelopes.len() - kept.len()..]
+            .iter()
+            .map(|e| e.envelope().id)
+            .collect();
+        assert_eq!(kept, newest, "the newest are kept");
+        assert!(kept.len() >= 9);
+    }
+
+    #[test]
+    fn a_cache_file_brings_back_what_was_kept_and_drops_what_was_evicted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache.redb");
+        let envelopes = history(10);
+        {
+            let mut cache = HistoryCache::open(&path, limits(5, usize::MAX)).unwrap();
+            cache.insert(&envelopes, at_minute(9)).unwrap();
+            cache.evict(at_minute(11)).unwrap();
+        }
+        let mut reopened = HistoryCache::open(&path, limits(5, usize::MAX)).unwrap();
+        assert!(
+            reopened.is_empty(),
+            "nothing is served before it is verified"
+        );
+        let verifier = relay().public_key().verifier().unwrap();
+        reopened.admit_stored(&verifier, at_minute(11)).unwrap();
+        let expected: Vec<MessageId> = envelopes[6..].iter().map(|e| e.envelope().id).collect();
+        assert_eq!(reopened.ids(&general()), expected);
+        assert_eq!(
+            reopened.get(&general(), &expected[..1]),
+            vec![envelopes[6].envelope().clone()]
+        );
+    }
+
+    #[test]
+    fn records_that_do_not_verify_are_deleted_from_the_cache_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache.redb");
+        let envelopes = history(3);
+        {
+            let mut cache = HistoryCache::open(&path, limits(60, usize::MAX)).unwrap();
+            cache.insert(&envelopes, at_minute(3)).unwrap();
+            // Someone alters a record on disk.
+            let database = cache.disk.as_ref().unwrap();
+            let mut forged = envelopes[1].envelope().clone();
+            forged.body = MessageBody::text("forged");
+            let write = database.begin_write().unwrap();
+            {
+                let mut table = write.open_table(ENVELOPES).unwrap();
+                let json = serde_json::to_vec(&forged).unwrap();
+                table
+                    .insert(disk_key(&forged.channel, forged.id), json.as_slice())
+                    .unwrap();
+            }
+            write.commit().unwrap();
+        }
+        let verifier = relay().public_key().verifier().unwrap();
+        let mut reopened = HistoryCache::open(&path, limits(60, usize::MAX)).unwrap();
+        reopened.admit_stored(&verifier, at_minute(3)).unwrap();
+        assert_eq!(reopened.len(), 2);
+        drop(reopened);
+        let again = HistoryCache::open(&path, limits(60, usize::MAX)).unwrap();
+        assert_eq!(
+            again.unverified.len(),
+            2,
+            "the forged record is gone from disk"
+        );
+    }
+}
