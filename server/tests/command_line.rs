@@ -78,6 +78,12 @@ fn help_documents_every_option_and_its_environment_variable() {
         "PEERCHAT_FRAMES_PER_SECOND",
         "PEERCHAT_FRAME_BURST",
         "PEERCHAT_SEND_QUEUE_FRAMES",
+        "PEERCHAT_VIRTUAL_CLIENT_KEYS",
+        "PEERCHAT_VIRTUAL_CLIENTS",
+        "PEERCHAT_VIRTUAL_CLIENT_DIR",
+        "PEERCHAT_VIRTUAL_HOURS",
+        "PEERCHAT_VIRTUAL_MEGABYTES",
+        "PEERCHAT_VIRTUAL_KBPS",
     ] {
         assert!(
             help.contains(variable),
@@ -145,4 +151,57 @@ async fn the_relay_binary_writes_nothing_but_its_key_file() {
         files_below(work_dir.path()),
         vec![std::path::PathBuf::from("peerchat-data/relay.key")]
     );
+}
+
+#[tokio::test]
+async fn the_relay_runs_virtual_clients_in_its_process_and_reports_them_in_its_metrics() {
+    let work_dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let address = format!("127.0.0.1:{port}");
+    let relay = Command::new(env!("CARGO_BIN_EXE_peerchat-server"))
+        .env_clear()
+        .current_dir(work_dir.path())
+        .args(["--listen", &address, "--virtual-clients", "2"])
+        .args(["--webrtc-udp", "127.0.0.1:0"])
+        .spawn()
+        .unwrap();
+    let _stop = KillOnDrop(relay);
+    let metrics_url = format!("http://{address}/metrics");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Ok(response) = reqwest::get(&metrics_url).await {
+            let metrics = response.text().await.unwrap();
+            if metrics.contains("peerchat_virtual_clients_online 2\n") {
+                assert!(metrics.contains("peerchat_virtual_client_cached_messages 0"));
+                break;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the in-process virtual clients never came online"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let keys = work_dir.path().join("peerchat-data/virtual");
+    for file in [
+        "virtual-1.key",
+        "virtual-2.key",
+        "virtual-1.redb",
+        "virtual-2.redb",
+    ] {
+        assert!(keys.join(file).exists(), "{file} was not created");
+    }
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -33,6 +33,10 @@ use throttle::Throttle;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+/// Logging when `RUST_LOG` is unset: the WebRTC stack logs every state change at `info`.
+pub const DEFAULT_LOG_FILTER: &str =
+    "info,rtc=warn,rtc_ice=warn,rtc_dtls=warn,rtc_sctp=warn,rtc_datachannel=warn,webrtc=warn";
+
 /// Default bandwidth budget of one virtual client's links.
 pub const DEFAULT_BYTES_PER_SECOND: u64 = 1024 * 1024;
 
@@ -158,6 +162,7 @@ pub fn start(
 /// How virtual clients cache, send and reach peers: the command-line options that
 /// `peerchat-virtual` and the relay's `--virtual-clients` share.
 #[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Virtual clients")]
 pub struct VirtualClientOptions {
     /// Keep messages of the last this many hours.
     #[arg(long, env = "PEERCHAT_VIRTUAL_HOURS", default_value_t = 6.0)]
@@ -166,18 +171,20 @@ pub struct VirtualClientOptions {
     #[arg(long, env = "PEERCHAT_VIRTUAL_MEGABYTES", default_value_t = 32)]
     pub cache_megabytes: usize,
     /// What each virtual client's links may send, in kilobytes per second.
-    #[arg(long, env = "PEERCHAT_VIRTUAL_KBPS", default_value_t = DEFAULT_BYTES_PER_SECOND / 1024)]
+    #[arg(
+        long = "upload-kbps",
+        env = "PEERCHAT_VIRTUAL_KBPS", default_value_t = DEFAULT_BYTES_PER_SECOND / 1024)]
     pub kilobytes_per_second: u64,
     /// Local UDP addresses for WebRTC (comma-separated); 0.0.0.0:0 means every interface.
     #[arg(
-        long,
+        long = "webrtc-udp",
         env = "PEERCHAT_VIRTUAL_UDP",
         value_delimiter = ',',
         default_value = "0.0.0.0:0"
     )]
     pub udp: Vec<std::net::SocketAddr>,
     /// Accept members' mDNS (.local) ICE candidates; needs a network with multicast.
-    #[arg(long, env = "PEERCHAT_VIRTUAL_MDNS")]
+    #[arg(long = "webrtc-mdns", env = "PEERCHAT_VIRTUAL_MDNS")]
     pub mdns: bool,
 }
 
