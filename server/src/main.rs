@@ -290,7 +290,7 @@ async fn main() -> Result<()> {
         listener.local_addr()?,
         config.signing_key.public_key()
     );
-    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    tokio::spawn(peerchat_virtual::cancel_on_signal(shutdown.clone()));
     run(listener, config, shutdown).await?;
     tracing::info!("peerchat relay stopped");
     Ok(())
@@ -326,27 +326,4 @@ fn start_virtual_clients(
     tracing::info!("{} virtual clients started", clients.len());
     config.virtual_client_stats = clients.into_iter().map(|client| client.stats).collect();
     Ok(())
-}
-
-async fn cancel_on_signal(shutdown: CancellationToken) {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::warn!("cannot listen for SIGTERM: {error}");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = interrupt => {}
-        _ = terminate => {}
-    }
-    shutdown.cancel();
 }

@@ -55,25 +55,12 @@ async fn a_newcomer_receives_and_stores_a_members_whole_history() {
         &format!("return document.body.dataset.envelopesOverDataChannel === '{count}'"),
     )
     .await;
-    let milestone = |name: &str| format!("return Number(document.body.dataset.{name})");
-    let online = cleo.eval(&milestone("onlineMs")).await.as_f64().unwrap();
-    let first = cleo
-        .eval(&milestone("firstPeerEnvelopeMs"))
-        .await
-        .as_f64()
-        .unwrap();
-    let last = cleo
-        .eval(&milestone("lastPeerEnvelopeMs"))
-        .await
-        .as_f64()
-        .unwrap();
+    let (to_first, first_to_all, to_all) = cleo.peer_history_timings().await;
     assert_eq!(cleo.dataset("envelopesOverRelay").await, "0");
     // Milliseconds, read by `cargo xtask bench newcomer` from stdout.
     println!(
         "newcomer: messages={count} online_to_first={:.0} first_to_all_stored={:.0} online_to_all_stored={:.0}",
-        first - online,
-        last - first,
-        last - online
+        to_first, first_to_all, to_all
     );
     cleo.wait_for_message_count(count).await;
     bob.close().await;

@@ -6,33 +6,14 @@ mod browser;
 mod support;
 
 use browser::{Browser, ChromeDriver};
-use peerchat_virtual::{
-    CacheLimits, Fleet, LinkSettings, VirtualClient, VirtualClientConfig, DEFAULT_BYTES_PER_SECOND,
-};
+use peerchat_virtual::{Fleet, DEFAULT_BYTES_PER_SECOND};
 use std::path::Path;
 use std::time::Duration;
-use support::{unthrottled_config, TestRelay};
+use support::{unthrottled_config, virtual_client_template, wait_until_cached, TestRelay};
 use tokio_util::sync::CancellationToken;
 
 /// Guards against a hung test; never an assertion about speed.
 const PATIENCE: Duration = Duration::from_secs(60);
-
-fn template(relay: &TestRelay) -> VirtualClientConfig {
-    VirtualClientConfig {
-        relay_url: format!("ws://{}/ws", relay.address),
-        key_file: "unused".into(),
-        invite: None,
-        channels: None,
-        cache: CacheLimits::default(),
-        cache_file: None,
-        // Every interface of the namespace: the one Chromium gathers its candidates on.
-        links: LinkSettings {
-            udp_bind: vec!["0.0.0.0:0".parse().unwrap()],
-            mdns: false,
-        },
-        bytes_per_second: DEFAULT_BYTES_PER_SECOND,
-    }
-}
 
 fn fleet(dir: &Path) -> Fleet {
     Fleet {
@@ -46,24 +27,6 @@ fn config_admitting(fleet: &Fleet, count: usize) -> peerchat_server::RelayConfig
     let mut config = unthrottled_config();
     config.virtual_clients = fleet.public_keys(count).unwrap().into_iter().collect();
     config
-}
-
-async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while !condition() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "gave up waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn wait_until_cached(client: &VirtualClient, count: u64) {
-    wait_until(&format!("{count} cached messages"), || {
-        client.stats.cached_messages() == count
-    })
-    .await;
 }
 
 async fn open_online(driver: &ChromeDriver, url: &str) -> Browser {
@@ -92,8 +55,11 @@ async fn with_only_a_virtual_client_left_a_newcomer_gets_the_history_from_it_aft
     let relay = TestRelay::start(config_admitting(&fleet, 1)).await;
     let address = relay.address;
     let shutdown = CancellationToken::new();
-    let archive =
-        peerchat_virtual::start(fleet.config(&template(&relay), 1), shutdown.clone()).unwrap();
+    let archive = peerchat_virtual::start(
+        fleet.config(&virtual_client_template(&relay, "0.0.0.0:0"), 1),
+        shutdown.clone(),
+    )
+    .unwrap();
     let driver = ChromeDriver::start().await;
     let ada = open_online(&driver, &relay.url("/")).await;
     let posted = post(&ada, 100).await;
@@ -142,8 +108,11 @@ async fn with_a_member_online_the_newcomer_is_served_by_the_member_not_the_virtu
     let fleet = fleet(keys.path());
     let relay = TestRelay::start(config_admitting(&fleet, 1)).await;
     let shutdown = CancellationToken::new();
-    let archive =
-        peerchat_virtual::start(fleet.config(&template(&relay), 1), shutdown.clone()).unwrap();
+    let archive = peerchat_virtual::start(
+        fleet.config(&virtual_client_template(&relay, "0.0.0.0:0"), 1),
+        shutdown.clone(),
+    )
+    .unwrap();
     let driver = ChromeDriver::start().await;
     let ada = open_online(&driver, &relay.url("/")).await;
     post(&ada, 30).await;
@@ -182,7 +151,9 @@ async fn ten_virtual_clients_get_the_history_from_a_browser_and_from_each_other(
     post(&ada, 20).await;
 
     let shutdown = CancellationToken::new();
-    let clients = fleet.start(&template(&relay), 10, &shutdown).unwrap();
+    let clients = fleet
+        .start(&virtual_client_template(&relay, "0.0.0.0:0"), 10, &shutdown)
+        .unwrap();
     for client in &clients {
         wait_until_cached(client, 20).await;
     }
@@ -195,6 +166,56 @@ async fn ten_virtual_clients_get_the_history_from_a_browser_and_from_each_other(
     )
     .await;
     ada.close().await;
+    shutdown.cancel();
+    relay.stop().await;
+}
+
+/// How fast a Chromium newcomer gets a virtual client's history: the virtual client starts with
+/// a cache file of `PEERCHAT_VIRTUAL_TO_BROWSER_MESSAGES` messages (300 unless set; `cargo
+/// xtask bench virtual` sets more). The time is printed for docs/benchmarks.md, never asserted.
+#[tokio::test(flavor = "multi_thread")]
+#[allow(clippy::print_stdout, reason = "the timing is this test's report")]
+async fn a_browser_newcomer_receives_a_virtual_clients_seeded_history() {
+    if browser::run_sealed() {
+        return;
+    }
+    let count: usize = std::env::var("PEERCHAT_VIRTUAL_TO_BROWSER_MESSAGES")
+        .map(|value| value.parse().expect("a number of messages"))
+        .unwrap_or(300);
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = Fleet {
+        key_dir: dir.path().to_path_buf(),
+        data_dir: Some(dir.path().to_path_buf()),
+    };
+    let config = config_admitting(&fleet, 1);
+    let relay_key = config.signing_key.clone();
+    let relay = TestRelay::start(config).await;
+    let mut template = virtual_client_template(&relay, "0.0.0.0:0");
+    // Unthrottled: this measures the path, not the budget.
+    template.bytes_per_second = 1024 * DEFAULT_BYTES_PER_SECOND;
+    support::seed_cache(
+        &fleet.config(&template, 1).cache_file.unwrap(),
+        &relay_key,
+        count,
+    );
+    let shutdown = CancellationToken::new();
+    let archive = fleet.start(&template, 1, &shutdown).unwrap();
+    wait_until_cached(&archive[0], count as u64).await;
+
+    let driver = ChromeDriver::start().await;
+    let bea = Browser::open(&driver, &relay.url("/")).await;
+    bea.wait_until(
+        "every message to be stored",
+        &format!("return document.body.dataset.envelopesFromArchivePeers === '{count}'"),
+    )
+    .await;
+    let (to_first, first_to_all, to_all) = bea.peer_history_timings().await;
+    assert_eq!(bea.dataset("envelopesOverRelay").await, "0");
+    println!(
+        "virtual to browser: messages={count} online_to_first={:.0} first_to_all_stored={:.0} online_to_all_stored={:.0}",
+        to_first, first_to_all, to_all
+    );
+    bea.close().await;
     shutdown.cancel();
     relay.stop().await;
 }

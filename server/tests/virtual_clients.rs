@@ -6,32 +6,12 @@ mod support;
 
 use peerchat_shared::frames::RelayToClient;
 use peerchat_shared::membership::Role;
-use peerchat_virtual::{
-    CacheLimits, Fleet, LinkSettings, VirtualClient, VirtualClientConfig, DEFAULT_BYTES_PER_SECOND,
-};
+use peerchat_virtual::Fleet;
 use std::path::Path;
-use std::time::Duration;
-use support::{unthrottled_config, TestRelay};
+use support::{
+    unthrottled_config, virtual_client_template, wait_until, wait_until_cached, TestRelay,
+};
 use tokio_util::sync::CancellationToken;
-
-/// Guards against a hung test; never an assertion about speed.
-const PATIENCE: Duration = Duration::from_secs(60);
-
-fn template(relay: &TestRelay) -> VirtualClientConfig {
-    VirtualClientConfig {
-        relay_url: format!("ws://{}/ws", relay.address),
-        key_file: "unused".into(),
-        invite: None,
-        channels: None,
-        cache: CacheLimits::default(),
-        cache_file: None,
-        links: LinkSettings {
-            udp_bind: vec!["127.0.0.1:0".parse().unwrap()],
-            mdns: false,
-        },
-        bytes_per_second: DEFAULT_BYTES_PER_SECOND,
-    }
-}
 
 /// A relay that admits the keys of `count` virtual clients kept in `key_dir`.
 async fn relay_admitting(fleet: &Fleet, count: usize) -> TestRelay {
@@ -47,24 +27,6 @@ fn fleet(dir: &Path, persistent: bool) -> Fleet {
     }
 }
 
-async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while !condition() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "gave up waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn wait_until_cached(client: &VirtualClient, count: u64) {
-    wait_until(&format!("{count} cached messages"), || {
-        client.stats.cached_messages() == count
-    })
-    .await;
-}
-
 /// A member posts `count` messages to #general and leaves.
 async fn post_and_leave(relay: &TestRelay, count: usize) {
     let [mut poster] = relay.members_in("general", [9]).await;
@@ -78,7 +40,7 @@ async fn virtual_clients_log_in_as_archive_peers_and_pass_history_over_data_chan
     let fleet = fleet(dir.path(), false);
     let relay = relay_admitting(&fleet, 2).await;
     let shutdown = CancellationToken::new();
-    let template = template(&relay);
+    let template = virtual_client_template(&relay, "127.0.0.1:0");
     let first =
         peerchat_virtual::start(fleet.config(&template, 1), shutdown.child_token()).unwrap();
     wait_until("the first to be online", || first.stats.is_online()).await;
@@ -134,7 +96,7 @@ async fn a_virtual_client_with_a_data_file_keeps_its_cache_across_a_restart() {
     let fleet = fleet(dir.path(), true);
     std::fs::create_dir_all(dir.path().join("data")).unwrap();
     let relay = relay_admitting(&fleet, 2).await;
-    let template = template(&relay);
+    let template = virtual_client_template(&relay, "127.0.0.1:0");
 
     let shutdown = CancellationToken::new();
     let archive = peerchat_virtual::start(fleet.config(&template, 1), shutdown.clone()).unwrap();
@@ -169,7 +131,7 @@ async fn ten_virtual_clients_started_together_all_get_the_history() {
         .chain(ten.public_keys(10).unwrap())
         .collect();
     let relay = TestRelay::start(config).await;
-    let template = template(&relay);
+    let template = virtual_client_template(&relay, "127.0.0.1:0");
     let shutdown = CancellationToken::new();
     let seed = seed_fleet.start(&template, 1, &shutdown).unwrap();
     wait_until("the seed to be online", || seed[0].stats.is_online()).await;

@@ -681,8 +681,8 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
         if fresh.is_empty() {
             return;
         }
-        // Pushed messages are new: pass them on. Fetched ones are history: offer their ids to a
-        // few peers, which fetch what they lack.
+        // Pushed messages are new: pass them on. Fetched ones are history: offer their ids to
+        // the other peers, which fetch what they lack.
         let mut fetched = Vec::new();
         for (envelope, requested) in &fresh {
             if *requested {
@@ -779,13 +779,14 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
         peers
     }
 
-    /// Announces `ids` to `fanout` random peers of the channel other than `source`.
+    /// Announces `ids` to every peer of the channel other than `source` (ids are small, and a
+    /// peer left out would wait for the next anti-entropy round to learn of them).
     fn offer(&mut self, channel: &ChannelName, ids: &[MessageId], source: PeerId) {
         if ids.is_empty() {
             return;
         }
         let peers = self.shuffled_peers(channel, Some(source));
-        for peer in peers.into_iter().take(self.limits.fanout) {
+        for peer in peers {
             for chunk in ids.chunks(MAX_HAVE_IDS) {
                 self.send(
                     peer,

@@ -282,8 +282,8 @@ impl Driver {
                     }
                 }
                 if news == PeerNews::Offline {
+                    // The session joins its channels again itself after reconnecting.
                     self.stats.online.store(false, Ordering::Relaxed);
-                    self.joined.clear();
                 }
                 self.mesh.handle(now(), MeshInput::Relay(news));
             }

@@ -86,10 +86,7 @@ async fn main() -> Result<()> {
     for client in &clients {
         tracing::info!("virtual client {} started", client.public_key);
     }
-    tokio::signal::ctrl_c()
-        .await
-        .context("cannot wait for Ctrl-C")?;
-    shutdown.cancel();
+    peerchat_virtual::cancel_on_signal(shutdown.clone()).await;
     for client in clients {
         let _ = client.task.await;
     }

@@ -9,6 +9,7 @@ use crate::throttle::Throttle;
 use peerchat_shared::frames::{IceServer, SessionId};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -27,9 +28,10 @@ const GATHERING_LIMIT: Duration = Duration::from_secs(5);
 /// Bytes handed to a data channel and not yet acknowledged, per channel (TOOLCHAIN.md: larger
 /// buffers overflow the kernel's UDP buffer and throughput collapses).
 const SEND_BUFFER_BYTES: usize = 64 * 1024;
-/// Frames waiting to be sent on one link; beyond this the peer is not keeping up and frames
-/// are dropped (the sync engine asks again).
-const SEND_QUEUE_FRAMES: usize = 64;
+/// Bytes waiting to be sent on one link. The sync engine bounds what a peer may have asked for
+/// (512 ids in flight), which stays well below this; beyond it the peer is not keeping up and
+/// frames are dropped (its engine asks again).
+const SEND_QUEUE_BYTES: usize = 2 * 1024 * 1024;
 
 /// How links reach the network.
 #[derive(Debug, Clone)]
@@ -59,7 +61,7 @@ enum Command {
 struct LinkHandle {
     number: u64,
     commands: mpsc::UnboundedSender<Command>,
-    outgoing: mpsc::Sender<String>,
+    outgoing: OutgoingQueue,
     task: JoinHandle<()>,
 }
 
@@ -128,21 +130,19 @@ impl PeerLinks {
         let Some(link) = self.links.get(&session) else {
             return false;
         };
-        match link.outgoing.try_send(text) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                tracing::debug!(session = session.0, "peer is slow; frame dropped");
-                true
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-        }
+        link.outgoing.push(session, text)
     }
 
     fn open(&mut self, session: SessionId, ice_servers: &[IceServer], offer: Option<String>) {
         self.next_number += 1;
         let number = self.next_number;
         let (commands, command_receiver) = mpsc::unbounded_channel();
-        let (outgoing, outgoing_receiver) = mpsc::channel(SEND_QUEUE_FRAMES);
+        let (frames, outgoing_receiver) = mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let outgoing = OutgoingQueue {
+            frames,
+            queued: Arc::clone(&queued),
+        };
         let reporter = Reporter {
             feed: self.feed.clone(),
             session,
@@ -153,6 +153,7 @@ impl PeerLinks {
             ice_servers: ice_servers.iter().map(to_rtc_ice_server).collect(),
             offer,
             throttle: Arc::clone(&self.throttle),
+            queued,
         };
         let task = tokio::spawn(async move {
             let outcome = Box::pin(run_link(
@@ -213,6 +214,8 @@ struct LinkSetup {
     /// The remote offer, when answering.
     offer: Option<String>,
     throttle: Arc<Throttle>,
+    /// Bytes in the link's outgoing queue, shared with its [`OutgoingQueue`].
+    queued: Arc<AtomicUsize>,
 }
 
 /// What the peer connection's handler passes on to the link's task.
@@ -255,7 +258,7 @@ async fn run_link(
     setup: LinkSetup,
     reporter: &Reporter,
     mut commands: mpsc::UnboundedReceiver<Command>,
-    outgoing: mpsc::Receiver<String>,
+    outgoing: mpsc::UnboundedReceiver<String>,
 ) -> LinkResult {
     let (happening_sender, mut happenings) = mpsc::unbounded_channel();
     let mdns = if setup.settings.mdns {
@@ -330,6 +333,7 @@ async fn run_link(
         Arc::clone(&data_channel),
         outgoing,
         setup.throttle,
+        setup.queued,
     ));
     let _abort_sender = AbortOnDrop(sender);
     loop {
@@ -358,14 +362,35 @@ async fn run_link(
 /// send buffer (a full buffer makes `send_text` wait).
 async fn send_frames(
     data_channel: Arc<dyn DataChannel>,
-    mut outgoing: mpsc::Receiver<String>,
+    mut outgoing: mpsc::UnboundedReceiver<String>,
     throttle: Arc<Throttle>,
+    queued: Arc<AtomicUsize>,
 ) {
     while let Some(text) = outgoing.recv().await {
+        queued.fetch_sub(text.len(), Ordering::Relaxed);
         throttle.wait_for(text.len()).await;
         if data_channel.send_text(&text).await.is_err() {
             return;
         }
+    }
+}
+
+/// A link's frames waiting for its sending task, bounded in bytes.
+struct OutgoingQueue {
+    frames: mpsc::UnboundedSender<String>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl OutgoingQueue {
+    /// Queues `text`; false once the link's task has ended.
+    fn push(&self, session: SessionId, text: String) -> bool {
+        let bytes = text.len();
+        if self.queued.load(Ordering::Relaxed) + bytes > SEND_QUEUE_BYTES {
+            tracing::debug!(session = session.0, "peer is not keeping up; frame dropped");
+            return !self.frames.is_closed();
+        }
+        self.queued.fetch_add(bytes, Ordering::Relaxed);
+        self.frames.send(text).is_ok()
     }
 }
 

@@ -224,3 +224,41 @@ pub(crate) fn render(root: &Path, repeats: usize) -> Result<()> {
     }
     Ok(())
 }
+
+/// Runs the virtual-client throughput tests with `messages` messages (release build: the
+/// virtual client is a native program) and prints their reports.
+pub(crate) fn virtual_clients(root: &Path, messages: usize) -> Result<()> {
+    for (test, variable, label) in [
+        (
+            "virtual_client_throughput",
+            "PEERCHAT_VIRTUAL_MESSAGES",
+            "virtual sync:",
+        ),
+        (
+            "browser_virtual_clients",
+            "PEERCHAT_VIRTUAL_TO_BROWSER_MESSAGES",
+            "virtual to browser:",
+        ),
+    ] {
+        let mut command = process::cargo(root);
+        command
+            .args([
+                "test",
+                "--release",
+                "--locked",
+                "--package",
+                "peerchat-server",
+            ])
+            .args(["--test", test, "--", "--nocapture"])
+            .env(variable, messages.to_string());
+        if test == "browser_virtual_clients" {
+            command.arg("a_browser_newcomer_receives");
+        }
+        let output =
+            process::output_of(&mut command).with_context(|| format!("the {test} test failed"))?;
+        let line = report_line(&output, label)
+            .with_context(|| format!("the {test} test printed no report"))?;
+        eprintln!("xtask: {line}");
+    }
+    Ok(())
+}

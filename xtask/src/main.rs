@@ -59,6 +59,12 @@ enum BenchTarget {
         #[arg(long, default_value_t = 3)]
         repeats: usize,
     },
+    /// Virtual clients: ten pulling a seeded history from one (release build, with memory per
+    /// client), and a Chromium newcomer pulling it from one.
+    Virtual {
+        #[arg(long, default_value_t = 10_000)]
+        messages: usize,
+    },
     /// Reloading a page with 1,000 cached messages in headless Chromium.
     Render {
         #[arg(long, default_value_t = 5)]
@@ -104,6 +110,13 @@ fn main() -> Result<()> {
             let toolchain = setup::ensure(setup::Needs::Everything)?;
             wasm::build_web_bundle(&root, &toolchain)?;
             bench::newcomer(&root, messages, repeats)
+        }
+        Command::Bench {
+            target: BenchTarget::Virtual { messages },
+        } => {
+            let toolchain = setup::ensure(setup::Needs::Everything)?;
+            wasm::build_web_bundle(&root, &toolchain)?;
+            bench::virtual_clients(&root, messages)
         }
         Command::Fuzz { seconds } => fuzz(&root, seconds),
     }

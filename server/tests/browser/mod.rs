@@ -246,6 +246,22 @@ impl Browser {
         }
     }
 
+    /// Milliseconds from coming online to the first envelope from a peer, from the first to
+    /// the last, and from online to the last (the page's `data-*-ms` milestones).
+    pub async fn peer_history_timings(&self) -> (f64, f64, f64) {
+        let mut milestones = [0.0; 3];
+        for (value, name) in
+            milestones
+                .iter_mut()
+                .zip(["onlineMs", "firstPeerEnvelopeMs", "lastPeerEnvelopeMs"])
+        {
+            let script = format!("return Number(document.body.dataset.{name})");
+            *value = self.eval(&script).await.as_f64().unwrap();
+        }
+        let [online, first, last] = milestones;
+        (first - online, last - first, last - online)
+    }
+
     pub async fn eval(&self, script: &str) -> Value {
         self.client.execute(script, vec![]).await.unwrap()
     }
