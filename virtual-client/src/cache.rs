@@ -163,7 +163,7 @@ impl HistoryCache {
             })
             .collect();
         if let Some(database) = &self.disk {
-            let write = database.begin_write().map_err(disk_error)?;
+            let write = begin_cache_write(database)?;
             {
                 let mut table = write.open_table(ENVELOPES).map_err(disk_error)?;
                 for envelope in &fresh {
@@ -274,7 +274,7 @@ impl HistoryCache {
         let Some(database) = &self.disk else {
             return Ok(());
         };
-        let write = database.begin_write().map_err(disk_error)?;
+        let write = begin_cache_write(database)?;
         {
             let mut table = write.open_table(ENVELOPES).map_err(disk_error)?;
             for (channel, id) in entries {
@@ -283,6 +283,14 @@ impl HistoryCache {
         }
         write.commit().map_err(disk_error)
     }
+}
+
+/// A write that is not synced to disk at once: a cache may lose its last writes in a power
+/// cut (peers still hold them), never its consistency, and live traffic costs no fsync each.
+fn begin_cache_write(database: &Database) -> Result<redb::WriteTransaction, CacheError> {
+    let mut write = database.begin_write().map_err(disk_error)?;
+    write.set_durability(redb::Durability::Eventual);
+    Ok(write)
 }
 
 fn disk_key(channel: &ChannelName, id: MessageId) -> (&str, u128) {

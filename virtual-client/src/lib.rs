@@ -126,7 +126,8 @@ pub fn start(
             certificate: files.certificate(),
             invite: config.invite,
             outbox: Vec::new(),
-            known_channels: Vec::new(),
+            // Named channels are joined at login even when the relay does not list them yet.
+            known_channels: config.channels.iter().flatten().cloned().collect(),
             random_seed: rand::random(),
         },
     );
