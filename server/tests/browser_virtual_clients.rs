@@ -179,6 +179,10 @@ async fn a_browser_newcomer_receives_a_virtual_clients_seeded_history() {
     if browser::run_sealed() {
         return;
     }
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let count: usize = std::env::var("PEERCHAT_VIRTUAL_TO_BROWSER_MESSAGES")
         .map(|value| value.parse().expect("a number of messages"))
         .unwrap_or(300);

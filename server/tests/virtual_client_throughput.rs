@@ -1,6 +1,7 @@
 //! How fast history crosses between virtual clients, and what each costs in memory: one virtual
 //! client starts with a cache file holding `PEERCHAT_VIRTUAL_MESSAGES` messages (1,000 unless
-//! set; `cargo xtask bench virtual` sets more), ten more start empty, and each pulls the whole
+//! set; `cargo xtask bench virtual` sets more), `PEERCHAT_VIRTUAL_PULLING` more (ten unless
+//! set) start empty, and each pulls the whole
 //! history over data channels on loopback. Times and memory are printed for
 //! docs/benchmarks.md, never asserted; that every message arrives is.
 
@@ -30,6 +31,9 @@ async fn ten_virtual_clients_pull_a_seeded_history_from_one_over_data_channels()
     let count: usize = std::env::var("PEERCHAT_VIRTUAL_MESSAGES")
         .map(|value| value.parse().expect("a number of messages"))
         .unwrap_or(1_000);
+    let pulling: usize = std::env::var("PEERCHAT_VIRTUAL_PULLING")
+        .map(|value| value.parse().expect("a number of virtual clients"))
+        .unwrap_or(10);
     let dir = tempfile::tempdir().unwrap();
     let seed = Fleet {
         key_dir: dir.path().join("seed"),
@@ -44,7 +48,7 @@ async fn ten_virtual_clients_pull_a_seeded_history_from_one_over_data_channels()
         .public_keys(1)
         .unwrap()
         .into_iter()
-        .chain(ten.public_keys(10).unwrap())
+        .chain(ten.public_keys(pulling).unwrap())
         .collect();
     let relay_key = config.signing_key.clone();
     let relay = TestRelay::start(config).await;
@@ -63,17 +67,17 @@ async fn ten_virtual_clients_pull_a_seeded_history_from_one_over_data_channels()
 
     let before = resident_kib();
     let started = Instant::now();
-    let clients = ten.start(&template, 10, &shutdown).unwrap();
+    let clients = ten.start(&template, pulling, &shutdown).unwrap();
     let mut first_done = None;
     for client in &clients {
         wait(|| client.stats.cached_messages() == count as u64).await;
         first_done.get_or_insert_with(|| started.elapsed());
     }
     let all_done = started.elapsed();
-    let per_client_kib = resident_kib().saturating_sub(before) / 10;
+    let per_client_kib = resident_kib().saturating_sub(before) / pulling as u64;
     let first = first_done.unwrap().as_secs_f64();
     println!(
-        "virtual sync: messages={count} first_client_ms={:.0} first_client_msgs_per_s={:.0} all_ten_ms={:.0} resident_kib_per_client={per_client_kib}",
+        "virtual sync: messages={count} clients={pulling} first_client_ms={:.0} first_client_msgs_per_s={:.0} all_ms={:.0} resident_kib_per_client={per_client_kib}",
         first * 1000.0,
         count as f64 / first,
         all_done.as_secs_f64() * 1000.0,

@@ -220,6 +220,9 @@ struct ChannelSync {
     /// Reconciliations this member started and when their last step was sent; one whose
     /// answer is lost is given up after the request time-out.
     reconciling_with: BTreeMap<PeerId, UnixMillis>,
+    /// Peers whose reconciliation was abandoned for lack of an answer: a late reply from one of
+    /// them is ignored (it was asked for), not held against it.
+    abandoned_with: BTreeSet<PeerId>,
     reconciled_once: bool,
     next_anti_entropy: Option<UnixMillis>,
     announced: Option<HistoryState>,
@@ -406,6 +409,7 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
             return;
         };
         sync.reconciling_with.insert(peer, now);
+        sync.abandoned_with.remove(&peer);
         self.send(
             peer,
             PeerToPeer::ReconcileQuery {
@@ -442,6 +446,7 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
                 }
             }
             sync.reconciling_with.remove(&peer);
+            sync.abandoned_with.remove(&peer);
             for missing in sync.missing.values_mut() {
                 missing.holders.retain(|holder| *holder != peer);
             }
@@ -497,6 +502,9 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
             return;
         };
         if !sync.reconciling_with.contains_key(&peer) {
+            if sync.abandoned_with.contains(&peer) {
+                return;
+            }
             return self.disconnect(peer, "a reconcile reply nobody asked for".into());
         }
         let (mut have, mut need) = (Vec::new(), Vec::new());
@@ -804,8 +812,14 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
         let mut expired: Vec<PeerId> = Vec::new();
         for sync in self.channels.values_mut() {
             let reconciling = sync.reconciling_with.len();
-            sync.reconciling_with
-                .retain(|_, last_step| last_step.saturating_add_millis(timeout) > now);
+            let abandoned = &mut sync.abandoned_with;
+            sync.reconciling_with.retain(|peer, last_step| {
+                let waiting = last_step.saturating_add_millis(timeout) > now;
+                if !waiting {
+                    abandoned.insert(*peer);
+                }
+                waiting
+            });
             if sync.reconciling_with.len() != reconciling
                 || sync.earliest_waiting.is_some_and(|at| at <= now)
             {

@@ -205,3 +205,65 @@ mod hundreds_of_peers {
         );
     }
 }
+
+#[test]
+fn a_reconcile_reply_that_comes_after_the_reconciliation_was_given_up_is_ignored() {
+    use peerchat_shared::identity::SecretKey;
+    use peerchat_shared::peer::PeerToPeer;
+    use peerchat_shared::sync::{SyncEngine, SyncInput, SyncLimits, SyncOutput};
+    use peerchat_shared::time::UnixMillis;
+
+    let relay = SecretKey::from_seed([1; 32])
+        .public_key()
+        .verifier()
+        .unwrap();
+    let limits = SyncLimits::default();
+    let timeout = limits.request_timeout_millis;
+    let mut engine = SyncEngine::new(relay, limits, 3);
+    let channel = simulation::general();
+    let now = UnixMillis(1_000);
+    engine.handle(
+        now,
+        SyncInput::Join {
+            channel: channel.clone(),
+            ids: vec![],
+        },
+    );
+    engine.handle(
+        now,
+        SyncInput::PeerUp {
+            peer: 1,
+            channels: vec![channel.clone()],
+            archive: false,
+        },
+    );
+    let query = std::iter::from_fn(|| engine.poll_output())
+        .find_map(|output| match output {
+            SyncOutput::Send {
+                peer: 1,
+                frame: PeerToPeer::ReconcileQuery { message, .. },
+            } => Some(message),
+            _ => None,
+        })
+        .expect("a reconciliation with peer 1 starts");
+    // Peer 1 is too busy to answer in time: the reconciliation is given up.
+    let now = now.saturating_add_millis(timeout + 1);
+    engine.handle(now, SyncInput::Timeout);
+    while engine.poll_output().is_some() {}
+
+    let reply = |peer| SyncInput::Frame {
+        peer,
+        frame: PeerToPeer::ReconcileReply {
+            channel: channel.clone(),
+            message: query.clone(),
+        },
+    };
+    engine.handle(now, reply(1));
+    let after_late_reply: Vec<SyncOutput> = std::iter::from_fn(|| engine.poll_output()).collect();
+    assert!(
+        !after_late_reply
+            .iter()
+            .any(|output| matches!(output, SyncOutput::Disconnect { .. })),
+        "a reply that was asked for, only late, is no offence: {after_late_reply:?}"
+    );
+}

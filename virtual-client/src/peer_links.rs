@@ -347,11 +347,17 @@ async fn run_link(
                         Err(_) => reporter.report(LinkEvent::Frame(String::new())).await,
                     }
                 }
-                Some(DataChannelEvent::OnClose) | None => return Ok(()),
+                Some(DataChannelEvent::OnClose) | None => {
+                    tracing::debug!("data channel closed");
+                    return Ok(());
+                }
                 Some(_) => {}
             },
             happening = happenings.recv() => match happening {
-                Some(Happening::Failed) | None => return Ok(()),
+                Some(Happening::Failed) | None => {
+                    tracing::debug!("peer connection failed or closed");
+                    return Ok(());
+                }
                 Some(_) => {}
             },
         }
@@ -369,7 +375,8 @@ async fn send_frames(
     while let Some(text) = outgoing.recv().await {
         queued.fetch_sub(text.len(), Ordering::Relaxed);
         throttle.wait_for(text.len()).await;
-        if data_channel.send_text(&text).await.is_err() {
+        if let Err(error) = data_channel.send_text(&text).await {
+            tracing::warn!("data channel send failed ({} bytes): {error}", text.len());
             return;
         }
     }

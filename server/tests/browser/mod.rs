@@ -275,7 +275,7 @@ impl Browser {
             }
             if tokio::time::Instant::now() > deadline {
                 let state = self
-                    .eval("return document.body.dataset.connection + ' / ' + document.getElementById('problem').textContent + ' / ' + [...document.querySelectorAll('#messages li')].map(li => li.dataset.state + ':' + li.textContent).join(' | ')")
+                    .eval("return document.body.dataset.connection + ' / ' + document.getElementById('problem').textContent + ' / ' + [...document.querySelectorAll('#messages li')].slice(-10).map(li => li.dataset.state + ':' + li.textContent).join(' | ') + ' / ' + JSON.stringify(document.body.dataset)")
                     .await;
                 panic!("gave up waiting for {what}; page state: {state}");
             }
