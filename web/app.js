@@ -206,6 +206,22 @@ function renderLog({ scrollToBottom = false, keepOffsetFromBottom = null } = {})
   }
 }
 
+/** Least time between two redraws of the log for history batches (a newcomer's backlog arrives
+ * in hundreds of them; redrawing for each would make receiving it quadratic). */
+const LOG_REDRAW_MILLIS = 250;
+let logRedraw = { timer: null, last: -Infinity };
+
+/** Redraws the open log soon, once for all the batches that come in meanwhile, keeping the
+ * reader's place. */
+function renderLogSoon() {
+  if (logRedraw.timer !== null) return;
+  const wait = Math.max(0, logRedraw.last + LOG_REDRAW_MILLIS - performance.now());
+  logRedraw.timer = setTimeout(() => {
+    logRedraw = { timer: null, last: performance.now() };
+    renderLog({ keepOffsetFromBottom: isNearBottom() ? null : ui.messages.scrollHeight - ui.messages.scrollTop });
+  }, wait);
+}
+
 function scrollToLatest() {
   ui.messages.scrollTop = ui.messages.scrollHeight;
   ui.jump.hidden = true;
@@ -337,7 +353,7 @@ const handlers = {
     }
     if (added === 0) return;
     if (event.channel === state.active) {
-      if (channel.loaded) renderLog({ keepOffsetFromBottom: isNearBottom() ? null : ui.messages.scrollHeight - ui.messages.scrollTop });
+      if (channel.loaded) renderLogSoon();
     } else {
       channel.unread += added;
       renderChannels();

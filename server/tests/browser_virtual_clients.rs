@@ -216,8 +216,11 @@ async fn a_browser_newcomer_receives_a_virtual_clients_seeded_history() {
     let (to_first, first_to_all, to_all) = bea.peer_history_timings().await;
     assert_eq!(bea.dataset("envelopesOverRelay").await, "0");
     println!(
-        "virtual to browser: messages={count} online_to_first={:.0} first_to_all_stored={:.0} online_to_all_stored={:.0}",
-        to_first, first_to_all, to_all
+        "virtual to browser: messages={count} online_to_first={:.0} first_to_all_stored={:.0} online_to_all_stored={:.0} envelopes_served={}",
+        to_first,
+        first_to_all,
+        to_all,
+        archive[0].stats.envelopes_served()
     );
     bea.close().await;
     shutdown.cancel();
