@@ -234,18 +234,6 @@ impl HistoryCache {
             .collect()
     }
 
-    /// The channels with anything cached.
-    pub fn channels(&self) -> Vec<ChannelName> {
-        let mut channels: Vec<ChannelName> = self
-            .by_age
-            .keys()
-            .map(|(_, channel)| channel.clone())
-            .collect();
-        channels.sort();
-        channels.dedup();
-        channels
-    }
-
     fn whole_channel<'a>(
         &'a self,
         channel: &ChannelName,
