@@ -209,16 +209,22 @@ function renderLog({ scrollToBottom = false, keepOffsetFromBottom = null } = {})
 /** Least time between two redraws of the log for history batches (a newcomer's backlog arrives
  * in hundreds of them; redrawing for each would make receiving it quadratic). */
 const LOG_REDRAW_MILLIS = 250;
-let logRedraw = { timer: null, last: -Infinity };
+/** A redraw costs time in proportion to the log's length; waiting this many times its cost
+ * before the next keeps redraws under a tenth of the page's time, however long the log. */
+const LOG_REDRAW_COST_FACTOR = 9;
+let logRedraw = { timer: null, last: -Infinity, cost: 0 };
 
 /** Redraws the open log soon, once for all the batches that come in meanwhile, keeping the
  * reader's place. */
 function renderLogSoon() {
   if (logRedraw.timer !== null) return;
-  const wait = Math.max(0, logRedraw.last + LOG_REDRAW_MILLIS - performance.now());
+  const gap = Math.max(LOG_REDRAW_MILLIS, LOG_REDRAW_COST_FACTOR * logRedraw.cost);
+  const wait = Math.max(0, logRedraw.last + gap - performance.now());
   logRedraw.timer = setTimeout(() => {
-    logRedraw = { timer: null, last: performance.now() };
+    const start = performance.now();
     renderLog({ keepOffsetFromBottom: isNearBottom() ? null : ui.messages.scrollHeight - ui.messages.scrollTop });
+    const end = performance.now();
+    logRedraw = { timer: null, last: end, cost: end - start };
   }, wait);
 }
 
