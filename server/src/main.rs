@@ -251,13 +251,7 @@ fn config(options: &Options) -> Result<RelayConfig> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| peerchat_virtual::DEFAULT_LOG_FILTER.into()),
-        )
-        .init();
+    peerchat_virtual::init_logging();
     let options = Options::parse();
     if let Some(Command::Invite { uses, ttl, role }) = &options.command {
         let role = match role {

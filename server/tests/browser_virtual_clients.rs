@@ -29,6 +29,24 @@ fn config_admitting(fleet: &Fleet, count: usize) -> peerchat_server::RelayConfig
     config
 }
 
+/// A relay admitting `fleet`'s first virtual client, and that client, started.
+async fn relay_with_one_archive(
+    fleet: &Fleet,
+) -> (
+    TestRelay,
+    peerchat_virtual::VirtualClient,
+    CancellationToken,
+) {
+    let relay = TestRelay::start(config_admitting(fleet, 1)).await;
+    let shutdown = CancellationToken::new();
+    let archive = peerchat_virtual::start(
+        fleet.config(&virtual_client_template(&relay, "0.0.0.0:0"), 1),
+        shutdown.clone(),
+    )
+    .unwrap();
+    (relay, archive, shutdown)
+}
+
 async fn open_online(driver: &ChromeDriver, url: &str) -> Browser {
     let browser = Browser::open(driver, url).await;
     browser.wait_until_online().await;
@@ -52,14 +70,8 @@ async fn with_only_a_virtual_client_left_a_newcomer_gets_the_history_from_it_aft
     }
     let keys = tempfile::tempdir().unwrap();
     let fleet = fleet(keys.path());
-    let relay = TestRelay::start(config_admitting(&fleet, 1)).await;
+    let (relay, archive, shutdown) = relay_with_one_archive(&fleet).await;
     let address = relay.address;
-    let shutdown = CancellationToken::new();
-    let archive = peerchat_virtual::start(
-        fleet.config(&virtual_client_template(&relay, "0.0.0.0:0"), 1),
-        shutdown.clone(),
-    )
-    .unwrap();
     let driver = ChromeDriver::start().await;
     let ada = open_online(&driver, &relay.url("/")).await;
     let posted = post(&ada, 100).await;
@@ -106,13 +118,7 @@ async fn with_a_member_online_the_newcomer_is_served_by_the_member_not_the_virtu
     }
     let keys = tempfile::tempdir().unwrap();
     let fleet = fleet(keys.path());
-    let relay = TestRelay::start(config_admitting(&fleet, 1)).await;
-    let shutdown = CancellationToken::new();
-    let archive = peerchat_virtual::start(
-        fleet.config(&virtual_client_template(&relay, "0.0.0.0:0"), 1),
-        shutdown.clone(),
-    )
-    .unwrap();
+    let (relay, archive, shutdown) = relay_with_one_archive(&fleet).await;
     let driver = ChromeDriver::start().await;
     let ada = open_online(&driver, &relay.url("/")).await;
     post(&ada, 30).await;

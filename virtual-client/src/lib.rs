@@ -37,6 +37,17 @@ use tokio_util::sync::CancellationToken;
 pub const DEFAULT_LOG_FILTER: &str =
     "info,rtc=warn,rtc_ice=warn,rtc_dtls=warn,rtc_sctp=warn,rtc_datachannel=warn,webrtc=warn";
 
+/// Logs to stderr, filtered by `RUST_LOG` or else [`DEFAULT_LOG_FILTER`] (both binaries).
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| DEFAULT_LOG_FILTER.into()),
+        )
+        .init();
+}
+
 /// Default bandwidth budget of one virtual client's links.
 pub const DEFAULT_BYTES_PER_SECOND: u64 = 1024 * 1024;
 

@@ -64,13 +64,7 @@ fn channels(names: &[String]) -> Result<Option<BTreeSet<ChannelName>>> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| peerchat_virtual::DEFAULT_LOG_FILTER.into()),
-        )
-        .init();
+    peerchat_virtual::init_logging();
     let options = Options::parse();
     let invite = options.invite.as_deref().map(parse_invite).transpose()?;
     let template =
