@@ -506,7 +506,7 @@ async fn reading_older_messages_is_not_interrupted_by_new_ones() {
     let ada = open_online(&driver, &relay).await;
     let mut poster = relay.member(40).await;
     poster.join("general").await;
-    poster.post_numbered("general", 60).await;
+    poster.post_numbered("general", 0..60).await;
     ada.wait_for_message_count(60).await;
     let at_bottom = "const log = document.getElementById('messages'); return log.scrollHeight - log.scrollTop - log.clientHeight < 48";
     assert_eq!(

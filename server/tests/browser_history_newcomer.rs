@@ -7,15 +7,7 @@ mod browser;
 mod support;
 
 use browser::{Browser, ChromeDriver};
-use peerchat_shared::channel::ChannelName;
-use peerchat_shared::frames::ClientToRelay;
-use peerchat_shared::message::{ClientNonce, Draft, MessageBody};
 use support::{unthrottled_config, TestRelay};
-
-/// Messages posted per connection before waiting for Bob's page to store them, so that it never
-/// falls behind far enough to be dropped as a slow reader. (A fresh connection per chunk: one
-/// left unread while Bob catches up would be closed by the relay as idle.)
-const CHUNK: usize = 500;
 
 #[tokio::test(flavor = "multi_thread")]
 #[allow(clippy::print_stdout, reason = "the timing is this test's report")]
@@ -30,24 +22,7 @@ async fn a_newcomer_receives_and_stores_a_members_whole_history() {
     let driver = ChromeDriver::start().await;
     let bob = Browser::open(&driver, &relay.url("/")).await;
     bob.wait_until_online().await;
-    for chunk_start in (0..count).step_by(CHUNK) {
-        let mut poster = relay.member(40).await;
-        poster.join("general").await;
-        let chunk_end = (chunk_start + CHUNK).min(count);
-        for index in chunk_start..chunk_end {
-            let draft = Draft::sign(
-                &poster.key,
-                &poster.relay,
-                ChannelName::new("general").unwrap(),
-                ClientNonce((index as u128).to_be_bytes()),
-                MessageBody::text(format!("message {index}")),
-            );
-            poster.send(&ClientToRelay::Send { draft }).await;
-        }
-        poster.drain().await;
-        drop(poster);
-        bob.wait_for_message_count(chunk_end).await;
-    }
+    bob.receive_numbered(&relay, "general", count).await;
 
     let cleo = Browser::open(&driver, &relay.url("/")).await;
     cleo.wait_until(

@@ -19,10 +19,7 @@ async fn a_thousand_cached_messages_are_drawn_after_a_reload() {
     let driver = ChromeDriver::start().await;
     let ada = Browser::open(&driver, &relay.url("/")).await;
     ada.wait_until_online().await;
-    let mut poster = relay.member(40).await;
-    poster.join("general").await;
-    poster.post_numbered("general", CACHED).await;
-    ada.wait_for_message_count(CACHED).await;
+    ada.receive_numbered(&relay, "general", CACHED).await;
 
     ada.reload().await;
     ada.wait_for_message_count(CACHED).await;

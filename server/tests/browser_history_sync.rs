@@ -118,7 +118,7 @@ async fn a_member_who_was_offline_gets_the_fifty_messages_it_missed_in_order_and
     .await;
     let mut poster = relay.member(40).await;
     poster.join("general").await;
-    poster.post_numbered("general", 50).await;
+    poster.post_numbered("general", 0..50).await;
     poster.drain().await;
     drop(poster);
     ada.wait_for_message_count(51).await;

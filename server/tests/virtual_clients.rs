@@ -30,7 +30,7 @@ fn fleet(dir: &Path, persistent: bool) -> Fleet {
 /// A member posts `count` messages to #general and leaves.
 async fn post_and_leave(relay: &TestRelay, count: usize) {
     let [mut poster] = relay.members_in("general", [9]).await;
-    poster.post_numbered("general", count).await;
+    poster.post_numbered("general", 0..count).await;
     poster.drain().await;
 }
 

@@ -4,6 +4,7 @@
 //! WebRTC links, like everything else, never leave the machine.
 #![allow(dead_code)]
 
+use crate::support::TestRelay;
 use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
@@ -14,6 +15,10 @@ use std::time::Duration;
 /// Guards against a hung test; never an assertion about speed.
 const PATIENCE: Duration = Duration::from_secs(120);
 const POLL: Duration = Duration::from_millis(100);
+
+/// Messages posted at a time by [`Browser::receive_numbered`]: well under the relay's 256
+/// frames queued per connection.
+const PACED_BATCH: usize = 100;
 
 /// Set in the copy of a test that runs inside its own network namespace.
 const SEALED: &str = "PEERCHAT_TEST_SEALED_NAMESPACE";
@@ -299,6 +304,24 @@ impl Browser {
             ),
         )
         .await;
+    }
+
+    /// Has fresh members post `message 0` … `message {count - 1}` to `channel` and waits until
+    /// this page, which showed no message before, shows them all. They go out in batches of
+    /// [`PACED_BATCH`], each once the page shows the one before: the relay's queue towards the
+    /// page (256 frames) never fills, so the page is never dropped as a slow reader (the relay
+    /// keeps nothing, so a dropped page would miss messages for good). A fresh connection per
+    /// batch: one left unread while the page catches up would be closed by the relay as idle.
+    pub async fn receive_numbered(&self, relay: &TestRelay, channel: &str, count: usize) {
+        for batch_start in (0..count).step_by(PACED_BATCH) {
+            let batch_end = (batch_start + PACED_BATCH).min(count);
+            let mut poster = relay.member(40).await;
+            poster.join(channel).await;
+            poster.post_numbered(channel, batch_start..batch_end).await;
+            poster.drain().await;
+            drop(poster);
+            self.wait_for_message_count(batch_end).await;
+        }
     }
 
     /// Types `text` into the composer and presses Enter.

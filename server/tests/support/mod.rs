@@ -291,9 +291,9 @@ impl TestClient {
         )
     }
 
-    /// Sends `message 0` … `message {count - 1}` to `channel`, each with its own nonce.
-    pub async fn post_numbered(&mut self, channel: &str, count: usize) {
-        for index in 0..count {
+    /// Sends `message {index}` to `channel` for every index, each with its own nonce.
+    pub async fn post_numbered(&mut self, channel: &str, indices: std::ops::Range<usize>) {
+        for index in indices {
             let draft = Draft::sign(
                 &self.key,
                 &self.relay,
