@@ -8,6 +8,10 @@ import init, { Client, importIdentity, protocolVersion } from "./pkg/peerchat_cl
 const FIRST_PAGE = 100;
 const BACKLOG = 1000;
 const OLDER_PAGE = 200;
+/** Most messages a channel's log holds, in memory and on screen, so a long history costs the
+ * page no more than a short one. The rest stay in IndexedDB: older ones load again while
+ * scrolling up, newer ones with "New messages below". */
+const LOG_WINDOW = 1000;
 const GROUP_GAP_MS = 5 * 60 * 1000;
 const NEAR_BOTTOM_PX = 48;
 
@@ -25,7 +29,7 @@ const state = {
   client: null,
   me: null,
   active: null,
-  channels: new Map(), // name -> { online, unread, messages: Map(id -> view), pending: Map(nonce -> entry), failed: Map(nonce -> reason), members: [], oldestLoaded, complete }
+  channels: new Map(), // name -> { online, unread, messages: Map(id -> view) (at most LOG_WINDOW), pending: Map(nonce -> entry), failed: Map(nonce -> reason), members: [], oldestLoaded, complete, newerUnloaded }
   names: new Map(), // member key -> display name
 };
 
@@ -33,7 +37,7 @@ function channelState(name) {
   let channel = state.channels.get(name);
   if (!channel) {
     channel = { online: 0, unread: 0, messages: new Map(), pending: new Map(), failed: new Map(),
-      members: [], oldestLoaded: null, complete: false, loaded: false, history: null };
+      members: [], oldestLoaded: null, complete: false, newerUnloaded: false, loaded: false, history: null };
     state.channels.set(name, channel);
   }
   return channel;
@@ -103,6 +107,7 @@ async function openChannel(name) {
   markTime("firstPaintMs");
   const offset = ui.messages.scrollHeight - ui.messages.scrollTop;
   if ((await loadOlder(name, BACKLOG - FIRST_PAGE)) > 0 && state.active === name) {
+    trimLog(name);
     renderLog({ keepOffsetFromBottom: offset });
   }
   markTime("backlogDrawnMs");
@@ -135,6 +140,40 @@ async function loadOlder(name, size = OLDER_PAGE) {
   } finally {
     channel.loading = false;
   }
+}
+
+/** Keeps a channel's log within LOG_WINDOW, dropping from the end away from the reader: the
+ * oldest while they read the newest, else the newest (reloaded by "New messages below").
+ * Returns the ids dropped. */
+function trimLog(name, readingNewest = name !== state.active || isNearBottom()) {
+  const channel = channelState(name);
+  const excess = channel.messages.size - LOG_WINDOW;
+  if (excess <= 0) return [];
+  const ids = [...channel.messages.keys()].sort();
+  const dropped = readingNewest ? ids.slice(0, excess) : ids.slice(ids.length - excess);
+  for (const id of dropped) channel.messages.delete(id);
+  if (readingNewest) {
+    channel.oldestLoaded = ids[excess];
+    channel.complete = false;
+  } else {
+    channel.newestId = ids[ids.length - excess - 1];
+    channel.newerUnloaded = true;
+    ui.jump.hidden = false;
+  }
+  return dropped;
+}
+
+/** Opens the active channel at its newest messages, reloading them if the log holds older
+ * ones only. */
+async function showLatest() {
+  const channel = channelState(state.active);
+  if (!channel.newerUnloaded) {
+    scrollToLatest();
+    return;
+  }
+  Object.assign(channel, { messages: new Map(), newestId: null, oldestLoaded: null, complete: false,
+    newerUnloaded: false, loaded: false });
+  await openChannel(state.active);
 }
 
 // ---- message log --------------------------------------------------------------------------
@@ -189,6 +228,7 @@ function sortedMessages(channel) {
 }
 
 function renderLog({ scrollToBottom = false, keepOffsetFromBottom = null } = {}) {
+  logGeneration += 1;
   const channel = channelState(state.active);
   const wasNearBottom = isNearBottom();
   let previous = null;
@@ -233,6 +273,12 @@ function scrollToLatest() {
   ui.jump.hidden = true;
 }
 
+/** Messages waiting to be appended to the open log, each with the one before it; appended
+ * together once the client has reported the batch they came in. */
+let logAppends = [];
+/** Counts full redraws of the log, which draw whatever was waiting to be appended. */
+let logGeneration = 0;
+
 /** Adds a newly stored message to the open log without redrawing it, when it is the newest. */
 function appendToLog(view, previousNewestId) {
   const channel = channelState(view.channel);
@@ -241,10 +287,35 @@ function appendToLog(view, previousNewestId) {
     renderLog();
     return;
   }
+  logAppends.push({ view, previous, generation: logGeneration });
+  if (logAppends.length === 1) queueMicrotask(flushLogAppends);
+}
+
+/** Appends the waiting messages at once: one layout for a whole batch, however long the log. */
+function flushLogAppends() {
+  const appends = logAppends.filter((append) => append.generation === logGeneration
+    && append.view.channel === state.active);
+  logAppends = [];
+  if (appends.length === 0) return;
+  const channel = channelState(state.active);
   const nearBottom = isNearBottom();
-  ui.messages.append(messageItem(view, previous));
+  ui.messages.append(...appends.map(({ view, previous }) => messageItem(view, previous)));
+  removeFromLog(channel, trimLog(state.active, nearBottom));
   if (nearBottom) scrollToLatest();
   else ui.jump.hidden = false;
+}
+
+/** Takes messages trimmed from the open channel off the screen (they are at one end of it);
+ * the new first one gets its author and time back if it was grouped under one now gone. */
+function removeFromLog(channel, droppedIds) {
+  if (droppedIds.length === 0) return;
+  const dropped = new Set(droppedIds);
+  for (const end of ["firstElementChild", "lastElementChild"]) {
+    while (ui.messages[end] && dropped.has(ui.messages[end].dataset.id)) ui.messages[end].remove();
+  }
+  const first = ui.messages.firstElementChild;
+  const view = first && channel.messages.get(first.dataset.id);
+  if (view && first.classList.contains("grouped")) first.replaceWith(messageItem(view, null));
 }
 
 // ---- members ------------------------------------------------------------------------------
@@ -321,7 +392,9 @@ const handlers = {
   pending(event) {
     const channel = channelState(event.entry.channel);
     channel.pending.set(event.entry.nonce, event.entry);
-    if (event.entry.channel === state.active) renderLog({ scrollToBottom: true });
+    if (event.entry.channel !== state.active) return;
+    if (channel.newerUnloaded) showLatest();
+    else renderLog({ scrollToBottom: true });
   },
   send_failed(event) {
     for (const [name, channel] of state.channels) {
@@ -337,12 +410,20 @@ const handlers = {
     const wasPending = channel.pending.delete(event.nonce);
     channel.failed.delete(event.nonce);
     if (channel.messages.has(event.id) && !wasPending) return;
+    if (channel.newerUnloaded) {
+      // Stored; the log holds older messages only, so it shows up with the newest ones.
+      if (event.channel === state.active) ui.jump.hidden = false;
+      if (wasPending) renderLog();
+      return;
+    }
     const previousNewestId = channel.newestId;
     channel.messages.set(event.id, event);
     if (!channel.newestId || event.id > channel.newestId) channel.newestId = event.id;
     if (event.channel === state.active) {
-      if (wasPending) renderLog();
-      else if (channel.loaded) appendToLog(event, previousNewestId);
+      if (wasPending) {
+        trimLog(event.channel);
+        renderLog();
+      } else if (channel.loaded) appendToLog(event, previousNewestId);
     } else if (event.author !== state.me.publicKey) {
       channel.unread += 1;
       renderChannels();
@@ -353,13 +434,16 @@ const handlers = {
     let added = 0;
     for (const view of event.messages) {
       if (channel.messages.has(view.id)) continue;
+      if (channel.newerUnloaded && view.id > channel.newestId) continue;
       channel.messages.set(view.id, view);
       if (!channel.newestId || view.id > channel.newestId) channel.newestId = view.id;
       if (view.author !== state.me.publicKey) added += 1;
     }
+    trimLog(event.channel);
     if (added === 0) return;
     if (event.channel === state.active) {
-      if (channel.loaded) renderLogSoon();
+      // A backlog older than the whole log only reaches IndexedDB.
+      if (channel.loaded && event.messages.some((view) => channel.messages.has(view.id))) renderLogSoon();
     } else {
       channel.unread += added;
       renderChannels();
@@ -431,12 +515,15 @@ function wireComposer() {
     }
   });
   ui.text.addEventListener("input", autoGrow);
-  ui.jump.addEventListener("click", scrollToLatest);
+  ui.jump.addEventListener("click", showLatest);
   ui.messages.addEventListener("scroll", async () => {
-    if (isNearBottom()) ui.jump.hidden = true;
+    if (isNearBottom() && !channelState(state.active).newerUnloaded) ui.jump.hidden = true;
     if (ui.messages.scrollTop > 80 || !state.active) return;
     const offset = ui.messages.scrollHeight - ui.messages.scrollTop;
-    if ((await loadOlder(state.active)) > 0) renderLog({ keepOffsetFromBottom: offset });
+    if ((await loadOlder(state.active)) > 0) {
+      trimLog(state.active);
+      renderLog({ keepOffsetFromBottom: offset });
+    }
   });
 }
 

@@ -534,3 +534,40 @@ async fn reading_older_messages_is_not_interrupted_by_new_ones() {
     ada.close().await;
     relay.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_history_keeps_a_bounded_log_that_scrolls_back_through_the_store() {
+    if browser::run_sealed() {
+        return;
+    }
+    let relay = TestRelay::start(support::unthrottled_config()).await;
+    let driver = ChromeDriver::start().await;
+    let ada = open_online(&driver, &relay).await;
+    let total = browser::LOG_WINDOW + 200;
+    ada.receive_numbered(&relay, "general", total).await;
+    let shown = ada.messages().await;
+    assert_eq!(shown.len(), browser::LOG_WINDOW, "the oldest left the log");
+    assert_eq!(shown[0].text, "message 200");
+
+    ada.eval("document.getElementById('messages').scrollTop = 0; return null")
+        .await;
+    ada.wait_until(
+        "the oldest messages to load back from IndexedDB",
+        "return document.querySelector('#messages li .text')?.textContent === 'message 0'",
+    )
+    .await;
+    let shown = ada.messages().await;
+    assert_eq!(shown.len(), browser::LOG_WINDOW, "the newest left the log");
+    assert_eq!(shown[browser::LOG_WINDOW - 1].text, "message 999");
+    assert_eq!(
+        ada.eval("return document.getElementById('jump-to-latest').hidden")
+            .await,
+        false
+    );
+
+    ada.click("#jump-to-latest").await;
+    ada.wait_for_newest_shown(browser::LOG_WINDOW, &format!("message {}", total - 1))
+        .await;
+    ada.close().await;
+    relay.stop().await;
+}

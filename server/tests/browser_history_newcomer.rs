@@ -37,7 +37,11 @@ async fn a_newcomer_receives_and_stores_a_members_whole_history() {
         "newcomer: messages={count} online_to_first={:.0} first_to_all_stored={:.0} online_to_all_stored={:.0}",
         to_first, first_to_all, to_all
     );
-    cleo.wait_for_message_count(count).await;
+    cleo.wait_for_newest_shown(
+        count.min(browser::LOG_WINDOW),
+        &format!("message {}", count - 1),
+    )
+    .await;
     bob.close().await;
     cleo.close().await;
     relay.stop().await;

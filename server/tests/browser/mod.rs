@@ -20,6 +20,9 @@ const POLL: Duration = Duration::from_millis(100);
 /// frames queued per connection.
 const PACED_BATCH: usize = 100;
 
+/// Most messages the page's log holds (`LOG_WINDOW` in web/app.js).
+pub const LOG_WINDOW: usize = 1_000;
+
 /// Set in the copy of a test that runs inside its own network namespace.
 const SEALED: &str = "PEERCHAT_TEST_SEALED_NAMESPACE";
 
@@ -307,7 +310,8 @@ impl Browser {
     }
 
     /// Has fresh members post `message 0` … `message {count - 1}` to `channel` and waits until
-    /// this page, which showed no message before, shows them all. They go out in batches of
+    /// this page, which showed no message before, shows the newest of them (all, up to the
+    /// page's [`LOG_WINDOW`]). They go out in batches of
     /// [`PACED_BATCH`], each once the page shows the one before: the relay's queue towards the
     /// page (256 frames) never fills, so the page is never dropped as a slow reader (the relay
     /// keeps nothing, so a dropped page would miss messages for good). A fresh connection per
@@ -320,8 +324,25 @@ impl Browser {
             poster.post_numbered(channel, batch_start..batch_end).await;
             poster.drain().await;
             drop(poster);
-            self.wait_for_message_count(batch_end).await;
+            self.wait_for_newest_shown(
+                batch_end.min(LOG_WINDOW),
+                &format!("message {}", batch_end - 1),
+            )
+            .await;
         }
+    }
+
+    /// Waits until the log shows `count` sent messages, the last of them reading `newest`.
+    pub async fn wait_for_newest_shown(&self, count: usize, newest: &str) {
+        let newest = serde_json::to_string(newest).unwrap();
+        self.wait_until(
+            &format!("{count} messages shown, the newest {newest}"),
+            &format!(
+                "const shown = document.querySelectorAll('#messages li[data-state=\"sent\"]'); \
+                 return shown.length === {count} && shown[{count} - 1].querySelector('.text').textContent === {newest}"
+            ),
+        )
+        .await;
     }
 
     /// Types `text` into the composer and presses Enter.
