@@ -8,7 +8,7 @@ use crate::identity_store::{random_bytes, IdentityStore};
 use crate::indexeddb::IndexedDbStore;
 use crate::peer_links::{LinkEvent, PeerLinks};
 use futures_channel::mpsc;
-use futures_util::future::{select, Either};
+use futures_util::future::{poll_fn, select, Either};
 use futures_util::StreamExt as _;
 use peerchat_shared::channel::ChannelName;
 use peerchat_shared::client::{ClientEvent, ClientInput, ClientOutput, ClientSession, MessageView};
@@ -28,6 +28,8 @@ use web_sys::{CloseEvent, Event, MessageEvent, WebSocket};
 pub const INPUT_QUEUE: usize = 4_096;
 /// Most queued frames handed to the session before its outputs are carried out.
 const FRAMES_PER_BATCH: usize = 256;
+/// Batches of peer history waiting to be written while the driver verifies the next ones.
+const HISTORY_WRITES_AHEAD: usize = 4;
 
 /// Where an input came from: a socket (by generation, so a closed socket's late events are
 /// ignored) or the member.
@@ -57,14 +59,22 @@ pub(crate) struct EventSink(pub js_sys::Function);
 
 impl EventSink {
     pub(crate) fn emit(&self, event: &impl Serialize) {
-        let serializer = serde_wasm_bindgen::Serializer::json_compatible();
-        match event.serialize(&serializer) {
-            Ok(value) => {
-                // An exception in the page's handler is the page's to report.
-                let _ = self.0.call1(&JsValue::NULL, &value);
-            }
-            Err(error) => web_sys::console::error_1(&error.to_string().into()),
+        if let Some(value) = Self::to_value(event) {
+            self.call(&value);
         }
+    }
+
+    fn to_value(event: &impl Serialize) -> Option<JsValue> {
+        let serializer = serde_wasm_bindgen::Serializer::json_compatible();
+        event
+            .serialize(&serializer)
+            .map_err(|error| web_sys::console::error_1(&error.to_string().into()))
+            .ok()
+    }
+
+    fn call(&self, value: &JsValue) {
+        // An exception in the page's handler is the page's to report.
+        let _ = self.0.call1(&JsValue::NULL, value);
     }
 
     pub(crate) fn problem(&self, message: String) {
@@ -111,6 +121,81 @@ struct PeersForPage {
     kind: &'static str,
     #[serde(flatten)]
     stats: MeshStats,
+}
+
+/// What the mesh has for IndexedDB and the page, carried out in order by [`write_history`].
+enum HistoryWork {
+    /// Verified envelopes from a peer: stored, then shown.
+    Store {
+        channel: ChannelName,
+        envelopes: Vec<VerifiedEnvelope>,
+    },
+    /// A page event that must not overtake the history stored before it.
+    Event(JsValue),
+}
+
+/// Stores peer history and tells the page, in order, while the driver goes on verifying what
+/// comes next: IndexedDB works beside the page, so receiving a backlog costs about the larger
+/// of the two instead of their sum. Batches waiting together share one transaction. Ends when
+/// the driver drops its sender.
+async fn write_history(
+    history: Rc<IndexedDbStore>,
+    sink: EventSink,
+    mut work: mpsc::Receiver<HistoryWork>,
+) {
+    let mut next = work.next().await;
+    while let Some(item) = next.take() {
+        let HistoryWork::Store { channel, envelopes } = item else {
+            if let HistoryWork::Event(value) = item {
+                sink.call(&value);
+            }
+            next = work.next().await;
+            continue;
+        };
+        let mut batches = vec![(channel, envelopes)];
+        loop {
+            match work.try_recv() {
+                Ok(HistoryWork::Store { channel, envelopes }) => {
+                    batches.push((channel, envelopes));
+                }
+                Ok(event) => {
+                    next = Some(event);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        store_and_show(&history, &sink, batches).await;
+        if next.is_none() {
+            next = work.next().await;
+        }
+    }
+}
+
+/// Stores batches of peer history in one transaction, then shows each.
+async fn store_and_show(
+    history: &IndexedDbStore,
+    sink: &EventSink,
+    batches: Vec<(ChannelName, Vec<VerifiedEnvelope>)>,
+) {
+    let all: Vec<VerifiedEnvelope> = batches
+        .iter()
+        .flat_map(|(_, envelopes)| envelopes.iter().cloned())
+        .collect();
+    if let Err(error) = history.insert(&all).await {
+        sink.problem(format!("This browser could not save data: {error}"));
+        return;
+    }
+    for (channel, envelopes) in &batches {
+        sink.emit(&HistoryForPage {
+            kind: "history",
+            channel,
+            messages: envelopes
+                .iter()
+                .map(|envelope| MessageView::from(envelope.envelope()))
+                .collect(),
+        });
+    }
 }
 
 /// An open WebSocket and the closures it calls, which live exactly as long as it does.
@@ -174,6 +259,7 @@ pub(crate) struct Driver {
     pub identity: Rc<IdentityStore>,
     pub sink: EventSink,
     pub feed: mpsc::Sender<Feed>,
+    history_writes: mpsc::Sender<HistoryWork>,
     socket: Option<Socket>,
     generation: u64,
 }
@@ -188,6 +274,8 @@ impl Driver {
         sink: EventSink,
         feed: mpsc::Sender<Feed>,
     ) -> Self {
+        let (history_writes, work) = mpsc::channel(HISTORY_WRITES_AHEAD);
+        wasm_bindgen_futures::spawn_local(write_history(history.clone(), sink.clone(), work));
         Self {
             session,
             mesh,
@@ -197,6 +285,7 @@ impl Driver {
             identity,
             sink,
             feed,
+            history_writes,
             socket: None,
             generation: 0,
         }
@@ -393,34 +482,51 @@ impl Driver {
             MeshOutput::Store {
                 channel, envelopes, ..
             } => {
-                self.history
-                    .insert(&envelopes)
+                self.write_history(HistoryWork::Store { channel, envelopes })
                     .await
-                    .map_err(|error| error.to_string())?;
-                self.sink.emit(&HistoryForPage {
-                    kind: "history",
-                    channel: &channel,
-                    messages: envelopes
-                        .iter()
-                        .map(|envelope| MessageView::from(envelope.envelope()))
-                        .collect(),
-                });
             }
-            MeshOutput::State { channel, state } => self.sink.emit(&HistoryStateForPage {
-                kind: "history_state",
-                channel: &channel,
-                state,
-            }),
-            MeshOutput::Stats(stats) => self.sink.emit(&PeersForPage {
-                kind: "peers",
-                stats,
-            }),
-            MeshOutput::Refused { key, reason } => self.sink.problem(format!(
-                "A peer ({}) sent history that does not check out and was disconnected: {reason}.",
-                key.fingerprint()
-            )),
+            MeshOutput::State { channel, state } => {
+                self.emit_after_history(&HistoryStateForPage {
+                    kind: "history_state",
+                    channel: &channel,
+                    state,
+                })
+                .await
+            }
+            MeshOutput::Stats(stats) => {
+                self.emit_after_history(&PeersForPage {
+                    kind: "peers",
+                    stats,
+                })
+                .await
+            }
+            MeshOutput::Refused { key, reason } => {
+                self.emit_after_history(&ClientEvent::Problem {
+                    code: None,
+                    message: format!(
+                        "A peer ({}) sent history that does not check out and was disconnected: {reason}.",
+                        key.fingerprint()
+                    ),
+                })
+                .await
+            }
         }
         Ok(())
+    }
+
+    /// Hands `work` to [`write_history`], waiting while it is [`HISTORY_WRITES_AHEAD`] behind.
+    async fn write_history(&mut self, work: HistoryWork) {
+        let writer = &mut self.history_writes;
+        if poll_fn(|context| writer.poll_ready(context)).await.is_ok() {
+            // Ready was just reported and this task is the only sender.
+            let _ = writer.start_send(work);
+        }
+    }
+
+    async fn emit_after_history(&mut self, event: &impl Serialize) {
+        if let Some(value) = EventSink::to_value(event) {
+            self.write_history(HistoryWork::Event(value)).await;
+        }
     }
 
     async fn store_batch(&mut self, stores: Vec<(VerifiedEnvelope, bool)>) {

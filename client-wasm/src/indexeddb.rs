@@ -2,11 +2,13 @@
 //! of envelopes keyed by the relay's ULID, and an index over (channel, id) for pages and ranges.
 //! The same database keeps the member's other per-relay records (see `relay_records`).
 
+use futures_util::future::try_join_all;
 use peerchat_shared::channel::ChannelName;
 use peerchat_shared::ids::MessageId;
 use peerchat_shared::message::{Envelope, VerifiedEnvelope};
 use peerchat_shared::store::{HistoryStore, StoreError};
 use rexie::{Direction, Index, KeyRange, ObjectStore, Rexie, TransactionMode};
+use std::collections::HashSet;
 use wasm_bindgen::JsValue;
 
 /// Version 1: the `envelopes` store (key path `id`) with the `by_channel` index on
@@ -54,6 +56,46 @@ fn whole_channel(channel: &ChannelName) -> Result<KeyRange, StoreError> {
         Some(false),
     )
     .map_err(failed)
+}
+
+/// Keys read at most, per envelope of a batch, when looking for the ones already held.
+const HELD_SCAN_PER_ENVELOPE: usize = 4;
+
+/// Which of `envelopes` (distinct ids) `store` holds already. One `getAllKeys` over the batch's
+/// id range answers it when few other ids lie in that range (history arrives in runs of
+/// neighbouring ids); otherwise one look per id, all sent at once.
+async fn held_ids(
+    store: &rexie::Store,
+    envelopes: &[&Envelope],
+) -> Result<HashSet<MessageId>, StoreError> {
+    let ids = || envelopes.iter().map(|envelope| envelope.id);
+    let (Some(first), Some(last)) = (ids().min(), ids().max()) else {
+        return Ok(HashSet::new());
+    };
+    let range = KeyRange::bound(
+        &JsValue::from_str(&first.to_string()),
+        &JsValue::from_str(&last.to_string()),
+        Some(false),
+        Some(false),
+    )
+    .map_err(failed)?;
+    let limit = envelopes.len() * HELD_SCAN_PER_ENVELOPE;
+    let keys = store
+        .get_all_keys(Some(range), u32::try_from(limit).ok())
+        .await
+        .map_err(failed)?;
+    if keys.len() < limit {
+        let held: HashSet<String> = keys.iter().filter_map(JsValue::as_string).collect();
+        return Ok(ids().filter(|id| held.contains(&id.to_string())).collect());
+    }
+    let held = try_join_all(ids().map(|id| store.key_exists(JsValue::from_str(&id.to_string()))))
+        .await
+        .map_err(failed)?;
+    Ok(ids()
+        .zip(held)
+        .filter(|(_, held)| *held)
+        .map(|(id, _)| id)
+        .collect())
 }
 
 impl IndexedDbStore {
@@ -155,23 +197,23 @@ impl HistoryStore for IndexedDbStore {
             .transaction(&[ENVELOPES], TransactionMode::ReadWrite)
             .map_err(failed)?;
         let store = transaction.store(ENVELOPES).map_err(failed)?;
-        let mut new = 0;
-        for verified in envelopes {
-            let envelope = verified.envelope();
-            // `add` of an existing key would fail its request and abort the whole transaction.
-            if store
-                .key_exists(JsValue::from_str(&envelope.id.to_string()))
-                .await
-                .map_err(failed)?
-            {
-                continue;
-            }
-            store
-                .put(&to_record(envelope)?, None)
-                .await
-                .map_err(failed)?;
-            new += 1;
-        }
+        let mut ids = HashSet::new();
+        let unique: Vec<&Envelope> = envelopes
+            .iter()
+            .map(VerifiedEnvelope::envelope)
+            .filter(|envelope| ids.insert(envelope.id))
+            .collect();
+        // The first envelope stored under an id stays (`add` of an existing key would fail its
+        // request and abort the whole transaction, hence the look first).
+        let held = held_ids(&store, &unique).await?;
+        let records = unique
+            .iter()
+            .filter(|envelope| !held.contains(&envelope.id))
+            .map(|envelope| Ok((to_record(envelope)?, None)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let new = records.len();
+        // The puts go out at once, answered in order: one wait for the whole batch.
+        store.put_all(records.into_iter()).await.map_err(failed)?;
         transaction.done().await.map_err(failed)?;
         Ok(new)
     }
@@ -244,15 +286,15 @@ impl HistoryStore for IndexedDbStore {
             .transaction(&[ENVELOPES], TransactionMode::ReadOnly)
             .map_err(failed)?;
         let store = transaction.store(ENVELOPES).map_err(failed)?;
+        // All requests at once, as in `insert`.
+        let records = try_join_all(
+            ids.iter()
+                .map(|id| store.get(JsValue::from_str(&id.to_string()))),
+        )
+        .await
+        .map_err(failed)?;
         let mut found = Vec::with_capacity(ids.len());
-        for id in ids {
-            let Some(record) = store
-                .get(JsValue::from_str(&id.to_string()))
-                .await
-                .map_err(failed)?
-            else {
-                continue;
-            };
+        for record in records.into_iter().flatten() {
             let envelope: Envelope = serde_wasm_bindgen::from_value(record).map_err(failed)?;
             if envelope.channel == *channel {
                 found.push(envelope);

@@ -146,6 +146,15 @@ async fn stores_each_id_once(store: &impl HistoryStore) {
         3
     );
     assert_eq!(store.count(&general).await.expect("count"), 13);
+    // Held ids far apart, with many others between them, and one new id.
+    let run = envelopes("general", 3_000, 40);
+    assert_eq!(store.insert(&run).await.expect("insert run"), 40);
+    let scattered: Vec<VerifiedEnvelope> = [run[0].clone(), run[39].clone(), batch[3].clone()]
+        .into_iter()
+        .chain(envelopes("general", 4_000, 1))
+        .collect();
+    assert_eq!(store.insert(&scattered).await.expect("insert scattered"), 1);
+    assert_eq!(store.count(&general).await.expect("count"), 54);
     assert_eq!(store.insert(&[]).await.expect("insert nothing"), 0);
     // Ids are unique per relay: an envelope claiming a stored id in another channel is ignored.
     let taken = batch[0].envelope().id;
