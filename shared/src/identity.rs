@@ -106,6 +106,25 @@ impl Verifier {
     }
 }
 
+/// Checks many signatures at once: a single multi-scalar multiplication with random weights,
+/// about twice as fast per signature as [`Verifier::verify`] in a batch of dozens. It passes
+/// whenever every signature passes [`Verifier::verify`]; for a signature crafted by the holder
+/// of its key with small-order components it may pass where strict verification fails, so
+/// callers use it only where such a signature cannot arise (see `Envelope::verify_all`). An
+/// error says some signature failed, not which.
+pub fn verify_batch(checks: &[(&Verifier, &SignedBytes, &Signature)]) -> Result<(), BadSignature> {
+    let messages: Vec<&[u8]> = checks
+        .iter()
+        .map(|(_, bytes, _)| bytes.as_bytes())
+        .collect();
+    let signatures: Vec<ed25519_dalek::Signature> = checks
+        .iter()
+        .map(|(_, _, signature)| ed25519_dalek::Signature::from_bytes(&signature.0))
+        .collect();
+    let keys: Vec<ed25519_dalek::VerifyingKey> = checks.iter().map(|(key, _, _)| key.0).collect();
+    ed25519_dalek::verify_batch(&messages, &signatures, &keys).map_err(|_| BadSignature)
+}
+
 /// An Ed25519 signature as its 64 bytes. Text form: unpadded base64url (86 characters).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Signature(pub [u8; 64]);

@@ -8,7 +8,9 @@
 
 use crate::channel::ChannelName;
 use crate::encoding::base64url_text_form;
-use crate::identity::{BadSignature, InvalidPublicKey, PublicKey, SecretKey, Signature, Verifier};
+use crate::identity::{
+    verify_batch, BadSignature, InvalidPublicKey, PublicKey, SecretKey, Signature, Verifier,
+};
 use crate::ids::MessageId;
 use crate::limits::{
     MAX_ATTACHMENT_BYTES, MAX_ATTACHMENT_NAME_BYTES, MAX_MEDIA_TYPE_BYTES, MAX_TEXT_BYTES,
@@ -16,6 +18,7 @@ use crate::limits::{
 use crate::signing::{Domain, SignedBytes};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
+use std::collections::HashMap;
 
 /// 16 random bytes chosen by the author for each message. The relay answers a resend with the
 /// same nonce with the same envelope, and peers treat (author, nonce) as the message's identity.
@@ -356,6 +359,102 @@ impl Envelope {
     }
 }
 
+/// The first envelope of a batch that failed [`Envelope::verify_all`], and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchRejection {
+    pub id: MessageId,
+    pub reason: EnvelopeRejected,
+}
+
+impl Envelope {
+    /// Verifies envelopes together, with the same outcome as [`Envelope::verify`] on each:
+    /// bodies and keys are checked one by one, then all signatures (author and relay) in one
+    /// batch, about twice as fast as one by one; only if the batch fails are the envelopes
+    /// verified one by one, to name the first bad one.
+    ///
+    /// Batch and strict verification can disagree only on a signature its key's holder
+    /// crafted with small-order components. Authors cannot get one stamped (the relay verifies
+    /// every draft strictly before it signs), and the relay's own signatures are the relay's
+    /// word anyway, so every envelope gets the same verdict either way.
+    pub fn verify_all(
+        envelopes: Vec<Envelope>,
+        relay: &Verifier,
+    ) -> Result<Vec<VerifiedEnvelope>, BatchRejection> {
+        if envelopes.len() > 1 && Self::signatures_verify_in_batch(&envelopes, relay)? {
+            return Ok(envelopes.into_iter().map(VerifiedEnvelope).collect());
+        }
+        envelopes
+            .into_iter()
+            .map(|envelope| {
+                let id = envelope.id;
+                envelope
+                    .verify(relay)
+                    .map_err(|reason| BatchRejection { id, reason })
+            })
+            .collect()
+    }
+
+    /// Checks bodies and author keys (the first failure is an error), then reports whether all
+    /// signatures verify as one batch.
+    fn signatures_verify_in_batch(
+        envelopes: &[Envelope],
+        relay: &Verifier,
+    ) -> Result<bool, BatchRejection> {
+        let relay_key = relay.public_key();
+        let mut authors: HashMap<PublicKey, Verifier> = HashMap::new();
+        let mut signed = Vec::with_capacity(envelopes.len());
+        for envelope in envelopes {
+            let reject = |reason: EnvelopeRejected| BatchRejection {
+                id: envelope.id,
+                reason,
+            };
+            envelope
+                .body
+                .validate()
+                .map_err(|error| reject(error.into()))?;
+            let author = match authors.get(&envelope.author) {
+                Some(author) => author.clone(),
+                None => {
+                    let author = envelope
+                        .author
+                        .verifier()
+                        .map_err(|error| reject(error.into()))?;
+                    authors.insert(envelope.author, author.clone());
+                    author
+                }
+            };
+            let digest = envelope.body.content_digest();
+            let draft_bytes = draft_signed_bytes(
+                &relay_key,
+                &envelope.author,
+                &envelope.channel,
+                &envelope.nonce,
+                &digest,
+            );
+            let envelope_bytes = envelope_signed_bytes(
+                &envelope.id,
+                &envelope.channel,
+                &envelope.author,
+                &envelope.nonce,
+                &digest,
+                &envelope.author_signature,
+            );
+            signed.push((author, draft_bytes, envelope_bytes));
+        }
+        let checks: Vec<(&Verifier, &SignedBytes, &Signature)> = signed
+            .iter()
+            .zip(envelopes)
+            .flat_map(|((author, draft_bytes, envelope_bytes), envelope)| {
+                [
+                    (author, draft_bytes, &envelope.author_signature),
+                    (relay, envelope_bytes, &envelope.relay_signature),
+                ]
+            })
+            .collect();
+        Ok(verify_batch(&checks).is_ok())
+    }
+}
+
 /// An envelope whose author and relay signatures were both checked. Stores accept only these.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedEnvelope(Envelope);
@@ -419,6 +518,83 @@ mod tests {
         check_rejected(
             attachment("a", "image/png", MAX_ATTACHMENT_BYTES + 1),
             InvalidBody::AttachmentTooLarge,
+        );
+    }
+
+    /// `count` envelopes by two authors, stamped by `relay`.
+    fn stamped(relay: &SecretKey, count: usize) -> Vec<Envelope> {
+        let authors = [SecretKey::from_seed([2; 32]), SecretKey::from_seed([3; 32])];
+        let channel = ChannelName::new("general").unwrap();
+        let mut ids = crate::ids::MessageIdGenerator::default();
+        (0..count)
+            .map(|index| {
+                let author = &authors[index % 2];
+                let draft = Draft::sign(
+                    author,
+                    &relay.public_key(),
+                    channel.clone(),
+                    ClientNonce((index as u128).to_be_bytes()),
+                    MessageBody::text(format!("message {index}")),
+                );
+                let id = ids
+                    .next(crate::time::UnixMillis(1_000 + index as u64), 0)
+                    .unwrap();
+                draft
+                    .verify(
+                        &relay.public_key(),
+                        &author.public_key().verifier().unwrap(),
+                    )
+                    .unwrap()
+                    .seal(id, relay)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn envelopes_verified_together_get_the_verdict_each_gets_alone() {
+        let relay = SecretKey::from_seed([1; 32]);
+        let verifier = relay.public_key().verifier().unwrap();
+        let honest = stamped(&relay, 40);
+        let verified = Envelope::verify_all(honest.clone(), &verifier).unwrap();
+        assert_eq!(
+            verified
+                .into_iter()
+                .map(VerifiedEnvelope::into_envelope)
+                .collect::<Vec<_>>(),
+            honest
+        );
+        let damages: [fn(&mut Envelope); 5] = [
+            |envelope| envelope.body = MessageBody::text("altered"),
+            |envelope| envelope.author_signature.0[5] ^= 1,
+            |envelope| envelope.relay_signature.0[40] ^= 1,
+            |envelope| envelope.body = MessageBody::text(""),
+            |envelope| envelope.author = PublicKey([0; 32]),
+        ];
+        for position in [0, 17, 39] {
+            for damage in damages {
+                let mut batch = honest.clone();
+                damage(&mut batch[position]);
+                let alone = batch[position].clone().verify(&verifier).unwrap_err();
+                assert_eq!(
+                    Envelope::verify_all(batch.clone(), &verifier),
+                    Err(BatchRejection {
+                        id: batch[position].id,
+                        reason: alone
+                    })
+                );
+            }
+        }
+        let other_relay = SecretKey::from_seed([9; 32])
+            .public_key()
+            .verifier()
+            .unwrap();
+        assert_eq!(
+            Envelope::verify_all(honest.clone(), &other_relay),
+            Err(BatchRejection {
+                id: honest[0].id,
+                reason: EnvelopeRejected::BadAuthorSignature
+            }),
+            "drafts are bound to the relay they were written for"
         );
     }
 

@@ -25,7 +25,7 @@ pub mod index;
 use crate::channel::ChannelName;
 use crate::identity::Verifier;
 use crate::ids::MessageId;
-use crate::message::{Envelope, EnvelopeRejected, VerifiedEnvelope};
+use crate::message::{BatchRejection, Envelope, EnvelopeRejected, VerifiedEnvelope};
 use crate::peer::{
     envelope_size_bound, NegentropyMessage, PeerToPeer, MAX_HAVE_IDS, MAX_RECONCILE_BYTES,
     MAX_WANT_IDS, TARGET_ENVELOPES_FRAME_BYTES,
@@ -43,11 +43,27 @@ pub type PeerId = u64;
 /// Checks an envelope before it is stored. The relay's [`Verifier`] is the real one.
 pub trait EnvelopeCheck {
     fn check(&self, envelope: Envelope) -> Result<VerifiedEnvelope, EnvelopeRejected>;
+
+    /// Checks a peer's frame of envelopes; all pass or the first failure is named.
+    fn check_all(&self, envelopes: Vec<Envelope>) -> Result<Vec<VerifiedEnvelope>, BatchRejection> {
+        envelopes
+            .into_iter()
+            .map(|envelope| {
+                let id = envelope.id;
+                self.check(envelope)
+                    .map_err(|reason| BatchRejection { id, reason })
+            })
+            .collect()
+    }
 }
 
 impl EnvelopeCheck for Verifier {
     fn check(&self, envelope: Envelope) -> Result<VerifiedEnvelope, EnvelopeRejected> {
         envelope.verify(self)
+    }
+
+    fn check_all(&self, envelopes: Vec<Envelope>) -> Result<Vec<VerifiedEnvelope>, BatchRejection> {
+        Envelope::verify_all(envelopes, self)
     }
 }
 
@@ -664,19 +680,22 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
         channel: ChannelName,
         envelopes: Vec<Envelope>,
     ) {
-        let mut fresh = Vec::new();
-        for envelope in envelopes {
-            if envelope.channel != channel {
-                let reason = format!("envelope {} of another channel", envelope.id);
-                return self.disconnect(peer, reason);
+        if let Some(stray) = envelopes
+            .iter()
+            .find(|envelope| envelope.channel != channel)
+        {
+            let reason = format!("envelope {} of another channel", stray.id);
+            return self.disconnect(peer, reason);
+        }
+        let verified = match self.check.check_all(envelopes) {
+            Ok(verified) => verified,
+            Err(BatchRejection { id, reason }) => {
+                return self.disconnect(peer, format!("envelope {id}: {reason}"))
             }
-            let id = envelope.id;
-            let verified = match self.check.check(envelope) {
-                Ok(verified) => verified,
-                Err(rejection) => {
-                    return self.disconnect(peer, format!("envelope {id}: {rejection}"))
-                }
-            };
+        };
+        let mut fresh = Vec::new();
+        for verified in verified {
+            let id = verified.envelope().id;
             let requested = self.note_arrival(now, &channel, id);
             let Some(sync) = self.channels.get_mut(&channel) else {
                 return;
