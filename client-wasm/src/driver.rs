@@ -143,33 +143,34 @@ async fn write_history(
     sink: EventSink,
     mut work: mpsc::Receiver<HistoryWork>,
 ) {
-    let mut next = work.next().await;
-    while let Some(item) = next.take() {
-        let HistoryWork::Store { channel, envelopes } = item else {
-            if let HistoryWork::Event(value) = item {
-                sink.call(&value);
-            }
-            next = work.next().await;
-            continue;
-        };
-        let mut batches = vec![(channel, envelopes)];
-        loop {
-            match work.try_recv() {
-                Ok(HistoryWork::Store { channel, envelopes }) => {
-                    batches.push((channel, envelopes));
+    while let Some(first) = work.next().await {
+        let mut item = Some(first);
+        while let Some(current) = item.take() {
+            match current {
+                HistoryWork::Event(value) => sink.call(&value),
+                HistoryWork::Store { channel, envelopes } => {
+                    let mut batches = vec![(channel, envelopes)];
+                    item = take_waiting_stores(&mut work, &mut batches);
+                    store_and_show(&history, &sink, batches).await;
                 }
-                Ok(event) => {
-                    next = Some(event);
-                    break;
-                }
-                Err(_) => break,
             }
-        }
-        store_and_show(&history, &sink, batches).await;
-        if next.is_none() {
-            next = work.next().await;
         }
     }
+}
+
+/// Moves the history batches already waiting into `batches`; returns the event that stopped
+/// it, if one did.
+fn take_waiting_stores(
+    work: &mut mpsc::Receiver<HistoryWork>,
+    batches: &mut Vec<(ChannelName, Vec<VerifiedEnvelope>)>,
+) -> Option<HistoryWork> {
+    while let Ok(queued) = work.try_recv() {
+        match queued {
+            HistoryWork::Store { channel, envelopes } => batches.push((channel, envelopes)),
+            event => return Some(event),
+        }
+    }
+    None
 }
 
 /// Stores batches of peer history in one transaction, then shows each.

@@ -78,6 +78,28 @@ async fn history_database_version_1_upgrades_to_version_2_keeping_its_envelopes(
     let upgraded = IndexedDbStore::open(name).await.expect("open version 2");
     let general = ChannelName::new("general").unwrap();
     assert_eq!(upgraded.count(&general).await.unwrap(), 3);
+    // The envelopes read back, and new ones go in beside them.
+    let newest_first: Vec<_> = envelopes
+        .iter()
+        .rev()
+        .map(|verified| verified.envelope().clone())
+        .collect();
+    assert_eq!(
+        upgraded.page_before(&general, None, 10).await.unwrap(),
+        newest_first
+    );
+    upgraded
+        .insert(&conformance::envelopes("general", 6_000, 2))
+        .await
+        .unwrap();
+    assert_eq!(
+        upgraded
+            .page_before(&general, None, 10)
+            .await
+            .unwrap()
+            .len(),
+        5
+    );
     assert_eq!(upgraded.outbox().await.unwrap(), vec![]);
     assert_eq!(upgraded.certificate().await.unwrap(), None);
 }

@@ -311,11 +311,11 @@ impl Browser {
 
     /// Has fresh members post `message 0` … `message {count - 1}` to `channel` and waits until
     /// this page, which showed no message before, shows the newest of them (all, up to the
-    /// page's [`LOG_WINDOW`]). They go out in batches of
-    /// [`PACED_BATCH`], each once the page shows the one before: the relay's queue towards the
-    /// page (256 frames) never fills, so the page is never dropped as a slow reader (the relay
-    /// keeps nothing, so a dropped page would miss messages for good). A fresh connection per
-    /// batch: one left unread while the page catches up would be closed by the relay as idle.
+    /// page's [`LOG_WINDOW`]). They go out in batches of [`PACED_BATCH`], each once the page
+    /// shows the one before: the relay's queue towards the page (256 frames) never fills, so
+    /// the page is never dropped as a slow reader (the relay keeps nothing, so a dropped page
+    /// would miss messages for good). A fresh connection per batch: one left unread while the
+    /// page catches up would be closed by the relay as idle.
     pub async fn receive_numbered(&self, relay: &TestRelay, channel: &str, count: usize) {
         for batch_start in (0..count).step_by(PACED_BATCH) {
             let batch_end = (batch_start + PACED_BATCH).min(count);
