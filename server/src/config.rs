@@ -43,6 +43,26 @@ pub struct RelayConfig {
     pub limits: RelayLimits,
 }
 
+impl RelayConfig {
+    /// A relay with this key and admission that lists `#general`, with no bans, owners or
+    /// virtual clients, no ICE servers, the embedded web client and the default limits.
+    pub fn new(signing_key: SecretKey, admission: Admission) -> Self {
+        Self {
+            signing_key,
+            admission,
+            default_channels: vec![ChannelName::new("general").expect("a valid channel name")],
+            banned: HashSet::new(),
+            owners: HashSet::new(),
+            virtual_clients: HashSet::new(),
+            virtual_client_stats: Vec::new(),
+            ice_servers: Vec::new(),
+            web_dir: None,
+            public_url: None,
+            limits: RelayLimits::default(),
+        }
+    }
+}
+
 /// Sizes, rates and time-outs. The defaults suit a 256 MB VM with thousands of members.
 #[derive(Debug, Clone)]
 pub struct RelayLimits {

@@ -2,8 +2,7 @@
 //! the first run, admitted by an invite of role `virtual`, and back after a restart with the
 //! same keys and the certificates the relay gave them (the invite is used up by then).
 
-use peerchat_server::{invites, Admission, RelayConfig, RelayLimits};
-use peerchat_shared::channel::ChannelName;
+use peerchat_server::{invites, Admission, RelayConfig};
 use peerchat_shared::identity::SecretKey;
 use peerchat_shared::membership::Role;
 use std::path::Path;
@@ -16,22 +15,6 @@ use tokio_util::sync::CancellationToken;
 const CLIENTS: usize = 3;
 /// Guards against a hung test; never an assertion about speed.
 const PATIENCE: Duration = Duration::from_secs(60);
-
-fn invite_only_relay() -> RelayConfig {
-    RelayConfig {
-        signing_key: SecretKey::from_seed([1; 32]),
-        admission: Admission::InviteOnly,
-        default_channels: vec![ChannelName::new("general").unwrap()],
-        banned: Default::default(),
-        owners: Default::default(),
-        virtual_clients: Default::default(),
-        virtual_client_stats: Vec::new(),
-        ice_servers: vec![],
-        web_dir: None,
-        public_url: None,
-        limits: RelayLimits::default(),
-    }
-}
 
 /// The relay's `/metrics` text, over a plain HTTP/1.0 request.
 async fn metrics(address: std::net::SocketAddr) -> String {
@@ -91,7 +74,7 @@ fn terminate(mut child: Child) -> ExitStatus {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn count_clients_log_in_with_an_invite_then_again_with_their_own_keys_and_certificates() {
-    let config = invite_only_relay();
+    let config = RelayConfig::new(SecretKey::from_seed([1; 32]), Admission::InviteOnly);
     let invite = invites::mint(
         &config.signing_key,
         Role::Virtual,

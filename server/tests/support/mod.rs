@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use futures_util::{SinkExt as _, StreamExt as _};
-use peerchat_server::{run, Admission, RelayConfig, RelayLimits};
+use peerchat_server::{run, Admission, RelayConfig};
 use peerchat_shared::channel::ChannelName;
 use peerchat_shared::codec::{decode_relay_frame, encode};
 use peerchat_shared::frames::{
@@ -33,19 +33,7 @@ pub struct TestRelay {
 }
 
 pub fn config(admission: Admission) -> RelayConfig {
-    RelayConfig {
-        signing_key: SecretKey::from_seed([1; 32]),
-        admission,
-        default_channels: vec![ChannelName::new("general").unwrap()],
-        banned: Default::default(),
-        owners: Default::default(),
-        virtual_clients: Default::default(),
-        virtual_client_stats: Vec::new(),
-        ice_servers: vec![],
-        web_dir: None,
-        public_url: None,
-        limits: RelayLimits::default(),
-    }
+    RelayConfig::new(SecretKey::from_seed([1; 32]), admission)
 }
 
 /// A relay that lets test clients send as fast as they like.
