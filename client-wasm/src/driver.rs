@@ -6,14 +6,14 @@
 
 use crate::identity_store::{random_bytes, IdentityStore};
 use crate::indexeddb::IndexedDbStore;
-use crate::peer_links::{LinkEvent, PeerLinks};
+use crate::peer_links::PeerLinks;
 use futures_channel::mpsc;
 use futures_util::future::{poll_fn, select, Either};
 use futures_util::StreamExt as _;
 use peerchat_shared::channel::ChannelName;
 use peerchat_shared::client::{ClientEvent, ClientInput, ClientOutput, ClientSession, MessageView};
 use peerchat_shared::frames::SessionId;
-use peerchat_shared::mesh::{MeshInput, MeshOutput, MeshStats, PeerMesh};
+use peerchat_shared::mesh::{LinkEvent, MeshInput, MeshOutput, MeshStats, PeerMesh};
 use peerchat_shared::message::VerifiedEnvelope;
 use peerchat_shared::store::HistoryStore as _;
 use peerchat_shared::sync::HistoryState;
@@ -355,13 +355,7 @@ impl Driver {
         if !self.links.is_current(session, link) {
             return;
         }
-        let input = match event {
-            LinkEvent::Description(sdp) => MeshInput::LocalDescription { session, sdp },
-            LinkEvent::Open => MeshInput::LinkOpen { session },
-            LinkEvent::Down => MeshInput::LinkDown { session },
-            LinkEvent::Frame(text) => MeshInput::DataChannelFrame { session, text },
-        };
-        self.mesh.handle(now(), input);
+        self.mesh.handle(now(), event.into_input(session));
     }
 
     /// Hands the session the frames already waiting from the current socket (at most

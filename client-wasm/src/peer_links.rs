@@ -9,6 +9,7 @@
 use crate::driver::Feed;
 use futures_channel::mpsc;
 use peerchat_shared::frames::{IceServer, SessionId};
+use peerchat_shared::mesh::LinkEvent;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -25,17 +26,6 @@ const DATA_CHANNEL_LABEL: &str = "peerchat";
 /// ICE gathering is awaited this long at most; the description then goes with what was found.
 const GATHERING_LIMIT_MILLIS: u32 = 5_000;
 const GATHERING_POLL_MILLIS: u32 = 50;
-
-/// What happened on a link.
-#[derive(Debug)]
-pub(crate) enum LinkEvent {
-    /// The local description, ICE candidates included, is ready to be signalled.
-    Description(String),
-    Open,
-    /// The connection failed or the data channel closed.
-    Down,
-    Frame(String),
-}
 
 /// Queues link events for the driver; a frame that does not fit closes the data channel (the
 /// sync engine asks another peer).

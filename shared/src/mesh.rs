@@ -71,6 +71,29 @@ pub enum Transport {
     Relay,
 }
 
+/// What a driver's WebRTC link reports about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkEvent {
+    /// The local description, ICE candidates included, is ready to be signalled.
+    Description(String),
+    Open,
+    /// The connection failed or the data channel closed.
+    Down,
+    Frame(String),
+}
+
+impl LinkEvent {
+    /// The mesh's input for this event on the link to `session`.
+    pub fn into_input(self, session: SessionId) -> MeshInput {
+        match self {
+            Self::Description(sdp) => MeshInput::LocalDescription { session, sdp },
+            Self::Open => MeshInput::LinkOpen { session },
+            Self::Down => MeshInput::LinkDown { session },
+            Self::Frame(text) => MeshInput::DataChannelFrame { session, text },
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MeshInput {
     /// Everything peer-related the relay session reports.

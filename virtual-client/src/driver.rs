@@ -4,14 +4,14 @@
 //! next event, as the browser's driver does.
 
 use crate::cache::{Evicted, HistoryCache};
-use crate::peer_links::{LinkEvent, PeerLinks};
+use crate::peer_links::PeerLinks;
 use crate::state_files::StateFiles;
 use crate::VirtualClientStats;
 use futures_util::{SinkExt as _, StreamExt as _};
 use peerchat_shared::channel::ChannelName;
 use peerchat_shared::client::{ClientEvent, ClientInput, ClientOutput, ClientSession, PeerNews};
 use peerchat_shared::frames::SessionId;
-use peerchat_shared::mesh::{MeshInput, MeshOutput, PeerMesh};
+use peerchat_shared::mesh::{LinkEvent, MeshInput, MeshOutput, PeerMesh};
 use peerchat_shared::message::VerifiedEnvelope;
 use peerchat_shared::time::UnixMillis;
 use std::collections::BTreeSet;
@@ -201,13 +201,7 @@ impl Driver {
                 if !self.links.is_current(session, link) {
                     return;
                 }
-                let input = match event {
-                    LinkEvent::Description(sdp) => MeshInput::LocalDescription { session, sdp },
-                    LinkEvent::Open => MeshInput::LinkOpen { session },
-                    LinkEvent::Down => MeshInput::LinkDown { session },
-                    LinkEvent::Frame(text) => MeshInput::DataChannelFrame { session, text },
-                };
-                self.mesh.handle(now(), input);
+                self.mesh.handle(now(), event.into_input(session));
             }
         }
     }

@@ -7,6 +7,7 @@
 use crate::driver::Feed;
 use crate::throttle::Throttle;
 use peerchat_shared::frames::{IceServer, SessionId};
+use peerchat_shared::mesh::LinkEvent;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -41,17 +42,6 @@ pub struct LinkSettings {
     /// Accept remote mDNS (`.local`) candidates, as browsers hide their addresses behind them.
     /// Needs a network with multicast; off in sealed namespaces.
     pub mdns: bool,
-}
-
-/// What happened on a link.
-#[derive(Debug)]
-pub enum LinkEvent {
-    /// The local description, all ICE candidates included.
-    Description(String),
-    Open,
-    /// The connection failed or the data channel closed.
-    Down,
-    Frame(String),
 }
 
 enum Command {
