@@ -477,7 +477,7 @@ impl Driver {
             MeshOutput::Store {
                 channel, envelopes, ..
             } => {
-                self.write_history(HistoryWork::Store { channel, envelopes })
+                self.hand_to_writer(HistoryWork::Store { channel, envelopes })
                     .await
             }
             MeshOutput::State { channel, state } => {
@@ -510,7 +510,7 @@ impl Driver {
     }
 
     /// Hands `work` to [`write_history`], waiting while it is [`HISTORY_WRITES_AHEAD`] behind.
-    async fn write_history(&mut self, work: HistoryWork) {
+    async fn hand_to_writer(&mut self, work: HistoryWork) {
         let writer = &mut self.history_writes;
         if poll_fn(|context| writer.poll_ready(context)).await.is_ok() {
             // Ready was just reported and this task is the only sender.
@@ -520,7 +520,7 @@ impl Driver {
 
     async fn emit_after_history(&mut self, event: &impl Serialize) {
         if let Some(value) = EventSink::to_value(event) {
-            self.write_history(HistoryWork::Event(value)).await;
+            self.hand_to_writer(HistoryWork::Event(value)).await;
         }
     }
 

@@ -46,14 +46,7 @@ pub trait EnvelopeCheck {
 
     /// Checks a peer's frame of envelopes; all pass or the first failure is named.
     fn check_all(&self, envelopes: Vec<Envelope>) -> Result<Vec<VerifiedEnvelope>, BatchRejection> {
-        envelopes
-            .into_iter()
-            .map(|envelope| {
-                let id = envelope.id;
-                self.check(envelope)
-                    .map_err(|reason| BatchRejection { id, reason })
-            })
-            .collect()
+        BatchRejection::check_each(envelopes, |envelope| self.check(envelope))
     }
 }
 
