@@ -1,29 +1,56 @@
-// Keeps the page's own files so that it opens, with its history from IndexedDB, while the relay
-// cannot be reached. Network first: whenever the relay answers, its files win and are kept.
-const CACHE = "peerchat-shell-v1";
-const SHELL = ["./", "index.html", "app.js", "style.css", "pkg/peerchat_client_wasm.js", "pkg/peerchat_client_wasm_bg.wasm"];
-const SHELL_PATHS = new Set(SHELL.map((path) => new URL(path, self.location).pathname));
+// Keeps the page's files so that it opens, with its history from IndexedDB, while the relay
+// cannot be reached, and so that a repeat visit downloads nothing but a revalidated page.
+// `cargo xtask web` writes ASSETS (this build's content-hashed files) and BUILD above.
+// - Hashed files never change under their name: served from this build's cache, else fetched
+//   and kept.
+// - The page itself (index.html) is network first: a new deploy is picked up on the next load
+//   (its new hashed names are fetched then), and the cached copy opens the page offline.
+// - Each build has its own cache; once this worker activates, other builds' caches go.
+const CACHE = `peerchat-${BUILD}`;
+const PAGE = new URL("./", self.location).href;
+const ASSET_URLS = new Set(ASSETS.map((path) => new URL(path, self.location).href));
 
 self.addEventListener("install", (event) => {
-  event.waitUntil(caches.open(CACHE).then((cache) => cache.addAll(SHELL)).then(() => self.skipWaiting()));
+  event.waitUntil(caches.open(CACHE).then((cache) => cache.addAll([PAGE, ...ASSET_URLS])).then(() => self.skipWaiting()));
 });
 
 self.addEventListener("activate", (event) => {
-  event.waitUntil(self.clients.claim());
+  event.waitUntil(
+    caches
+      .keys()
+      .then((names) => Promise.all(names.filter((name) => name.startsWith("peerchat-") && name !== CACHE).map((name) => caches.delete(name))))
+      .then(() => self.clients.claim()),
+  );
 });
 
 self.addEventListener("fetch", (event) => {
-  const url = new URL(event.request.url);
-  if (event.request.method !== "GET" || url.origin !== self.location.origin || !SHELL_PATHS.has(url.pathname)) return;
-  event.respondWith(
-    fetch(event.request)
-      .then((response) => {
-        if (response.ok) {
-          const copy = response.clone();
-          event.waitUntil(caches.open(CACHE).then((cache) => cache.put(url.pathname, copy)));
-        }
-        return response;
-      })
-      .catch(() => caches.match(url.pathname).then((cached) => cached ?? Response.error())),
-  );
+  const { request } = event;
+  const url = new URL(request.url);
+  if (request.method !== "GET" || url.origin !== self.location.origin) return;
+  url.hash = "";
+  if (ASSET_URLS.has(url.href)) {
+    event.respondWith(cacheFirst(event, url.href));
+  } else if (request.mode === "navigate" || url.href === PAGE || url.href === `${PAGE}index.html`) {
+    event.respondWith(pageNetworkFirst(event));
+  }
 });
+
+async function cacheFirst(event, key) {
+  const cache = await caches.open(CACHE);
+  const cached = await cache.match(key);
+  if (cached) return cached;
+  const response = await fetch(event.request);
+  if (response.ok) event.waitUntil(cache.put(key, response.clone()));
+  return response;
+}
+
+async function pageNetworkFirst(event) {
+  const cache = await caches.open(CACHE);
+  try {
+    const response = await fetch(event.request);
+    if (response.ok) event.waitUntil(cache.put(PAGE, response.clone()));
+    return response;
+  } catch (error) {
+    return (await cache.match(PAGE)) ?? Response.error();
+  }
+}

@@ -17,7 +17,7 @@ pub use config::{Admission, RelayConfig, RelayLimits};
 
 use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
 use axum::http::StatusCode;
-use axum::http::{header, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderValue, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::serve::ListenerExt as _;
@@ -29,7 +29,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 /// WebSocket buffers, instead of tungstenite's 128 KiB. The read buffer is allocated per
@@ -44,6 +43,7 @@ const SOCKET_MAX_MESSAGE_BYTES: usize = 16 * MAX_CLIENT_FRAME_BYTES;
 #[derive(Clone)]
 struct AppState {
     hub: Arc<Hub>,
+    web_files: Arc<web_assets::WebFiles>,
     shutdown: CancellationToken,
 }
 
@@ -53,9 +53,13 @@ pub async fn run(
     config: RelayConfig,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let web_dir = config.web_dir.clone();
+    let web_files = match &config.web_dir {
+        Some(dir) => web_assets::WebFiles::Directory(dir.clone()),
+        None => web_assets::WebFiles::BuiltIn,
+    };
     let state = AppState {
         hub: Hub::new(config),
+        web_files: Arc::new(web_files),
         shutdown: shutdown.clone(),
     };
     let security_headers = [
@@ -68,11 +72,7 @@ pub async fn run(
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/.well-known/peerchat", get(well_known))
         .route("/metrics", get(metrics));
-    let mut app = match web_dir {
-        Some(dir) => app.fallback_service(ServeDir::new(dir)),
-        None => app.fallback(web_assets::serve),
-    }
-    .with_state(state);
+    let mut app = app.fallback(web_file).with_state(state);
     for (name, value) in security_headers {
         app = app.layer(SetResponseHeaderLayer::overriding(
             name,
@@ -114,6 +114,15 @@ async fn upgrade(
         .on_upgrade(move |socket| {
             connection::serve(socket, state.hub, peer.ip(), pending, state.shutdown)
         })
+}
+
+async fn web_file(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    state.web_files.respond(&method, &uri, &headers)
 }
 
 async fn well_known(State(state): State<AppState>) -> impl IntoResponse {

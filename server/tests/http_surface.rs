@@ -4,6 +4,7 @@
 mod support;
 
 use peerchat_server::Admission;
+use reqwest::header::HeaderMap;
 use support::{config, TestRelay};
 
 #[tokio::test]
@@ -57,40 +58,186 @@ async fn relay_serves_health_discovery_metrics_and_web_files_with_security_heade
     relay.stop().await;
 }
 
+/// A GET over real HTTP with these request headers: status, response headers, body as sent.
+async fn get(relay: &TestRelay, path: &str, headers: &[(&str, &str)]) -> (u16, HeaderMap, Vec<u8>) {
+    let mut request = reqwest::Client::new().get(relay.url(path));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    (status, headers, response.bytes().await.unwrap().to_vec())
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
+    headers
+        .get(name)
+        .map_or("", |value| value.to_str().unwrap())
+}
+
+fn unbrotli(bytes: &[u8]) -> Vec<u8> {
+    let mut plain = Vec::new();
+    brotli::BrotliDecompress(&mut &bytes[..], &mut plain).unwrap();
+    plain
+}
+
+fn ungzip(bytes: &[u8]) -> Vec<u8> {
+    let mut plain = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(bytes), &mut plain).unwrap();
+    plain
+}
+
+/// The bundle's hashed files, as the service worker lists them (`const ASSETS = [...]`).
+async fn hashed_files(relay: &TestRelay) -> Vec<String> {
+    let (_, _, worker) = get(relay, "/sw.js", &[]).await;
+    let worker = String::from_utf8(worker).unwrap();
+    let list = worker
+        .lines()
+        .find_map(|line| line.strip_prefix("const ASSETS = "))
+        .expect("sw.js lists the hashed files");
+    serde_json::from_str(list.trim_end_matches(';')).unwrap()
+}
+
+// The web bundle is built by `cargo xtask web`, which `cargo xtask test` runs before the tests.
 #[tokio::test]
-async fn relay_serves_the_web_client_built_into_the_binary() {
+async fn the_page_is_served_precompressed_by_accept_encoding_with_hashed_files_cached_for_good() {
     let relay = TestRelay::start(config(Admission::Open)).await;
-    let fetch = |path: &'static str| {
-        let url = relay.url(path);
-        async move {
-            let response = reqwest::get(url).await.unwrap();
-            let content_type = response
-                .headers()
-                .get("content-type")
-                .map(|value| value.to_str().unwrap().to_owned());
-            (
-                response.status().as_u16(),
-                content_type,
-                response.bytes().await.unwrap(),
-            )
-        }
-    };
-    let (status, content_type, body) = fetch("/").await;
-    assert_eq!((status, content_type.as_deref()), (200, Some("text/html")));
-    assert!(String::from_utf8_lossy(&body).contains("<title>peerchat</title>"));
-    let (status, content_type, _) = fetch("/app.js").await;
-    assert_eq!(
-        (status, content_type.as_deref()),
-        (200, Some("text/javascript"))
+    let (status, headers, page) = get(
+        &relay,
+        "/",
+        &[("accept-encoding", "gzip, deflate, br, zstd")],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(header(&headers, "content-encoding"), "br");
+    assert_eq!(header(&headers, "content-type"), "text/html; charset=utf-8");
+    assert_eq!(header(&headers, "cache-control"), "no-cache");
+    assert_eq!(header(&headers, "vary"), "accept-encoding");
+    let page = String::from_utf8(unbrotli(&page)).unwrap();
+    assert!(page.contains("<title>peerchat</title>"));
+
+    let files = hashed_files(&relay).await;
+    let wasm = files
+        .iter()
+        .find(|file| file.ends_with(".wasm"))
+        .expect("a wasm file");
+    assert!(
+        wasm.starts_with("assets/peerchat_client_wasm_bg."),
+        "{wasm}"
     );
-    // Built by `cargo xtask web`, which `cargo xtask test` runs before the tests.
-    let (status, content_type, wasm) = fetch("/pkg/peerchat_client_wasm_bg.wasm").await;
-    assert_eq!(
-        (status, content_type.as_deref()),
-        (200, Some("application/wasm")),
-        "run `cargo xtask web` first"
+    let app = files
+        .iter()
+        .find(|file| file.starts_with("assets/app."))
+        .unwrap();
+    assert!(
+        page.contains(&format!("src=\"{app}\"")),
+        "index.html loads {app}"
     );
-    assert_eq!(&wasm[..4], b"\0asm");
-    assert_eq!(fetch("/../Cargo.toml").await.0, 404);
+
+    let (status, plain_headers, plain) = get(&relay, &format!("/{wasm}"), &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(&plain[..4], b"\0asm");
+    assert_eq!(header(&plain_headers, "content-encoding"), "");
+    assert_eq!(header(&plain_headers, "content-type"), "application/wasm");
+    let (_, brotli_headers, brotli) = get(
+        &relay,
+        &format!("/{wasm}"),
+        &[("accept-encoding", "gzip, br")],
+    )
+    .await;
+    assert_eq!(header(&brotli_headers, "content-encoding"), "br");
+    assert_eq!(unbrotli(&brotli), plain);
+    assert!(
+        brotli.len() * 2 < plain.len(),
+        "brotli saves more than half"
+    );
+    let (_, gzip_headers, gzip) = get(
+        &relay,
+        &format!("/{wasm}"),
+        &[("accept-encoding", "gzip, br;q=0")],
+    )
+    .await;
+    assert_eq!(header(&gzip_headers, "content-encoding"), "gzip");
+    assert_eq!(ungzip(&gzip), plain);
+    for headers in [&plain_headers, &brotli_headers, &gzip_headers] {
+        assert_eq!(
+            header(headers, "cache-control"),
+            "public, max-age=31536000, immutable"
+        );
+        assert_eq!(header(headers, "vary"), "accept-encoding");
+    }
+    let tags = [&plain_headers, &brotli_headers, &gzip_headers]
+        .map(|headers| header(headers, "etag").to_owned());
+    assert!(
+        tags[0] != tags[1] && tags[1] != tags[2] && tags[0] != tags[2],
+        "one ETag per form: {tags:?}"
+    );
+
+    assert_eq!(get(&relay, "/../Cargo.toml", &[]).await.0, 404);
+    assert_eq!(
+        get(&relay, &format!("/{wasm}.br"), &[]).await.0,
+        404,
+        "compressed forms are not files of their own"
+    );
+    assert_eq!(
+        get(&relay, "/app.js", &[]).await.0,
+        404,
+        "only hashed names are served"
+    );
+    let post = reqwest::Client::new()
+        .post(relay.url("/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(post.status(), 405);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_page_revalidated_with_its_etag_is_not_sent_again() {
+    let relay = TestRelay::start(config(Admission::Open)).await;
+    for encoding in ["br", "gzip", "identity"] {
+        let accept = [("accept-encoding", encoding)];
+        let (status, headers, body) = get(&relay, "/", &accept).await;
+        assert_eq!(status, 200);
+        assert!(!body.is_empty());
+        let etag = header(&headers, "etag").to_owned();
+        assert!(
+            etag.starts_with('"') && etag.ends_with('"'),
+            "a strong ETag: {etag}"
+        );
+
+        let (status, revalidated, body) =
+            get(&relay, "/", &[accept[0], ("if-none-match", &etag)]).await;
+        assert_eq!(status, 304, "{encoding}");
+        assert!(body.is_empty());
+        assert_eq!(header(&revalidated, "etag"), etag);
+        assert_eq!(header(&revalidated, "cache-control"), "no-cache");
+
+        let weak = format!("\"stale\", W/{etag}");
+        assert_eq!(
+            get(&relay, "/", &[accept[0], ("if-none-match", &weak)])
+                .await
+                .0,
+            304
+        );
+        let (status, _, body) =
+            get(&relay, "/", &[accept[0], ("if-none-match", "\"stale\"")]).await;
+        assert_eq!(status, 200);
+        assert!(!body.is_empty());
+    }
+    let (_, brotli, _) = get(&relay, "/", &[("accept-encoding", "br")]).await;
+    let brotli_tag = header(&brotli, "etag").to_owned();
+    let (status, _, _) = get(
+        &relay,
+        "/",
+        &[("accept-encoding", "gzip"), ("if-none-match", &brotli_tag)],
+    )
+    .await;
+    assert_eq!(
+        status, 200,
+        "the brotli form's ETag does not validate the gzip form"
+    );
     relay.stop().await;
 }

@@ -2,6 +2,7 @@
 //! first (see `setup`), so a fresh Debian or Ubuntu machine with rustup's Rust needs nothing else.
 
 mod bench;
+mod bundle;
 mod process;
 mod setup;
 mod wasm;
@@ -21,10 +22,17 @@ struct Options {
 enum Command {
     /// Install what building and testing need (idempotent: skips what is there).
     Setup,
-    /// Build the WASM client and the web bundle the relay serves (web/pkg).
+    /// Build the WASM client and the web bundle the relay embeds (web/dist).
     Web,
-    /// Set up, build the web bundle, and run the relay on http://127.0.0.1:8080.
-    Serve,
+    /// Set up, build the web bundle and the release relay (target/release/peerchat-server), as
+    /// the Dockerfile does.
+    Dist,
+    /// Build as `dist` does, then run the relay on http://127.0.0.1:8080 (or `--listen`).
+    Serve {
+        /// Options for the relay, e.g. `-- --listen 127.0.0.1:9000` (see `--help` after `--`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        relay_options: Vec<String>,
+    },
     /// Set up and run every check: fmt, clippy, native tests, wasm tests in headless Chromium.
     Test,
     /// What CI runs (.ci/run): the same as `test`.
@@ -81,7 +89,8 @@ fn main() -> Result<()> {
             let toolchain = setup::ensure(setup::Needs::WebBuild)?;
             wasm::build_web_bundle(&root, &toolchain)
         }
-        Command::Serve => serve(&root),
+        Command::Dist => dist(&root).map(drop),
+        Command::Serve { relay_options } => serve(&root, &relay_options),
         Command::Test | Command::Ci => test(&root),
         Command::Bench {
             target: BenchTarget::Relay { repeats },
@@ -129,25 +138,45 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-fn serve(root: &Path) -> Result<()> {
+/// Builds the web bundle and the release relay with it built in; returns the relay's path.
+fn dist(root: &Path) -> Result<PathBuf> {
     let toolchain = setup::ensure(setup::Needs::WebBuild)?;
     wasm::build_web_bundle(root, &toolchain)?;
+    process::run(process::cargo(root).args([
+        "build",
+        "--release",
+        "--locked",
+        "--package",
+        "peerchat-server",
+        "--bin",
+        "peerchat-server",
+    ]))?;
+    let relay = root.join("target/release/peerchat-server");
+    eprintln!("xtask: relay built: {}", relay.display());
+    Ok(relay)
+}
+
+/// Runs the relay built by [`dist`] in the workspace root (its key goes to peerchat-data/); it
+/// logs the address to open.
+fn serve(root: &Path, relay_options: &[String]) -> Result<()> {
+    let relay = dist(root)?;
     process::run(
-        process::cargo(root)
-            .args(["run", "--release", "--package", "peerchat-server", "--"])
-            .args(["--listen", "127.0.0.1:8080"]),
+        std::process::Command::new(relay)
+            .current_dir(root)
+            .args(relay_options),
     )
 }
 
 fn test(root: &Path) -> Result<()> {
     let toolchain = setup::ensure(setup::Needs::Everything)?;
     process::run(process::cargo(root).args(["fmt", "--all", "--check"]))?;
+    // The relay embeds the bundle, so it is built before anything compiles the relay.
+    wasm::build_web_bundle(root, &toolchain)?;
     process::run(
         process::cargo(root)
             .args(["clippy", "--workspace", "--all-targets", "--locked", "--"])
             .args(["--deny", "warnings"]),
     )?;
-    wasm::build_web_bundle(root, &toolchain)?;
     process::run(process::cargo(root).args(["test", "--workspace", "--locked"]))?;
     wasm::test_in_browser(root, &toolchain, "peerchat-shared")?;
     wasm::test_in_browser(root, &toolchain, "peerchat-client-wasm")

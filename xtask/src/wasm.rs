@@ -39,8 +39,8 @@ fn wasm_target_dir(root: &Path) -> PathBuf {
     root.join("target-wasm")
 }
 
-/// Builds `client-wasm` with the size-optimised profile and runs wasm-bindgen into `web/pkg`,
-/// the folder the relay serves beside `web/index.html`.
+/// Builds `client-wasm` with the size-optimised profile, runs wasm-bindgen into `web/pkg`, and
+/// writes the bundle the relay embeds, `web/dist` (see `bundle`).
 pub(crate) fn build_web_bundle(root: &Path, toolchain: &Toolchain) -> Result<()> {
     run(wasm_cargo(root, toolchain, "build").args([
         "--package",
@@ -62,14 +62,16 @@ pub(crate) fn build_web_bundle(root: &Path, toolchain: &Toolchain) -> Result<()>
         .args(["--remove-producers-section", "--out-dir"])
         .arg(root.join("web").join("pkg"))
         .arg(&wasm))?;
-    let bundle = root.join("web/pkg/peerchat_client_wasm_bg.wasm");
-    let size = std::fs::metadata(&bundle)
-        .with_context(|| format!("wasm-bindgen wrote no {}", bundle.display()))?
-        .len();
-    eprintln!(
-        "xtask: web bundle ready in web/pkg ({} KiB of wasm)",
-        size / 1024
-    );
+    for file in crate::bundle::write(&root.join("web"))? {
+        let compressed = file
+            .brotli
+            .map(|bytes| format!(", {bytes} with brotli"))
+            .unwrap_or_default();
+        eprintln!(
+            "xtask: web/dist/{}: {} bytes{compressed}",
+            file.path, file.bytes
+        );
+    }
     Ok(())
 }
 
