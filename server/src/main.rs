@@ -55,13 +55,10 @@ struct Options {
     /// Serve the web client from this folder instead of the copy built into the binary.
     #[arg(long, env = "PEERCHAT_WEB_DIR")]
     web_dir: Option<PathBuf>,
-    /// The relay's public URL (for invite links and `/.well-known/peerchat`).
-    #[arg(
-        long,
-        env = "PEERCHAT_PUBLIC_URL",
-        default_value = "http://127.0.0.1:8080"
-    )]
-    public_url: String,
+    /// The relay's public URL (for invite links and `/.well-known/peerchat`). Unset: http:// and
+    /// the listening address (127.0.0.1 for an unspecified one).
+    #[arg(long, env = "PEERCHAT_PUBLIC_URL")]
+    public_url: Option<String>,
     /// Public keys that log in as virtual clients, the operator's archive peers (comma-separated).
     #[arg(long, env = "PEERCHAT_VIRTUAL_CLIENT_KEYS", value_delimiter = ',')]
     virtual_client_keys: Vec<String>,
@@ -206,7 +203,24 @@ fn signing_key(options: &Options) -> Result<SecretKey> {
     Ok(key)
 }
 
-fn config(options: &Options) -> Result<RelayConfig> {
+/// `--public-url`, or the address the relay listens on as seen from this machine.
+fn public_url(options: &Options, listening: SocketAddr) -> String {
+    options
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", reachable_here(listening)))
+}
+
+/// `address` with an unspecified IP (`0.0.0.0`, `::`) replaced by loopback.
+fn reachable_here(address: SocketAddr) -> SocketAddr {
+    if address.ip().is_unspecified() {
+        SocketAddr::new(std::net::IpAddr::from([127, 0, 0, 1]), address.port())
+    } else {
+        address
+    }
+}
+
+fn config(options: &Options, listening: SocketAddr) -> Result<RelayConfig> {
     let default_channels = options
         .channels
         .iter()
@@ -244,7 +258,7 @@ fn config(options: &Options) -> Result<RelayConfig> {
         virtual_client_stats: Vec::new(),
         ice_servers,
         web_dir: options.web_dir.clone(),
-        public_url: Some(options.public_url.clone()),
+        public_url: Some(public_url(options, listening)),
         limits: options.limits.to_limits(),
     })
 }
@@ -264,26 +278,26 @@ async fn main() -> Result<()> {
         {
             println!(
                 "{}/#invite={token}",
-                options.public_url.trim_end_matches('/')
+                public_url(&options, options.listen).trim_end_matches('/')
             );
         }
         return Ok(());
     }
-    let mut config = config(&options)?;
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
         .with_context(|| format!("cannot listen on {}", options.listen))?;
+    let address = listener.local_addr()?;
+    let mut config = config(&options, address)?;
     let shutdown = CancellationToken::new();
     if options.virtual_clients > 0 {
-        let address = listener.local_addr()?;
         start_virtual_clients(&options, &mut config, address, &shutdown)?;
     }
     tracing::info!(
-        "peerchat relay {} listening on http://{} (relay key {})",
+        "peerchat relay {} listening on {address} (relay key {})",
         env!("CARGO_PKG_VERSION"),
-        listener.local_addr()?,
         config.signing_key.public_key()
     );
+    tracing::info!("open http://{} in a browser", reachable_here(address));
     tokio::spawn(peerchat_virtual::cancel_on_signal(shutdown.clone()));
     run(listener, config, shutdown).await?;
     tracing::info!("peerchat relay stopped");
@@ -307,12 +321,7 @@ fn start_virtual_clients(
     config
         .virtual_clients
         .extend(fleet.public_keys(options.virtual_clients)?);
-    let host = if address.ip().is_unspecified() {
-        std::net::IpAddr::from([127, 0, 0, 1])
-    } else {
-        address.ip()
-    };
-    let relay_url = format!("ws://{}/ws", SocketAddr::new(host, address.port()));
+    let relay_url = format!("ws://{}/ws", reachable_here(address));
     let template = options
         .virtual_client_tuning
         .template(relay_url, None, None);

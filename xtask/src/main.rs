@@ -21,7 +21,12 @@ struct Options {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Install what building and testing need (idempotent: skips what is there).
-    Setup,
+    Setup {
+        /// Only what building the relay needs (the wasm32 toolchain and wasm-bindgen-cli), not
+        /// the browser for tests: the Dockerfile's toolchain layer.
+        #[arg(long)]
+        build_only: bool,
+    },
     /// Build the WASM client and the web bundle the relay embeds (web/dist).
     Web,
     /// Set up, build the web bundle and the release relay (target/release/peerchat-server), as
@@ -84,7 +89,14 @@ fn main() -> Result<()> {
     let options = Options::parse();
     let root = workspace_root();
     match options.command {
-        Command::Setup => setup::ensure(setup::Needs::Everything).map(drop),
+        Command::Setup { build_only } => {
+            let needs = if build_only {
+                setup::Needs::WebBuild
+            } else {
+                setup::Needs::Everything
+            };
+            setup::ensure(needs).map(drop)
+        }
         Command::Web => {
             let toolchain = setup::ensure(setup::Needs::WebBuild)?;
             wasm::build_web_bundle(&root, &toolchain)
