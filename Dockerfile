@@ -18,6 +18,8 @@ RUN cargo chef prepare --recipe-path recipe.json
 FROM chef AS build
 COPY --from=planner /src/recipe.json recipe.json
 RUN cargo chef cook --release --locked --recipe-path recipe.json --package peerchat-server --bin peerchat-server
+# xtask needs the real workspace manifest; the members stay cargo-chef's skeleton until COPY . .
+COPY Cargo.toml ./
 COPY .cargo .cargo
 COPY xtask xtask
 RUN cargo xtask setup --build-only
