@@ -301,7 +301,7 @@ async fn the_page_names_its_parts_for_assistive_technology_and_fits_a_phone() {
 async fn start_forging_relay() -> std::net::SocketAddr {
     let key = Arc::new(SecretKey::from_seed([9; 32]));
     let connections = Arc::new(AtomicUsize::new(0));
-    let web = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../web");
+    let web = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../web/dist");
     let app = axum::Router::new()
         .route(
             "/ws",

@@ -110,47 +110,106 @@ fn files_below(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     files
 }
 
-#[tokio::test]
-async fn the_relay_binary_writes_nothing_but_its_key_file() {
-    use peerchat_shared::frames::{ClientToRelay, RelayToClient};
-    let work_dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
+/// The relay binary started in `work_dir` (so its default key file lands there) on `address`.
+fn start_relay_in(
+    work_dir: &std::path::Path,
+    address: std::net::SocketAddr,
+    args: &[&str],
+) -> KillOnDrop {
+    let mut relay = Command::new(env!("CARGO_BIN_EXE_peerchat-server"))
+        .env_clear()
+        .current_dir(work_dir)
+        .args(["--listen", &address.to_string()])
+        .args(args)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(address).is_err() {
+        assert!(relay.try_wait().unwrap().is_none(), "the relay exited");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the relay never listened"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    KillOnDrop(relay)
+}
+
+/// Stops the relay with SIGTERM and checks that it stopped cleanly.
+fn stop_relay(mut relay: KillOnDrop) {
+    let _ = Command::new("kill").arg(relay.0.id().to_string()).status();
+    assert!(
+        relay.0.wait().unwrap().success(),
+        "the relay stops cleanly on SIGTERM"
+    );
+}
+
+fn free_loopback_address() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
-        .port();
-    let address: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let mut relay = Command::new(env!("CARGO_BIN_EXE_peerchat-server"))
-        .env_clear()
-        .current_dir(work_dir.path())
-        .args(["--listen", &address.to_string()])
-        .spawn()
-        .unwrap();
-    while std::net::TcpStream::connect(address).is_err() {
-        assert!(relay.try_wait().unwrap().is_none(), "the relay exited");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let (mut alice, accepted) = TestClient::login_to(address, 1, Credentials::None).await;
-    assert_eq!(accepted, Ok(()));
-    alice.join("general").await;
-    alice
+}
+
+/// Posts `text` to `general` and returns the id the relay stamped on it.
+async fn post(member: &mut TestClient, nonce: u8, text: &str) -> peerchat_shared::ids::MessageId {
+    use peerchat_shared::frames::{ClientToRelay, RelayToClient};
+    member
         .send(&ClientToRelay::Send {
-            draft: alice.draft("general", 1, "this must not be stored"),
+            draft: member.draft("general", nonce, text),
         })
         .await;
-    alice
+    match member
         .next_matching(|frame| matches!(frame, RelayToClient::Ack { .. }))
-        .await;
-    drop(alice);
-    let _ = Command::new("kill").arg(relay.id().to_string()).status();
-    assert!(
-        relay.wait().unwrap().success(),
-        "the relay stops cleanly on SIGTERM"
-    );
-    assert_eq!(
-        files_below(work_dir.path()),
-        vec![std::path::PathBuf::from("peerchat-data/relay.key")]
-    );
+        .await
+    {
+        RelayToClient::Ack { envelope } => envelope.id,
+        _ => unreachable!("next_matching returns an ack"),
+    }
+}
+
+#[tokio::test]
+async fn the_relay_binary_writes_nothing_but_its_key_file_and_members_return_after_a_restart() {
+    let work_dir = tempfile::tempdir().unwrap();
+    let link = Command::new(env!("CARGO_BIN_EXE_peerchat-server"))
+        .env_clear()
+        .current_dir(work_dir.path())
+        .args(["invite", "--uses", "1"])
+        .output()
+        .unwrap();
+    assert!(link.status.success());
+    let invite = String::from_utf8(link.stdout).unwrap();
+    let invite = invite
+        .trim()
+        .split_once("#invite=")
+        .unwrap()
+        .1
+        .parse()
+        .unwrap();
+    let address = free_loopback_address();
+    let invite_only = ["--admission", "invite-only"];
+
+    let relay = start_relay_in(work_dir.path(), address, &invite_only);
+    let (mut alice, accepted) = TestClient::login_to(address, 1, Credentials::Invite(invite)).await;
+    assert_eq!(accepted, Ok(()));
+    alice.join("general").await;
+    let first = post(&mut alice, 1, "this must not be stored").await;
+    stop_relay(relay);
+    let only_the_key = vec![std::path::PathBuf::from("peerchat-data/relay.key")];
+    assert_eq!(files_below(work_dir.path()), only_the_key);
+
+    // A new process with the same key file: the member's certificate admits them again (the
+    // invite is used up), and ids keep growing.
+    let relay = start_relay_in(work_dir.path(), address, &invite_only);
+    let certificate = alice.certificate.clone().unwrap();
+    let (mut back, accepted) =
+        TestClient::login_to(address, 1, Credentials::Certificate(certificate)).await;
+    assert_eq!(accepted, Ok(()));
+    back.join("general").await;
+    assert!(post(&mut back, 2, "back again").await > first);
+    drop(back);
+    stop_relay(relay);
+    assert_eq!(files_below(work_dir.path()), only_the_key);
 }
 
 #[tokio::test]

@@ -14,6 +14,9 @@ use peerchat_shared::time::UnixMillis;
 use std::time::Duration;
 use support::{config, Credentials, TestClient, TestRelay};
 
+/// Guards a wait on the relay; never an assertion about speed.
+const PATIENCE: Duration = Duration::from_secs(20);
+
 fn envelope_of(frame: RelayToClient) -> Envelope {
     match frame {
         RelayToClient::Message { envelope } | RelayToClient::Ack { envelope } => envelope,
@@ -602,60 +605,6 @@ async fn flooding_beyond_the_rate_limit_is_refused_then_disconnected() {
 }
 
 #[tokio::test]
-async fn relay_writes_no_message_data_and_clients_reconnect_after_a_restart() {
-    let data_dir = tempfile::tempdir().unwrap();
-    let key_path = data_dir.path().join("relay.key");
-    let (key, created) = peerchat_server::key_file::load_or_create(&key_path).unwrap();
-    assert!(created);
-    let mut relay_config = config(Admission::InviteOnly);
-    relay_config.signing_key = key.clone();
-    let relay = TestRelay::start(relay_config.clone()).await;
-    let invite = invites::mint(&key, Role::Member, 1, Duration::from_secs(60));
-    let (mut alice, accepted) = TestClient::login(&relay, 90, Credentials::Invite(invite)).await;
-    assert_eq!(accepted, Ok(()));
-    alice.join("general").await;
-    alice
-        .send(&ClientToRelay::Send {
-            draft: alice.draft("general", 1, "remember me?"),
-        })
-        .await;
-    let first = envelope_of(
-        alice
-            .next_matching(|frame| matches!(frame, RelayToClient::Ack { .. }))
-            .await,
-    );
-
-    let address = relay.address;
-    relay.stop().await;
-    let entries: Vec<_> = std::fs::read_dir(data_dir.path())
-        .unwrap()
-        .map(|entry| entry.unwrap().file_name())
-        .collect();
-    assert_eq!(entries, vec![std::ffi::OsString::from("relay.key")]);
-
-    // Same key file, new process state: the member's certificate still admits them.
-    let (reloaded, created_again) = peerchat_server::key_file::load_or_create(&key_path).unwrap();
-    assert!(!created_again);
-    relay_config.signing_key = reloaded;
-    let restarted = TestRelay::start_on(address, relay_config).await;
-    let certificate = alice.certificate.clone().unwrap();
-    let (mut back, accepted) =
-        TestClient::login(&restarted, 90, Credentials::Certificate(certificate)).await;
-    assert_eq!(accepted, Ok(()));
-    back.join("general").await;
-    back.send(&ClientToRelay::Send {
-        draft: back.draft("general", 2, "back again"),
-    })
-    .await;
-    let second = envelope_of(
-        back.next_matching(|frame| matches!(frame, RelayToClient::Ack { .. }))
-            .await,
-    );
-    assert!(second.id > first.id);
-    restarted.stop().await;
-}
-
-#[tokio::test]
 async fn a_slow_reader_is_disconnected_without_holding_up_the_channel() {
     let mut relay_config = config(Admission::Open);
     relay_config.limits.send_queue_frames = 4;
@@ -878,15 +827,18 @@ async fn idle_connections_are_closed_and_shutdown_delivers_queued_frames_first()
     assert!(
         matches!(left, RelayToClient::Presence { member, .. } if member.session == idle_session)
     );
-    let ended = loop {
-        match idle.socket.next().await {
-            None | Some(Err(_)) | Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_))) => {
-                break true
+    let ended = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match idle.socket.next().await {
+                None
+                | Some(Err(_))
+                | Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_))) => break,
+                Some(Ok(_)) => continue,
             }
-            Some(Ok(_)) => continue,
         }
-    };
-    assert!(ended);
+    })
+    .await;
+    assert!(ended.is_ok(), "the relay never closed the idle connection");
 
     let mut relay_config = config(Admission::Open);
     relay_config.limits.idle_timeout = Duration::from_secs(3_600);
@@ -907,7 +859,7 @@ async fn idle_connections_are_closed_and_shutdown_delivers_queued_frames_first()
     );
     relay.stop().await;
     relay_two.stop().await;
-    let frames_before_goodbye: Vec<RelayToClient> = {
+    let frames_before_goodbye: Vec<RelayToClient> = tokio::time::timeout(PATIENCE, async {
         let mut frames = Vec::new();
         loop {
             match bob.socket.next().await {
@@ -918,7 +870,9 @@ async fn idle_connections_are_closed_and_shutdown_delivers_queued_frames_first()
                 None | Some(Err(_)) => break frames,
             }
         }
-    };
+    })
+    .await
+    .expect("the relay closed the connection after shutting down");
     let position =
         |wanted: fn(&RelayToClient) -> bool| frames_before_goodbye.iter().position(wanted);
     let message = position(|frame| matches!(frame, RelayToClient::Message { .. }))

@@ -237,17 +237,23 @@ impl TestClient {
         next_frame(&mut self.socket).await
     }
 
-    /// Skips frames until one matches.
+    /// Skips frames until one matches; panics if none does within [`PATIENCE`] (however many
+    /// other frames keep arriving).
     pub async fn next_matching(
         &mut self,
         wanted: impl Fn(&RelayToClient) -> bool,
     ) -> RelayToClient {
-        loop {
-            let frame = self.next().await;
-            if wanted(&frame) {
-                return frame;
+        let search = async {
+            loop {
+                let frame = self.next().await;
+                if wanted(&frame) {
+                    return frame;
+                }
             }
-        }
+        };
+        tokio::time::timeout(PATIENCE, search)
+            .await
+            .expect("the awaited frame arrived in time")
     }
 
     pub async fn expect_error(&mut self) -> ErrorCode {
@@ -328,20 +334,26 @@ pub async fn send_frame(
 }
 
 pub async fn next_frame(socket: &mut WebSocketStream<MaybeTlsStream<TcpStream>>) -> RelayToClient {
-    loop {
-        let message = tokio::time::timeout(PATIENCE, socket.next())
-            .await
-            .expect("the relay answered in time")
-            .expect("the connection is open")
-            .expect("a valid WebSocket message");
-        match message {
-            Message::Text(text) => {
-                return decode_relay_frame(text.as_str()).expect("a valid relay frame")
+    let frame = async {
+        loop {
+            let message = socket
+                .next()
+                .await
+                .expect("the connection is open")
+                .expect("a valid WebSocket message");
+            match message {
+                Message::Text(text) => {
+                    return decode_relay_frame(text.as_str()).expect("a valid relay frame")
+                }
+                Message::Close(_) => panic!("the relay closed the connection"),
+                // Pings and pongs: they may keep coming while no frame does.
+                _ => continue,
             }
-            Message::Close(_) => panic!("the relay closed the connection"),
-            _ => continue,
         }
-    }
+    };
+    tokio::time::timeout(PATIENCE, frame)
+        .await
+        .expect("the relay sent a frame in time")
 }
 
 /// `count` messages of about 100 bytes, stamped just now by `relay`, in the cache file `path`.
