@@ -116,13 +116,18 @@ fn start_relay_in(
     address: std::net::SocketAddr,
     args: &[&str],
 ) -> KillOnDrop {
-    let mut relay = Command::new(env!("CARGO_BIN_EXE_peerchat-server"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_peerchat-server"));
+    command
         .env_clear()
         .current_dir(work_dir)
         .args(["--listen", &address.to_string()])
-        .args(args)
-        .spawn()
-        .unwrap();
+        .args(args);
+    start_listening(&mut command, address)
+}
+
+/// Starts `command` and waits until something listens on `address`.
+fn start_listening(command: &mut Command, address: std::net::SocketAddr) -> KillOnDrop {
+    let mut relay = command.spawn().unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while std::net::TcpStream::connect(address).is_err() {
         assert!(relay.try_wait().unwrap().is_none(), "the relay exited");
@@ -254,6 +259,115 @@ async fn the_relay_runs_virtual_clients_in_its_process_and_reports_them_in_its_m
     ] {
         assert!(keys.join(file).exists(), "{file} was not created");
     }
+}
+
+/// The environment fly.io gives the relay: the image's `ENV` (the Dockerfile's last stage)
+/// overlaid with fly.toml's `[env]`, and where fly.toml mounts the volume.
+fn fly_environment() -> (Vec<(String, String)>, String) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dockerfile = std::fs::read_to_string(root.join("Dockerfile"))
+        .unwrap()
+        .replace("\\\n", " ");
+    let last_stage = dockerfile.rsplit("\nFROM ").next().unwrap();
+    let mut environment: Vec<(String, String)> = last_stage
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("ENV "))
+        .flat_map(|pairs| pairs.split_whitespace())
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').expect("ENV NAME=value");
+            (name.to_owned(), value.to_owned())
+        })
+        .collect();
+    let fly: toml::Table = std::fs::read_to_string(root.join("fly.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    for (name, value) in fly["env"].as_table().unwrap() {
+        environment.retain(|(existing, _)| existing != name);
+        environment.push((name.clone(), value.as_str().unwrap().to_owned()));
+    }
+    let volume = fly["mounts"]["destination"].as_str().unwrap().to_owned();
+    (environment, volume)
+}
+
+/// fly.io stops the machine when idle: the archive must be on the volume to outlive that.
+#[tokio::test]
+async fn on_fly_the_in_process_archive_keeps_its_cache_on_the_volume_across_a_restart() {
+    let (environment, volume) = fly_environment();
+    let setting = |name: &str| {
+        environment
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, value)| value.as_str())
+    };
+    assert!(setting("PEERCHAT_VIRTUAL_CLIENTS").is_some_and(|count| count != "0"));
+    assert_eq!(
+        setting("PEERCHAT_VIRTUAL_CLIENT_MEMORY_ONLY"),
+        None,
+        "the cache is kept in a file"
+    );
+    for kept in ["PEERCHAT_VIRTUAL_CLIENT_DIR", "PEERCHAT_KEY_FILE"] {
+        assert!(
+            setting(kept).is_some_and(|path| path.starts_with(&format!("{volume}/"))),
+            "{kept} is on the volume"
+        );
+    }
+    // The volume is a folder of this test's; every path fly's relay is given moves with it.
+    let mounted = tempfile::tempdir().unwrap();
+    let address = free_loopback_address();
+    let relay_command = || {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_peerchat-server"));
+        command.env_clear().current_dir(mounted.path());
+        for (name, value) in &environment {
+            let value = match value.strip_prefix(&volume) {
+                Some(rest) => format!("{}{rest}", mounted.path().display()),
+                None => value.clone(),
+            };
+            command.env(name, value);
+        }
+        command
+            .env("PEERCHAT_LISTEN", address.to_string())
+            .env("PEERCHAT_VIRTUAL_UDP", "127.0.0.1:0");
+        command
+    };
+    let metrics_url = format!("http://{address}/metrics");
+    let metric_reaches = |line: String| {
+        let metrics_url = metrics_url.clone();
+        async move {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            loop {
+                if let Ok(response) = reqwest::get(&metrics_url).await {
+                    if response
+                        .text()
+                        .await
+                        .unwrap()
+                        .contains(&format!("{line}\n"))
+                    {
+                        return;
+                    }
+                }
+                assert!(std::time::Instant::now() < deadline, "never saw {line}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    };
+
+    let relay = start_listening(&mut relay_command(), address);
+    metric_reaches("peerchat_virtual_clients_online 1".into()).await;
+    let (mut ada, accepted) = TestClient::login_to(address, 5, Credentials::None).await;
+    assert_eq!(accepted, Ok(()));
+    ada.join("general").await;
+    for nonce in 1..=3 {
+        post(&mut ada, nonce, "kept while nobody is here").await;
+    }
+    metric_reaches("peerchat_virtual_client_cached_messages 3".into()).await;
+    drop(ada);
+    stop_relay(relay);
+
+    let relay = start_listening(&mut relay_command(), address);
+    metric_reaches("peerchat_virtual_clients_online 1".into()).await;
+    metric_reaches("peerchat_virtual_client_cached_messages 3".into()).await;
+    stop_relay(relay);
 }
 
 struct KillOnDrop(std::process::Child);
