@@ -344,8 +344,11 @@ const CONNECTION_TEXT = {
   stopped: () => "Disconnected",
 };
 
+const peers = (count) => `${count} ${count === 1 ? "peer" : "peers"}`;
+
 const HISTORY_TEXT = {
-  syncing: (state) => `Syncing history from ${state.peers} ${state.peers === 1 ? "peer" : "peers"}…`,
+  connecting: (state) => `Connecting to ${peers(state.peers)}…`,
+  syncing: (state) => `Syncing history from ${peers(state.peers)}…`,
   up_to_date: () => "History up to date",
   no_peers: () => "History may be incomplete: no peer online",
 };
@@ -460,6 +463,8 @@ const handlers = {
     data.envelopesOverDataChannel = event.envelopes_over_data_channel;
     data.envelopesOverRelay = event.envelopes_over_relay;
     data.envelopesFromArchivePeers = event.envelopes_from_archive_peers;
+    data.linksWithoutCandidates = event.links_without_candidates;
+    data.linksTimedOut = event.links_timed_out;
     if (event.envelopes_over_data_channel + event.envelopes_over_relay > 0) {
       data.firstPeerEnvelopeMs ??= performance.now().toFixed(1);
       data.lastPeerEnvelopeMs = performance.now().toFixed(1);

@@ -290,3 +290,79 @@ async fn without_data_channels_the_history_comes_through_the_relay() {
     cleo.close().await;
     relay.stop().await;
 }
+
+async fn history_line(browser: &Browser) -> String {
+    browser
+        .eval("return document.getElementById('history-state').textContent")
+        .await
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn while_a_link_to_a_member_is_being_made_the_page_says_connecting() {
+    if browser::run_sealed() {
+        return;
+    }
+    let relay = TestRelay::start(config(Admission::Open)).await;
+    // A member whose client never answers an offer: the page's link to it stays pending.
+    let mut silent = relay.member(70).await;
+    silent.join("general").await;
+    let driver = ChromeDriver::start().await;
+    let cleo = open_online(&driver, &relay.url("/")).await;
+    cleo.wait_until(
+        "the history line to say connecting",
+        "return document.body.dataset.historyState === 'connecting'",
+    )
+    .await;
+    assert_eq!(history_line(&cleo).await, "Connecting to 1 peer…");
+    let offer = silent
+        .next_matching(|frame| matches!(frame, RelayToClient::Signal { .. }))
+        .await;
+    assert!(matches!(offer, RelayToClient::Signal { data, .. } if data.contains("\"offer\"")));
+    cleo.close().await;
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[allow(
+    clippy::print_stdout,
+    reason = "the time to the relay path is this test's report"
+)]
+async fn browsers_that_gather_no_ice_candidate_use_the_relay_path_at_once() {
+    if browser::run_sealed_without_ice_candidates() {
+        return;
+    }
+    let relay = TestRelay::start(config(Admission::Open)).await;
+    let driver = ChromeDriver::start().await;
+    let bob = Browser::open(&driver, &relay.url("/")).await;
+    bob.wait_until_online().await;
+    for text in ["one", "two", "three"] {
+        bob.send_message(text).await;
+    }
+    bob.wait_for_message_count(3).await;
+
+    let cleo = Browser::open(&driver, &relay.url("/")).await;
+    cleo.wait_until_online().await;
+    cleo.wait_for_message_count(3).await;
+    wait_until_up_to_date(&cleo).await;
+    let millis = |name: &str| format!("return Number(document.body.dataset.{name})");
+    let waited = cleo
+        .eval(&millis("lastPeerEnvelopeMs"))
+        .await
+        .as_f64()
+        .unwrap()
+        - cleo.eval(&millis("onlineMs")).await.as_f64().unwrap();
+    println!("no ICE candidates: history over the relay {waited:.0} ms after coming online");
+
+    assert_eq!(texts(&cleo.messages().await), ["one", "two", "three"]);
+    assert_eq!(cleo.dataset("envelopesOverRelay").await, "3");
+    // The link went to the relay because no candidate was gathered, not after the time-out.
+    assert_eq!(cleo.dataset("linksWithoutCandidates").await, "1");
+    assert_eq!(cleo.dataset("linksTimedOut").await, "0");
+    assert_eq!(bob.dataset("linksTimedOut").await, "0");
+    bob.close().await;
+    cleo.close().await;
+    relay.stop().await;
+}

@@ -11,8 +11,12 @@
 //!   (gathering finishes before the description is sent), in `signal` frames.
 //! - **Fallback**: a link whose data channel is not open [`LINK_OPEN_TIMEOUT_MILLIS`] after it
 //!   began, or fails before opening, carries the same peer frames through the relay (`peer`
-//!   frames), paced to the relay's per-member byte quota. A member that receives a forwarded
-//!   frame from a member it has no link with takes it as that member's fallback.
+//!   frames), paced to the relay's per-member byte quota. So does, at once, a link whose local
+//!   description or remote answer holds no ICE candidate (nothing could ever connect). A member
+//!   that receives a forwarded frame from a member it has no link with takes it as that
+//!   member's fallback.
+//! - **History state**: the engine's, except that a channel whose engine has no peer yet while
+//!   links to members there are being made is [`HistoryState::Connecting`].
 //! - **Peers of last resort**: the operator's virtual clients (role `virtual`) are offered links
 //!   after members, and a member holds at most [`MAX_ARCHIVE_LINKS`] links to them, so they never
 //!   take the places of members; the engine asks them only for what no member serves in time.
@@ -199,6 +203,10 @@ pub struct MeshStats {
     pub envelopes_from_archive_peers: u64,
     /// Forwarded frames not sent because the relay quota was used up (the engine retries).
     pub relayed_frames_held_back: u64,
+    /// Links that took the relay path at once because a description held no ICE candidate.
+    pub links_without_candidates: u64,
+    /// Links that took the relay path because no data channel opened in time.
+    pub links_timed_out: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -279,6 +287,15 @@ pub struct PeerMesh {
     stats: MeshStats,
     outputs: VecDeque<MeshOutput>,
     sync_limits: SyncLimits,
+    /// Each joined channel's history state as the engine last reported it, and as shown.
+    engine_states: BTreeMap<ChannelName, HistoryState>,
+    shown_states: BTreeMap<ChannelName, HistoryState>,
+}
+
+/// Whether an SDP description lists at least one ICE candidate.
+fn has_ice_candidate(sdp: &str) -> bool {
+    sdp.lines()
+        .any(|line| line.trim_start().starts_with("a=candidate:"))
 }
 
 impl PeerMesh {
@@ -306,6 +323,8 @@ impl PeerMesh {
             stats: MeshStats::default(),
             outputs: VecDeque::new(),
             sync_limits,
+            engine_states: BTreeMap::new(),
+            shown_states: BTreeMap::new(),
         }
     }
 
@@ -336,7 +355,9 @@ impl PeerMesh {
                     self.sync(now, SyncInput::Join { channel, ids });
                 }
             }
-            MeshInput::LocalDescription { session, sdp } => self.on_local_description(session, sdp),
+            MeshInput::LocalDescription { session, sdp } => {
+                self.on_local_description(now, session, sdp)
+            }
             MeshInput::LinkOpen { session } => self.on_link_open(now, session),
             MeshInput::LinkDown { session } => self.on_link_down(now, session),
             MeshInput::DataChannelFrame { session, text } => {
@@ -369,6 +390,38 @@ impl PeerMesh {
         self.count_links();
         if self.stats != before {
             self.outputs.push_back(MeshOutput::Stats(self.stats));
+        }
+        self.report_history_states();
+    }
+
+    /// Reports each channel's history state where it changed: the engine's, or
+    /// [`HistoryState::Connecting`] while the engine has no peer and links are being made.
+    fn report_history_states(&mut self) {
+        for (channel, engine_state) in &self.engine_states {
+            let connecting = self
+                .links
+                .iter()
+                .filter(|(session, link)| {
+                    link.transport().is_none()
+                        && self
+                            .present
+                            .get(channel)
+                            .is_some_and(|present| present.contains_key(session))
+                })
+                .count();
+            let state = match engine_state {
+                HistoryState::NoPeers if connecting > 0 => {
+                    HistoryState::Connecting { peers: connecting }
+                }
+                other => *other,
+            };
+            if self.shown_states.get(channel) != Some(&state) {
+                self.shown_states.insert(channel.clone(), state);
+                self.outputs.push_back(MeshOutput::State {
+                    channel: channel.clone(),
+                    state,
+                });
+            }
         }
     }
 
@@ -418,7 +471,14 @@ impl PeerMesh {
                     .remove(&channel)
                     .map(|present| present.into_keys().collect())
                     .unwrap_or_default();
-                self.sync(now, SyncInput::Leave { channel });
+                self.sync(
+                    now,
+                    SyncInput::Leave {
+                        channel: channel.clone(),
+                    },
+                );
+                self.engine_states.remove(&channel);
+                self.shown_states.remove(&channel);
                 for session in sessions {
                     self.drop_if_unshared(now, session);
                 }
@@ -619,10 +679,15 @@ impl PeerMesh {
                     ..
                 }) = self.links.get(&from.session)
                 {
-                    self.outputs.push_back(MeshOutput::Accept {
-                        session: from.session,
-                        answer: sdp,
-                    });
+                    if has_ice_candidate(&sdp) {
+                        self.outputs.push_back(MeshOutput::Accept {
+                            session: from.session,
+                            answer: sdp,
+                        });
+                    } else {
+                        self.stats.links_without_candidates += 1;
+                        self.fall_back_to_relay(now, from.session);
+                    }
                 }
             }
             SignalPayload::Busy => {
@@ -656,6 +721,10 @@ impl PeerMesh {
             return self.signal(from.session, &SignalPayload::Busy);
         }
         self.begin_link(now, from.session, from.key, false);
+        if !has_ice_candidate(&sdp) {
+            self.stats.links_without_candidates += 1;
+            return self.fall_back_to_relay(now, from.session);
+        }
         let ice_servers = self.ice_servers();
         self.outputs.push_back(MeshOutput::Answer {
             session: from.session,
@@ -664,11 +733,22 @@ impl PeerMesh {
         });
     }
 
-    fn on_local_description(&mut self, session: SessionId, sdp: String) {
-        let payload = match self.links.get(&session).map(|link| link.state) {
-            Some(LinkState::Offering { .. }) => SignalPayload::Offer { sdp },
-            Some(LinkState::Answering { .. }) => SignalPayload::Answer { sdp },
+    /// Signals the description, or, when it holds no ICE candidate (this side gathered none,
+    /// so no data channel can open), takes the relay path at once.
+    fn on_local_description(&mut self, now: UnixMillis, session: SessionId, sdp: String) {
+        let offering = match self.links.get(&session).map(|link| link.state) {
+            Some(LinkState::Offering { .. }) => true,
+            Some(LinkState::Answering { .. }) => false,
             _ => return,
+        };
+        if !has_ice_candidate(&sdp) {
+            self.stats.links_without_candidates += 1;
+            return self.fall_back_to_relay(now, session);
+        }
+        let payload = if offering {
+            SignalPayload::Offer { sdp }
+        } else {
+            SignalPayload::Answer { sdp }
         };
         self.signal(session, &payload);
     }
@@ -816,6 +896,7 @@ impl PeerMesh {
             .map(|(session, _)| *session)
             .collect();
         for session in overdue {
+            self.stats.links_timed_out += 1;
             self.fall_back_to_relay(now, session);
         }
         self.sync(now, SyncInput::Timeout);
@@ -869,7 +950,9 @@ impl PeerMesh {
             }
             SyncOutput::Disconnect { peer, reason } => self.refuse_peer(now, peer, &reason),
             SyncOutput::State { channel, state } => {
-                self.outputs.push_back(MeshOutput::State { channel, state })
+                if self.present.contains_key(&channel) {
+                    self.engine_states.insert(channel, state);
+                }
             }
         }
     }

@@ -189,6 +189,9 @@ pub enum SyncOutput {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum HistoryState {
+    /// No peer yet, and links to this many members of the channel are being made. The mesh
+    /// reports this ([`crate::mesh::PeerMesh`]); the engine, which sees only linked peers, never does.
+    Connecting { peers: usize },
     /// Fetching from this many peers.
     Syncing { peers: usize },
     /// Reconciled with at least one peer and nothing missing.

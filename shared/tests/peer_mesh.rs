@@ -57,6 +57,18 @@ struct Member {
     stored_over: BTreeMap<Transport, usize>,
     refused: Vec<PublicKey>,
     states: Vec<HistoryState>,
+    /// Whether its descriptions list ICE candidates (a browser may gather none).
+    gathers_candidates: bool,
+}
+
+/// A description as a WebRTC stack signals it, with one host candidate or none.
+fn description(kind: &str, from: SessionId, with_candidate: bool) -> String {
+    let candidate = if with_candidate {
+        "a=candidate:1 1 udp 2122260223 10.77.0.1 50000 typ host\r\n"
+    } else {
+        ""
+    };
+    format!("v=0\r\ns={kind} from {}\r\n{candidate}", from.0)
 }
 
 impl Member {
@@ -125,6 +137,7 @@ impl World {
             stored_over: BTreeMap::new(),
             refused: Vec::new(),
             states: Vec::new(),
+            gathers_candidates: true,
         });
         index
     }
@@ -205,21 +218,25 @@ impl World {
         match output {
             MeshOutput::Offer { session, .. } => {
                 self.members[member].offers_made.push(session);
+                let candidates = self.members[member].gathers_candidates;
                 self.queue.push_back((
                     member,
                     MeshInput::LocalDescription {
                         session,
-                        sdp: format!("offer from {}", from.session.0),
+                        sdp: description("offer", from.session, candidates),
                     },
                 ));
             }
-            MeshOutput::Answer { session, .. } => self.queue.push_back((
-                member,
-                MeshInput::LocalDescription {
-                    session,
-                    sdp: format!("answer from {}", from.session.0),
-                },
-            )),
+            MeshOutput::Answer { session, .. } => {
+                let candidates = self.members[member].gathers_candidates;
+                self.queue.push_back((
+                    member,
+                    MeshInput::LocalDescription {
+                        session,
+                        sdp: description("answer", from.session, candidates),
+                    },
+                ))
+            }
             MeshOutput::Accept { session, .. } => {
                 if self.data_channels_work {
                     let other = self.index_of(session);
@@ -394,6 +411,76 @@ fn a_data_channel_that_does_not_open_gives_way_to_frames_forwarded_by_the_relay(
 }
 
 #[test]
+fn links_being_made_show_connecting_until_a_path_to_the_peer_works() {
+    let envelopes = history(20);
+    let mut world = World::new(false);
+    let b = world.add_member(&envelopes);
+    world.join(b);
+    let c = world.add_member(&[]);
+    world.join(c);
+    let connecting = HistoryState::Connecting { peers: 1 };
+    assert_eq!(
+        world.members[c].states.last(),
+        Some(&connecting),
+        "the offerer"
+    );
+    assert_eq!(
+        world.members[b].states.last(),
+        Some(&connecting),
+        "the answerer"
+    );
+
+    world.advance(LINK_OPEN_TIMEOUT_MILLIS);
+    for _ in 0..5 {
+        world.advance(500);
+    }
+    assert_eq!(world.members[c].store.len(), 20);
+    assert_eq!(
+        world.members[c].states.last(),
+        Some(&HistoryState::UpToDate)
+    );
+    let stats = world.members[c].mesh.stats();
+    assert_eq!(
+        (stats.links_timed_out, stats.links_without_candidates),
+        (1, 0)
+    );
+}
+
+#[test]
+fn a_member_that_gathers_no_ice_candidate_takes_the_relay_path_at_once() {
+    for no_candidates_side in ["offerer", "answerer"] {
+        let envelopes = history(20);
+        let mut world = World::new(true);
+        let b = world.add_member(&envelopes);
+        world.members[b].gathers_candidates = no_candidates_side != "answerer";
+        world.join(b);
+        let c = world.add_member(&[]);
+        world.members[c].gathers_candidates = no_candidates_side != "offerer";
+        world.join(c);
+        // Well within the data channel's time-out.
+        for _ in 0..5 {
+            world.advance(100);
+        }
+        assert_eq!(world.members[c].store.len(), 20, "{no_candidates_side}");
+        assert_eq!(
+            world.members[c].stored_over,
+            BTreeMap::from([(Transport::Relay, 20)])
+        );
+        for member in [b, c] {
+            let stats = world.members[member].mesh.stats();
+            assert_eq!((stats.relayed_links, stats.links_timed_out), (1, 0));
+        }
+        let without_candidates =
+            |member: usize| world.members[member].mesh.stats().links_without_candidates;
+        assert_eq!(
+            without_candidates(b) + without_candidates(c),
+            1,
+            "one side found out, the other followed"
+        );
+    }
+}
+
+#[test]
 fn a_peer_sending_a_forged_envelope_is_refused_for_the_session_even_as_a_new_session() {
     let envelopes = history(3);
     let mut world = World::new(true);
@@ -460,7 +547,9 @@ fn a_peer_sending_a_forged_envelope_is_refused_for_the_session_even_as_a_new_ses
         now,
         MeshInput::Relay(PeerNews::Signal {
             from: again,
-            data: encode(&SignalPayload::Offer { sdp: "x".into() }),
+            data: encode(&SignalPayload::Offer {
+                sdp: description("offer", SessionId(99), true),
+            }),
         }),
     );
     while let Some(output) = mesh.poll_output() {
@@ -549,7 +638,9 @@ fn signals_from_sessions_outside_the_members_channels_are_ignored() {
         now,
         MeshInput::Relay(PeerNews::Signal {
             from: stranger,
-            data: encode(&SignalPayload::Offer { sdp: "x".into() }),
+            data: encode(&SignalPayload::Offer {
+                sdp: description("offer", SessionId(99), true),
+            }),
         }),
     );
     mesh.handle(
