@@ -1,6 +1,7 @@
 //! `cargo xtask bench relay`: the relay binary and the `peerchat-load` generator as two processes
 //! on loopback, the relay pinned to one core and the generator to the other.
 //! `cargo xtask bench render`: the history-render browser test, repeated, its timings collected.
+//! `cargo xtask bench page`: the page-cache browser test's bytes for a first and a repeat visit.
 
 use crate::process::{self, run};
 use crate::setup::find_in_path;
@@ -146,6 +147,20 @@ fn stop(relay: &mut Child) {
 /// prints each run's timings and their medians.
 /// The report a test printed, starting at `label` (libtest may have printed the test's name
 /// before it on the same line).
+/// Runs the page-cache browser test and reports the bytes of a first and a repeat visit.
+pub(crate) fn page(root: &Path) -> Result<()> {
+    let output = process::output_of(
+        process::cargo(root)
+            .args(["test", "--locked", "--package", "peerchat-server"])
+            .args(["--test", "browser_page_cache", "--", "--nocapture"]),
+    )
+    .context("the page-cache test failed")?;
+    let line =
+        report_line(&output, "page bytes:").context("the page-cache test printed no bytes")?;
+    eprintln!("xtask: {line}");
+    Ok(())
+}
+
 fn report_line<'a>(output: &'a str, label: &str) -> Option<&'a str> {
     output
         .lines()

@@ -83,6 +83,8 @@ enum BenchTarget {
         #[arg(long, default_value_t = 5)]
         repeats: usize,
     },
+    /// Bytes on the wire for opening the page in Chromium: a first and a repeat visit.
+    Page,
 }
 
 fn main() -> Result<()> {
@@ -118,6 +120,13 @@ fn main() -> Result<()> {
             "--example",
             "sync_benchmark",
         ])),
+        Command::Bench {
+            target: BenchTarget::Page,
+        } => {
+            let toolchain = setup::ensure(setup::Needs::Everything)?;
+            wasm::build_web_bundle(&root, &toolchain)?;
+            bench::page(&root)
+        }
         Command::Bench {
             target: BenchTarget::Render { repeats },
         } => {

@@ -533,3 +533,72 @@ impl GatedProxy {
         format!("http://{}{path}", self.address)
     }
 }
+
+/// A TCP proxy on loopback that counts the bytes the relay sends back on plain HTTP
+/// connections (WebSocket connections, which open with `GET /ws`, are passed through uncounted):
+/// what loading the page costs on the wire, headers included.
+pub struct CountingProxy {
+    pub address: std::net::SocketAddr,
+    http_bytes: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl CountingProxy {
+    pub async fn start(upstream: std::net::SocketAddr) -> Self {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let http_bytes = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = http_bytes.clone();
+        tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let Ok(outbound) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let (mut from_browser, mut to_browser) = inbound.into_split();
+                    let (mut from_relay, mut to_relay) = outbound.into_split();
+                    let mut first = vec![0; 4096];
+                    let Ok(read) = from_browser.read(&mut first).await else {
+                        return;
+                    };
+                    let counted = !first[..read].starts_with(b"GET /ws");
+                    if to_relay.write_all(&first[..read]).await.is_err() {
+                        return;
+                    }
+                    let upstream = tokio::io::copy(&mut from_browser, &mut to_relay);
+                    let downstream = async {
+                        let mut buffer = vec![0; 16 * 1024];
+                        while let Ok(read @ 1..) = from_relay.read(&mut buffer).await {
+                            if counted {
+                                counter.fetch_add(read as u64, Ordering::Relaxed);
+                            }
+                            if to_browser.write_all(&buffer[..read]).await.is_err() {
+                                break;
+                            }
+                        }
+                    };
+                    tokio::select! {
+                        _ = upstream => {}
+                        () = downstream => {}
+                    }
+                });
+            }
+        });
+        Self {
+            address,
+            http_bytes,
+        }
+    }
+
+    /// Bytes counted since the last call.
+    pub fn take_http_bytes(&self) -> u64 {
+        self.http_bytes
+            .swap(0, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+}
