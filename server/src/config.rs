@@ -35,8 +35,9 @@ pub struct RelayConfig {
     /// Health of the virtual clients running in this process, for `/metrics`.
     pub virtual_client_stats: Vec<Arc<VirtualClientStats>>,
     pub ice_servers: Vec<IceServer>,
-    /// Serve the web client from this folder instead of the copy embedded in the binary
-    /// (for working on the UI without rebuilding the relay).
+    /// Serve the web client from this folder (a bundle as `cargo xtask web` writes it to
+    /// web/dist) instead of the copy embedded in the binary, for working on the UI without
+    /// rebuilding the relay.
     pub web_dir: Option<PathBuf>,
     /// The relay's public URL, shown in `/.well-known/peerchat`.
     pub public_url: Option<String>,

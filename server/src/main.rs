@@ -52,7 +52,8 @@ struct Options {
     /// STUN/TURN URLs handed to clients for WebRTC (comma-separated), e.g. stun:stun.example.org:3478.
     #[arg(long, env = "PEERCHAT_ICE_SERVERS", value_delimiter = ',')]
     ice_servers: Vec<String>,
-    /// Serve the web client from this folder instead of the copy built into the binary.
+    /// Serve the web client from this folder (a bundle as `cargo xtask web` writes it to
+    /// web/dist) instead of the copy built into the binary.
     #[arg(long, env = "PEERCHAT_WEB_DIR")]
     web_dir: Option<PathBuf>,
     /// The relay's public URL (for invite links and `/.well-known/peerchat`). Unset: http:// and

@@ -35,10 +35,6 @@ const SEALED: &str = "PEERCHAT_TEST_SEALED_NAMESPACE";
 /// route: headless Chromium gathers no ICE candidate on loopback alone (it looks for the
 /// interface of the default route), and with this it gathers 10.77.0.1, which is local to the
 /// namespace. Nothing in it reaches any other network.
-#[allow(
-    clippy::print_stdout,
-    reason = "the inner run's report, which `cargo xtask bench render` reads"
-)]
 pub fn run_sealed() -> bool {
     run_sealed_in(
         "ip link set lo up && ip link add pc0 type veth peer name pc1 \
@@ -55,6 +51,10 @@ pub fn run_sealed_without_ice_candidates() -> bool {
 }
 
 /// Runs the calling test again inside a new user and network namespace set up by `network`.
+#[allow(
+    clippy::print_stdout,
+    reason = "the inner run's report, which the `cargo xtask bench` commands read"
+)]
 fn run_sealed_in(network: &str) -> bool {
     if std::env::var_os(SEALED).is_some() {
         return false;
