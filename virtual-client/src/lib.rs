@@ -39,8 +39,11 @@ pub const DEFAULT_LOG_FILTER: &str =
 
 /// Logs to stderr, filtered by `RUST_LOG` or else [`DEFAULT_LOG_FILTER`] (both binaries).
 pub fn init_logging() {
+    // Colours only on a terminal: not in files, journald or a test's captured output.
+    let colours = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(colours)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| DEFAULT_LOG_FILTER.into()),

@@ -29,12 +29,10 @@ pub(crate) struct Written {
 }
 
 /// Writes `web/dist` from the page's sources in `web/` and wasm-bindgen's output in `web/pkg`.
+/// Files whose bytes did not change are left as they are (so cargo does not rebuild the relay
+/// that embeds them), and files of earlier builds are removed.
 pub(crate) fn write(web: &Path) -> Result<Vec<Written>> {
     let dist = web.join("dist");
-    if dist.exists() {
-        std::fs::remove_dir_all(&dist)
-            .with_context(|| format!("cannot clear {}", dist.display()))?;
-    }
     std::fs::create_dir_all(dist.join(ASSETS))?;
     let read = |path: &str| {
         std::fs::read(web.join(path)).with_context(|| format!("cannot read web/{path}"))
@@ -79,6 +77,7 @@ pub(crate) fn write(web: &Path) -> Result<Vec<Written>> {
     );
 
     let mut written = Vec::new();
+    let mut kept = std::collections::BTreeSet::new();
     for (path, bytes) in [
         (wasm.as_str(), read("pkg/peerchat_client_wasm_bg.wasm")?),
         (glue_name.as_str(), glue.into_bytes()),
@@ -87,7 +86,19 @@ pub(crate) fn write(web: &Path) -> Result<Vec<Written>> {
         ("index.html", index.into_bytes()),
         ("sw.js", service_worker.into_bytes()),
     ] {
-        written.push(write_with_compressed_forms(&dist, path, &bytes)?);
+        let file = write_with_compressed_forms(&dist, path, &bytes)?;
+        for suffix in ["", ".br", ".gz"] {
+            kept.insert(dist.join(format!("{path}{suffix}")));
+        }
+        written.push(file);
+    }
+    for folder in [dist.clone(), dist.join(ASSETS)] {
+        for entry in std::fs::read_dir(&folder)? {
+            let path = entry?.path();
+            if path.is_file() && !kept.contains(&path) {
+                std::fs::remove_file(&path)?;
+            }
+        }
     }
     Ok(written)
 }
@@ -123,24 +134,35 @@ fn replace_once(text: &str, from: &str, to: &str) -> Result<String> {
     }
 }
 
+/// Writes `path` and its compressed forms, unless the file is there with these bytes already
+/// (its forms were made from them then).
 fn write_with_compressed_forms(dist: &Path, path: &str, bytes: &[u8]) -> Result<Written> {
     let target = dist.join(path);
-    std::fs::write(&target, bytes).with_context(|| format!("cannot write {}", target.display()))?;
-    let worth_keeping =
-        |compressed: &[u8]| compressed.len() * 100 <= bytes.len() * (100 - MIN_SAVING_PERCENT);
-    let brotli = brotli_bytes(bytes)?;
-    let brotli_kept = worth_keeping(&brotli).then_some(brotli.len());
-    if brotli_kept.is_some() {
-        std::fs::write(dist.join(format!("{path}.br")), &brotli)?;
-    }
-    let gzip = gzip_bytes(bytes)?;
-    if worth_keeping(&gzip) {
-        std::fs::write(dist.join(format!("{path}.gz")), &gzip)?;
+    let brotli_path = dist.join(format!("{path}.br"));
+    let gzip_path = dist.join(format!("{path}.gz"));
+    let unchanged = std::fs::read(&target).is_ok_and(|existing| existing == bytes);
+    if !unchanged {
+        let _ = std::fs::remove_file(&brotli_path);
+        let _ = std::fs::remove_file(&gzip_path);
+        std::fs::write(&target, bytes)
+            .with_context(|| format!("cannot write {}", target.display()))?;
+        let worth_keeping =
+            |compressed: &[u8]| compressed.len() * 100 <= bytes.len() * (100 - MIN_SAVING_PERCENT);
+        let brotli = brotli_bytes(bytes)?;
+        if worth_keeping(&brotli) {
+            std::fs::write(&brotli_path, &brotli)?;
+        }
+        let gzip = gzip_bytes(bytes)?;
+        if worth_keeping(&gzip) {
+            std::fs::write(&gzip_path, &gzip)?;
+        }
     }
     Ok(Written {
         path: path.to_owned(),
         bytes: bytes.len(),
-        brotli: brotli_kept,
+        brotli: std::fs::metadata(&brotli_path)
+            .ok()
+            .map(|file| file.len() as usize),
     })
 }
 
