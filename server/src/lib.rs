@@ -37,7 +37,9 @@ use tower_http::set_header::SetResponseHeaderLayer;
 const SOCKET_READ_BUFFER_BYTES: usize = 2 * 1024;
 const SOCKET_WRITE_BUFFER_BYTES: usize = 4 * 1024;
 /// Frames above the protocol limit but below this get a `frame_too_large` error; larger ones
-/// end the connection.
+/// end the connection. It bounds a single WebSocket frame as well as a whole message: a frame's
+/// header names its length, and one too long is refused before any of it is buffered (else
+/// every socket, logged in or not, could make the relay buffer 16 MiB).
 const SOCKET_MAX_MESSAGE_BYTES: usize = 16 * MAX_CLIENT_FRAME_BYTES;
 
 #[derive(Clone)]
@@ -111,6 +113,7 @@ async fn upgrade(
         .write_buffer_size(SOCKET_WRITE_BUFFER_BYTES)
         .max_write_buffer_size(MAX_RELAY_FRAME_BYTES * 2)
         .max_message_size(SOCKET_MAX_MESSAGE_BYTES)
+        .max_frame_size(SOCKET_MAX_MESSAGE_BYTES)
         .on_upgrade(move |socket| {
             connection::serve(socket, state.hub, peer.ip(), pending, state.shutdown)
         })

@@ -23,13 +23,19 @@ struct Options {
     listen: SocketAddr,
     /// The relay's signing key as base64url of a 32-byte seed (for `fly secrets`). When unset,
     /// the key file is used.
-    #[arg(long, env = "PEERCHAT_SIGNING_KEY", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "PEERCHAT_SIGNING_KEY",
+        hide_env_values = true,
+        global = true
+    )]
     signing_key: Option<String>,
     /// Key file, created with a fresh key on first run. Back it up: members pin this key.
     #[arg(
         long,
         env = "PEERCHAT_KEY_FILE",
-        default_value = "peerchat-data/relay.key"
+        default_value = "peerchat-data/relay.key",
+        global = true
     )]
     key_file: PathBuf,
     /// Who may join: anyone, or holders of an invite or membership certificate.
@@ -58,7 +64,7 @@ struct Options {
     web_dir: Option<PathBuf>,
     /// The relay's public URL (for invite links and `/.well-known/peerchat`). Unset: http:// and
     /// the listening address (127.0.0.1 for an unspecified one).
-    #[arg(long, env = "PEERCHAT_PUBLIC_URL")]
+    #[arg(long, env = "PEERCHAT_PUBLIC_URL", global = true)]
     public_url: Option<String>,
     /// Public keys that log in as virtual clients, the operator's archive peers (comma-separated).
     #[arg(long, env = "PEERCHAT_VIRTUAL_CLIENT_KEYS", value_delimiter = ',')]
@@ -190,6 +196,17 @@ fn parse_keys(texts: &[String], what: &str) -> Result<Vec<PublicKey>> {
         .collect()
 }
 
+/// The relay's key for signing an invite: never a new one, which no relay would accept.
+fn existing_signing_key(options: &Options) -> Result<SecretKey> {
+    if let Some(text) = &options.signing_key {
+        return key_file::from_text(text).context("PEERCHAT_SIGNING_KEY");
+    }
+    key_file::load(&options.key_file).context(
+        "an invite is signed with the relay's own key: give the relay's --key-file or \
+         PEERCHAT_SIGNING_KEY (the relay creates its key file on its first start)",
+    )
+}
+
 fn signing_key(options: &Options) -> Result<SecretKey> {
     if let Some(text) = &options.signing_key {
         return key_file::from_text(text).context("PEERCHAT_SIGNING_KEY");
@@ -221,7 +238,7 @@ fn reachable_here(address: SocketAddr) -> SocketAddr {
     }
 }
 
-fn config(options: &Options, listening: SocketAddr) -> Result<RelayConfig> {
+fn config(options: &Options, signing_key: SecretKey, listening: SocketAddr) -> Result<RelayConfig> {
     let default_channels = options
         .channels
         .iter()
@@ -244,7 +261,7 @@ fn config(options: &Options, listening: SocketAddr) -> Result<RelayConfig> {
         })
         .collect();
     Ok(RelayConfig {
-        signing_key: signing_key(options)?,
+        signing_key,
         admission: options.admission,
         default_channels,
         banned: parse_keys(&options.banned, "--banned")?
@@ -274,7 +291,7 @@ async fn main() -> Result<()> {
             InviteRole::Owner => Role::Owner,
             InviteRole::Virtual => Role::Virtual,
         };
-        let token = invites::mint(&signing_key(&options)?, role, *uses, *ttl);
+        let token = invites::mint(&existing_signing_key(&options)?, role, *uses, *ttl);
         #[allow(clippy::print_stdout)]
         {
             println!(
@@ -284,11 +301,13 @@ async fn main() -> Result<()> {
         }
         return Ok(());
     }
+    // The key file exists before the relay listens (an invite may be minted at once).
+    let signing_key = signing_key(&options)?;
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
         .with_context(|| format!("cannot listen on {}", options.listen))?;
     let address = listener.local_addr()?;
-    let mut config = config(&options, address)?;
+    let mut config = config(&options, signing_key, address)?;
     let shutdown = CancellationToken::new();
     if options.virtual_clients > 0 {
         start_virtual_clients(&options, &mut config, address, &shutdown)?;

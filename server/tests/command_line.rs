@@ -4,7 +4,7 @@ mod support;
 
 use peerchat_server::{key_file, Admission};
 use std::process::Command;
-use support::{config, Credentials, TestClient, TestRelay};
+use support::{config, free_loopback_address, Credentials, RelayProcess, TestClient, TestRelay};
 
 fn relay_command(key_path: &std::path::Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_peerchat-server"));
@@ -13,19 +13,14 @@ fn relay_command(key_path: &std::path::Path) -> Command {
 }
 
 #[tokio::test]
-async fn invite_command_prints_a_join_link_that_the_relay_accepts() {
+async fn the_documented_invite_command_prints_a_join_link_that_the_relay_accepts() {
     let data_dir = tempfile::tempdir().unwrap();
     let key_path = data_dir.path().join("relay.key");
+    let (key, _) = key_file::load_or_create(&key_path).unwrap();
+    // As docs/operating.md writes it, with the relay's key settings.
     let output = relay_command(&key_path)
-        .args([
-            "--public-url",
-            "https://chat.example.org/",
-            "invite",
-            "--uses",
-            "2",
-            "--ttl",
-            "1h",
-        ])
+        .args(["invite", "--uses", "5", "--ttl", "7d"])
+        .args(["--public-url", "https://chat.example.org/"])
         .output()
         .unwrap();
     assert!(
@@ -40,8 +35,6 @@ async fn invite_command_prints_a_join_link_that_the_relay_accepts() {
         .expect("a join link")
         .to_owned();
 
-    let (key, created) = key_file::load_or_create(&key_path).unwrap();
-    assert!(!created, "the invite command created the relay's key file");
     let mut relay_config = config(Admission::InviteOnly);
     relay_config.signing_key = key;
     let relay = TestRelay::start(relay_config).await;
@@ -50,6 +43,20 @@ async fn invite_command_prints_a_join_link_that_the_relay_accepts() {
     assert_eq!(accepted, Ok(()));
     assert_eq!(client.role, Some(peerchat_shared::membership::Role::Member));
     relay.stop().await;
+}
+
+#[test]
+fn the_invite_command_refuses_to_sign_with_a_key_no_relay_has() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let key_path = data_dir.path().join("relay.key");
+    let output = relay_command(&key_path).args(["invite"]).output().unwrap();
+    assert!(!output.status.success());
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        error.contains("relay's own key") && error.contains(&key_path.display().to_string()),
+        "{error}"
+    );
+    assert!(!key_path.exists(), "no new key was made");
 }
 
 #[test]
@@ -115,45 +122,14 @@ fn start_relay_in(
     work_dir: &std::path::Path,
     address: std::net::SocketAddr,
     args: &[&str],
-) -> KillOnDrop {
+) -> RelayProcess {
     let mut command = Command::new(env!("CARGO_BIN_EXE_peerchat-server"));
     command
         .env_clear()
         .current_dir(work_dir)
         .args(["--listen", &address.to_string()])
         .args(args);
-    start_listening(&mut command, address)
-}
-
-/// Starts `command` and waits until something listens on `address`.
-fn start_listening(command: &mut Command, address: std::net::SocketAddr) -> KillOnDrop {
-    let mut relay = command.spawn().unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while std::net::TcpStream::connect(address).is_err() {
-        assert!(relay.try_wait().unwrap().is_none(), "the relay exited");
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the relay never listened"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    KillOnDrop(relay)
-}
-
-/// Stops the relay with SIGTERM and checks that it stopped cleanly.
-fn stop_relay(mut relay: KillOnDrop) {
-    let _ = Command::new("kill").arg(relay.0.id().to_string()).status();
-    assert!(
-        relay.0.wait().unwrap().success(),
-        "the relay stops cleanly on SIGTERM"
-    );
-}
-
-fn free_loopback_address() -> std::net::SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    RelayProcess::start(&mut command, address)
 }
 
 /// Posts `text` to `general` and returns the id the relay stamped on it.
@@ -176,6 +152,9 @@ async fn post(member: &mut TestClient, nonce: u8, text: &str) -> peerchat_shared
 #[tokio::test]
 async fn the_relay_binary_writes_nothing_but_its_key_file_and_members_return_after_a_restart() {
     let work_dir = tempfile::tempdir().unwrap();
+    let address = free_loopback_address();
+    let invite_only = ["--admission", "invite-only"];
+    let relay = start_relay_in(work_dir.path(), address, &invite_only);
     let link = Command::new(env!("CARGO_BIN_EXE_peerchat-server"))
         .env_clear()
         .current_dir(work_dir.path())
@@ -191,15 +170,11 @@ async fn the_relay_binary_writes_nothing_but_its_key_file_and_members_return_aft
         .1
         .parse()
         .unwrap();
-    let address = free_loopback_address();
-    let invite_only = ["--admission", "invite-only"];
-
-    let relay = start_relay_in(work_dir.path(), address, &invite_only);
     let (mut alice, accepted) = TestClient::login_to(address, 1, Credentials::Invite(invite)).await;
     assert_eq!(accepted, Ok(()));
     alice.join("general").await;
     let first = post(&mut alice, 1, "this must not be stored").await;
-    stop_relay(relay);
+    relay.stop();
     let only_the_key = vec![std::path::PathBuf::from("peerchat-data/relay.key")];
     assert_eq!(files_below(work_dir.path()), only_the_key);
 
@@ -213,7 +188,7 @@ async fn the_relay_binary_writes_nothing_but_its_key_file_and_members_return_aft
     back.join("general").await;
     assert!(post(&mut back, 2, "back again").await > first);
     drop(back);
-    stop_relay(relay);
+    relay.stop();
     assert_eq!(files_below(work_dir.path()), only_the_key);
 }
 
@@ -233,7 +208,7 @@ async fn the_relay_runs_virtual_clients_in_its_process_and_reports_them_in_its_m
         .args(["--webrtc-udp", "127.0.0.1:0"])
         .spawn()
         .unwrap();
-    let _stop = KillOnDrop(relay);
+    let _stop = RelayProcess(relay);
     let metrics_url = format!("http://{address}/metrics");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
@@ -352,7 +327,7 @@ async fn on_fly_the_in_process_archive_keeps_its_cache_on_the_volume_across_a_re
         }
     };
 
-    let relay = start_listening(&mut relay_command(), address);
+    let relay = RelayProcess::start(&mut relay_command(), address);
     metric_reaches("peerchat_virtual_clients_online 1".into()).await;
     let (mut ada, accepted) = TestClient::login_to(address, 5, Credentials::None).await;
     assert_eq!(accepted, Ok(()));
@@ -362,19 +337,10 @@ async fn on_fly_the_in_process_archive_keeps_its_cache_on_the_volume_across_a_re
     }
     metric_reaches("peerchat_virtual_client_cached_messages 3".into()).await;
     drop(ada);
-    stop_relay(relay);
+    relay.stop();
 
-    let relay = start_listening(&mut relay_command(), address);
+    let relay = RelayProcess::start(&mut relay_command(), address);
     metric_reaches("peerchat_virtual_clients_online 1".into()).await;
     metric_reaches("peerchat_virtual_client_cached_messages 3".into()).await;
-    stop_relay(relay);
-}
-
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    relay.stop();
 }

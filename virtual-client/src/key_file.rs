@@ -14,6 +14,13 @@ pub fn from_text(text: &str) -> Result<SecretKey> {
     Ok(SecretKey::from_seed(seed))
 }
 
+/// Loads an existing key file; a missing one is an error that names the path.
+pub fn load(path: &Path) -> Result<SecretKey> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the key file {}", path.display()))?;
+    from_text(&text).with_context(|| format!("in {}", path.display()))
+}
+
 /// Loads the key file, or creates it (mode 0600) with a fresh key when it does not exist.
 /// Returns the key and whether it was created.
 pub fn load_or_create(path: &Path) -> Result<(SecretKey, bool)> {

@@ -429,3 +429,60 @@ pub async fn wait_until_cached(client: &peerchat_virtual::VirtualClient, count: 
     })
     .await;
 }
+
+/// A free port on loopback (free when asked; a test binds it right after).
+pub fn free_loopback_address() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// The relay binary as a process of its own, killed when dropped.
+pub struct RelayProcess(pub std::process::Child);
+
+impl RelayProcess {
+    /// Starts `command` and waits until something listens on `address`.
+    pub fn start(command: &mut std::process::Command, address: SocketAddr) -> Self {
+        let mut relay = Self(command.spawn().unwrap());
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(address).is_err() {
+            assert!(relay.0.try_wait().unwrap().is_none(), "the relay exited");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the relay never listened"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        relay
+    }
+
+    /// The most memory the process has held (`VmHWM`), in bytes.
+    pub fn peak_memory_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.0.id())).unwrap();
+        let kib: u64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc/<pid>/status");
+        kib * 1024
+    }
+
+    /// Stops the relay with SIGTERM and checks that it stopped cleanly.
+    pub fn stop(mut self) {
+        let _ = std::process::Command::new("kill")
+            .arg(self.0.id().to_string())
+            .status();
+        assert!(
+            self.0.wait().unwrap().success(),
+            "the relay stops cleanly on SIGTERM"
+        );
+    }
+}
+
+impl Drop for RelayProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
