@@ -288,6 +288,20 @@ fn welcome(hub: &Hub, member: &Member) -> RelayToClient {
     }
 }
 
+/// Delivers what is already queued for the session, then `shutting_down` and a close frame.
+async fn say_goodbye(socket: &mut WebSocket, hub: &Hub, handle: &SessionHandle) {
+    while let Some(bytes) = handle.outbox.try_pop() {
+        if write(socket, Message::Text(bytes)).await.is_err() {
+            return;
+        }
+    }
+    let goodbye = Refusal::new(
+        ErrorCode::ShuttingDown,
+        "the relay is restarting; reconnect shortly",
+    );
+    close_with(socket, hub, goodbye).await;
+}
+
 async fn run_session(
     socket: &mut WebSocket,
     hub: &Hub,
@@ -311,26 +325,36 @@ async fn run_session(
     tokio::pin!(evicted);
     loop {
         tokio::select! {
-            () = &mut shutting_down => {
-                // Deliver what is already queued, then say goodbye.
-                while let Some(bytes) = handle.outbox.try_pop() {
-                    if write(socket, Message::Text(bytes)).await.is_err() {
-                        return;
-                    }
-                }
-                close_with(socket, hub, Refusal::new(ErrorCode::ShuttingDown, "the relay is restarting; reconnect shortly")).await;
-                return;
-            }
+            () = &mut shutting_down => return say_goodbye(socket, hub, &handle).await,
             () = &mut evicted => {
                 close_with(socket, hub, Refusal::new(ErrorCode::SlowConsumer, "you were not reading fast enough")).await;
                 return;
             }
             bytes = handle.outbox.pop() => {
                 // A reader too slow to take this frame is evicted meanwhile; stop waiting then.
-                tokio::select! {
-                    written = write(socket, Message::Text(bytes)) => if written.is_err() { return },
-                    () = &mut evicted => return,
-                    () = &mut shutting_down => return,
+                // A shutdown meanwhile lets the frame finish (within the write time-out) and
+                // then says goodbye like any other.
+                let shutting_down_meanwhile = {
+                    let written = write(socket, Message::Text(bytes));
+                    tokio::pin!(written);
+                    tokio::select! {
+                        result = &mut written => {
+                            if result.is_err() {
+                                return;
+                            }
+                            false
+                        }
+                        () = &mut evicted => return,
+                        () = &mut shutting_down => {
+                            if written.await.is_err() {
+                                return;
+                            }
+                            true
+                        }
+                    }
+                };
+                if shutting_down_meanwhile {
+                    return say_goodbye(socket, hub, &handle).await;
                 }
             }
             _ = ping.tick() => {

@@ -29,6 +29,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 /// WebSocket buffers, instead of tungstenite's 128 KiB. The read buffer is allocated per
@@ -42,14 +43,20 @@ const SOCKET_WRITE_BUFFER_BYTES: usize = 4 * 1024;
 /// every socket, logged in or not, could make the relay buffer 16 MiB).
 const SOCKET_MAX_MESSAGE_BYTES: usize = 16 * MAX_CLIENT_FRAME_BYTES;
 
+/// How long a shutdown waits for sessions to deliver what is queued and say `shutting_down`.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
 #[derive(Clone)]
 struct AppState {
     hub: Arc<Hub>,
     web_files: Arc<web_assets::WebFiles>,
     shutdown: CancellationToken,
+    /// Every WebSocket session; [`run`] waits for them before it returns.
+    sessions: TaskTracker,
 }
 
-/// Serves until `shutdown` is cancelled: connected clients get `shutting_down` and a close frame.
+/// Serves until `shutdown` is cancelled: connected clients get what is queued for them, then
+/// `shutting_down` and a close frame; it returns once they have (or after [`SHUTDOWN_GRACE`]).
 pub async fn run(
     listener: TcpListener,
     config: RelayConfig,
@@ -59,10 +66,12 @@ pub async fn run(
         Some(dir) => web_assets::WebFiles::Directory(dir.clone()),
         None => web_assets::WebFiles::BuiltIn,
     };
+    let sessions = TaskTracker::new();
     let state = AppState {
         hub: Hub::new(config),
         web_files: Arc::new(web_files),
         shutdown: shutdown.clone(),
+        sessions: sessions.clone(),
     };
     let security_headers = [
         (header::CONTENT_SECURITY_POLICY, "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; style-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"),
@@ -92,7 +101,18 @@ pub async fn run(
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown.cancelled_owned())
-    .await
+    .await?;
+    sessions.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, sessions.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "{} sessions still closing after {SHUTDOWN_GRACE:?}; stopping anyway",
+            sessions.len()
+        );
+    }
+    Ok(())
 }
 
 async fn upgrade(
@@ -115,7 +135,8 @@ async fn upgrade(
         .max_message_size(SOCKET_MAX_MESSAGE_BYTES)
         .max_frame_size(SOCKET_MAX_MESSAGE_BYTES)
         .on_upgrade(move |socket| {
-            connection::serve(socket, state.hub, peer.ip(), pending, state.shutdown)
+            let session = connection::serve(socket, state.hub, peer.ip(), pending, state.shutdown);
+            state.sessions.track_future(session)
         })
 }
 

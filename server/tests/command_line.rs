@@ -344,3 +344,60 @@ async fn on_fly_the_in_process_archive_keeps_its_cache_on_the_volume_across_a_re
     metric_reaches("peerchat_virtual_client_cached_messages 3".into()).await;
     relay.stop();
 }
+
+/// Reads frames until the relay's `shutting_down` error; false if the connection ends first.
+async fn told_shutting_down(mut member: TestClient) -> bool {
+    use futures_util::StreamExt as _;
+    use peerchat_shared::frames::{ErrorCode, RelayToClient};
+    use tokio_tungstenite::tungstenite::Message;
+    let wait = async {
+        while let Some(Ok(message)) = member.socket.next().await {
+            if let Message::Text(text) = message {
+                if let Ok(RelayToClient::Error {
+                    code: ErrorCode::ShuttingDown,
+                    ..
+                }) = peerchat_shared::codec::decode_relay_frame(text.as_str())
+                {
+                    return true;
+                }
+            }
+        }
+        false
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(20), wait)
+        .await
+        .unwrap_or(false)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_sigterm_the_relay_tells_every_session_before_it_exits() {
+    let work_dir = tempfile::tempdir().unwrap();
+    let address = free_loopback_address();
+    let relay = start_relay_in(
+        work_dir.path(),
+        address,
+        &["--connections-per-address", "200", "--max-sessions", "200"],
+    );
+    let mut members = Vec::new();
+    for seed in 0..90u8 {
+        let (mut member, accepted) = TestClient::login_to(address, seed, Credentials::None).await;
+        assert_eq!(accepted, Ok(()));
+        member.join("general").await;
+        members.push(member);
+    }
+    let listening: Vec<_> = members
+        .into_iter()
+        .map(|member| tokio::spawn(told_shutting_down(member)))
+        .collect();
+    tokio::task::spawn_blocking(move || relay.stop())
+        .await
+        .unwrap();
+    let mut told = 0;
+    for member in listening {
+        told += usize::from(member.await.unwrap());
+    }
+    assert_eq!(
+        told, 90,
+        "sessions told `shutting_down` before the relay exited"
+    );
+}
