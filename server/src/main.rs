@@ -85,7 +85,7 @@ struct Options {
     virtual_client_memory_only: bool,
     #[command(flatten)]
     virtual_client_tuning: VirtualClientOptions,
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "Relay limits")]
     limits: LimitOptions,
     #[command(subcommand)]
     command: Option<Command>,

@@ -60,6 +60,37 @@ fn the_invite_command_refuses_to_sign_with_a_key_no_relay_has() {
 }
 
 #[test]
+fn help_lists_the_relay_limits_under_their_own_heading() {
+    let output = Command::new(env!("CARGO_BIN_EXE_peerchat-server"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8(output.stdout).unwrap();
+    let heading_before = |option: &str| {
+        let at = help
+            .find(option)
+            .unwrap_or_else(|| panic!("{option} in --help"));
+        help[..at]
+            .lines()
+            .rev()
+            .find(|line| !line.starts_with(' ') && line.ends_with(':'))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    for limit in [
+        "--max-sessions",
+        "--messages-per-second",
+        "--send-queue-frames",
+    ] {
+        assert_eq!(heading_before(limit), "Relay limits:", "{limit}");
+    }
+    for tuning in ["--cache-hours", "--upload-kbps"] {
+        assert_eq!(heading_before(tuning), "Virtual clients:", "{tuning}");
+    }
+    assert_eq!(heading_before("--listen"), "Options:");
+}
+
+#[test]
 fn help_documents_every_option_and_its_environment_variable() {
     let output = Command::new(env!("CARGO_BIN_EXE_peerchat-server"))
         .arg("--help")
