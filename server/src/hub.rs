@@ -682,10 +682,12 @@ impl Hub {
         };
         match session.outbox.push(bytes) {
             Ok(()) => self.metrics.frame_queued(),
-            Err(OutboxFull) => {
+            // Counted once per session: frames for a session already evicted are dropped.
+            Err(OutboxFull) if !session.evicted.is_cancelled() => {
                 self.metrics.queue_overflow();
                 session.evicted.cancel();
             }
+            Err(OutboxFull) => {}
         }
     }
 }
