@@ -71,8 +71,14 @@ pub struct RelayLimits {
     pub challenge_ttl: Duration,
     /// Validity of the membership certificates handed out at login.
     pub certificate_ttl: Duration,
-    /// Frames queued for one connection before it counts as a slow consumer and is closed.
+    /// Frames, and bytes, queued for one connection before it counts as a slow consumer and is
+    /// closed.
     pub send_queue_frames: usize,
+    pub send_queue_bytes: usize,
+    /// Bytes queued for a connection beyond which `signal` and `peer` frames for it are turned
+    /// away (the sender gets `rate_limited`) rather than queued: others cannot make it a slow
+    /// consumer.
+    pub forwarded_queue_bytes: usize,
     /// A connection that sends nothing (not even a pong) for this long is closed.
     pub idle_timeout: Duration,
     /// How often the relay pings each connection.
@@ -109,6 +115,8 @@ impl Default for RelayLimits {
             challenge_ttl: Duration::from_secs(30),
             certificate_ttl: Duration::from_secs(90 * 24 * 3600),
             send_queue_frames: 256,
+            send_queue_bytes: 1024 * 1024,
+            forwarded_queue_bytes: 512 * 1024,
             idle_timeout: Duration::from_secs(75),
             ping_interval: Duration::from_secs(25),
             max_sessions: 20_000,

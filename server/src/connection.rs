@@ -288,6 +288,14 @@ fn welcome(hub: &Hub, member: &Member) -> RelayToClient {
     }
 }
 
+/// Leaves the session's channels at once (the others see it go), then tries, within the write
+/// time-out, to finish the frame being written and send `slow_consumer` and a close frame.
+async fn say_slow_consumer(socket: &mut WebSocket, hub: &Hub, handle: &SessionHandle) {
+    hub.leave_all(handle.id);
+    let refusal = Refusal::new(ErrorCode::SlowConsumer, "you were not reading fast enough");
+    close_with(socket, hub, refusal).await;
+}
+
 /// Delivers what is already queued for the session, then `shutting_down` and a close frame.
 async fn say_goodbye(socket: &mut WebSocket, hub: &Hub, handle: &SessionHandle) {
     while let Some(bytes) = handle.outbox.try_pop() {
@@ -300,6 +308,12 @@ async fn say_goodbye(socket: &mut WebSocket, hub: &Hub, handle: &SessionHandle) 
         "the relay is restarting; reconnect shortly",
     );
     close_with(socket, hub, goodbye).await;
+}
+
+/// What stopped a session task while it was writing a frame.
+enum Interruption {
+    Evicted,
+    ShuttingDown,
 }
 
 async fn run_session(
@@ -326,35 +340,33 @@ async fn run_session(
     loop {
         tokio::select! {
             () = &mut shutting_down => return say_goodbye(socket, hub, &handle).await,
-            () = &mut evicted => {
-                close_with(socket, hub, Refusal::new(ErrorCode::SlowConsumer, "you were not reading fast enough")).await;
-                return;
-            }
+            () = &mut evicted => return say_slow_consumer(socket, hub, &handle).await,
             bytes = handle.outbox.pop() => {
-                // A reader too slow to take this frame is evicted meanwhile; stop waiting then.
-                // A shutdown meanwhile lets the frame finish (within the write time-out) and
-                // then says goodbye like any other.
-                let shutting_down_meanwhile = {
+                // A reader too slow to take this frame is evicted meanwhile: stop waiting for it
+                // then (the frame stays buffered and goes out first if the reader wakes up). A
+                // shutdown meanwhile lets the frame finish (within the write time-out) and then
+                // says goodbye like any other.
+                let interruption = {
                     let written = write(socket, Message::Text(bytes));
                     tokio::pin!(written);
                     tokio::select! {
-                        result = &mut written => {
-                            if result.is_err() {
-                                return;
-                            }
-                            false
-                        }
-                        () = &mut evicted => return,
+                        result = &mut written => match result {
+                            Ok(()) => None,
+                            Err(()) => return,
+                        },
+                        () = &mut evicted => Some(Interruption::Evicted),
                         () = &mut shutting_down => {
                             if written.await.is_err() {
                                 return;
                             }
-                            true
+                            Some(Interruption::ShuttingDown)
                         }
                     }
                 };
-                if shutting_down_meanwhile {
-                    return say_goodbye(socket, hub, &handle).await;
+                match interruption {
+                    None => {}
+                    Some(Interruption::Evicted) => return say_slow_consumer(socket, hub, &handle).await,
+                    Some(Interruption::ShuttingDown) => return say_goodbye(socket, hub, &handle).await,
                 }
             }
             _ = ping.tick() => {
@@ -378,16 +390,14 @@ async fn run_session(
                                 close_with(socket, hub, Refusal::new(ErrorCode::RateLimited, "flooding; disconnected")).await;
                                 return;
                             }
-                            send_error(socket, hub, refusal, None).await;
+                            refuse(hub, &member, refusal, None);
                             continue;
                         }
                         strikes = 0;
-                        // Boxed: the handler's state lives on the heap only while a frame is handled, which
-                        // keeps an idle connection's task small.
-                        Box::pin(handle_frame(socket, hub, &member, frame)).await;
+                        handle_frame(hub, &member, frame);
                     }
                     Message::Binary(_) => {
-                        send_error(socket, hub, Refusal::new(ErrorCode::MalformedFrame, "frames are JSON text"), None).await;
+                        refuse(hub, &member, Refusal::new(ErrorCode::MalformedFrame, "frames are JSON text"), None);
                     }
                     Message::Close(_) => return,
                     Message::Ping(_) | Message::Pong(_) => {}
@@ -424,24 +434,26 @@ fn check_rate(
     }
 }
 
+/// Queues an `error` frame for a logged-in member, behind what is already queued for it.
+fn refuse(hub: &Hub, member: &Member, refusal: Refusal, nonce: Option<ClientNonce>) {
+    hub.metrics.rejected(refusal.code);
+    let frame = RelayToClient::Error {
+        code: refusal.code,
+        message: refusal.message,
+        nonce,
+    };
+    hub.reply(member.session, &frame);
+}
+
 /// Handles one frame from a logged-in member; failures become `error` frames, never panics.
-async fn handle_frame(
-    socket: &mut WebSocket,
-    hub: &Hub,
-    member: &Member,
-    frame: Result<ClientToRelay, DecodeError>,
-) {
+/// Every answer goes through the session's queue, so the member sees the relay's frames in the
+/// order they were decided: a `pong` comes after every frame queued before its `ping`.
+fn handle_frame(hub: &Hub, member: &Member, frame: Result<ClientToRelay, DecodeError>) {
     let frame = match frame {
         Ok(frame) => frame,
         Err(error) => {
-            send_error(
-                socket,
-                hub,
-                Refusal::new(error.code(), error.to_string()),
-                None,
-            )
-            .await;
-            return;
+            let refusal = Refusal::new(error.code(), error.to_string());
+            return refuse(hub, member, refusal, None);
         }
     };
     let mut error_nonce = None;
@@ -453,13 +465,8 @@ async fn handle_frame(
         ClientToRelay::Join { channel } => hub.join(member.session, &channel),
         ClientToRelay::Leave { channel } => hub.leave(member.session, &channel),
         ClientToRelay::ListChannels => {
-            let _ = send(
-                socket,
-                &RelayToClient::Channels {
-                    channels: hub.channel_summaries(),
-                },
-            )
-            .await;
+            let channels = hub.channel_summaries();
+            hub.reply(member.session, &RelayToClient::Channels { channels });
             Ok(())
         }
         ClientToRelay::Send { draft } => {
@@ -505,15 +512,15 @@ async fn handle_frame(
                 max_uses,
                 Duration::from_secs(ttl_seconds),
             );
-            let _ = send(socket, &RelayToClient::Invite { token }).await;
+            hub.reply(member.session, &RelayToClient::Invite { token });
             Ok(())
         }
         ClientToRelay::Ping => {
-            let _ = send(socket, &RelayToClient::Pong).await;
+            hub.reply(member.session, &RelayToClient::Pong);
             Ok(())
         }
     };
     if let Err(refusal) = outcome {
-        send_error(socket, hub, refusal, error_nonce).await;
+        refuse(hub, member, refusal, error_nonce);
     }
 }

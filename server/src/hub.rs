@@ -5,9 +5,9 @@
 //! frame once and hands each recipient a cheap clone of the bytes through a bounded queue with
 //! `try_send`: a full queue marks the recipient a slow consumer, which is then disconnected.
 
-use crate::config::RelayConfig;
+use crate::config::{RelayConfig, RelayLimits};
 use crate::metrics::Metrics;
-use crate::outbox::{Outbox, OutboxFull};
+use crate::outbox::{Outbox, OutboxLimits, Refused};
 use crate::rate::TokenBucket;
 use axum::extract::ws::Utf8Bytes;
 use peerchat_shared::channel::ChannelName;
@@ -20,7 +20,7 @@ use peerchat_shared::identity::{PublicKey, Verifier};
 use peerchat_shared::ids::MessageIdGenerator;
 use peerchat_shared::limits::{MAX_LISTED_CHANNELS, MAX_LISTED_MEMBERS, MEMBERS_PER_FRAME};
 use peerchat_shared::membership::{Profile, Role};
-use peerchat_shared::message::{ClientNonce, Envelope, VerifiedDraft};
+use peerchat_shared::message::{ClientNonce, SealReceipt, VerifiedDraft};
 use peerchat_shared::time::UnixMillis;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::IpAddr;
@@ -79,15 +79,41 @@ impl Session {
 #[derive(Debug)]
 struct KeyState {
     connections: usize,
+    buckets: KeyBuckets,
+}
+
+/// A key's rate limits. They outlive its connections (see [`HubState::resting_buckets`]), so
+/// reconnecting does not refill them.
+#[derive(Debug)]
+struct KeyBuckets {
     frames: TokenBucket,
     messages: TokenBucket,
     peer_bytes: TokenBucket,
 }
 
-/// Remembers recent (author, nonce) pairs so a resend gets the original envelope back.
+impl KeyBuckets {
+    fn full(limits: &RelayLimits, now: Instant) -> Self {
+        Self {
+            frames: TokenBucket::full(limits.frame_burst, limits.frames_per_second, now),
+            messages: TokenBucket::full(limits.message_burst, limits.messages_per_second, now),
+            peer_bytes: TokenBucket::full(
+                limits.peer_burst_bytes,
+                limits.peer_bytes_per_second,
+                now,
+            ),
+        }
+    }
+
+    fn all_full(&mut self, now: Instant) -> bool {
+        self.frames.is_full(now) && self.messages.is_full(now) && self.peer_bytes.is_full(now)
+    }
+}
+
+/// Remembers recent (author, nonce) pairs so a resend gets the original envelope back. It keeps
+/// a [`SealReceipt`] per send, not the envelope: a fixed size, whatever the body's.
 #[derive(Debug, Default)]
 struct RecentSends {
-    by_nonce: HashMap<(PublicKey, ClientNonce), Envelope>,
+    by_nonce: HashMap<(PublicKey, ClientNonce), SealReceipt>,
     order: VecDeque<(Instant, PublicKey, ClientNonce)>,
 }
 
@@ -97,6 +123,9 @@ struct HubState {
     sessions: HashMap<SessionId, Session>,
     channels: BTreeMap<ChannelName, BTreeSet<SessionId>>,
     keys: HashMap<PublicKey, KeyState>,
+    /// The buckets of keys with no connection left, while any of them is not full again; at
+    /// most `max_sessions` keys (beyond that, a key that leaves starts afresh next time).
+    resting_buckets: HashMap<PublicKey, KeyBuckets>,
     connections_per_address: HashMap<IpAddr, usize>,
     pending_logins: HashMap<IpAddr, usize>,
     failed_logins: HashMap<IpAddr, TokenBucket>,
@@ -278,21 +307,21 @@ impl Hub {
                 "too many connections from this address",
             ));
         }
+        // A key is either connected or resting, never both.
+        let resting = state.resting_buckets.remove(&key);
         let key_state = state.keys.entry(key).or_insert_with(|| KeyState {
             connections: 0,
-            frames: TokenBucket::full(limits.frame_burst, limits.frames_per_second, now),
-            messages: TokenBucket::full(limits.message_burst, limits.messages_per_second, now),
-            peer_bytes: TokenBucket::full(
-                limits.peer_burst_bytes,
-                limits.peer_bytes_per_second,
-                now,
-            ),
+            buckets: resting.unwrap_or_else(|| KeyBuckets::full(limits, now)),
         });
         key_state.connections += 1;
         *state.connections_per_address.entry(address).or_insert(0) += 1;
         let id = SessionId(state.next_session);
         state.next_session += 1;
-        let outbox = Arc::new(Outbox::new(limits.send_queue_frames));
+        let outbox = Arc::new(Outbox::new(OutboxLimits {
+            frames: limits.send_queue_frames,
+            bytes: limits.send_queue_bytes,
+            forwarded_bytes: limits.forwarded_queue_bytes,
+        }));
         let evicted = CancellationToken::new();
         state.sessions.insert(
             id,
@@ -314,23 +343,35 @@ impl Hub {
         })
     }
 
-    /// Removes a session: leaves its channels (telling the others) and frees its slots.
-    pub(crate) fn unregister(&self, id: SessionId) {
+    /// Leaves every channel the session is in, telling the others; it keeps its slots.
+    pub(crate) fn leave_all(&self, id: SessionId) {
         let mut state = self.state();
+        self.leave_all_locked(&mut state, id);
+    }
+
+    fn leave_all_locked(&self, state: &mut HubState, id: SessionId) {
         let channels: Vec<ChannelName> = match state.sessions.get(&id) {
             Some(session) => session.channels.iter().cloned().collect(),
             None => return,
         };
         for channel in channels {
-            self.leave_locked(&mut state, id, &channel);
+            self.leave_locked(state, id, &channel);
         }
+    }
+
+    /// Removes a session: leaves its channels (telling the others) and frees its slots.
+    pub(crate) fn unregister(&self, id: SessionId) {
+        let mut state = self.state();
+        self.leave_all_locked(&mut state, id);
         let Some(session) = state.sessions.remove(&id) else {
             return;
         };
         if let Some(key_state) = state.keys.get_mut(&session.key) {
             key_state.connections -= 1;
             if key_state.connections == 0 {
-                state.keys.remove(&session.key);
+                if let Some(key_state) = state.keys.remove(&session.key) {
+                    self.rest_buckets(&mut state, session.key, key_state.buckets);
+                }
             }
         }
         if let Some(count) = state.connections_per_address.get_mut(&session.address) {
@@ -340,6 +381,21 @@ impl Hub {
             }
         }
         self.count_sessions(&state);
+    }
+
+    /// Keeps the buckets of a key whose last connection closed, unless they are full already.
+    fn rest_buckets(&self, state: &mut HubState, key: PublicKey, mut buckets: KeyBuckets) {
+        let now = Instant::now();
+        if buckets.all_full(now) {
+            return;
+        }
+        let resting = &mut state.resting_buckets;
+        if resting.len() >= self.config.limits.max_sessions {
+            resting.retain(|_, buckets| !buckets.all_full(now));
+        }
+        if resting.len() < self.config.limits.max_sessions {
+            resting.insert(key, buckets);
+        }
     }
 
     fn count_sessions(&self, state: &HubState) {
@@ -354,13 +410,16 @@ impl Hub {
 
     /// Takes a frame token for the session's key; false when over the frame rate.
     pub(crate) fn allow_frame(&self, id: SessionId, now: Instant) -> bool {
-        self.take_from_key(id, |key_state| key_state.frames.try_take(now))
+        self.take_from_key(id, |key_state| key_state.buckets.frames.try_take(now))
     }
 
     /// Takes `bytes` from the key's quota for forwarded peer frames; false when over it.
     pub(crate) fn allow_peer_bytes(&self, id: SessionId, bytes: usize, now: Instant) -> bool {
         self.take_from_key(id, |key_state| {
-            key_state.peer_bytes.try_take_many(bytes as f64, now)
+            key_state
+                .buckets
+                .peer_bytes
+                .try_take_many(bytes as f64, now)
         })
     }
 
@@ -536,7 +595,8 @@ impl Hub {
     }
 
     /// Stamps a verified draft and delivers it: `ack` to the sender, `message` to the channel.
-    /// A resend of a remembered (author, nonce) gets the original envelope and no fan-out.
+    /// A resend of a remembered (author, nonce) gets the original envelope and no fan-out; a
+    /// different draft under that nonce is refused.
     pub(crate) fn publish(
         &self,
         id: SessionId,
@@ -556,15 +616,19 @@ impl Hub {
                 format!("join #{channel} before sending to it"),
             ));
         }
-        if let Some(envelope) = state.recent_sends.by_nonce.get(&(author, nonce)) {
-            let ack = RelayToClient::Ack {
-                envelope: envelope.clone(),
-            };
+        if let Some(receipt) = state.recent_sends.by_nonce.get(&(author, nonce)) {
+            let envelope = draft.reseal(receipt).ok_or_else(|| {
+                Refusal::new(
+                    ErrorCode::NonceReused,
+                    "this nonce was used for another message; pick a fresh one",
+                )
+            })?;
+            let ack = RelayToClient::Ack { envelope };
             self.deliver(&state, id, Utf8Bytes::from(encode(&ack)));
             return Ok(());
         }
         let key_state = state.keys.get_mut(&author).ok_or_else(gone)?;
-        if !key_state.messages.try_take(now) {
+        if !key_state.buckets.messages.try_take(now) {
             return Err(Refusal::new(
                 ErrorCode::RateLimited,
                 "too many messages; slow down",
@@ -574,8 +638,8 @@ impl Hub {
             .ids
             .next(now_millis(), rand::random())
             .map_err(|_| Refusal::new(ErrorCode::Internal, "id space exhausted"))?;
-        let envelope = draft.seal(message_id, &self.config.signing_key);
-        self.remember_send(&mut state, now, &envelope);
+        let (envelope, receipt) = draft.seal_with_receipt(message_id, &self.config.signing_key);
+        self.remember_send(&mut state, now, (author, nonce), receipt);
         self.deliver(
             &state,
             id,
@@ -593,7 +657,13 @@ impl Hub {
         Ok(())
     }
 
-    fn remember_send(&self, state: &mut HubState, now: Instant, envelope: &Envelope) {
+    fn remember_send(
+        &self,
+        state: &mut HubState,
+        now: Instant,
+        send: (PublicKey, ClientNonce),
+        receipt: SealReceipt,
+    ) {
         let limits = &self.config.limits;
         let recent = &mut state.recent_sends;
         while let Some((at, author, nonce)) = recent.order.front().copied() {
@@ -604,12 +674,8 @@ impl Hub {
             recent.order.pop_front();
             recent.by_nonce.remove(&(author, nonce));
         }
-        recent
-            .order
-            .push_back((now, envelope.author, envelope.nonce));
-        recent
-            .by_nonce
-            .insert((envelope.author, envelope.nonce), envelope.clone());
+        recent.order.push_back((now, send.0, send.1));
+        recent.by_nonce.insert(send, receipt);
     }
 
     /// Passes an opaque signalling payload to another session, with `from` set from ours.
@@ -635,7 +701,8 @@ impl Hub {
         Ok(())
     }
 
-    /// Queues for session `to` the frame `frame` makes of the sender's address.
+    /// Queues for session `to` the frame `frame` makes of the sender's address, if the two share
+    /// a channel and `to` is not already receiving more than it reads.
     fn pass_on(
         &self,
         from: SessionId,
@@ -644,18 +711,43 @@ impl Hub {
     ) -> Result<(), Refusal> {
         let state = self.state();
         let sender = state.sessions.get(&from).ok_or_else(gone)?;
-        if !state.sessions.contains_key(&to) {
-            return Err(Refusal::new(
-                ErrorCode::UnknownPeer,
-                format!("session {} is not online", to.0),
-            ));
-        }
+        let recipient = state
+            .sessions
+            .get(&to)
+            .filter(|recipient| {
+                !recipient.evicted.is_cancelled()
+                    && !recipient.channels.is_disjoint(&sender.channels)
+            })
+            .ok_or_else(|| {
+                Refusal::new(
+                    ErrorCode::UnknownPeer,
+                    format!("session {} is not online in any of your channels", to.0),
+                )
+            })?;
         let frame = frame(PeerAddress {
             key: sender.key,
             session: from,
         });
-        self.deliver(&state, to, Utf8Bytes::from(encode(&frame)));
-        Ok(())
+        match recipient
+            .outbox
+            .push_forwarded(Utf8Bytes::from(encode(&frame)))
+        {
+            Ok(()) => {
+                self.metrics.frame_queued();
+                Ok(())
+            }
+            Err(Refused::Busy) => Err(Refusal::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "session {} is receiving more than it reads; slow down",
+                    to.0
+                ),
+            )),
+            Err(Refused::Full) => {
+                self.evict(recipient);
+                Ok(())
+            }
+        }
     }
 
     /// Serialises once and queues the bytes for every session in the channel except `skip`.
@@ -675,20 +767,33 @@ impl Hub {
         }
     }
 
+    /// Queues a frame for session `id` behind those already queued for it.
+    pub(crate) fn reply(&self, id: SessionId, frame: &RelayToClient) {
+        let state = self.state();
+        self.deliver(&state, id, Utf8Bytes::from(encode(frame)));
+    }
+
     /// Queues a frame without waiting; a full queue evicts the session as a slow consumer.
     fn deliver(&self, state: &HubState, id: SessionId, bytes: Utf8Bytes) {
-        let Some(session) = state.sessions.get(&id) else {
+        let Some(session) = state
+            .sessions
+            .get(&id)
+            .filter(|session| !session.evicted.is_cancelled())
+        else {
             return;
         };
         match session.outbox.push(bytes) {
             Ok(()) => self.metrics.frame_queued(),
-            // Counted once per session: frames for a session already evicted are dropped.
-            Err(OutboxFull) if !session.evicted.is_cancelled() => {
-                self.metrics.queue_overflow();
-                session.evicted.cancel();
-            }
-            Err(OutboxFull) => {}
+            Err(_) => self.evict(session),
         }
+    }
+
+    /// Drops a slow consumer's queue and tells its task to close it; nothing more is queued
+    /// for it, so it counts once in the overflow metric.
+    fn evict(&self, session: &Session) {
+        self.metrics.queue_overflow();
+        session.evicted.cancel();
+        session.outbox.clear();
     }
 }
 

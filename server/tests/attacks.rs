@@ -4,19 +4,30 @@
 
 mod support;
 
+use futures_util::StreamExt as _;
+use peerchat_shared::channel::ChannelName;
+use peerchat_shared::frames::ClientToRelay;
+use peerchat_shared::limits::MAX_TEXT_BYTES;
+use peerchat_shared::message::{ClientNonce, Draft, MessageBody};
 use std::process::Command;
-use support::{free_loopback_address, RelayProcess};
+use support::{free_loopback_address, Credentials, RelayProcess, TestClient};
 use tokio::io::AsyncWriteExt as _;
+use tokio_tungstenite::tungstenite::Message;
 
 /// The most memory the relay may ever hold, whatever a stranger sends.
 const PEAK_BYTES: u64 = 96 * 1024 * 1024;
 
-fn relay_binary(work_dir: &std::path::Path, address: std::net::SocketAddr) -> RelayProcess {
+fn relay_binary(
+    work_dir: &std::path::Path,
+    address: std::net::SocketAddr,
+    options: &[&str],
+) -> RelayProcess {
     let mut command = Command::new(env!("CARGO_BIN_EXE_peerchat-server"));
     command
         .env_clear()
         .current_dir(work_dir)
-        .args(["--listen", &address.to_string()]);
+        .args(["--listen", &address.to_string()])
+        .args(options);
     RelayProcess::start(&mut command, address)
 }
 
@@ -57,7 +68,7 @@ async fn send_huge_frame(mut socket: tokio::net::TcpStream, length: u64) {
 async fn oversized_frames_before_login_are_refused_at_their_header() {
     let work_dir = tempfile::tempdir().unwrap();
     let address = free_loopback_address();
-    let relay = relay_binary(work_dir.path(), address);
+    let relay = relay_binary(work_dir.path(), address, &[]);
     let mut attackers = Vec::new();
     for host in 2..34 {
         let socket = unauthenticated_socket(address, host).await;
@@ -70,6 +81,75 @@ async fn oversized_frames_before_login_are_refused_at_their_header() {
     assert!(
         peak < PEAK_BYTES,
         "32 unauthenticated sockets sending 16 MiB frames: peak {} MiB",
+        peak / (1024 * 1024)
+    );
+    relay.stop();
+}
+
+/// Logs in with the key of `seed` and posts `count` texts of the largest size to a channel of its
+/// own, in batches, each waited for with a `ping` (the acks are counted, not decoded).
+async fn post_largest_texts(address: std::net::SocketAddr, seed: u8, count: usize) {
+    const BATCH: usize = 100;
+    let (mut poster, welcome) = TestClient::login_to(address, seed, Credentials::None).await;
+    welcome.unwrap();
+    let channel = format!("quiet-{seed}");
+    poster.join(&channel).await;
+    let text = "x".repeat(MAX_TEXT_BYTES);
+    for batch in (0..count).step_by(BATCH) {
+        let sends = batch..(batch + BATCH).min(count);
+        let expected = sends.len();
+        for index in sends {
+            let draft = Draft::sign(
+                &poster.key,
+                &poster.relay,
+                ChannelName::new(&channel).unwrap(),
+                ClientNonce((index as u128).to_be_bytes()),
+                MessageBody::text(text.clone()),
+            );
+            poster.send(&ClientToRelay::Send { draft }).await;
+        }
+        poster.send(&ClientToRelay::Ping).await;
+        let mut acks = 0;
+        loop {
+            match poster.socket.next().await {
+                Some(Ok(Message::Text(frame))) if frame.len() > MAX_TEXT_BYTES => acks += 1,
+                Some(Ok(Message::Text(frame))) if frame.as_str() == r#"{"type":"pong"}"# => break,
+                Some(Ok(Message::Text(frame))) => panic!("unexpected {frame}"),
+                Some(Ok(_)) => {}
+                other => panic!("the relay closed on poster {seed}: {other:?}"),
+            }
+        }
+        assert_eq!(acks, expected);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_resend_memory_keeps_no_message_bodies() {
+    let work_dir = tempfile::tempdir().unwrap();
+    let address = free_loopback_address();
+    // An operator who lets members post as fast as they like: 20,000 of the largest texts,
+    // each remembered for resends, in channels nobody else is in.
+    let unthrottled = [
+        "--messages-per-second",
+        "100000",
+        "--message-burst",
+        "100000",
+        "--frames-per-second",
+        "100000",
+        "--frame-burst",
+        "100000",
+    ];
+    let relay = relay_binary(work_dir.path(), address, &unthrottled);
+    let posters: Vec<_> = (1..=8)
+        .map(|seed| tokio::spawn(post_largest_texts(address, seed, 2_500)))
+        .collect();
+    for poster in posters {
+        poster.await.unwrap();
+    }
+    let peak = relay.peak_memory_bytes();
+    assert!(
+        peak < PEAK_BYTES,
+        "20,000 remembered sends of 8 KiB: peak {} MiB",
         peak / (1024 * 1024)
     );
     relay.stop();

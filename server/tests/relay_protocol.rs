@@ -72,6 +72,16 @@ async fn members_exchange_messages_signed_by_author_and_relay() {
             .await,
     );
     assert_eq!(again, acked[1]);
+    // Another draft under a nonce in use is refused: another text, or the same in another channel.
+    alice.join("random").await;
+    for (channel, text) in [("general", "2nd"), ("random", "second")] {
+        alice
+            .send(&ClientToRelay::Send {
+                draft: alice.draft(channel, 2, text),
+            })
+            .await;
+        assert_eq!(alice.expect_error().await, ErrorCode::NonceReused);
+    }
     assert!(bob
         .drain()
         .await
@@ -458,8 +468,7 @@ async fn login_is_refused_for_replayed_expired_forged_or_premature_frames() {
 #[tokio::test]
 async fn signalling_from_is_set_by_the_relay_and_unknown_targets_are_refused() {
     let relay = TestRelay::start(config(Admission::Open)).await;
-    let mut alice = relay.member(70).await;
-    let mut bob = relay.member(71).await;
+    let [mut alice, mut bob] = relay.members_in("general", [70, 71]).await;
     // Mallory-style spoofing: an extra "from" field naming bob is ignored.
     let spoofed = format!(
         r#"{{"type":"signal","to":{},"data":"offer","from":{{"key":"{}","session":{}}}}}"#,
@@ -494,14 +503,83 @@ async fn signalling_from_is_set_by_the_relay_and_unknown_targets_are_refused() {
         })
         .await;
     assert_eq!(alice.expect_error().await, ErrorCode::InvalidField);
+
+    // A session in none of bob's channels cannot reach him, however it learnt his session id.
+    let mut stranger = relay.member(76).await;
+    stranger.join("elsewhere").await;
+    for frame in [
+        ClientToRelay::Signal {
+            to: bob.session,
+            data: "offer".into(),
+        },
+        ClientToRelay::Peer {
+            to: bob.session,
+            frame: r#"{"type":"want","channel":"general","ids":[]}"#.into(),
+        },
+    ] {
+        stranger.send(&frame).await;
+        assert_eq!(stranger.expect_error().await, ErrorCode::UnknownPeer);
+    }
+    assert!(bob.drain().await.iter().all(|frame| !matches!(
+        frame,
+        RelayToClient::Signal { .. } | RelayToClient::Peer { .. }
+    )));
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn frames_forwarded_to_a_member_who_does_not_read_are_turned_away_not_queued() {
+    let mut relay_config = support::unthrottled_config();
+    relay_config.limits.peer_burst_bytes = 1e12;
+    relay_config.limits.peer_bytes_per_second = 1e12;
+    let relay = TestRelay::start(relay_config).await;
+    let [mut sender, mut reader] = relay.members_in("general", [77, 78]).await;
+    let padding = "x".repeat(60_000);
+    let frame = format!(r#"{{"type":"want","channel":"general","ids":[],"pad":"{padding}"}}"#);
+    // The reader reads nothing; its socket buffers fill, then its queue up to the forwarded
+    // bytes limit, and then the sender is told to slow down.
+    let mut sent = 0;
+    let refusal = loop {
+        assert!(sent < 2_000, "never turned away");
+        for _ in 0..10 {
+            sender
+                .send(&ClientToRelay::Peer {
+                    to: reader.session,
+                    frame: frame.clone(),
+                })
+                .await;
+        }
+        sent += 10;
+        let refused = sender
+            .drain()
+            .await
+            .into_iter()
+            .find_map(|frame| match frame {
+                RelayToClient::Error { code, message, .. } => Some((code, message)),
+                _ => None,
+            });
+        if let Some(refusal) = refused {
+            break refusal;
+        }
+    };
+    assert_eq!(refusal.0, ErrorCode::RateLimited);
+    assert!(refusal.1.contains("more than it reads"), "{}", refusal.1);
+    // The reader was not dropped as a slow consumer: it gets everything queued, then a pong.
+    let received = reader.drain().await;
+    assert!(received.len() > 10, "{}", received.len());
+    assert!(received
+        .iter()
+        .all(|frame| !matches!(frame, RelayToClient::Error { .. })));
+    relay
+        .wait_for_metric("peerchat_queue_overflows_total 0")
+        .await;
     relay.stop().await;
 }
 
 #[tokio::test]
 async fn peer_frames_are_forwarded_with_the_senders_address_and_counted_not_kept() {
     let relay = TestRelay::start(config(Admission::Open)).await;
-    let mut alice = relay.member(72).await;
-    let mut bob = relay.member(73).await;
+    let [mut alice, mut bob] = relay.members_in("general", [72, 73]).await;
     let frame = r#"{"type":"want","channel":"general","ids":[]}"#;
     alice
         .send(&ClientToRelay::Peer {
@@ -539,8 +617,7 @@ async fn peer_frames_beyond_the_byte_quota_are_refused_while_other_frames_still_
     relay_config.limits.peer_burst_bytes = 10_000.0;
     relay_config.limits.peer_bytes_per_second = 1.0;
     let relay = TestRelay::start(relay_config).await;
-    let mut alice = relay.member(74).await;
-    let bob = relay.member(75).await;
+    let [mut alice, bob] = relay.members_in("general", [74, 75]).await;
     let big = format!(
         r#"{{"type":"want","channel":"general","ids":[],"pad":"{}"}}"#,
         "x".repeat(6_000)
@@ -650,10 +727,6 @@ async fn a_slow_reader_is_disconnected_without_holding_up_the_channel() {
             .any(|line| line == "peerchat_queue_overflows_total 1"),
         "{metrics}"
     );
-    assert!(
-        metrics.lines().any(|line| line == "peerchat_sessions 1"),
-        "{metrics}"
-    );
     sender
         .send(&ClientToRelay::Send {
             draft: sender.draft("general", 1, "still flowing"),
@@ -664,7 +737,46 @@ async fn a_slow_reader_is_disconnected_without_holding_up_the_channel() {
             .next_matching(|frame| matches!(frame, RelayToClient::Ack { .. }))
             .await,
     );
+    // Reading at last, the dropped member learns why before the connection closes.
+    let mut slow = slow;
+    assert_eq!(slow.expect_error().await, ErrorCode::SlowConsumer);
     drop(slow);
+    relay.wait_for_metric("peerchat_sessions 1").await;
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_pong_comes_after_every_frame_queued_before_its_ping() {
+    let relay = TestRelay::start(support::unthrottled_config()).await;
+    let [mut poster, mut reader] = relay.members_in("general", [102, 103]).await;
+    // Enough large messages that the reader's socket buffers fill while it does not read, so
+    // some are still queued at the relay when its ping arrives.
+    let posts: u8 = 200;
+    let text = "x".repeat(peerchat_shared::limits::MAX_TEXT_BYTES);
+    for nonce in 0..posts {
+        let draft = peerchat_shared::message::Draft::sign(
+            &poster.key,
+            &poster.relay,
+            ChannelName::new("general").unwrap(),
+            peerchat_shared::message::ClientNonce(u128::from(nonce).to_be_bytes()),
+            peerchat_shared::message::MessageBody::text(text.clone()),
+        );
+        poster.send(&ClientToRelay::Send { draft }).await;
+    }
+    let acks = poster
+        .drain()
+        .await
+        .iter()
+        .filter(|frame| matches!(frame, RelayToClient::Ack { .. }))
+        .count();
+    assert_eq!(acks, usize::from(posts));
+
+    let before_pong = reader.drain().await;
+    let messages = before_pong
+        .iter()
+        .filter(|frame| matches!(frame, RelayToClient::Message { .. }))
+        .count();
+    assert_eq!(messages, usize::from(posts));
     relay.stop().await;
 }
 
@@ -1004,5 +1116,37 @@ async fn connections_that_never_log_in_are_limited_per_address() {
         .metrics()
         .await
         .contains("peerchat_rejections_total{reason=\"too_many_connections\"}"));
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn reconnecting_does_not_refill_a_keys_message_burst() {
+    let mut relay_config = config(Admission::Open);
+    relay_config.limits.message_burst = 3.0;
+    relay_config.limits.messages_per_second = 0.001;
+    let relay = TestRelay::start(relay_config).await;
+    let [mut member] = relay.members_in("general", [79]).await;
+    for nonce in 1..=3 {
+        member
+            .send(&ClientToRelay::Send {
+                draft: member.draft("general", nonce, "burst"),
+            })
+            .await;
+        envelope_of(
+            member
+                .next_matching(|frame| matches!(frame, RelayToClient::Ack { .. }))
+                .await,
+        );
+    }
+    drop(member);
+    relay.wait_for_metric("peerchat_sessions 0").await;
+
+    let [mut again] = relay.members_in("general", [79]).await;
+    again
+        .send(&ClientToRelay::Send {
+            draft: again.draft("general", 4, "one more"),
+        })
+        .await;
+    assert_eq!(again.expect_error().await, ErrorCode::RateLimited);
     relay.stop().await;
 }

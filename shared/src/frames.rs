@@ -282,6 +282,8 @@ pub enum ErrorCode {
     InviteUsedUp,
     Banned,
     BadSignature,
+    /// A `send` reusing a recent nonce of the same key for a different draft.
+    NonceReused,
     RateLimited,
     NotInChannel,
     TooManyChannels,

@@ -274,30 +274,66 @@ impl VerifiedDraft {
 
     /// Stamps the draft with the relay's id (and so its time) and signature.
     pub fn seal(self, id: MessageId, relay: &SecretKey) -> Envelope {
+        self.seal_with_receipt(id, relay).0
+    }
+
+    /// Seals the draft as [`VerifiedDraft::seal`] does, and returns what rebuilds the envelope
+    /// from a resend of the same draft without keeping its body.
+    pub fn seal_with_receipt(self, id: MessageId, relay: &SecretKey) -> (Envelope, SealReceipt) {
+        let bytes = self.envelope_signed_bytes(&id);
+        let receipt = SealReceipt {
+            id,
+            sealed_digest: Sha256Digest(Sha256::digest(bytes.as_bytes()).into()),
+            relay_signature: relay.sign(&bytes),
+        };
+        (self.into_envelope(&receipt), receipt)
+    }
+
+    /// The envelope this same draft was sealed into earlier, or `None` when this draft differs
+    /// from that one (another channel, body or signature under the same nonce).
+    pub fn reseal(self, receipt: &SealReceipt) -> Option<Envelope> {
+        let bytes = self.envelope_signed_bytes(&receipt.id);
+        let digest = Sha256Digest(Sha256::digest(bytes.as_bytes()).into());
+        (digest == receipt.sealed_digest).then(|| self.into_envelope(receipt))
+    }
+
+    fn envelope_signed_bytes(&self, id: &MessageId) -> SignedBytes {
+        envelope_signed_bytes(
+            id,
+            &self.draft.channel,
+            &self.author,
+            &self.draft.nonce,
+            &self.content_digest,
+            &self.draft.signature,
+        )
+    }
+
+    fn into_envelope(self, receipt: &SealReceipt) -> Envelope {
         let Draft {
             channel,
             nonce,
             body,
             signature,
         } = self.draft;
-        let bytes = envelope_signed_bytes(
-            &id,
-            &channel,
-            &self.author,
-            &nonce,
-            &self.content_digest,
-            &signature,
-        );
         Envelope {
-            id,
+            id: receipt.id,
             channel,
             author: self.author,
             nonce,
             body,
             author_signature: signature,
-            relay_signature: relay.sign(&bytes),
+            relay_signature: receipt.relay_signature,
         }
     }
+}
+
+/// What a relay keeps of a sealed draft to answer a resend with the same envelope: its id, its
+/// signature and a digest of what it signed (112 bytes, whatever the body's size).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SealReceipt {
+    pub id: MessageId,
+    sealed_digest: Sha256Digest,
+    relay_signature: Signature,
 }
 
 /// A stamped message as the relay delivers it and as peers exchange it. Its time is `id`'s
@@ -530,6 +566,32 @@ mod tests {
                     .seal(id, relay)
             })
             .collect()
+    }
+
+    #[test]
+    fn a_resent_draft_is_resealed_into_the_same_envelope_and_a_changed_one_is_not() {
+        let relay = SecretKey::from_seed([1; 32]);
+        let author = SecretKey::from_seed([2; 32]);
+        let verifier = author.public_key().verifier().unwrap();
+        let id = crate::ids::MessageIdGenerator::default()
+            .next(crate::time::UnixMillis(1_000), 0)
+            .unwrap();
+        let draft = |channel: &str, text: &str| {
+            Draft::sign(
+                &author,
+                &relay.public_key(),
+                ChannelName::new(channel).unwrap(),
+                ClientNonce([7; 16]),
+                MessageBody::text(text),
+            )
+            .verify(&relay.public_key(), &verifier)
+            .unwrap()
+        };
+        let (sealed, receipt) = draft("general", "hello").seal_with_receipt(id, &relay);
+        assert_eq!(sealed, draft("general", "hello").seal(id, &relay));
+        assert_eq!(draft("general", "hello").reseal(&receipt), Some(sealed));
+        assert_eq!(draft("general", "hullo").reseal(&receipt), None);
+        assert_eq!(draft("random", "hello").reseal(&receipt), None);
     }
 
     #[test]

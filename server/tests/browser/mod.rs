@@ -7,6 +7,7 @@
 use crate::support::TestRelay;
 use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, ClientBuilder, Locator};
+use peerchat_shared::frames::RelayToClient;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -305,10 +306,15 @@ impl Browser {
         }
     }
 
+    /// Waits until the page is online and in its channel: the member list shows this member,
+    /// which the relay's `joined` frame brings. Being online alone is not enough for a test
+    /// that then posts from elsewhere: the page sends its `join` only after IndexedDB writes,
+    /// and the relay keeps nothing for a member who joins late.
     pub async fn wait_until_online(&self) {
         self.wait_until(
-            "the page to be online",
-            "return document.body.dataset.connection === 'online'",
+            "the page to be online and in its channel",
+            "return document.body.dataset.connection === 'online' \
+             && [...document.querySelectorAll('#members li')].some(li => li.textContent.endsWith('(you)'))",
         )
         .await;
     }
@@ -336,7 +342,16 @@ impl Browser {
             let mut poster = relay.member(40).await;
             poster.join(channel).await;
             poster.post_numbered(channel, batch_start..batch_end).await;
-            poster.drain().await;
+            let (acks, others): (Vec<_>, Vec<_>) = poster
+                .drain()
+                .await
+                .into_iter()
+                .partition(|frame| matches!(frame, RelayToClient::Ack { .. }));
+            assert_eq!(
+                acks.len(),
+                batch_end - batch_start,
+                "not acknowledged: {others:?}"
+            );
             drop(poster);
             self.wait_for_newest_shown(
                 batch_end.min(LOG_WINDOW),

@@ -101,6 +101,22 @@ impl TestRelay {
             .unwrap()
     }
 
+    /// Waits until `GET /metrics` has `line`; panics with the last text if it never does.
+    pub async fn wait_for_metric(&self, line: &str) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let metrics = self.metrics().await;
+            if metrics.lines().any(|candidate| candidate == line) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no {line:?} in {metrics}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// A logged-in client with a fresh key derived from `seed`.
     pub async fn member(&self, seed: u8) -> TestClient {
         let (client, welcome) = TestClient::login(self, seed, Credentials::None).await;
