@@ -1,5 +1,6 @@
 //! The relay's configuration: identity, admission policy, channels, bans, ICE servers, limits.
 
+use crate::client_address::TrustedProxy;
 use peerchat_shared::channel::ChannelName;
 use peerchat_shared::frames::IceServer;
 use peerchat_shared::identity::{PublicKey, SecretKey};
@@ -41,6 +42,8 @@ pub struct RelayConfig {
     pub web_dir: Option<PathBuf>,
     /// The relay's public URL, shown in `/.well-known/peerchat`.
     pub public_url: Option<String>,
+    /// Where clients' addresses come from, for the per-address limits.
+    pub trusted_proxy: TrustedProxy,
     pub limits: RelayLimits,
 }
 
@@ -59,6 +62,7 @@ impl RelayConfig {
             ice_servers: Vec::new(),
             web_dir: None,
             public_url: None,
+            trusted_proxy: TrustedProxy::None,
             limits: RelayLimits::default(),
         }
     }
@@ -107,6 +111,34 @@ pub struct RelayLimits {
     /// Connections that have not logged in yet, in all and per address.
     pub max_pending_logins: usize,
     pub pending_logins_per_address: usize,
+    /// HTTP connections not yet answered or upgraded to a WebSocket, at a time.
+    pub max_http_connections: usize,
+    /// A connection that has not sent a request's headers within this time is closed.
+    pub header_read_timeout: Duration,
+    /// Largest request head (request line and headers); larger ones get 431 (at least 8 KiB).
+    pub max_header_bytes: usize,
+}
+
+/// Open files the relay needs besides its connections: the listener, log and key files, the
+/// in-process virtual clients' caches and sockets.
+const RESERVED_OPEN_FILES: u64 = 256;
+
+impl RelayLimits {
+    /// Lowers `max_sessions` so that every connection the limits allow fits within `open_files`
+    /// file descriptors; returns a warning saying so when it had to.
+    pub fn fit_open_files(&mut self, open_files: u64) -> Option<String> {
+        let others = (self.max_pending_logins + self.max_http_connections) as u64;
+        let room = open_files.saturating_sub(RESERVED_OPEN_FILES + others);
+        let fitting = usize::try_from(room).unwrap_or(usize::MAX).max(1);
+        if fitting >= self.max_sessions {
+            return None;
+        }
+        let wanted = self.max_sessions;
+        self.max_sessions = fitting;
+        Some(format!(
+            "only {open_files} open files are allowed (ulimit -n): at most {fitting} sessions instead of {wanted}; raise the limit (LimitNOFILE= in systemd) for more"
+        ))
+    }
 }
 
 impl Default for RelayLimits {
@@ -134,6 +166,29 @@ impl Default for RelayLimits {
             max_rate_limit_strikes: 50,
             max_pending_logins: 1024,
             pending_logins_per_address: 16,
+            max_http_connections: 1024,
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 16 * 1024,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_are_capped_so_every_allowed_connection_has_a_file_descriptor() {
+        let mut limits = RelayLimits::default();
+        assert_eq!(limits.fit_open_files(1 << 20), None);
+        assert_eq!(limits.max_sessions, 20_000);
+
+        let warning = limits.fit_open_files(4096).unwrap();
+        let others = limits.max_pending_logins + limits.max_http_connections;
+        assert_eq!(limits.max_sessions, 4096 - 256 - others);
+        assert!(warning.contains("ulimit -n"), "{warning}");
+
+        limits.fit_open_files(10);
+        assert_eq!(limits.max_sessions, 1);
     }
 }

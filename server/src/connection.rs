@@ -1,6 +1,7 @@
 //! One WebSocket connection: challenge, login, then frames in and queued frames out until the
 //! client leaves, goes idle, reads too slowly, or the relay shuts down.
 
+use crate::client_address::ClientAddress;
 use crate::hub::{now_millis, Hub, PendingLogin, Refusal, SessionHandle};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use peerchat_shared::codec::{decode_client_frame, encode, DecodeError};
@@ -11,7 +12,6 @@ use peerchat_shared::login::{verify_login, LoginNonce};
 use peerchat_shared::membership::{MembershipCertificate, Role};
 use peerchat_shared::message::ClientNonce;
 use peerchat_shared::PROTOCOL_VERSION;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -21,12 +21,25 @@ struct Member {
     session: SessionId,
     verifier: Verifier,
     role: Role,
+    /// The role its membership certificate carries: what an invite or an earlier certificate
+    /// granted, never a role from the configuration (see [`GrantedRoles`]).
+    certificate_role: Role,
+}
+
+/// The roles a login gets.
+struct GrantedRoles {
+    /// For this session: the configuration's role for the key if it has one (`--owners`,
+    /// `--virtual-client-keys`), else the certificate's.
+    session: Role,
+    /// For the certificate handed out: only what credentials granted, so that taking a key out
+    /// of `--owners` or `--virtual-client-keys` demotes it at its next login.
+    certificate: Role,
 }
 
 pub(crate) async fn serve(
     mut socket: WebSocket,
     hub: Arc<Hub>,
-    address: IpAddr,
+    address: ClientAddress,
     pending: PendingLogin,
     shutdown: CancellationToken,
 ) {
@@ -112,7 +125,7 @@ async fn finish_closing_handshake(socket: &mut WebSocket) {
 async fn login(
     socket: &mut WebSocket,
     hub: &Hub,
-    address: IpAddr,
+    address: ClientAddress,
     nonce: &LoginNonce,
     deadline: Instant,
 ) -> Option<(Member, SessionHandle)> {
@@ -176,7 +189,7 @@ async fn login(
 /// Checks a login frame: version, signature over this connection's nonce, bans, admission.
 fn admit(
     hub: &Hub,
-    address: IpAddr,
+    address: ClientAddress,
     nonce: &LoginNonce,
     login: &Login,
 ) -> Result<(Member, SessionHandle), Refusal> {
@@ -210,7 +223,7 @@ fn admit(
             "this key is banned from this relay",
         ));
     }
-    let role = admission_role(hub, login).inspect_err(|_| {
+    let roles = admission_roles(hub, login).inspect_err(|_| {
         hub.note_failed_login(address, now);
     })?;
     if let Some(profile) = &login.profile {
@@ -221,19 +234,27 @@ fn admit(
             )
         })?;
     }
-    let handle = hub.register(login.key, role, address, login.profile.clone(), now)?;
+    let handle = hub.register(
+        login.key,
+        roles.session,
+        address,
+        login.profile.clone(),
+        now,
+    )?;
     Ok((
         Member {
             session: handle.id,
             verifier,
-            role,
+            role: roles.session,
+            certificate_role: roles.certificate,
         },
         handle,
     ))
 }
 
-/// The role a login is admitted with: from its certificate, its invite, or an open relay.
-fn admission_role(hub: &Hub, login: &Login) -> Result<Role, Refusal> {
+/// The roles a login is admitted with: from the configuration, its certificate, its invite, or
+/// an open relay.
+fn admission_roles(hub: &Hub, login: &Login) -> Result<GrantedRoles, Refusal> {
     let now = now_millis();
     let owner = hub.config.owners.contains(&login.key);
     let virtual_client = hub.config.virtual_clients.contains(&login.key);
@@ -257,16 +278,27 @@ fn admission_role(hub: &Hub, login: &Login) -> Result<Role, Refusal> {
     } else {
         None
     };
-    match (granted, owner, hub.config.admission) {
-        (_, true, _) => Ok(Role::Owner),
-        _ if virtual_client => Ok(Role::Virtual),
-        (Some(role), false, _) => Ok(role),
-        (None, false, crate::config::Admission::Open) => Ok(Role::Member),
-        (None, false, crate::config::Admission::InviteOnly) => Err(Refusal::new(
-            ErrorCode::NotAdmitted,
-            "this relay is invite-only: open an invite link first",
-        )),
-    }
+    let configured = if owner {
+        Some(Role::Owner)
+    } else if virtual_client {
+        Some(Role::Virtual)
+    } else {
+        None
+    };
+    let certificate = match (granted, configured, hub.config.admission) {
+        (Some(role), _, _) => role,
+        (None, Some(_), _) | (None, None, crate::config::Admission::Open) => Role::Member,
+        (None, None, crate::config::Admission::InviteOnly) => {
+            return Err(Refusal::new(
+                ErrorCode::NotAdmitted,
+                "this relay is invite-only: open an invite link first",
+            ))
+        }
+    };
+    Ok(GrantedRoles {
+        session: configured.unwrap_or(certificate),
+        certificate,
+    })
 }
 
 fn welcome(hub: &Hub, member: &Member) -> RelayToClient {
@@ -275,7 +307,7 @@ fn welcome(hub: &Hub, member: &Member) -> RelayToClient {
     let certificate = MembershipCertificate::issue(
         &hub.config.signing_key,
         member.verifier.public_key(),
-        member.role,
+        member.certificate_role,
         issued_at,
         issued_at.saturating_add_millis(ttl),
     );

@@ -5,6 +5,7 @@
 //! frame once and hands each recipient a cheap clone of the bytes through a bounded queue with
 //! `try_send`: a full queue marks the recipient a slow consumer, which is then disconnected.
 
+use crate::client_address::ClientAddress;
 use crate::config::{RelayConfig, RelayLimits};
 use crate::metrics::Metrics;
 use crate::outbox::{Outbox, OutboxLimits, Refused};
@@ -23,7 +24,6 @@ use peerchat_shared::membership::{Profile, Role};
 use peerchat_shared::message::{ClientNonce, SealReceipt, VerifiedDraft};
 use peerchat_shared::time::UnixMillis;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
@@ -57,7 +57,7 @@ pub(crate) struct SessionHandle {
 struct Session {
     key: PublicKey,
     role: Role,
-    address: IpAddr,
+    address: ClientAddress,
     profile: Option<Profile>,
     channels: BTreeSet<ChannelName>,
     outbox: Arc<Outbox>,
@@ -126,9 +126,9 @@ struct HubState {
     /// The buckets of keys with no connection left, while any of them is not full again; at
     /// most `max_sessions` keys (beyond that, a key that leaves starts afresh next time).
     resting_buckets: HashMap<PublicKey, KeyBuckets>,
-    connections_per_address: HashMap<IpAddr, usize>,
-    pending_logins: HashMap<IpAddr, usize>,
-    failed_logins: HashMap<IpAddr, TokenBucket>,
+    connections_per_address: HashMap<ClientAddress, usize>,
+    pending_logins: HashMap<ClientAddress, usize>,
+    failed_logins: HashMap<ClientAddress, TokenBucket>,
     invite_uses: HashMap<[u8; 16], (u32, UnixMillis)>,
     ids: MessageIdGenerator,
     recent_sends: RecentSends,
@@ -138,7 +138,7 @@ struct HubState {
 #[derive(Debug)]
 pub(crate) struct PendingLogin {
     hub: Arc<Hub>,
-    address: IpAddr,
+    address: ClientAddress,
 }
 
 impl Drop for PendingLogin {
@@ -191,7 +191,7 @@ impl Hub {
 
     /// Reserves a place for a connection that has not logged in yet; `None` when the relay or
     /// this address already has too many such connections.
-    pub(crate) fn begin_login(self: &Arc<Self>, address: IpAddr) -> Option<PendingLogin> {
+    pub(crate) fn begin_login(self: &Arc<Self>, address: ClientAddress) -> Option<PendingLogin> {
         let limits = &self.config.limits;
         let mut state = self.state();
         let total: usize = state.pending_logins.values().sum();
@@ -206,7 +206,7 @@ impl Hub {
         })
     }
 
-    fn end_login(&self, address: IpAddr) {
+    fn end_login(&self, address: ClientAddress) {
         let mut state = self.state();
         if let Some(count) = state.pending_logins.get_mut(&address) {
             *count -= 1;
@@ -219,7 +219,7 @@ impl Hub {
     /// Counts a failed login from `address` against its budget. The map is bounded: when it is
     /// full of addresses still within their window, new addresses are not tracked (the
     /// per-connection limits still apply to them).
-    pub(crate) fn note_failed_login(&self, address: IpAddr, now: Instant) {
+    pub(crate) fn note_failed_login(&self, address: ClientAddress, now: Instant) {
         let per_minute = self.config.limits.failed_logins_per_minute;
         let capacity = self.config.limits.max_sessions;
         let mut state = self.state();
@@ -237,7 +237,7 @@ impl Hub {
     }
 
     /// False when `address` used up its failed-login budget.
-    pub(crate) fn may_attempt_login(&self, address: IpAddr, now: Instant) -> bool {
+    pub(crate) fn may_attempt_login(&self, address: ClientAddress, now: Instant) -> bool {
         let mut state = self.state();
         match state.failed_logins.get_mut(&address) {
             Some(bucket) => bucket.has_token(now),
@@ -274,7 +274,7 @@ impl Hub {
         &self,
         key: PublicKey,
         role: Role,
-        address: IpAddr,
+        address: ClientAddress,
         profile: Option<Profile>,
         now: Instant,
     ) -> Result<SessionHandle, Refusal> {

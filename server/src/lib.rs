@@ -3,8 +3,10 @@
 //! Routes: `GET /ws` (the protocol, docs/protocol.md), `GET /healthz`, `GET /.well-known/peerchat`,
 //! `GET /metrics`, and the web client's files. Tests start it on an ephemeral loopback port.
 
+mod client_address;
 pub mod config;
 mod connection;
+mod http_server;
 mod hub;
 pub mod invites;
 pub use peerchat_virtual::key_file;
@@ -13,6 +15,7 @@ mod outbox;
 mod rate;
 mod web_assets;
 
+pub use client_address::{InvalidTrustedProxy, TrustedProxy};
 pub use config::{Admission, RelayConfig, RelayLimits};
 
 use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
@@ -20,7 +23,6 @@ use axum::http::StatusCode;
 use axum::http::{header, HeaderMap, HeaderValue, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::serve::ListenerExt as _;
 use axum::{Json, Router};
 use hub::Hub;
 use peerchat_shared::codec::MAX_RELAY_FRAME_BYTES;
@@ -62,6 +64,11 @@ pub async fn run(
     config: RelayConfig,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    let http_limits = http_server::HttpLimits {
+        max_connections: config.limits.max_http_connections.max(1),
+        header_read_timeout: config.limits.header_read_timeout,
+        max_header_bytes: config.limits.max_header_bytes.max(8 * 1024),
+    };
     let web_files = match &config.web_dir {
         Some(dir) => web_assets::WebFiles::Directory(dir.clone()),
         None => web_assets::WebFiles::BuiltIn,
@@ -90,18 +97,7 @@ pub async fn run(
             HeaderValue::from_static(value),
         ));
     }
-    // Chat frames are small and latency matters: no Nagle delay.
-    let listener = listener.tap_io(|stream| {
-        if let Err(error) = stream.set_nodelay(true) {
-            tracing::debug!("cannot set TCP_NODELAY: {error}");
-        }
-    });
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown.cancelled_owned())
-    .await?;
+    http_server::serve(listener, app, http_limits, shutdown).await;
     sessions.close();
     if tokio::time::timeout(SHUTDOWN_GRACE, sessions.wait())
         .await
@@ -118,9 +114,15 @@ pub async fn run(
 async fn upgrade(
     upgrade: WebSocketUpgrade,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     State(state): State<AppState>,
 ) -> Response {
-    let Some(pending) = state.hub.begin_login(peer.ip()) else {
+    let client = state
+        .hub
+        .config
+        .trusted_proxy
+        .client_address(peer.ip(), &headers);
+    let Some(pending) = state.hub.begin_login(client) else {
         state
             .hub
             .metrics
@@ -135,7 +137,7 @@ async fn upgrade(
         .max_message_size(SOCKET_MAX_MESSAGE_BYTES)
         .max_frame_size(SOCKET_MAX_MESSAGE_BYTES)
         .on_upgrade(move |socket| {
-            let session = connection::serve(socket, state.hub, peer.ip(), pending, state.shutdown);
+            let session = connection::serve(socket, state.hub, client, pending, state.shutdown);
             state.sessions.track_future(session)
         })
 }

@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context as _, Result};
 use clap::{Parser, Subcommand};
-use peerchat_server::{invites, key_file, run, Admission, RelayConfig, RelayLimits};
+use peerchat_server::{invites, key_file, run, Admission, RelayConfig, RelayLimits, TrustedProxy};
 use peerchat_shared::channel::ChannelName;
 use peerchat_shared::frames::IceServer;
 use peerchat_shared::identity::{PublicKey, SecretKey};
@@ -66,6 +66,11 @@ struct Options {
     /// the listening address (127.0.0.1 for an unspecified one).
     #[arg(long, env = "PEERCHAT_PUBLIC_URL", global = true)]
     public_url: Option<String>,
+    /// Where clients' addresses come from, for the per-address limits: `none` (clients connect
+    /// directly), `fly` (the Fly-Client-IP header of fly.io's proxy), or the addresses or
+    /// networks of your reverse proxies, comma-separated (their X-Forwarded-For is used).
+    #[arg(long, env = "PEERCHAT_TRUSTED_PROXY", default_value = "none")]
+    trusted_proxy: TrustedProxy,
     /// Public keys that log in as virtual clients, the operator's archive peers (comma-separated).
     #[arg(long, env = "PEERCHAT_VIRTUAL_CLIENT_KEYS", value_delimiter = ',')]
     virtual_client_keys: Vec<String>,
@@ -277,6 +282,7 @@ fn config(options: &Options, signing_key: SecretKey, listening: SocketAddr) -> R
         ice_servers,
         web_dir: options.web_dir.clone(),
         public_url: Some(public_url(options, listening)),
+        trusted_proxy: options.trusted_proxy.clone(),
         limits: options.limits.to_limits(),
     })
 }
@@ -308,6 +314,7 @@ async fn main() -> Result<()> {
         .with_context(|| format!("cannot listen on {}", options.listen))?;
     let address = listener.local_addr()?;
     let mut config = config(&options, signing_key, address)?;
+    fit_open_files(&mut config.limits);
     let shutdown = CancellationToken::new();
     if options.virtual_clients > 0 {
         start_virtual_clients(&options, &mut config, address, &shutdown)?;
@@ -322,6 +329,20 @@ async fn main() -> Result<()> {
     run(listener, config, shutdown).await?;
     tracing::info!("peerchat relay stopped");
     Ok(())
+}
+
+/// Raises this process's open-files limit as far as allowed (systemd's default soft limit is
+/// 1,024), then fits the session limit to it, so a connection is refused by a limit, with a
+/// message, rather than by running out of file descriptors.
+fn fit_open_files(limits: &mut RelayLimits) {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(open_files) => {
+            if let Some(warning) = limits.fit_open_files(open_files) {
+                tracing::warn!("{warning}");
+            }
+        }
+        Err(error) => tracing::warn!("cannot read or raise the open-files limit: {error}"),
+    }
 }
 
 /// Starts `--virtual-clients` virtual clients against this relay (on loopback), admits their

@@ -154,3 +154,57 @@ async fn the_resend_memory_keeps_no_message_bodies() {
     );
     relay.stop();
 }
+
+/// Sends an HTTP request head that never ends, up to `bytes` of header lines, from the
+/// loopback address `127.0.0.<host>`, and keeps the connection until the relay drops it.
+async fn half_sent_request(
+    address: std::net::SocketAddr,
+    host: u8,
+    bytes: usize,
+) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(([127, 0, 0, host], 0).into()).unwrap();
+    let mut stream = socket.connect(address).await.unwrap();
+    let line = format!("X-Padding: {}\r\n", "x".repeat(1000));
+    let mut head = String::from("GET / HTTP/1.1\r\nHost: relay\r\n");
+    while head.len() < bytes {
+        head.push_str(&line);
+    }
+    let write = stream.write_all(head.as_bytes());
+    // Refused or no longer read: either way the relay holds none of the rest.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), write).await;
+    stream
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn half_sent_requests_hold_little_and_do_not_delay_shutdown() {
+    let work_dir = tempfile::tempdir().unwrap();
+    let address = free_loopback_address();
+    let relay = relay_binary(work_dir.path(), address, &[]);
+    let mut held = Vec::new();
+    for index in 0..600 {
+        let host = 2 + u8::try_from(index % 200).unwrap();
+        held.push(tokio::spawn(half_sent_request(address, host, 400 * 1024)));
+    }
+    let mut streams = Vec::new();
+    for stream in held {
+        streams.push(stream.await.unwrap());
+    }
+    let peak = relay.peak_memory_bytes();
+    assert!(
+        peak < PEAK_BYTES,
+        "600 half-sent 400 KiB request heads: peak {} MiB",
+        peak / (1024 * 1024)
+    );
+    // Members still get in meanwhile.
+    let (_member, welcome) = TestClient::login_to(address, 9, Credentials::None).await;
+    welcome.unwrap();
+    let stopping = std::time::Instant::now();
+    relay.stop();
+    assert!(
+        stopping.elapsed() < std::time::Duration::from_secs(15),
+        "SIGTERM took {:?} with half-sent requests open",
+        stopping.elapsed()
+    );
+    drop(streams);
+}

@@ -241,3 +241,73 @@ async fn a_page_revalidated_with_its_etag_is_not_sent_again() {
     );
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn a_request_whose_headers_never_finish_is_closed_after_the_header_time_out() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut relay_config = config(Admission::Open);
+    relay_config.limits.header_read_timeout = std::time::Duration::from_millis(500);
+    let relay = TestRelay::start(relay_config).await;
+    let mut stream = tokio::net::TcpStream::connect(relay.address).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: relay\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let closed = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        stream.read_to_end(&mut answer),
+    )
+    .await;
+    assert!(closed.is_ok(), "the relay kept the half-sent request open");
+    assert!(!String::from_utf8_lossy(&answer).contains("200 OK"));
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_head_over_the_limit_is_refused_with_431() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let relay = TestRelay::start(config(Admission::Open)).await;
+    let mut stream = tokio::net::TcpStream::connect(relay.address).await.unwrap();
+    let padding = "x".repeat(32 * 1024);
+    let request = format!("GET /healthz HTTP/1.1\r\nHost: relay\r\nX-Padding: {padding}\r\n\r\n");
+    // The relay may stop reading once the limit is passed; the answer is what matters.
+    let _ = stream.write_all(request.as_bytes()).await;
+    let mut answer = vec![0; 64];
+    let read =
+        tokio::time::timeout(std::time::Duration::from_secs(20), stream.read(&mut answer)).await;
+    let answer = match read {
+        Ok(Ok(length)) => String::from_utf8_lossy(&answer[..length]).into_owned(),
+        other => panic!("no answer: {other:?}"),
+    };
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn http_connections_beyond_the_cap_wait_until_one_ends() {
+    let mut relay_config = config(Admission::Open);
+    relay_config.limits.max_http_connections = 4;
+    relay_config.limits.header_read_timeout = std::time::Duration::from_secs(600);
+    let relay = TestRelay::start(relay_config).await;
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        idle.push(tokio::net::TcpStream::connect(relay.address).await.unwrap());
+    }
+    // Give the relay time to accept all four before the fifth comes.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let client = reqwest::Client::new();
+    let waiting = client
+        .get(relay.url("/healthz"))
+        .timeout(std::time::Duration::from_millis(500))
+        .send()
+        .await;
+    assert!(
+        waiting.is_err(),
+        "a fifth connection was served: {waiting:?}"
+    );
+    idle.pop();
+    let served = client.get(relay.url("/healthz")).send().await.unwrap();
+    assert_eq!(served.status(), 200);
+    relay.stop().await;
+}

@@ -308,6 +308,39 @@ async fn owners_mint_invites_and_members_cannot() {
 }
 
 #[tokio::test]
+async fn a_key_taken_out_of_the_owners_is_a_member_at_its_next_login() {
+    let owner_key = SecretKey::from_seed([42; 32]).public_key();
+    let mut with_owner = config(Admission::InviteOnly);
+    with_owner.owners.insert(owner_key);
+    let relay = TestRelay::start(with_owner).await;
+    let (owner, welcome) = TestClient::login(&relay, 42, Credentials::None).await;
+    assert_eq!((welcome, owner.role), (Ok(()), Some(Role::Owner)));
+    let certificate = owner.certificate.clone().unwrap();
+    assert_eq!(
+        certificate.role,
+        Role::Member,
+        "a configured role is not written down"
+    );
+    // An owner invite, by contrast, grants a role the certificate carries.
+    let invite = invites::mint(&relay.key, Role::Owner, 1, Duration::from_secs(600));
+    let (invited, _) = TestClient::login(&relay, 43, Credentials::Invite(invite)).await;
+    let invited_certificate = invited.certificate.clone().unwrap();
+    assert_eq!(invited_certificate.role, Role::Owner);
+    drop((owner, invited));
+    relay.stop().await;
+
+    // The operator restarts the relay without --owners.
+    let relay = TestRelay::start(config(Admission::InviteOnly)).await;
+    let (demoted, welcome) =
+        TestClient::login(&relay, 42, Credentials::Certificate(certificate)).await;
+    assert_eq!((welcome, demoted.role), (Ok(()), Some(Role::Member)));
+    let (still_owner, welcome) =
+        TestClient::login(&relay, 43, Credentials::Certificate(invited_certificate)).await;
+    assert_eq!((welcome, still_owner.role), (Ok(()), Some(Role::Owner)));
+    relay.stop().await;
+}
+
+#[tokio::test]
 async fn bad_frames_get_clear_errors_and_the_relay_keeps_serving() {
     let relay = TestRelay::start(config(Admission::Open)).await;
     let [mut mallory, mut alice] = relay.members_in("general", [50, 51]).await;
@@ -1148,5 +1181,87 @@ async fn reconnecting_does_not_refill_a_keys_message_burst() {
         })
         .await;
     assert_eq!(again.expect_error().await, ErrorCode::RateLimited);
+    relay.stop().await;
+}
+
+/// Opens a WebSocket from the loopback address `127.0.0.<host>` with `header` set; the HTTP
+/// status when the relay turns the upgrade down.
+async fn upgrade_from(
+    relay: &TestRelay,
+    host: u8,
+    header: (&'static str, &str),
+) -> Result<impl Sized, u16> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+    let mut request = format!("ws://{}/ws", relay.address)
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert(header.0, header.1.parse().unwrap());
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(([127, 0, 0, host], 0).into()).unwrap();
+    let stream = socket.connect(relay.address).await.unwrap();
+    match tokio_tungstenite::client_async(request, stream).await {
+        Ok((socket, _)) => Ok(socket),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            Err(response.status().as_u16())
+        }
+        Err(other) => panic!("{other}"),
+    }
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_client_gets_its_own_per_address_limits() {
+    let mut relay_config = config(Admission::Open);
+    relay_config.limits.pending_logins_per_address = 2;
+    relay_config.trusted_proxy = "127.0.0.1".parse().unwrap();
+    let relay = TestRelay::start(relay_config).await;
+    let mut open = Vec::new();
+    let forwarded = |client| ("x-forwarded-for", client);
+    // Two clients behind the proxy at 127.0.0.1: each has its own two places.
+    for client in ["203.0.113.1", "203.0.113.2"] {
+        for _ in 0..2 {
+            open.push(upgrade_from(&relay, 1, forwarded(client)).await.unwrap());
+        }
+        assert_eq!(
+            upgrade_from(&relay, 1, forwarded(client)).await.err(),
+            Some(503)
+        );
+    }
+    // IPv6 clients count by /64: another address in the same /64 is the same client.
+    for client in ["2001:db8:1:2::1", "2001:db8:1:2::2"] {
+        open.push(upgrade_from(&relay, 1, forwarded(client)).await.unwrap());
+    }
+    let same_64 = forwarded("2001:db8:1:2:ffff::3");
+    assert_eq!(upgrade_from(&relay, 1, same_64).await.err(), Some(503));
+    open.push(
+        upgrade_from(&relay, 1, forwarded("2001:db8:1:3::1"))
+            .await
+            .unwrap(),
+    );
+    // A connection that is not from the proxy cannot pose as other clients with the header.
+    for client in ["198.51.100.1", "198.51.100.2"] {
+        open.push(upgrade_from(&relay, 2, forwarded(client)).await.unwrap());
+    }
+    let spoofed = forwarded("198.51.100.3");
+    assert_eq!(upgrade_from(&relay, 2, spoofed).await.err(), Some(503));
+    drop(open);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn behind_fly_the_fly_client_ip_header_names_the_client() {
+    let mut relay_config = config(Admission::Open);
+    relay_config.limits.pending_logins_per_address = 1;
+    relay_config.trusted_proxy = "fly".parse().unwrap();
+    let relay = TestRelay::start(relay_config).await;
+    let fly = |client| ("fly-client-ip", client);
+    let first = upgrade_from(&relay, 1, fly("203.0.113.1")).await.unwrap();
+    let second = upgrade_from(&relay, 1, fly("203.0.113.2")).await.unwrap();
+    assert_eq!(
+        upgrade_from(&relay, 1, fly("203.0.113.2")).await.err(),
+        Some(503)
+    );
+    drop((first, second));
     relay.stop().await;
 }

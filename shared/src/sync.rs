@@ -466,8 +466,14 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
         }
     }
 
+    /// Frames about a channel this member is not in, or the peer is not in (as the relay's
+    /// presence says), are ignored: a peer learns nothing of other channels' histories.
     fn on_frame(&mut self, now: UnixMillis, peer: PeerId, frame: PeerToPeer) {
-        if !self.peers.contains_key(&peer) || !self.channels.contains_key(frame.channel()) {
+        let peer_is_there = self
+            .peers
+            .get(&peer)
+            .is_some_and(|state| state.channels.contains(frame.channel()));
+        if !peer_is_there || !self.channels.contains_key(frame.channel()) {
             return;
         }
         match frame {

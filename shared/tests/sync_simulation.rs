@@ -267,3 +267,77 @@ fn a_reconcile_reply_that_comes_after_the_reconciliation_was_given_up_is_ignored
         "a reply that was asked for, only late, is no offence: {after_late_reply:?}"
     );
 }
+
+#[test]
+fn a_peer_learns_and_gets_nothing_of_a_channel_it_is_not_in() {
+    use peerchat_shared::channel::ChannelName;
+    use peerchat_shared::identity::SecretKey;
+    use peerchat_shared::peer::PeerToPeer;
+    use peerchat_shared::sync::{SyncEngine, SyncInput, SyncLimits, SyncOutput};
+    use peerchat_shared::time::UnixMillis;
+
+    let relay = SecretKey::from_seed([1; 32])
+        .public_key()
+        .verifier()
+        .unwrap();
+    let mut engine = SyncEngine::new(relay, SyncLimits::default(), 5);
+    let now = UnixMillis(1_000_000);
+    let [general, secret] = ["general", "secret"].map(|name| ChannelName::new(name).unwrap());
+    let ids: Vec<MessageId> = history(2).iter().map(|envelope| envelope.id).collect();
+    engine.handle(
+        now,
+        SyncInput::Join {
+            channel: general.clone(),
+            ids: vec![ids[0]],
+        },
+    );
+    engine.handle(
+        now,
+        SyncInput::Join {
+            channel: secret.clone(),
+            ids: vec![ids[1]],
+        },
+    );
+    // The peer shares #general only (the relay's presence frames say who is where).
+    let peer = 7;
+    engine.handle(
+        now,
+        SyncInput::PeerUp {
+            peer,
+            channels: vec![general.clone()],
+            archive: false,
+        },
+    );
+    while engine.poll_output().is_some() {}
+
+    let asks = |channel: &ChannelName, id| SyncInput::Frame {
+        peer,
+        frame: PeerToPeer::Want {
+            channel: channel.clone(),
+            ids: vec![id],
+        },
+    };
+    engine.handle(now, asks(&secret, ids[1]));
+    engine.handle(
+        now,
+        SyncInput::Frame {
+            peer,
+            frame: PeerToPeer::Have {
+                channel: secret,
+                ids: vec![ids[0]],
+            },
+        },
+    );
+    let mut outputs = Vec::new();
+    while let Some(output) = engine.poll_output() {
+        outputs.push(output);
+    }
+    assert!(outputs.is_empty(), "{outputs:?}");
+
+    // The same request for the channel they share is served.
+    engine.handle(now, asks(&general, ids[0]));
+    assert!(matches!(
+        engine.poll_output(),
+        Some(SyncOutput::Load { channel, .. }) if channel == general
+    ));
+}
