@@ -31,6 +31,7 @@ const state = {
   active: null,
   channels: new Map(), // name -> { online, unread, messages: Map(id -> view) (at most LOG_WINDOW), pending: Map(nonce -> entry), failed: Map(nonce -> reason), members: [], oldestLoaded, complete, newerUnloaded }
   names: new Map(), // member key -> display name
+  sharedNames: null, // display names more than one member uses; rebuilt after a change
 };
 
 function channelState(name) {
@@ -56,8 +57,27 @@ function showProblem(message) {
 }
 
 function authorName(key, fingerprint) {
-  if (state.me && key === state.me.publicKey) return state.names.get(key) ?? "You";
-  return state.names.get(key) ?? `Member ${fingerprint.slice(0, 9)}`;
+  const name = state.names.get(key);
+  if (name === undefined) {
+    return state.me && key === state.me.publicKey ? "You" : `Member ${fingerprint.slice(0, 9)}`;
+  }
+  return distinctName(name, fingerprint);
+}
+
+/** Display names are self-chosen, so one that two members use is shown with the start of each
+ * one's key fingerprint (which nobody can choose). */
+function distinctName(name, fingerprint) {
+  if (!state.sharedNames) {
+    const users = new Map();
+    for (const used of state.names.values()) users.set(used, (users.get(used) ?? 0) + 1);
+    state.sharedNames = new Set([...users].filter(([, count]) => count > 1).map(([used]) => used));
+  }
+  return state.sharedNames.has(name) ? `${name} · ${fingerprint.slice(0, 9)}` : name;
+}
+
+function setName(key, name) {
+  state.names.set(key, name);
+  state.sharedNames = null;
 }
 
 function formatTime(millis) {
@@ -325,7 +345,9 @@ function renderMembers() {
   const items = (channel?.members ?? []).map((member) => {
     const item = element("li", "member");
     item.dataset.key = member.key;
-    const name = member.display_name ?? `Member ${member.fingerprint.slice(0, 9)}`;
+    const name = member.display_name
+      ? distinctName(member.display_name, member.fingerprint)
+      : `Member ${member.fingerprint.slice(0, 9)}`;
     item.append(element("span", "member-name", member.is_me ? `${name} (you)` : name));
     if (member.role === "virtual") item.append(element("span", "role", "archive peer"));
     if (member.role === "owner") item.append(element("span", "role", "owner"));
@@ -385,7 +407,7 @@ const handlers = {
     let renamed = false;
     for (const member of event.members) {
       if (member.display_name && state.names.get(member.key) !== member.display_name) {
-        state.names.set(member.key, member.display_name);
+        setName(member.key, member.display_name);
         renamed = true;
       }
     }
@@ -564,7 +586,7 @@ function wireSettings() {
     event.preventDefault();
     try {
       await state.client.setDisplayName(ui.displayName.value);
-      state.names.set(state.me.publicKey, state.client.displayName);
+      setName(state.me.publicKey, state.client.displayName);
       renderLog();
     } catch (error) {
       showProblem(String(error.message ?? error));
@@ -624,8 +646,8 @@ async function start() {
     const client = await Client.start(relayUrl(), inviteFromLink(), onClientEvent);
     state.me = { publicKey: client.publicKey, fingerprint: client.fingerprint };
     ui.fingerprint.textContent = client.fingerprint;
-    for (const profile of await client.profiles()) state.names.set(profile.member, profile.display_name);
-    if (client.displayName) state.names.set(state.me.publicKey, client.displayName);
+    for (const profile of await client.profiles()) setName(profile.member, profile.display_name);
+    if (client.displayName) setName(state.me.publicKey, client.displayName);
     document.body.dataset.protocol = String(protocolVersion());
     state.client = client;
     markTime("clientReadyMs");

@@ -34,6 +34,8 @@ struct GrantedRoles {
     /// For the certificate handed out: only what credentials granted, so that taking a key out
     /// of `--owners` or `--virtual-client-keys` demotes it at its next login.
     certificate: Role,
+    /// The invite whose use this login took, if it came with one.
+    spent_invite: Option<[u8; 16]>,
 }
 
 pub(crate) async fn serve(
@@ -223,9 +225,6 @@ fn admit(
             "this key is banned from this relay",
         ));
     }
-    let roles = admission_roles(hub, login).inspect_err(|_| {
-        hub.note_failed_login(address, now);
-    })?;
     if let Some(profile) = &login.profile {
         profile.verify(&hub.relay_key, &verifier).map_err(|error| {
             Refusal::new(
@@ -234,13 +233,23 @@ fn admit(
             )
         })?;
     }
-    let handle = hub.register(
-        login.key,
-        roles.session,
-        address,
-        login.profile.clone(),
-        now,
-    )?;
+    let roles = admission_roles(hub, login).inspect_err(|_| {
+        hub.note_failed_login(address, now);
+    })?;
+    let handle = hub
+        .register(
+            login.key,
+            roles.session,
+            address,
+            login.profile.clone(),
+            now,
+        )
+        .inspect_err(|_| {
+            // Not admitted after all (the relay or this key is full): the invite keeps its use.
+            if let Some(invite_id) = roles.spent_invite {
+                hub.refund_invite(invite_id);
+            }
+        })?;
     Ok((
         Member {
             session: handle.id,
@@ -264,6 +273,7 @@ fn admission_roles(hub: &Hub, login: &Login) -> Result<GrantedRoles, Refusal> {
             format!("{what} rejected: {error}"),
         )
     };
+    let mut spent_invite = None;
     let granted = if let Some(certificate) = &login.certificate {
         certificate
             .verify(&hub.relay_verifier, &login.key, now)
@@ -274,6 +284,7 @@ fn admission_roles(hub: &Hub, login: &Login) -> Result<GrantedRoles, Refusal> {
             .verify(&hub.relay_verifier, now)
             .map_err(|error| invalid("invite", &error))?;
         hub.use_invite(invite.invite_id, invite.max_uses, invite.expires_at, now)?;
+        spent_invite = Some(invite.invite_id);
         Some(invite.role)
     } else {
         None
@@ -298,6 +309,7 @@ fn admission_roles(hub: &Hub, login: &Login) -> Result<GrantedRoles, Refusal> {
     Ok(GrantedRoles {
         session: configured.unwrap_or(certificate),
         certificate,
+        spent_invite,
     })
 }
 
@@ -328,18 +340,27 @@ async fn say_slow_consumer(socket: &mut WebSocket, hub: &Hub, handle: &SessionHa
     close_with(socket, hub, refusal).await;
 }
 
-/// Delivers what is already queued for the session, then `shutting_down` and a close frame.
-async fn say_goodbye(socket: &mut WebSocket, hub: &Hub, handle: &SessionHandle) {
+/// Delivers what is already queued for the session, then the error `refusal` and a close frame.
+async fn close_after_queued(
+    socket: &mut WebSocket,
+    hub: &Hub,
+    handle: &SessionHandle,
+    refusal: Refusal,
+) {
     while let Some(bytes) = handle.outbox.try_pop() {
         if write(socket, Message::Text(bytes)).await.is_err() {
             return;
         }
     }
-    let goodbye = Refusal::new(
+    close_with(socket, hub, refusal).await;
+}
+
+/// What every session is told when the relay shuts down.
+fn goodbye() -> Refusal {
+    Refusal::new(
         ErrorCode::ShuttingDown,
         "the relay is restarting; reconnect shortly",
-    );
-    close_with(socket, hub, goodbye).await;
+    )
 }
 
 /// What stopped a session task while it was writing a frame.
@@ -371,7 +392,7 @@ async fn run_session(
     tokio::pin!(evicted);
     loop {
         tokio::select! {
-            () = &mut shutting_down => return say_goodbye(socket, hub, &handle).await,
+            () = &mut shutting_down => return close_after_queued(socket, hub, &handle, goodbye()).await,
             () = &mut evicted => return say_slow_consumer(socket, hub, &handle).await,
             bytes = handle.outbox.pop() => {
                 // A reader too slow to take this frame is evicted meanwhile: stop waiting for it
@@ -398,7 +419,7 @@ async fn run_session(
                 match interruption {
                     None => {}
                     Some(Interruption::Evicted) => return say_slow_consumer(socket, hub, &handle).await,
-                    Some(Interruption::ShuttingDown) => return say_goodbye(socket, hub, &handle).await,
+                    Some(Interruption::ShuttingDown) => return close_after_queued(socket, hub, &handle, goodbye()).await,
                 }
             }
             _ = ping.tick() => {
@@ -413,43 +434,48 @@ async fn run_session(
             incoming = socket.recv() => {
                 let Some(Ok(message)) = incoming else { return };
                 last_heard = Instant::now();
-                match message {
-                    Message::Text(text) => {
-                        let frame = decode_client_frame(text.as_str());
-                        if let Err(refusal) = check_rate(hub, member.session, &frame, last_heard) {
-                            strikes += 1;
-                            if strikes > limits.max_rate_limit_strikes {
-                                close_with(socket, hub, Refusal::new(ErrorCode::RateLimited, "flooding; disconnected")).await;
-                                return;
-                            }
-                            refuse(hub, &member, refusal, None);
-                            continue;
-                        }
-                        strikes = 0;
-                        handle_frame(hub, &member, frame);
-                    }
-                    Message::Binary(_) => {
-                        refuse(hub, &member, Refusal::new(ErrorCode::MalformedFrame, "frames are JSON text"), None);
-                    }
+                // Everything but a pong counts against the key's rates, WebSocket pings and
+                // binary messages too: each makes the relay send something back.
+                let frame = match message {
+                    Message::Text(text) => Some(decode_client_frame(text.as_str())),
+                    Message::Binary(_) => Some(Err(DecodeError::Malformed("frames are JSON text".into()))),
+                    Message::Ping(_) => None,
+                    Message::Pong(_) => continue,
                     Message::Close(_) => return,
-                    Message::Ping(_) | Message::Pong(_) => {}
+                };
+                let forwarded_bytes = match &frame {
+                    Some(Ok(ClientToRelay::Peer { frame, .. })) => Some(frame.len()),
+                    _ => None,
+                };
+                if let Err(refusal) = check_rate(hub, member.session, forwarded_bytes, last_heard) {
+                    strikes += 1;
+                    if strikes > limits.max_rate_limit_strikes {
+                        let refusal = Refusal::new(ErrorCode::RateLimited, "flooding; disconnected");
+                        return close_after_queued(socket, hub, &handle, refusal).await;
+                    }
+                    refuse(hub, &member, refusal, None);
+                    continue;
+                }
+                strikes = 0;
+                if let Some(frame) = frame {
+                    handle_frame(hub, &member, frame);
                 }
             }
         }
     }
 }
 
-/// Forwarded peer frames count against the key's byte quota; every other frame against its
-/// frame rate.
+/// A `peer` frame (`forwarded_bytes` long) counts against the key's byte quota; every other
+/// frame against its frame rate.
 fn check_rate(
     hub: &Hub,
     session: SessionId,
-    frame: &Result<ClientToRelay, DecodeError>,
+    forwarded_bytes: Option<usize>,
     now: Instant,
 ) -> Result<(), Refusal> {
-    match frame {
-        Ok(ClientToRelay::Peer { frame, .. }) => {
-            if hub.allow_peer_bytes(session, frame.len(), now) {
+    match forwarded_bytes {
+        Some(bytes) => {
+            if hub.allow_peer_bytes(session, bytes, now) {
                 Ok(())
             } else {
                 Err(Refusal::new(

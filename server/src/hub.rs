@@ -269,6 +269,13 @@ impl Hub {
         Ok(())
     }
 
+    /// Gives back a use [`Hub::use_invite`] took, for a login that was not admitted after all.
+    pub(crate) fn refund_invite(&self, invite_id: [u8; 16]) {
+        if let Some((uses, _)) = self.state().invite_uses.get_mut(&invite_id) {
+            *uses = uses.saturating_sub(1);
+        }
+    }
+
     /// Admits an authenticated connection as a session, within the connection limits.
     pub(crate) fn register(
         &self,
@@ -464,6 +471,26 @@ impl Hub {
         let mut state = self.state();
         let session = state.sessions.get(&id).ok_or_else(gone)?;
         if session.channels.contains(channel) {
+            // The list again. Its frames beyond the first cost the key's frame rate, so that
+            // one small frame cannot make the relay send a hundred.
+            let key = session.key;
+            let listed = state
+                .channels
+                .get(channel)
+                .map_or(0, BTreeSet::len)
+                .min(MAX_LISTED_MEMBERS);
+            let extra_frames = listed.div_ceil(MEMBERS_PER_FRAME).saturating_sub(1);
+            let affordable = extra_frames == 0
+                || state.keys.get_mut(&key).is_some_and(|key_state| {
+                    let frames = &mut key_state.buckets.frames;
+                    frames.try_take_many(extra_frames as f64, Instant::now())
+                });
+            if !affordable {
+                return Err(Refusal::new(
+                    ErrorCode::RateLimited,
+                    "joining again sends the whole member list; slow down",
+                ));
+            }
             return self.send_members_list(&state, id, channel);
         }
         if session.channels.len() >= peerchat_shared::limits::MAX_CHANNELS_PER_SESSION {

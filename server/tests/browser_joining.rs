@@ -132,6 +132,31 @@ async fn a_display_name_shows_in_the_member_list_and_on_messages() {
         &format!("return document.querySelector('#messages .author').textContent === {name:?}"),
     )
     .await;
+
+    // Bob takes the same name: each is then shown with the start of their key's fingerprint.
+    bob.click("#open-settings").await;
+    bob.client
+        .find(fantoccini::Locator::Css("#display-name"))
+        .await
+        .unwrap()
+        .send_keys("Ada <b>Lovelace</b>\u{E007}")
+        .await
+        .unwrap();
+    for page in [&ada, &bob] {
+        page.wait_until(
+            "both to be told apart in the member list",
+            &format!(
+                "const names = [...document.querySelectorAll('#members li .member-name')].map(n => n.textContent.replace(' (you)', '')); \
+                 return names.length === 2 && names.every(n => n.startsWith({name:?} + ' · ')) && names[0] !== names[1]"
+            ),
+        )
+        .await;
+    }
+    bob.wait_until(
+        "Ada's message to carry her fingerprint",
+        &format!("return document.querySelector('#messages .author').textContent.startsWith({name:?} + ' · ')"),
+    )
+    .await;
     ada.close().await;
     bob.close().await;
     relay.stop().await;

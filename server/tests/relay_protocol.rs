@@ -308,6 +308,54 @@ async fn owners_mint_invites_and_members_cannot() {
 }
 
 #[tokio::test]
+async fn joined_lists_the_joiner_and_mint_invite_clamps_what_it_does_not_refuse() {
+    let owner_key = SecretKey::from_seed([44; 32]).public_key();
+    let mut relay_config = config(Admission::Open);
+    relay_config.owners.insert(owner_key);
+    let relay = TestRelay::start(relay_config).await;
+    let mut owner = relay.member(44).await;
+    owner
+        .send(&ClientToRelay::Join {
+            channel: ChannelName::new("general").unwrap(),
+        })
+        .await;
+    let RelayToClient::Joined { members, .. } = owner
+        .next_matching(|frame| matches!(frame, RelayToClient::Joined { .. }))
+        .await
+    else {
+        unreachable!()
+    };
+    assert!(members.iter().any(|member| member.session == owner.session));
+
+    owner
+        .send(&ClientToRelay::MintInvite {
+            role: Role::Member,
+            max_uses: 0,
+            ttl_seconds: 200 * 24 * 3600,
+        })
+        .await;
+    let RelayToClient::Invite { token } = owner
+        .next_matching(|frame| matches!(frame, RelayToClient::Invite { .. }))
+        .await
+    else {
+        unreachable!()
+    };
+    assert_eq!(token.max_uses, 1);
+    let ninety_days = 90 * 24 * 3600 * 1000;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert!(
+        token.expires_at.0 <= now + ninety_days,
+        "{:?}",
+        token.expires_at
+    );
+    assert!(token.expires_at.0 > now + ninety_days - 60_000);
+    relay.stop().await;
+}
+
+#[tokio::test]
 async fn a_key_taken_out_of_the_owners_is_a_member_at_its_next_login() {
     let owner_key = SecretKey::from_seed([42; 32]).public_key();
     let mut with_owner = config(Admission::InviteOnly);
@@ -1263,5 +1311,95 @@ async fn behind_fly_the_fly_client_ip_header_names_the_client() {
         Some(503)
     );
     drop((first, second));
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn an_invite_keeps_its_use_when_the_login_is_refused_for_being_full() {
+    let mut relay_config = config(Admission::InviteOnly);
+    relay_config.limits.max_sessions = 1;
+    let relay = TestRelay::start(relay_config).await;
+    let invite = invites::mint(&relay.key, Role::Member, 1, Duration::from_secs(3600));
+    let first_invite = invites::mint(&relay.key, Role::Member, 1, Duration::from_secs(3600));
+    let (first, admitted) = TestClient::login(&relay, 45, Credentials::Invite(first_invite)).await;
+    assert_eq!(admitted, Ok(()));
+    let (_, full) = TestClient::login(&relay, 46, Credentials::Invite(invite.clone())).await;
+    assert_eq!(full, Err(ErrorCode::TooManyConnections));
+    drop(first);
+    relay.wait_for_metric("peerchat_sessions 0").await;
+    let (_, later) = TestClient::login(&relay, 46, Credentials::Invite(invite)).await;
+    assert_eq!(later, Ok(()));
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn websocket_pings_and_binary_messages_count_against_the_frame_rate() {
+    use futures_util::{SinkExt as _, StreamExt as _};
+    use tokio_tungstenite::tungstenite::Message;
+    let mut relay_config = config(Admission::Open);
+    relay_config.limits.frame_burst = 5.0;
+    relay_config.limits.frames_per_second = 0.001;
+    relay_config.limits.max_rate_limit_strikes = 3;
+    let relay = TestRelay::start(relay_config).await;
+    for (seed, message) in [
+        (82, Message::Ping(vec![1; 16].into())),
+        (83, Message::Binary(vec![1; 16].into())),
+    ] {
+        let mut flooder = relay.member(seed).await;
+        for _ in 0..20 {
+            if flooder.socket.send(message.clone()).await.is_err() {
+                break;
+            }
+        }
+        let mut rate_limited = 0;
+        let closed = tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                match flooder.socket.next().await {
+                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+                    Some(Ok(Message::Text(text))) if text.contains("rate_limited") => {
+                        rate_limited += 1
+                    }
+                    Some(Ok(_)) => {}
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "{message:?}: never disconnected");
+        assert_eq!(
+            rate_limited, 4,
+            "{message:?}: refused three times, then disconnected"
+        );
+    }
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn joining_again_pays_for_every_frame_of_the_member_list() {
+    let mut relay_config = config(Admission::Open);
+    relay_config.limits.frame_burst = 40.0;
+    relay_config.limits.frames_per_second = 0.001;
+    let relay = TestRelay::start(relay_config).await;
+    // 17 members: the list takes three frames (8 per frame).
+    let mut members = Vec::new();
+    for seed in 120..136 {
+        let mut member = relay.member(seed).await;
+        member.join("general").await;
+        members.push(member);
+    }
+    let mut rejoiner = relay.member(136).await;
+    rejoiner.join("general").await;
+    // The first join cost one frame; each re-join costs three: 39 left buys 13 re-joins.
+    let again = ClientToRelay::Join {
+        channel: ChannelName::new("general").unwrap(),
+    };
+    for _ in 0..13 {
+        rejoiner.send(&again).await;
+        rejoiner
+            .next_matching(|frame| matches!(frame, RelayToClient::Joined { .. }))
+            .await;
+    }
+    rejoiner.send(&again).await;
+    assert_eq!(rejoiner.expect_error().await, ErrorCode::RateLimited);
+    drop(members);
     relay.stop().await;
 }

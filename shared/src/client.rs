@@ -743,6 +743,7 @@ impl ClientSession {
             return;
         };
         let addresses = members.iter().map(ChannelPeer::from).collect();
+        let profiles: Vec<Profile> = members.iter().filter_map(|m| m.profile.clone()).collect();
         for member in members {
             online.insert(member.session, member);
         }
@@ -750,7 +751,7 @@ impl ClientSession {
             channel: channel.clone(),
             members: addresses,
         });
-        self.save_profiles_of(&channel);
+        self.save_profiles(profiles);
         self.announce_members(channel);
     }
 
@@ -764,8 +765,10 @@ impl ClientSession {
             return;
         };
         let peer = ChannelPeer::from(&member);
+        let mut profiles = Vec::new();
         let news = match change {
             PresenceChange::Joined | PresenceChange::Updated => {
+                profiles.extend(member.profile.clone());
                 let arrived = online.insert(member.session, member).is_none();
                 arrived.then(|| PeerNews::Arrived {
                     channel: channel.clone(),
@@ -780,18 +783,18 @@ impl ClientSession {
         if let Some(news) = news {
             self.news(news);
         }
-        self.save_profiles_of(&channel);
+        self.save_profiles(profiles);
         self.announce_members(channel);
     }
 
-    /// Emits the profiles whose member signature verifies, so history can name their authors.
-    fn save_profiles_of(&mut self, channel: &ChannelName) {
-        let (Some(relay), Some(online)) = (self.pinned_relay, self.presence.get(channel)) else {
+    /// Emits the profiles (of members just listed, arrived or renamed) whose member signature
+    /// verifies, so history can name their authors. Members already known are not checked again.
+    fn save_profiles(&mut self, profiles: Vec<Profile>) {
+        let Some(relay) = self.pinned_relay else {
             return;
         };
-        let verified: Vec<Profile> = online
-            .values()
-            .filter_map(|member| member.profile.clone())
+        let verified: Vec<Profile> = profiles
+            .into_iter()
             .filter(|profile| {
                 profile
                     .member

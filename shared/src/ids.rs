@@ -62,13 +62,14 @@ pub struct InvalidMessageId;
 impl std::str::FromStr for MessageId {
     type Err = InvalidMessageId;
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        // Only the canonical upper-case form is accepted, so each id has one text form.
-        if text.len() != 26 || text.bytes().any(|byte| byte.is_ascii_lowercase()) {
+        // Only the canonical form is accepted, so each id has one text form: 26 characters hold
+        // 130 bits (a first character above '7' would alias another id), and Crockford base32
+        // also reads lower case and I, L, O as digits.
+        let id = ulid::Ulid::from_string(text).map_err(|_| InvalidMessageId)?;
+        if id.to_string() != text {
             return Err(InvalidMessageId);
         }
-        ulid::Ulid::from_string(text)
-            .map(Self)
-            .map_err(|_| InvalidMessageId)
+        Ok(Self(id))
     }
 }
 
@@ -149,5 +150,20 @@ mod tests {
             Err(InvalidMessageId)
         );
         assert_eq!("too short".parse::<MessageId>(), Err(InvalidMessageId));
+    }
+
+    #[test]
+    fn each_id_has_exactly_one_accepted_spelling() {
+        let highest = "7ZZZZZZZZZZZZZZZZZZZZZZZZZ";
+        assert_eq!(highest.parse::<MessageId>().unwrap().to_string(), highest);
+        for alias in [
+            "8ZZZZZZZZZZZZZZZZZZZZZZZZZ",
+            "ZZZZZZZZZZZZZZZZZZZZZZZZZZ",
+            "01ARZ3NDEKTSV4RRFFQ69G5FAI",
+            "01ARZ3NDEKTSV4RRFFQ69G5FAL",
+            "O1ARZ3NDEKTSV4RRFFQ69G5FAV",
+        ] {
+            assert_eq!(alias.parse::<MessageId>(), Err(InvalidMessageId), "{alias}");
+        }
     }
 }

@@ -4,6 +4,7 @@
 //! bits are arguments. It builds for native targets and for `wasm32-unknown-unknown`, so the relay,
 //! the browser client and the virtual clients share one implementation of the wire format.
 
+pub mod budget;
 pub mod channel;
 pub mod client;
 pub mod codec;

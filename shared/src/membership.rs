@@ -261,13 +261,48 @@ pub struct DisplayName(String);
 #[error("display name must be 1 to {MAX_DISPLAY_NAME_CHARS} characters, without control characters or surrounding spaces")]
 pub struct InvalidDisplayName;
 
+/// Unicode's format characters (general category Cf, Unicode 16): invisible, and some reorder
+/// the text around them (bidi controls), so a name holding one could pose as another.
+const FORMAT_CHARACTERS: &[(char, char)] = &[
+    ('\u{00AD}', '\u{00AD}'),
+    ('\u{0600}', '\u{0605}'),
+    ('\u{061C}', '\u{061C}'),
+    ('\u{06DD}', '\u{06DD}'),
+    ('\u{070F}', '\u{070F}'),
+    ('\u{0890}', '\u{0891}'),
+    ('\u{08E2}', '\u{08E2}'),
+    ('\u{180E}', '\u{180E}'),
+    ('\u{200B}', '\u{200F}'),
+    ('\u{202A}', '\u{202E}'),
+    ('\u{2060}', '\u{2064}'),
+    ('\u{2066}', '\u{206F}'),
+    ('\u{FEFF}', '\u{FEFF}'),
+    ('\u{FFF9}', '\u{FFFB}'),
+    ('\u{110BD}', '\u{110BD}'),
+    ('\u{110CD}', '\u{110CD}'),
+    ('\u{13430}', '\u{1343F}'),
+    ('\u{1BCA0}', '\u{1BCA3}'),
+    ('\u{1D173}', '\u{1D17A}'),
+    ('\u{E0001}', '\u{E0001}'),
+    ('\u{E0020}', '\u{E007F}'),
+];
+
+fn is_format_character(character: char) -> bool {
+    FORMAT_CHARACTERS
+        .iter()
+        .any(|(first, last)| (*first..=*last).contains(&character))
+}
+
 impl DisplayName {
+    /// 1 to 48 characters, no control or format characters, no white space at either end.
     pub fn new(name: impl Into<String>) -> Result<Self, InvalidDisplayName> {
         let name = name.into();
         let length = name.chars().count();
         let ok = (1..=MAX_DISPLAY_NAME_CHARS).contains(&length)
             && name.trim() == name
-            && !name.chars().any(char::is_control);
+            && !name
+                .chars()
+                .any(|character| character.is_control() || is_format_character(character));
         ok.then_some(Self(name)).ok_or(InvalidDisplayName)
     }
 
@@ -427,6 +462,11 @@ mod tests {
             "padded ",
             "line\nbreak",
             &"x".repeat(MAX_DISPLAY_NAME_CHARS + 1),
+            "Ada\u{202E}ecalevoL",
+            "Ad\u{200B}a",
+            "\u{2066}Ada\u{2069}",
+            "Ada\u{FEFF}",
+            "Ada\u{E0041}",
         ] {
             assert_eq!(DisplayName::new(bad), Err(InvalidDisplayName), "{bad:?}");
         }

@@ -25,6 +25,7 @@
 //! - Links belong to one relay connection: when it is lost they are all closed, and made again
 //!   after the next login.
 
+use crate::budget::Budget;
 use crate::channel::ChannelName;
 use crate::client::{ChannelPeer, ClientInput, PeerNews};
 use crate::codec::{decode_peer_frame, encode};
@@ -246,27 +247,6 @@ struct Login {
     ice_servers: Vec<IceServer>,
 }
 
-/// A byte budget refilled over time, mirroring the relay's quota for forwarded frames.
-#[derive(Debug)]
-struct ByteBudget {
-    bytes: f64,
-    refilled_at: UnixMillis,
-}
-
-impl ByteBudget {
-    fn try_spend(&mut self, now: UnixMillis, bytes: usize) -> bool {
-        let elapsed = now.0.saturating_sub(self.refilled_at.0) as f64 / 1000.0;
-        self.bytes = (self.bytes + elapsed * RELAYED_PEER_BYTES_PER_SECOND as f64)
-            .min(RELAYED_PEER_BURST_BYTES as f64);
-        self.refilled_at = now;
-        let fits = self.bytes >= bytes as f64;
-        if fits {
-            self.bytes -= bytes as f64;
-        }
-        fits
-    }
-}
-
 /// See the module documentation.
 #[derive(Debug)]
 pub struct PeerMesh {
@@ -283,7 +263,8 @@ pub struct PeerMesh {
     sessions_by_peer: HashMap<PeerId, SessionId>,
     next_peer: PeerId,
     refused_keys: VecDeque<PublicKey>,
-    relay_budget: ByteBudget,
+    /// Bytes of frames sent through the relay, mirroring its quota for forwarded frames.
+    relay_budget: Budget,
     stats: MeshStats,
     outputs: VecDeque<MeshOutput>,
     sync_limits: SyncLimits,
@@ -316,10 +297,11 @@ impl PeerMesh {
             sessions_by_peer: HashMap::new(),
             next_peer: 1,
             refused_keys: VecDeque::new(),
-            relay_budget: ByteBudget {
-                bytes: RELAYED_PEER_BURST_BYTES as f64,
-                refilled_at: now,
-            },
+            relay_budget: Budget::full(
+                RELAYED_PEER_BURST_BYTES as f64,
+                RELAYED_PEER_BYTES_PER_SECOND as f64,
+                now,
+            ),
             stats: MeshStats::default(),
             outputs: VecDeque::new(),
             sync_limits,
@@ -967,7 +949,7 @@ impl PeerMesh {
                 .outputs
                 .push_back(MeshOutput::SendOnDataChannel { session, text }),
             Some(Transport::Relay) => {
-                if self.relay_budget.try_spend(now, text.len()) {
+                if self.relay_budget.try_spend(now, text.len() as f64) {
                     self.outputs
                         .push_back(MeshOutput::ToRelay(ClientInput::PeerFrame {
                             to: session,

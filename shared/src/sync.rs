@@ -22,6 +22,7 @@
 
 pub mod index;
 
+use crate::budget::Budget;
 use crate::channel::ChannelName;
 use crate::identity::Verifier;
 use crate::ids::MessageId;
@@ -87,6 +88,11 @@ pub struct SyncLimits {
     pub archive_grace_millis: u64,
     /// Messages older than this are neither asked for nor kept track of (`None`: all history).
     pub horizon_millis: Option<u64>,
+    /// Reconciliation steps answered per peer: a steady rate and a burst. Queries beyond them
+    /// are ignored (the peer's reconciliation times out), so a peer cannot keep this member
+    /// busy computing answers.
+    pub reconcile_steps_per_second: f64,
+    pub reconcile_step_burst: f64,
 }
 
 impl Default for SyncLimits {
@@ -104,6 +110,8 @@ impl Default for SyncLimits {
             max_dropped_peers: 1_024,
             archive_grace_millis: 2_000,
             horizon_millis: None,
+            reconcile_steps_per_second: 16.0,
+            reconcile_step_burst: 256.0,
         }
     }
 }
@@ -248,6 +256,8 @@ struct PeerState {
     loads_pending: usize,
     /// Smoothed time from a `want` to its envelopes.
     round_trip_millis: u64,
+    /// Reconciliation steps this member still answers for the peer; others are ignored.
+    reconcile_steps: Budget,
 }
 
 /// See the module documentation.
@@ -399,6 +409,11 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
                 ids_in_flight: 0,
                 loads_pending: 0,
                 round_trip_millis: 200,
+                reconcile_steps: Budget::full(
+                    self.limits.reconcile_step_burst,
+                    self.limits.reconcile_steps_per_second,
+                    now,
+                ),
             },
         );
         for channel in channels {
@@ -478,7 +493,13 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
         }
         match frame {
             PeerToPeer::ReconcileQuery { channel, message } => {
-                self.on_reconcile_query(peer, channel, message)
+                let within_budget = self
+                    .peers
+                    .get_mut(&peer)
+                    .is_some_and(|state| state.reconcile_steps.try_spend(now, 1.0));
+                if within_budget {
+                    self.on_reconcile_query(peer, channel, message);
+                }
             }
             PeerToPeer::ReconcileReply { channel, message } => {
                 self.on_reconcile_reply(now, peer, channel, message)
@@ -688,6 +709,20 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
         {
             let reason = format!("envelope {} of another channel", stray.id);
             return self.disconnect(peer, reason);
+        }
+        // Envelopes already held are set aside before any signature is checked: replaying them
+        // costs the sender, not this member.
+        let Some(sync) = self.channels.get(&channel) else {
+            return;
+        };
+        let (held, envelopes): (Vec<Envelope>, Vec<Envelope>) = envelopes
+            .into_iter()
+            .partition(|envelope| sync.index.contains(envelope.id));
+        for envelope in held {
+            self.note_arrival(now, &channel, envelope.id);
+        }
+        if envelopes.is_empty() {
+            return;
         }
         let verified = match self.check.check_all(envelopes) {
             Ok(verified) => verified,

@@ -499,13 +499,35 @@ fn presence_lists_each_member_once_with_a_verified_profile_and_forgets_who_left(
         Some("Ada")
     );
 
-    for tab in [2, 3] {
+    // Someone arriving has their profile checked and saved; those already there are not again.
+    let grace = SecretKey::from_seed([9; 32]);
+    let grace_profile = Profile::sign(
+        &grace,
+        &relay.key.public_key(),
+        DisplayName::new("Grace").unwrap(),
+        NOW,
+    );
+    session.handle(
+        NOW,
+        frame(&RelayToClient::Presence {
+            channel: general(),
+            change: PresenceChange::Joined,
+            member: presence(&grace, 4, Some(grace_profile.clone())),
+        }),
+    );
+    let saved: Vec<ClientOutput> = drain(&mut session)
+        .into_iter()
+        .filter(|output| matches!(output, ClientOutput::SaveProfile(_)))
+        .collect();
+    assert_eq!(saved, vec![ClientOutput::SaveProfile(grace_profile)]);
+
+    for (key, tab) in [(&friend, 2), (&friend, 3), (&grace, 4)] {
         session.handle(
             NOW,
             frame(&RelayToClient::Presence {
                 channel: general(),
                 change: PresenceChange::Left,
-                member: presence(&friend, tab, None),
+                member: presence(key, tab, None),
             }),
         );
     }

@@ -341,3 +341,153 @@ fn a_peer_learns_and_gets_nothing_of_a_channel_it_is_not_in() {
         Some(SyncOutput::Load { channel, .. }) if channel == general
     ));
 }
+
+#[test]
+fn envelopes_already_held_are_not_checked_again() {
+    use peerchat_shared::channel::ChannelName;
+    use peerchat_shared::identity::{SecretKey, Verifier};
+    use peerchat_shared::message::{BatchRejection, Envelope, EnvelopeRejected, VerifiedEnvelope};
+    use peerchat_shared::peer::PeerToPeer;
+    use peerchat_shared::sync::{EnvelopeCheck, SyncEngine, SyncInput, SyncLimits};
+    use peerchat_shared::time::UnixMillis;
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    /// The relay's verifier, counting the envelopes it checks.
+    struct Counting(Verifier, Rc<Cell<usize>>);
+    impl EnvelopeCheck for Counting {
+        fn check(&self, envelope: Envelope) -> Result<VerifiedEnvelope, EnvelopeRejected> {
+            self.1.set(self.1.get() + 1);
+            envelope.verify(&self.0)
+        }
+        fn check_all(
+            &self,
+            envelopes: Vec<Envelope>,
+        ) -> Result<Vec<VerifiedEnvelope>, BatchRejection> {
+            self.1.set(self.1.get() + envelopes.len());
+            Envelope::verify_all(envelopes, &self.0)
+        }
+    }
+
+    let checked = Rc::new(Cell::new(0));
+    let relay = SecretKey::from_seed([1; 32])
+        .public_key()
+        .verifier()
+        .unwrap();
+    let mut engine = SyncEngine::new(Counting(relay, checked.clone()), SyncLimits::default(), 3);
+    let now = UnixMillis(1_000_000);
+    let general = ChannelName::new("general").unwrap();
+    engine.handle(
+        now,
+        SyncInput::Join {
+            channel: general.clone(),
+            ids: Vec::new(),
+        },
+    );
+    let peer = 1;
+    engine.handle(
+        now,
+        SyncInput::PeerUp {
+            peer,
+            channels: vec![general.clone()],
+            archive: false,
+        },
+    );
+    let envelopes = history(20);
+    let push = |envelopes: Vec<Envelope>| SyncInput::Frame {
+        peer,
+        frame: PeerToPeer::Envelopes {
+            channel: general.clone(),
+            envelopes,
+        },
+    };
+    engine.handle(now, push(envelopes.clone()));
+    assert_eq!(checked.get(), 20);
+    assert_eq!(engine.held(&general), 20);
+    for _ in 0..10 {
+        engine.handle(now, push(envelopes.clone()));
+    }
+    assert_eq!(checked.get(), 20, "replays are dropped unchecked");
+}
+
+#[test]
+fn a_peer_gets_a_bounded_number_of_reconciliation_answers() {
+    use peerchat_shared::channel::ChannelName;
+    use peerchat_shared::identity::SecretKey;
+    use peerchat_shared::peer::PeerToPeer;
+    use peerchat_shared::sync::{SyncEngine, SyncInput, SyncLimits, SyncOutput};
+    use peerchat_shared::time::UnixMillis;
+
+    let relay = || {
+        SecretKey::from_seed([1; 32])
+            .public_key()
+            .verifier()
+            .unwrap()
+    };
+    let now = UnixMillis(1_000_000);
+    let general = ChannelName::new("general").unwrap();
+    let ids: Vec<MessageId> = history(50).iter().map(|envelope| envelope.id).collect();
+    let start = |seed: u64| {
+        let mut engine = SyncEngine::new(relay(), SyncLimits::default(), seed);
+        engine.handle(
+            now,
+            SyncInput::Join {
+                channel: general.clone(),
+                ids: ids.clone(),
+            },
+        );
+        engine.handle(
+            now,
+            SyncInput::PeerUp {
+                peer: 1,
+                channels: vec![general.clone()],
+                archive: false,
+            },
+        );
+        engine
+    };
+    // A genuine first step of a reconciliation, which the flooding peer then repeats.
+    let mut flooder = start(1);
+    let query = std::iter::from_fn(|| flooder.poll_output())
+        .find_map(|output| match output {
+            SyncOutput::Send {
+                frame: frame @ PeerToPeer::ReconcileQuery { .. },
+                ..
+            } => Some(frame),
+            _ => None,
+        })
+        .expect("a reconciliation starts when a peer comes up");
+
+    let mut victim = start(2);
+    while victim.poll_output().is_some() {}
+    let burst = SyncLimits::default().reconcile_step_burst as usize;
+    let answers = |victim: &mut SyncEngine<_>, at: UnixMillis, count: usize| {
+        for _ in 0..count {
+            victim.handle(
+                at,
+                SyncInput::Frame {
+                    peer: 1,
+                    frame: query.clone(),
+                },
+            );
+        }
+        std::iter::from_fn(|| victim.poll_output())
+            .filter(|output| {
+                matches!(
+                    output,
+                    SyncOutput::Send {
+                        frame: PeerToPeer::ReconcileReply { .. },
+                        ..
+                    }
+                )
+            })
+            .count()
+    };
+    assert_eq!(answers(&mut victim, now, burst + 100), burst);
+    // One second later the steady rate allows a few more.
+    let rate = SyncLimits::default().reconcile_steps_per_second as usize;
+    assert_eq!(
+        answers(&mut victim, now.saturating_add_millis(1_000), 100),
+        rate
+    );
+}
