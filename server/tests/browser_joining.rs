@@ -92,6 +92,18 @@ async fn a_relay_that_changes_its_key_is_refused_with_both_keys_shown() {
     relay.stop().await;
 }
 
+/// Opens the settings and submits `name` as the display name.
+async fn set_display_name(page: &Browser, name: &str) {
+    page.click("#open-settings").await;
+    page.client
+        .find(fantoccini::Locator::Css("#display-name"))
+        .await
+        .unwrap()
+        .send_keys(&format!("{name}\u{E007}"))
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_display_name_shows_in_the_member_list_and_on_messages() {
     if browser::run_sealed() {
@@ -106,15 +118,8 @@ async fn a_display_name_shows_in_the_member_list_and_on_messages() {
     ada.send_message("before I had a name").await;
     bob.wait_for_message_count(1).await;
 
-    ada.click("#open-settings").await;
-    ada.client
-        .find(fantoccini::Locator::Css("#display-name"))
-        .await
-        .unwrap()
-        .send_keys("Ada <b>Lovelace</b>\u{E007}")
-        .await
-        .unwrap();
     let name = "Ada <b>Lovelace</b>";
+    set_display_name(&ada, name).await;
     bob.wait_until(
         "Bob to see Ada's name in the member list",
         &format!("return [...document.querySelectorAll('#members li')].some(li => li.textContent === {name:?})"),
@@ -134,14 +139,7 @@ async fn a_display_name_shows_in_the_member_list_and_on_messages() {
     .await;
 
     // Bob takes the same name: each is then shown with the start of their key's fingerprint.
-    bob.click("#open-settings").await;
-    bob.client
-        .find(fantoccini::Locator::Css("#display-name"))
-        .await
-        .unwrap()
-        .send_keys("Ada <b>Lovelace</b>\u{E007}")
-        .await
-        .unwrap();
+    set_display_name(&bob, name).await;
     for page in [&ada, &bob] {
         page.wait_until(
             "both to be told apart in the member list",

@@ -314,17 +314,7 @@ async fn joined_lists_the_joiner_and_mint_invite_clamps_what_it_does_not_refuse(
     relay_config.owners.insert(owner_key);
     let relay = TestRelay::start(relay_config).await;
     let mut owner = relay.member(44).await;
-    owner
-        .send(&ClientToRelay::Join {
-            channel: ChannelName::new("general").unwrap(),
-        })
-        .await;
-    let RelayToClient::Joined { members, .. } = owner
-        .next_matching(|frame| matches!(frame, RelayToClient::Joined { .. }))
-        .await
-    else {
-        unreachable!()
-    };
+    let members = owner.join("general").await;
     assert!(members.iter().any(|member| member.session == owner.session));
 
     owner
@@ -893,17 +883,7 @@ async fn profiles_give_members_display_names_and_renames_reach_the_channel() {
     support::next_frame(&mut socket).await;
 
     let mut grace = relay.member(111).await;
-    grace
-        .send(&ClientToRelay::Join {
-            channel: ChannelName::new("general").unwrap(),
-        })
-        .await;
-    let RelayToClient::Joined { members, .. } = grace
-        .next_matching(|frame| matches!(frame, RelayToClient::Joined { .. }))
-        .await
-    else {
-        unreachable!()
-    };
+    let members = grace.join("general").await;
     let shown = members
         .iter()
         .find(|member| member.key == ada.public_key())

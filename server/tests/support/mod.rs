@@ -6,7 +6,7 @@ use peerchat_server::{run, Admission, RelayConfig};
 use peerchat_shared::channel::ChannelName;
 use peerchat_shared::codec::{decode_relay_frame, encode};
 use peerchat_shared::frames::{
-    ClientToRelay, ErrorCode, Login, PresenceChange, RelayToClient, SessionId,
+    ClientToRelay, ErrorCode, Login, MemberPresence, PresenceChange, RelayToClient, SessionId,
 };
 use peerchat_shared::identity::{PublicKey, SecretKey};
 use peerchat_shared::ids::MessageIdGenerator;
@@ -282,13 +282,19 @@ impl TestClient {
         }
     }
 
-    pub async fn join(&mut self, channel: &str) {
+    /// Joins `channel`; returns the first members `joined` lists.
+    pub async fn join(&mut self, channel: &str) -> Vec<MemberPresence> {
         self.send(&ClientToRelay::Join {
             channel: ChannelName::new(channel).unwrap(),
         })
         .await;
-        self.next_matching(|frame| matches!(frame, RelayToClient::Joined { .. }))
-            .await;
+        match self
+            .next_matching(|frame| matches!(frame, RelayToClient::Joined { .. }))
+            .await
+        {
+            RelayToClient::Joined { members, .. } => members,
+            _ => unreachable!(),
+        }
     }
 
     pub fn draft(&self, channel: &str, nonce: u8, text: &str) -> Draft {
