@@ -18,6 +18,7 @@ const NEAR_BOTTOM_PX = 48;
 const $ = (id) => document.getElementById(id);
 const ui = {
   connection: $("connection"), problem: $("problem"), channels: $("channels"),
+  moreChannels: $("more-channels"), moreChannelsHeading: $("more-channels-heading"),
   channelTitle: $("channel-title"), historyState: $("history-state"), messages: $("messages"), jump: $("jump-to-latest"),
   composer: $("composer"), text: $("message-text"), members: $("members"),
   joinForm: $("join-form"), joinName: $("join-name"), settings: $("settings"),
@@ -29,6 +30,8 @@ const state = {
   client: null,
   me: null,
   active: null,
+  joined: new Set(), // the channels this member is in: the only ones it receives and keeps
+  listed: new Map(), // the relay's channel list: name -> sessions online
   channels: new Map(), // name -> { online, unread, messages: Map(id -> view) (at most LOG_WINDOW), pending: Map(nonce -> entry), failed: Map(nonce -> reason), members: [], oldestLoaded, complete, newerUnloaded }
   names: new Map(), // member key -> display name
   sharedNames: null, // display names more than one member uses; rebuilt after a change
@@ -86,14 +89,11 @@ function formatTime(millis) {
 
 // ---- channel list -------------------------------------------------------------------------
 
+/** The member's channels, then the others the relay lists (opening one joins it). */
 function renderChannels() {
-  const items = [...state.channels.keys()].sort().map((name) => {
-    const channel = state.channels.get(name);
-    const item = element("li");
-    const button = element("button", "channel-button");
-    button.type = "button";
-    button.dataset.channel = name;
-    button.append(element("span", "channel-name", `#${name}`));
+  const mine = [...state.joined].sort().map((name) => {
+    const channel = channelState(name);
+    const button = channelButton(name);
     if (name === state.active) button.setAttribute("aria-current", "page");
     if (channel.unread > 0) {
       const badge = element("span", "unread", String(channel.unread));
@@ -101,10 +101,45 @@ function renderChannels() {
       button.append(badge);
     }
     button.addEventListener("click", () => openChannel(name));
-    item.append(button);
-    return item;
+    return listItem(button);
   });
-  ui.channels.replaceChildren(...items);
+  const others = [...state.listed].filter(([name]) => !state.joined.has(name)).map(([name, online]) => {
+    const button = channelButton(name);
+    button.append(element("span", "online-count", `${online} online`));
+    button.setAttribute("aria-label", `Join #${name}, ${online} online`);
+    button.addEventListener("click", () => joinChannel(name));
+    return listItem(button);
+  });
+  ui.channels.replaceChildren(...mine);
+  ui.moreChannels.replaceChildren(...others);
+  ui.moreChannelsHeading.hidden = others.length === 0;
+}
+
+function channelButton(name) {
+  const button = element("button", "channel-button");
+  button.type = "button";
+  button.dataset.channel = name;
+  button.append(element("span", "channel-name", `#${name}`));
+  return button;
+}
+
+function listItem(child) {
+  const item = element("li");
+  item.append(child);
+  return item;
+}
+
+/** Joins and opens a channel; false when the name is refused. */
+function joinChannel(name) {
+  try {
+    state.client.join(name);
+  } catch (error) {
+    showProblem(String(error.message ?? error));
+    return false;
+  }
+  state.joined.add(name);
+  openChannel(name);
+  return true;
 }
 
 async function openChannel(name) {
@@ -394,11 +429,11 @@ const handlers = {
     if (location.hash.startsWith("#invite=")) history.replaceState(null, "", location.pathname);
   },
   channels(event) {
-    for (const summary of event.channels) channelState(summary.name).online = summary.online;
+    state.listed = new Map(event.channels.map((summary) => [summary.name, summary.online]));
+    state.joined = new Set(event.joined);
     renderChannels();
-    if (!state.active && event.channels.length > 0) {
-      const general = event.channels.find((c) => c.name === "general");
-      openChannel((general ?? event.channels[0]).name);
+    if (!state.active && event.joined.length > 0) {
+      openChannel(state.joined.has("general") ? "general" : event.joined[0]);
     }
   },
   members(event) {
@@ -566,14 +601,7 @@ function wirePanels() {
     event.preventDefault();
     const name = ui.joinName.value.trim().toLowerCase();
     if (!name) return;
-    try {
-      state.client.join(name);
-      channelState(name);
-      ui.joinName.value = "";
-      openChannel(name);
-    } catch (error) {
-      showProblem(String(error.message ?? error));
-    }
+    if (joinChannel(name)) ui.joinName.value = "";
   });
 }
 

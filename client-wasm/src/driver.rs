@@ -637,14 +637,13 @@ impl Driver {
     }
 
     async fn on_event(&mut self, event: ClientEvent) -> Result<(), String> {
-        if let ClientEvent::Channels { channels } = &event {
-            if self.session.is_online() {
-                let names: Vec<_> = channels.iter().map(|c| c.name.clone()).collect();
-                self.history
-                    .save_known_channels(&names)
-                    .await
-                    .map_err(|error| error.to_string())?;
-            }
+        if let ClientEvent::Channels { joined, .. } = &event {
+            // What the member is in, not what the relay lists: anyone can make a channel
+            // appear in the list.
+            self.history
+                .save_known_channels(joined)
+                .await
+                .map_err(|error| error.to_string())?;
         }
         self.sink.emit(&event);
         Ok(())

@@ -122,6 +122,9 @@ struct HubState {
     next_session: u64,
     sessions: HashMap<SessionId, Session>,
     channels: BTreeMap<ChannelName, BTreeSet<SessionId>>,
+    /// Per channel, its members' keys and how many of each key's sessions are in it: the
+    /// channel list ranks by distinct keys, which many sessions of one key cannot inflate.
+    channel_keys: HashMap<ChannelName, HashMap<PublicKey, usize>>,
     keys: HashMap<PublicKey, KeyState>,
     /// The buckets of keys with no connection left, while any of them is not full again; at
     /// most `max_sessions` keys (beyond that, a key that leaves starts afresh next time).
@@ -439,30 +442,31 @@ impl Hub {
         state.keys.get_mut(&key).is_some_and(take)
     }
 
-    /// The channel list: configured defaults plus every channel someone is in.
+    /// The channel list: configured defaults, then the channels with the most distinct keys
+    /// in them (sessions of one key count once).
     pub(crate) fn channel_summaries(&self) -> Vec<ChannelSummary> {
         let state = self.state();
-        let online = |name: &ChannelName| {
-            let count = state.channels.get(name).map_or(0, BTreeSet::len);
-            u32::try_from(count).unwrap_or(u32::MAX)
+        let summary = |name: &ChannelName, default: bool| {
+            let online = state.channels.get(name).map_or(0, BTreeSet::len);
+            ChannelSummary {
+                name: name.clone(),
+                online: u32::try_from(online).unwrap_or(u32::MAX),
+                default,
+            }
         };
         let defaults = &self.config.default_channels;
-        let mut busiest: Vec<(&ChannelName, u32)> = state
-            .channels
-            .keys()
-            .filter(|name| !defaults.contains(name))
-            .map(|name| (name, online(name)))
+        let mut busiest: Vec<(usize, &ChannelName)> = state
+            .channel_keys
+            .iter()
+            .filter(|(name, _)| !defaults.contains(name))
+            .map(|(name, keys)| (keys.len(), name))
             .collect();
-        busiest.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        busiest.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
         defaults
             .iter()
-            .map(|name| (name, online(name)))
-            .chain(busiest)
+            .map(|name| summary(name, true))
+            .chain(busiest.into_iter().map(|(_, name)| summary(name, false)))
             .take(MAX_LISTED_CHANNELS)
-            .map(|(name, online)| ChannelSummary {
-                name: name.clone(),
-                online,
-            })
             .collect()
     }
 
@@ -511,6 +515,12 @@ impl Hub {
             .entry(channel.clone())
             .or_default()
             .insert(id);
+        *state
+            .channel_keys
+            .entry(channel.clone())
+            .or_default()
+            .entry(presence.key)
+            .or_default() += 1;
         let frame = RelayToClient::Presence {
             channel: channel.clone(),
             change: PresenceChange::Joined,
@@ -593,6 +603,17 @@ impl Hub {
             members.remove(&id);
             if members.is_empty() {
                 state.channels.remove(channel);
+            }
+        }
+        if let Some(keys) = state.channel_keys.get_mut(channel) {
+            if let Some(sessions) = keys.get_mut(&presence.key) {
+                *sessions -= 1;
+                if *sessions == 0 {
+                    keys.remove(&presence.key);
+                }
+            }
+            if keys.is_empty() {
+                state.channel_keys.remove(channel);
             }
         }
         let frame = RelayToClient::Presence {

@@ -11,7 +11,7 @@ use peerchat_server::Admission;
 use peerchat_shared::channel::ChannelName;
 use peerchat_shared::codec::{decode_client_frame, encode};
 use peerchat_shared::frames::{
-    ChannelSummary, ClientToRelay, MemberPresence, RelayToClient, SessionId,
+    ChannelSummary, ClientToRelay, MemberPresence, PresenceChange, RelayToClient, SessionId,
 };
 use peerchat_shared::identity::{SecretKey, Signature};
 use peerchat_shared::ids::MessageIdGenerator;
@@ -379,12 +379,13 @@ async fn forge(mut socket: WebSocket, key: Arc<SecretKey>, first: bool) {
         channels: vec![ChannelSummary {
             name: general.clone(),
             online: 1,
+            default: true,
         }],
         ice_servers: vec![],
     };
     send_relay_frame(&mut socket, &welcome).await;
     let ClientToRelay::Join { channel } = next_client_frame(&mut socket).await else {
-        panic!("the page joins the listed channel");
+        panic!("the page joins the default channel");
     };
     let me = MemberPresence {
         key: login.key,
@@ -492,6 +493,53 @@ async fn unread_counts_mark_other_channels_until_they_are_opened() {
     ada.wait_for_message_count(2).await;
     assert_eq!(ada.eval(&format!("return {badge} === null")).await, true);
     ada.close().await;
+    bob.close().await;
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_listed_channel_is_joined_when_the_member_opens_it_and_kept_from_then_on() {
+    if browser::run_sealed() {
+        return;
+    }
+    let relay = TestRelay::start(config(Admission::Open)).await;
+    let driver = ChromeDriver::start().await;
+    let [mut ada] = relay.members_in("general", [60]).await;
+    ada.join("random").await;
+    let joined_random = |frame: &RelayToClient| {
+        matches!(frame, RelayToClient::Presence { channel, change: PresenceChange::Joined, .. }
+            if channel.as_str() == "random")
+    };
+
+    let bob = open_online(&driver, &relay).await;
+    let offered = "document.querySelector('#more-channels button[data-channel=\"random\"]')";
+    bob.wait_until("#random offered", &format!("return {offered} !== null"))
+        .await;
+    // Bob's message in #general comes after any join his page sent at login.
+    bob.send_message("hello").await;
+    let seen_first = ada
+        .next_matching(|frame| {
+            joined_random(frame) || matches!(frame, RelayToClient::Message { .. })
+        })
+        .await;
+    assert!(
+        matches!(seen_first, RelayToClient::Message { .. }),
+        "Bob was put in #random without choosing it: {seen_first:?}"
+    );
+
+    bob.click("#more-channels button[data-channel='random']")
+        .await;
+    ada.next_matching(joined_random).await;
+    bob.wait_until(
+        "#random among Bob's channels",
+        "return document.getElementById('channel-title').textContent === '#random' \
+         && document.querySelector('#channels button[data-channel=\"random\"]') !== null",
+    )
+    .await;
+
+    // The choice is kept: after a reload the page joins #random again by itself.
+    bob.reload().await;
+    ada.next_matching(joined_random).await;
     bob.close().await;
     relay.stop().await;
 }

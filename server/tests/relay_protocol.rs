@@ -215,6 +215,46 @@ async fn presence_shows_who_joins_leaves_and_disconnects() {
 }
 
 #[tokio::test]
+async fn the_channel_list_marks_the_defaults_and_ranks_the_rest_by_distinct_members() {
+    let relay = TestRelay::start(config(Admission::Open)).await;
+    // One member's three sessions in a channel named to sort first...
+    let mut flood = Vec::new();
+    for _ in 0..3 {
+        let mut session = relay.member(50).await;
+        session.join("0flood").await;
+        flood.push(session);
+    }
+    // ...count for less than two members.
+    let mut pair = Vec::new();
+    for seed in [51, 52] {
+        let mut member = relay.member(seed).await;
+        member.join("zeal").await;
+        pair.push(member);
+    }
+    let mut newcomer = relay.member(53).await;
+    newcomer.send(&ClientToRelay::ListChannels).await;
+    let RelayToClient::Channels { channels } = newcomer
+        .next_matching(|frame| matches!(frame, RelayToClient::Channels { .. }))
+        .await
+    else {
+        unreachable!()
+    };
+    let listed: Vec<(&str, u32, bool)> = channels
+        .iter()
+        .map(|summary| (summary.name.as_str(), summary.online, summary.default))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("general", 0, true),
+            ("zeal", 2, false),
+            ("0flood", 3, false)
+        ]
+    );
+    relay.stop().await;
+}
+
+#[tokio::test]
 async fn invite_only_relay_admits_invited_and_certified_keys_only() {
     let mut relay_config = config(Admission::InviteOnly);
     let banned = SecretKey::from_seed([39; 32]).public_key();

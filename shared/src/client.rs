@@ -121,6 +121,8 @@ pub enum PeerNews {
         role: Role,
         relay: PublicKey,
         ice_servers: Vec<IceServer>,
+        /// The relay's clock at login (its certificate's issue time).
+        relay_time: UnixMillis,
     },
     /// The relay connection is lost; its session ids mean nothing any more.
     Offline,
@@ -215,8 +217,11 @@ pub enum ClientEvent {
         role: Role,
         relay: PublicKey,
     },
+    /// The relay's channel list as last heard, and the channels this member is in (or asked
+    /// to be in): the ones to keep for the next visit.
     Channels {
         channels: Vec<ChannelSummary>,
+        joined: Vec<ChannelName>,
     },
     Members {
         channel: ChannelName,
@@ -275,8 +280,11 @@ pub struct ClientSession {
     invite: Option<InviteToken>,
     link: Link,
     failed_attempts: u32,
-    /// Channels to be in, joined again after every reconnect.
+    /// Channels to be in, joined again after every reconnect: the member's choice and the
+    /// relay's defaults, never merely what the relay lists.
     wanted_channels: BTreeSet<ChannelName>,
+    /// The relay's channel list, as last heard.
+    directory: Vec<ChannelSummary>,
     /// Who is online, per joined channel.
     presence: HashMap<ChannelName, BTreeMap<SessionId, MemberPresence>>,
     outbox: Vec<OutboxEntry>,
@@ -298,19 +306,15 @@ impl ClientSession {
                 deadline: UnixMillis(0),
             },
             failed_attempts: 0,
-            wanted_channels: config.known_channels.iter().cloned().collect(),
+            wanted_channels: config.known_channels.into_iter().collect(),
+            directory: Vec::new(),
             presence: HashMap::new(),
             outbox: Vec::new(),
             resend_at: None,
             outputs: VecDeque::new(),
             jitter: SeededRandom::new(config.random_seed),
         };
-        let channels = config
-            .known_channels
-            .into_iter()
-            .map(|name| ChannelSummary { name, online: 0 })
-            .collect();
-        session.event(ClientEvent::Channels { channels });
+        session.announce_channels();
         let mut outbox = config.outbox;
         outbox.sort_by_key(|entry| (entry.queued_at, entry.nonce.0));
         for entry in outbox {
@@ -589,6 +593,7 @@ impl ClientSession {
                     role,
                     relay: relay.public_key(),
                     ice_servers,
+                    relay_time: certificate.issued_at,
                 });
                 self.link = Link::Online { relay };
                 self.on_welcome(now, session, role, certificate, channels);
@@ -654,9 +659,11 @@ impl ClientSession {
             role,
             relay,
         });
+        let defaults = channels.iter().filter(|summary| summary.default);
         self.wanted_channels
-            .extend(channels.iter().map(|summary| summary.name.clone()));
-        self.event(ClientEvent::Channels { channels });
+            .extend(defaults.map(|summary| summary.name.clone()));
+        self.directory = channels;
+        self.announce_channels();
         let wanted: Vec<ChannelName> = self
             .wanted_channels
             .iter()
@@ -703,7 +710,10 @@ impl ClientSession {
 
     fn on_frame_online(&mut self, now: UnixMillis, frame: RelayToClient) {
         match frame {
-            RelayToClient::Channels { channels } => self.event(ClientEvent::Channels { channels }),
+            RelayToClient::Channels { channels } => {
+                self.directory = channels;
+                self.announce_channels();
+            }
             RelayToClient::Joined { channel, members } => {
                 self.presence.insert(channel.clone(), BTreeMap::new());
                 self.add_members(channel, members);
@@ -720,6 +730,7 @@ impl ClientSession {
                 });
                 self.presence.remove(&channel);
                 self.wanted_channels.remove(&channel);
+                self.announce_channels();
                 self.announce_members(channel);
             }
             RelayToClient::Message { envelope } => self.on_envelope(envelope, false),
@@ -938,10 +949,19 @@ impl ClientSession {
                 message: format!("A member can be in at most {MAX_CHANNELS_PER_SESSION} channels."),
             });
         }
-        self.wanted_channels.insert(channel.clone());
+        if self.wanted_channels.insert(channel.clone()) {
+            self.announce_channels();
+        }
         if self.is_online() {
             self.transmit(&ClientToRelay::Join { channel });
         }
+    }
+
+    fn announce_channels(&mut self) {
+        self.event(ClientEvent::Channels {
+            channels: self.directory.clone(),
+            joined: self.wanted_channels.iter().cloned().collect(),
+        });
     }
 
     fn on_set_display_name(&mut self, now: UnixMillis, name: DisplayName) {

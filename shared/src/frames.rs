@@ -110,6 +110,9 @@ pub struct ChannelSummary {
     pub name: ChannelName,
     /// Sessions currently joined.
     pub online: u32,
+    /// One of the relay's default channels, which every member is in unless it leaves.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub default: bool,
 }
 
 /// A session that is online in a channel.

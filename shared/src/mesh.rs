@@ -415,6 +415,7 @@ impl PeerMesh {
                 role,
                 relay,
                 ice_servers,
+                relay_time,
             } => {
                 if self.engine.is_none() {
                     if let Ok(verifier) = relay.verifier() {
@@ -422,6 +423,9 @@ impl PeerMesh {
                         let limits = self.sync_limits.clone();
                         self.engine = Some(SyncEngine::new(verifier, limits, seed));
                     }
+                }
+                if let Some(engine) = &mut self.engine {
+                    engine.handle(now, SyncInput::RelayClock { relay_time });
                 }
                 self.login = Some(Login {
                     session,

@@ -17,8 +17,16 @@
 //!   never asks for messages older than that, and forgets ids its store evicted.
 //! - **Verification**: every envelope is checked before it is stored; a peer that sends a forged
 //!   or altered one, or breaks the frame rules, is disconnected and ignored for the session.
-//! - **Bounds**: ids in flight per peer, loads per peer, missing ids per channel, peers
-//!   remembered as dropped.
+//! - **Claims**: what a peer says it holds (`have`, reconciliation) is believed only within
+//!   bounds: ids stamped later than [`SyncLimits::future_tolerance_millis`] after the newest
+//!   time this member knows (its clock, the relay's, its newest id) are ignored, a peer's outstanding claims are capped
+//!   ([`SyncLimits::claims_per_peer`]; the rest are found again once those are settled), and a
+//!   peer whose requests expire [`SyncLimits::failed_requests_before_suspension`] times in a
+//!   row with nothing delivered loses every claim and makes none for
+//!   [`SyncLimits::claims_suspension_millis`] (a peer that lies is not asked again; one that
+//!   was only cut off is believed again later).
+//! - **Bounds**: ids in flight per peer, loads per peer, missing ids per channel, claims per
+//!   peer, peers remembered as dropped.
 
 pub mod index;
 
@@ -93,6 +101,16 @@ pub struct SyncLimits {
     /// busy computing answers.
     pub reconcile_steps_per_second: f64,
     pub reconcile_step_burst: f64,
+    /// Missing ids one peer may be recorded as holding at a time (requested ones included).
+    pub claims_per_peer: usize,
+    /// Claimed ids stamped more than this after the latest of the clock, the relay's clock
+    /// ([`SyncInput::RelayClock`]) and the newest id this member holds are ignored: the relay
+    /// stamps no id in the future.
+    pub future_tolerance_millis: u64,
+    /// A peer whose requests expire this many times in a row, with nothing it was asked for
+    /// delivered in between, loses its claims and makes none for `claims_suspension_millis`.
+    pub failed_requests_before_suspension: u32,
+    pub claims_suspension_millis: u64,
 }
 
 impl Default for SyncLimits {
@@ -112,6 +130,10 @@ impl Default for SyncLimits {
             horizon_millis: None,
             reconcile_steps_per_second: 16.0,
             reconcile_step_burst: 256.0,
+            claims_per_peer: 20_000,
+            future_tolerance_millis: 10 * 60 * 1_000,
+            failed_requests_before_suspension: 3,
+            claims_suspension_millis: 30_000,
         }
     }
 }
@@ -158,6 +180,12 @@ pub enum SyncInput {
     Forget {
         channel: ChannelName,
         ids: Vec<MessageId>,
+    },
+    /// The relay's clock read `relay_time` at the time this input is handled (the issue time of
+    /// the certificate it gave at login): what the relay may have stamped since is not "in the
+    /// future" even when this member's clock is behind.
+    RelayClock {
+        relay_time: UnixMillis,
     },
     Timeout,
 }
@@ -258,6 +286,40 @@ struct PeerState {
     round_trip_millis: u64,
     /// Reconciliation steps this member still answers for the peer; others are ignored.
     reconcile_steps: Budget,
+    /// Missing or requested ids recorded with this peer among their holders.
+    claims: usize,
+    /// Claims were turned away for lack of room: reconcile again once they are settled.
+    claims_overflowed: bool,
+    /// Requests to this peer that expired since it last delivered something asked of it.
+    failed_requests: u32,
+    /// Its claims are ignored until then.
+    claims_suspended_until: UnixMillis,
+}
+
+impl PeerState {
+    fn new(archive: bool, channels: BTreeSet<ChannelName>, reconcile_steps: Budget) -> Self {
+        Self {
+            channels,
+            archive,
+            ids_in_flight: 0,
+            loads_pending: 0,
+            round_trip_millis: 200,
+            reconcile_steps,
+            claims: 0,
+            claims_overflowed: false,
+            failed_requests: 0,
+            claims_suspended_until: UnixMillis(0),
+        }
+    }
+}
+
+/// The holders of an id that is no longer missing give back their claim on it.
+fn release_claims(peers: &mut HashMap<PeerId, PeerState>, holders: &[PeerId]) {
+    for holder in holders {
+        if let Some(state) = peers.get_mut(holder) {
+            state.claims = state.claims.saturating_sub(1);
+        }
+    }
 }
 
 /// See the module documentation.
@@ -272,6 +334,10 @@ pub struct SyncEngine<C> {
     outputs: VecDeque<SyncOutput>,
     /// Nothing older is asked for: the newest time the store evicted.
     evicted_up_to: UnixMillis,
+    /// The newest id time this member holds or was handed by the relay.
+    newest_known: UnixMillis,
+    /// How far the relay's clock is ahead of this member's, as last heard.
+    relay_ahead_millis: u64,
 }
 
 impl<C: EnvelopeCheck> SyncEngine<C> {
@@ -285,6 +351,8 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
             dropped: VecDeque::new(),
             outputs: VecDeque::new(),
             evicted_up_to: UnixMillis(0),
+            newest_known: UnixMillis(0),
+            relay_ahead_millis: 0,
         }
     }
 
@@ -323,11 +391,24 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
             .map_or(0, |sync| sync.index.len())
     }
 
+    /// How many ids of `channel` this member knows it lacks (requested ones included).
+    pub fn missing(&self, channel: &ChannelName) -> usize {
+        self.channels
+            .get(channel)
+            .map_or(0, |sync| sync.missing.len() + sync.in_flight.len())
+    }
+
     pub fn handle(&mut self, now: UnixMillis, input: SyncInput) {
         match input {
             SyncInput::Join { channel, ids } => self.on_join(now, channel, ids),
             SyncInput::Leave { channel } => {
-                self.channels.remove(&channel);
+                if let Some(sync) = self.channels.remove(&channel) {
+                    let holders = sync.missing.into_values().map(|missing| missing.holders);
+                    let requested = sync.in_flight.into_values().map(|f| f.missing.holders);
+                    for holders in holders.chain(requested) {
+                        release_claims(&mut self.peers, &holders);
+                    }
+                }
             }
             SyncInput::PeerUp {
                 peer,
@@ -352,8 +433,12 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
                     }
                 }
             }
+            SyncInput::RelayClock { relay_time } => {
+                self.relay_ahead_millis = relay_time.0.saturating_sub(now.0);
+            }
             SyncInput::Timeout => self.on_timeout(now),
         }
+        self.reconcile_after_overflow(now);
         self.request_missing(now);
         self.announce_states();
     }
@@ -365,6 +450,7 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
     fn on_join(&mut self, now: UnixMillis, channel: ChannelName, ids: Vec<MessageId>) {
         let mut sync = ChannelSync::default();
         for id in ids {
+            self.newest_known = self.newest_known.max(id.timestamp());
             sync.index.insert(index::item_of(id));
         }
         sync.next_anti_entropy = Some(now.saturating_add_millis(self.limits.anti_entropy_millis));
@@ -401,20 +487,14 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
             }
             return;
         }
+        let reconcile_steps = Budget::full(
+            self.limits.reconcile_step_burst,
+            self.limits.reconcile_steps_per_second,
+            now,
+        );
         self.peers.insert(
             peer,
-            PeerState {
-                channels: channels.clone(),
-                archive,
-                ids_in_flight: 0,
-                loads_pending: 0,
-                round_trip_millis: 200,
-                reconcile_steps: Budget::full(
-                    self.limits.reconcile_step_burst,
-                    self.limits.reconcile_steps_per_second,
-                    now,
-                ),
-            },
+            PeerState::new(archive, channels.clone(), reconcile_steps),
         );
         for channel in channels {
             if self.channels.contains_key(&channel) {
@@ -560,7 +640,7 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
             }
         };
         let needed: Vec<MessageId> = need.iter().map(message_id_of).collect();
-        self.note_holder_after(now, peer, &channel, needed);
+        self.note_holder_after(now, now, peer, &channel, needed);
         let they_lack: Vec<MessageId> = have.iter().map(message_id_of).collect();
         for chunk in they_lack.chunks(MAX_HAVE_IDS) {
             self.send(
@@ -597,16 +677,29 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
         }
     }
 
-    /// Records that `peer` holds `ids` (which this member lacks); they may be requested from
-    /// `not_before` on.
+    /// Records that `peer` holds `ids` (which this member lacks), within the peer's claims;
+    /// they may be requested from `not_before` on.
     fn note_holder_after(
         &mut self,
+        now: UnixMillis,
         not_before: UnixMillis,
         peer: PeerId,
         channel: &ChannelName,
         ids: Vec<MessageId>,
     ) {
         let (max_missing, holders_per_id) = (self.limits.max_missing, self.limits.holders_per_id);
+        let claims_per_peer = self.limits.claims_per_peer;
+        let newest_possible = now
+            .saturating_add_millis(self.relay_ahead_millis)
+            .max(self.newest_known)
+            .saturating_add_millis(self.limits.future_tolerance_millis);
+        let Some(state) = self
+            .peers
+            .get_mut(&peer)
+            .filter(|state| state.claims_suspended_until <= now)
+        else {
+            return;
+        };
         let oldest_wanted = self
             .limits
             .horizon_millis
@@ -617,29 +710,73 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
         let Some(sync) = self.channels.get_mut(channel) else {
             return;
         };
+        let mut claim = |holders: &mut Vec<PeerId>| {
+            if holders.contains(&peer) || holders.len() >= holders_per_id {
+                return false;
+            }
+            if state.claims >= claims_per_peer {
+                state.claims_overflowed = true;
+                return false;
+            }
+            state.claims += 1;
+            holders.push(peer);
+            true
+        };
         for id in ids {
-            if sync.index.contains(id) || id.timestamp() < oldest_wanted {
+            let when = id.timestamp();
+            if sync.index.contains(id) || when < oldest_wanted || when > newest_possible {
                 continue;
             }
             if let Some(flight) = sync.in_flight.get_mut(&id) {
-                let holders = &mut flight.missing.holders;
-                if !holders.contains(&peer) && holders.len() < holders_per_id {
-                    holders.push(peer);
+                claim(&mut flight.missing.holders);
+                continue;
+            }
+            if let Some(missing) = sync.missing.get_mut(&id) {
+                if claim(&mut missing.holders) {
+                    missing.not_before = missing.not_before.min(not_before);
                 }
                 continue;
             }
-            if !sync.missing.contains_key(&id) && sync.missing.len() >= max_missing {
+            if sync.missing.len() >= max_missing {
                 continue;
             }
-            let missing = sync.missing.entry(id).or_insert(Missing {
-                holders: Vec::new(),
-                not_before,
-            });
-            missing.not_before = missing.not_before.min(not_before);
-            if !missing.holders.contains(&peer) && missing.holders.len() < holders_per_id {
-                missing.holders.push(peer);
+            let mut holders = Vec::new();
+            if claim(&mut holders) {
+                sync.missing.insert(
+                    id,
+                    Missing {
+                        holders,
+                        not_before,
+                    },
+                );
+                sync.dirty = true;
             }
-            sync.dirty = true;
+        }
+    }
+
+    /// A peer whose claims overflowed and are all settled now is reconciled with again, to
+    /// find what it holds beyond them.
+    fn reconcile_after_overflow(&mut self, now: UnixMillis) {
+        let settled: Vec<PeerId> = self
+            .peers
+            .iter_mut()
+            .filter(|(_, state)| state.claims_overflowed && state.claims == 0)
+            .map(|(peer, state)| {
+                state.claims_overflowed = false;
+                *peer
+            })
+            .collect();
+        for peer in settled {
+            let channels: Vec<ChannelName> = self.peers[&peer].channels.iter().cloned().collect();
+            for channel in channels {
+                let idle = self
+                    .channels
+                    .get(&channel)
+                    .is_some_and(|sync| !sync.reconciling_with.contains_key(&peer));
+                if idle {
+                    self.start_reconciliation(now, peer, &channel);
+                }
+            }
         }
     }
 
@@ -654,7 +791,7 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
             return self.disconnect(peer, format!("a have frame of {} ids", ids.len()));
         }
         let not_before = now.saturating_add_millis(self.limits.have_grace_millis);
-        self.note_holder_after(not_before, peer, &channel, ids);
+        self.note_holder_after(now, not_before, peer, &channel, ids);
     }
 
     fn on_want(&mut self, peer: PeerId, channel: ChannelName, ids: Vec<MessageId>) {
@@ -719,7 +856,7 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
             .into_iter()
             .partition(|envelope| sync.index.contains(envelope.id));
         for envelope in held {
-            self.note_arrival(now, &channel, envelope.id);
+            self.note_arrival(now, peer, &channel, envelope.id);
         }
         if envelopes.is_empty() {
             return;
@@ -733,12 +870,15 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
         let mut fresh = Vec::new();
         for verified in verified {
             let id = verified.envelope().id;
-            let requested = self.note_arrival(now, &channel, id);
+            let requested = self.note_arrival(now, peer, &channel, id);
             let Some(sync) = self.channels.get_mut(&channel) else {
                 return;
             };
             if sync.index.insert(index::item_of(id)) {
-                sync.missing.remove(&id);
+                self.newest_known = self.newest_known.max(id.timestamp());
+                if let Some(missing) = sync.missing.remove(&id) {
+                    release_claims(&mut self.peers, &missing.holders);
+                }
                 fresh.push((verified, requested));
             }
         }
@@ -764,9 +904,15 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
         });
     }
 
-    /// Settles the request for `id`, if one was in flight (then true), and learns the peer's
-    /// speed.
-    fn note_arrival(&mut self, now: UnixMillis, channel: &ChannelName, id: MessageId) -> bool {
+    /// Settles the request for `id`, if one was in flight (then true), and learns the speed of
+    /// the peer asked; `from` brought the envelope.
+    fn note_arrival(
+        &mut self,
+        now: UnixMillis,
+        from: PeerId,
+        channel: &ChannelName,
+        id: MessageId,
+    ) -> bool {
         let Some(sync) = self.channels.get_mut(channel) else {
             return false;
         };
@@ -775,10 +921,14 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
         };
         sync.in_flight_by_time.remove(&(flight.deadline, id));
         sync.dirty = true;
+        release_claims(&mut self.peers, &flight.missing.holders);
         if let Some(state) = self.peers.get_mut(&flight.peer) {
             state.ids_in_flight = state.ids_in_flight.saturating_sub(1);
             let sample = now.0.saturating_sub(flight.sent_at.0);
             state.round_trip_millis = (state.round_trip_millis * 7 + sample) / 8;
+            if flight.peer == from {
+                state.failed_requests = 0;
+            }
         }
         true
     }
@@ -790,7 +940,10 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
             return;
         };
         if sync.index.insert(index::item_of(id)) {
-            sync.missing.remove(&id);
+            self.newest_known = self.newest_known.max(id.timestamp());
+            if let Some(missing) = sync.missing.remove(&id) {
+                release_claims(&mut self.peers, &missing.holders);
+            }
             if spread {
                 self.spread(&channel, &envelope, None);
             }
@@ -866,6 +1019,8 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
     fn on_timeout(&mut self, now: UnixMillis) {
         let timeout = self.limits.request_timeout_millis;
         let mut expired: Vec<PeerId> = Vec::new();
+        // One failure per request (a `want` batch shares its deadline), not per id.
+        let mut failed_requests: BTreeSet<(PeerId, UnixMillis)> = BTreeSet::new();
         for sync in self.channels.values_mut() {
             let reconciling = sync.reconciling_with.len();
             let abandoned = &mut sync.abandoned_with;
@@ -891,13 +1046,22 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
                     continue;
                 };
                 expired.push(flight.peer);
+                failed_requests.insert((flight.peer, deadline));
+                if sync.index.contains(id) {
+                    // It came another way meanwhile.
+                    release_claims(&mut self.peers, &flight.missing.holders);
+                    continue;
+                }
                 // The slow peer is not asked for this id again, unless it is the only one known
                 // to hold it (the request or its answer may just have been lost).
                 let holders = &mut flight.missing.holders;
                 if holders.len() > 1 {
                     holders.retain(|holder| *holder != flight.peer);
+                    release_claims(&mut self.peers, &[flight.peer]);
                 }
-                sync.missing.insert(id, flight.missing);
+                if !holders.is_empty() {
+                    sync.missing.insert(id, flight.missing);
+                }
             }
         }
         for peer in expired {
@@ -906,7 +1070,44 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
                 state.round_trip_millis = state.round_trip_millis.saturating_mul(2).min(timeout);
             }
         }
+        self.suspend_peers_that_deliver_nothing(now, failed_requests);
         self.anti_entropy(now);
+    }
+
+    /// Counts each expired request against its peer. A peer whose requests keep expiring
+    /// with nothing delivered claimed ids it does not send (or is cut off): it is struck off
+    /// as a holder everywhere, ids nobody else holds are forgotten, and its claims are ignored
+    /// for a while.
+    fn suspend_peers_that_deliver_nothing(
+        &mut self,
+        now: UnixMillis,
+        failed: BTreeSet<(PeerId, UnixMillis)>,
+    ) {
+        let limit = self.limits.failed_requests_before_suspension;
+        let until = now.saturating_add_millis(self.limits.claims_suspension_millis);
+        for (peer, _) in failed {
+            let Some(state) = self.peers.get_mut(&peer) else {
+                continue;
+            };
+            state.failed_requests += 1;
+            if state.failed_requests < limit {
+                continue;
+            }
+            state.failed_requests = 0;
+            state.claims = 0;
+            state.claims_overflowed = false;
+            state.claims_suspended_until = until;
+            for sync in self.channels.values_mut() {
+                sync.missing.retain(|_, missing| {
+                    missing.holders.retain(|holder| *holder != peer);
+                    !missing.holders.is_empty()
+                });
+                for flight in sync.in_flight.values_mut() {
+                    flight.missing.holders.retain(|holder| *holder != peer);
+                }
+                sync.dirty = true;
+            }
+        }
     }
 
     /// Reconciles each channel with one random peer, every `anti_entropy_millis`.

@@ -65,6 +65,7 @@ impl ScriptedRelay {
             channels: vec![ChannelSummary {
                 name: general(),
                 online: 1,
+                default: true,
             }],
             ice_servers: vec![],
         })
@@ -182,12 +183,15 @@ fn send(session: &mut ClientSession, nonce: u8, text: &str) {
 }
 
 #[test]
-fn login_answers_the_challenge_pins_the_relay_key_and_joins_the_listed_channels() {
+fn login_answers_the_challenge_pins_the_relay_key_and_joins_the_default_channels() {
     let relay = ScriptedRelay::new(1);
     let (_, outputs) = logged_in(&relay, config());
     assert_eq!(
         outputs[0],
-        ClientOutput::Event(ClientEvent::Channels { channels: vec![] })
+        ClientOutput::Event(ClientEvent::Channels {
+            channels: vec![],
+            joined: vec![]
+        })
     );
     assert_eq!(outputs[1], ClientOutput::Connect);
     assert!(outputs.contains(&ClientOutput::PinRelayKey(relay.key.public_key())));
@@ -211,6 +215,74 @@ fn login_answers_the_challenge_pins_the_relay_key_and_joins_the_listed_channels(
         state: LinkState::Online,
         retry_in_millis: None
     }));
+}
+
+#[test]
+fn a_member_joins_its_own_and_the_default_channels_not_everything_listed() {
+    let relay = ScriptedRelay::new(1);
+    let kitchen = ChannelName::new("kitchen").unwrap();
+    let mut session = ClientSession::new(
+        NOW,
+        ClientConfig {
+            known_channels: vec![kitchen.clone()],
+            ..config()
+        },
+    );
+    session.handle(NOW, ClientInput::SocketOpened);
+    session.handle(NOW, relay.challenge());
+    // Strangers' sessions fill the list with channels named to sort first.
+    let mut channels = vec![ChannelSummary {
+        name: general(),
+        online: 1,
+        default: true,
+    }];
+    channels.extend((0..63).map(|n| ChannelSummary {
+        name: ChannelName::new(format!("0spam{n}")).unwrap(),
+        online: 9,
+        default: false,
+    }));
+    let welcome = RelayToClient::Welcome {
+        session: SessionId(1),
+        role: Role::Member,
+        certificate: relay.certificate(&member_key(), NOW),
+        channels: channels.clone(),
+        ice_servers: vec![],
+    };
+    session.handle(NOW, frame(&welcome));
+    let outputs = drain(&mut session);
+    let joins: Vec<ClientToRelay> = sent_frames(&outputs)
+        .into_iter()
+        .filter(|frame| matches!(frame, ClientToRelay::Join { .. }))
+        .collect();
+    assert_eq!(
+        joins,
+        [
+            ClientToRelay::Join { channel: general() },
+            ClientToRelay::Join {
+                channel: kitchen.clone()
+            },
+        ]
+    );
+    let kept = ClientEvent::Channels {
+        channels,
+        joined: vec![general(), kitchen.clone()],
+    };
+    assert_eq!(events(&outputs).last(), Some(&&kept), "what the page keeps");
+
+    // Opening a listed channel joins it, and it is kept from then on.
+    let chosen = ChannelName::new("0spam7").unwrap();
+    session.handle(NOW, ClientInput::Join(chosen.clone()));
+    let outputs = drain(&mut session);
+    assert_eq!(
+        sent_frames(&outputs),
+        [ClientToRelay::Join {
+            channel: chosen.clone()
+        }]
+    );
+    assert!(events(&outputs).iter().any(|event| matches!(
+        event,
+        ClientEvent::Channels { joined, .. } if *joined == [chosen.clone(), general(), kitchen.clone()]
+    )));
 }
 
 #[test]

@@ -92,7 +92,8 @@ struct World {
 impl World {
     fn new(data_channels_work: bool) -> Self {
         Self {
-            now: UnixMillis(1_700_000_000_000),
+            // After the relay stamped the test history.
+            now: UnixMillis(1_900_000_000_000),
             members: Vec::new(),
             data_channels_work,
             queue: VecDeque::new(),
@@ -124,6 +125,7 @@ impl World {
                 role,
                 relay: relay_key(),
                 ice_servers: vec![],
+                relay_time: self.now,
             }),
         );
         self.members.push(Member {
@@ -593,6 +595,7 @@ fn losing_the_relay_closes_every_link_and_the_next_login_links_again() {
             role: Role::Member,
             relay: relay_key(),
             ice_servers: vec![],
+            relay_time: now,
         }),
     );
     mesh.handle(
@@ -621,6 +624,7 @@ fn signals_from_sessions_outside_the_members_channels_are_ignored() {
             role: Role::Member,
             relay: relay_key(),
             ice_servers: vec![],
+            relay_time: now,
         }),
     );
     mesh.handle(
@@ -676,6 +680,7 @@ fn a_broken_data_channel_is_offered_again_with_the_relays_ice_servers() {
             role: Role::Member,
             relay: relay_key(),
             ice_servers: ice_servers.clone(),
+            relay_time: now,
         }),
     );
     let other = PeerAddress {

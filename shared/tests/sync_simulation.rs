@@ -491,3 +491,132 @@ fn a_peer_gets_a_bounded_number_of_reconciliation_answers() {
         rate
     );
 }
+
+/// An id no relay minted, at `time`.
+fn forged_id(time: peerchat_shared::time::UnixMillis, n: u64) -> MessageId {
+    let mut bytes = [0; 16];
+    bytes[..6].copy_from_slice(&time.0.to_be_bytes()[2..]);
+    bytes[8..].copy_from_slice(&n.to_be_bytes());
+    MessageId::from_bytes(bytes)
+}
+
+#[test]
+fn claimed_ids_stamped_in_the_future_are_ignored() {
+    use peerchat_shared::identity::SecretKey;
+    use peerchat_shared::peer::{PeerToPeer, MAX_HAVE_IDS};
+    use peerchat_shared::sync::{SyncEngine, SyncInput, SyncLimits};
+    use peerchat_shared::time::UnixMillis;
+
+    let relay = SecretKey::from_seed([1; 32])
+        .public_key()
+        .verifier()
+        .unwrap();
+    let mut engine = SyncEngine::new(relay, SyncLimits::default(), 3);
+    let general = simulation::general();
+    let now = UnixMillis(1_900_000_000_000);
+    engine.handle(
+        now,
+        SyncInput::Join {
+            channel: general.clone(),
+            ids: vec![],
+        },
+    );
+    engine.handle(
+        now,
+        SyncInput::PeerUp {
+            peer: 1,
+            channels: vec![general.clone()],
+            archive: false,
+        },
+    );
+    let claim = |time: UnixMillis| SyncInput::Frame {
+        peer: 1,
+        frame: PeerToPeer::Have {
+            channel: general.clone(),
+            ids: (0..MAX_HAVE_IDS as u64)
+                .map(|n| forged_id(time, n))
+                .collect(),
+        },
+    };
+    let year = 365 * 24 * 3_600 * 1_000;
+    engine.handle(now, claim(now.saturating_add_millis(year)));
+    assert_eq!(engine.missing(&general), 0, "a year ahead is refused");
+    // A minute ahead is within the tolerance for clocks that disagree.
+    engine.handle(now, claim(now.saturating_add_millis(60_000)));
+    assert_eq!(engine.missing(&general), MAX_HAVE_IDS);
+    // This member's clock is a year behind the relay's (it said so at login): the relay's
+    // recent ids are not in the future.
+    let relay_time = now.saturating_add_millis(year);
+    engine.handle(now, SyncInput::RelayClock { relay_time });
+    engine.handle(now, claim(relay_time));
+    assert_eq!(engine.missing(&general), 2 * MAX_HAVE_IDS);
+}
+
+#[test]
+fn a_peer_claiming_ids_it_never_sends_loses_its_claims_and_the_real_history_still_arrives() {
+    use peerchat_shared::peer::{PeerToPeer, MAX_HAVE_IDS};
+    use peerchat_shared::sync::SyncLimits;
+    use peerchat_shared::time::UnixMillis;
+    use simulation::InTransit;
+
+    let envelopes = history(200);
+    let (honest, newcomer, liar) = (0, 1, 2);
+    let mut sim = Simulation::new(3, 1, 17, &envelopes);
+    sim.links = vec![
+        BTreeSet::from([newcomer]),
+        BTreeSet::from([honest, liar]),
+        BTreeSet::from([newcomer]),
+    ];
+    sim.seed_history(honest, ids_of(&envelopes));
+    sim.peers[liar].malicious = true;
+    sim.bring_online(liar);
+    sim.bring_online(newcomer);
+    sim.drain_outputs();
+    // More plausible ids (after the real history, before now) than a channel tracks as missing.
+    let after_history = envelopes.last().unwrap().id.timestamp().0 + 1;
+    let claims = SyncLimits::default().max_missing / MAX_HAVE_IDS + 10;
+    let flood = (0..claims).map(|frame| InTransit {
+        from: liar,
+        to: newcomer,
+        frame: PeerToPeer::Have {
+            channel: simulation::general(),
+            ids: (0..MAX_HAVE_IDS as u64)
+                .map(|n| forged_id(UnixMillis(after_history + frame as u64), n))
+                .collect(),
+        },
+    });
+    sim.in_transit
+        .entry(sim.tick + 1)
+        .or_default()
+        .extend(flood);
+    sim.step();
+    let tracked = sim.peers[newcomer].engine.missing(&simulation::general());
+    assert!(
+        tracked <= SyncLimits::default().claims_per_peer,
+        "one peer's claims are capped: {tracked} tracked"
+    );
+    // The forged ids, newer than any real one, are asked for first.
+    for _ in 0..20 {
+        sim.step();
+    }
+    sim.bring_online(honest);
+    sim.drain_outputs();
+    assert!(
+        sim.run_until_converged(&ids_of(&envelopes), 400).is_some(),
+        "the newcomer got {} of 200 real messages",
+        sim.peers[newcomer].held.len()
+    );
+    // Requests out to the liar expire, three in a row, within seconds.
+    let general = simulation::general();
+    for _ in 0..400 {
+        if sim.peers[newcomer].engine.missing(&general) == 0 {
+            break;
+        }
+        sim.step();
+    }
+    assert_eq!(
+        sim.peers[newcomer].engine.missing(&simulation::general()),
+        0,
+        "the claims only the liar made are forgotten"
+    );
+}

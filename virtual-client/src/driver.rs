@@ -286,7 +286,7 @@ impl Driver {
 
     fn on_event(&mut self, event: ClientEvent) {
         match event {
-            ClientEvent::Channels { channels } if self.session.is_online() => {
+            ClientEvent::Channels { channels, .. } if self.session.is_online() => {
                 let wanted: Vec<ChannelName> = channels
                     .into_iter()
                     .map(|summary| summary.name)

@@ -172,7 +172,13 @@ pub fn client_frame() -> impl Strategy<Value = ClientToRelay> {
 
 fn channel_summaries() -> impl Strategy<Value = Vec<ChannelSummary>> {
     prop::collection::vec(
-        (channel(), any::<u32>()).prop_map(|(name, online)| ChannelSummary { name, online }),
+        (channel(), any::<u32>(), any::<bool>()).prop_map(|(name, online, default)| {
+            ChannelSummary {
+                name,
+                online,
+                default,
+            }
+        }),
         0..4,
     )
 }
