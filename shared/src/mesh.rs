@@ -12,9 +12,9 @@
 //! - **Fallback**: a link whose data channel is not open [`LINK_OPEN_TIMEOUT_MILLIS`] after it
 //!   began, or fails before opening, carries the same peer frames through the relay (`peer`
 //!   frames), paced to the relay's per-member byte quota. So does, at once, a link whose local
-//!   description or remote answer holds no ICE candidate (nothing could ever connect). A member
-//!   that receives a forwarded frame from a member it has no link with takes it as that
-//!   member's fallback.
+//!   or remote description holds no ICE candidate (nothing could ever connect); the description
+//!   is signalled all the same, so both sides hold the link. A forwarded frame from a member
+//!   this side holds no link with is ignored: nobody takes a link place unasked.
 //! - **History state**: the engine's, except that a channel whose engine has no peer yet while
 //!   links to members there are being made is [`HistoryState::Connecting`].
 //! - **Peers of last resort**: the operator's virtual clients (role `virtual`) are offered links
@@ -66,6 +66,9 @@ pub enum SignalPayload {
     },
     /// The member already holds [`MAX_LINKS`] links: ask someone else.
     Busy,
+    /// This side cannot make a data channel for the link (it failed before or while
+    /// describing it): carry its peer frames through the relay.
+    Relay,
 }
 
 /// How a link's peer frames travel.
@@ -676,11 +679,12 @@ impl PeerMesh {
                     }
                 }
             }
+            SignalPayload::Relay => self.on_relay_asked(now, from),
             SignalPayload::Busy => {
                 if matches!(
                     self.links.get(&from.session),
                     Some(Link {
-                        state: LinkState::Offering { .. },
+                        state: LinkState::Offering { .. } | LinkState::Relayed,
                         ..
                     })
                 ) {
@@ -688,6 +692,27 @@ impl PeerMesh {
                     self.remove_link(now, from.session);
                     self.offer_links(now);
                 }
+            }
+        }
+    }
+
+    /// The other side cannot make a data channel: a link being made takes the relay path, and
+    /// one this side does not hold yet is begun on it, within the usual places.
+    fn on_relay_asked(&mut self, now: UnixMillis, from: PeerAddress) {
+        match self.links.get(&from.session).map(|link| link.state) {
+            Some(LinkState::Offering { .. } | LinkState::Answering { .. }) => {
+                self.fall_back_to_relay(now, from.session)
+            }
+            Some(LinkState::Open | LinkState::Relayed) => {}
+            None => {
+                if self.links.len() >= MAX_LINKS
+                    || self.has_link_to_key(&from.key)
+                    || self.archive_places_taken(from.session)
+                {
+                    return self.signal(from.session, &SignalPayload::Busy);
+                }
+                self.begin_link(now, from.session, from.key, false);
+                self.fall_back_to_relay(now, from.session);
             }
         }
     }
@@ -719,24 +744,27 @@ impl PeerMesh {
         });
     }
 
-    /// Signals the description, or, when it holds no ICE candidate (this side gathered none,
-    /// so no data channel can open), takes the relay path at once.
+    /// Signals the description. When it holds no ICE candidate (this side gathered none, so
+    /// no data channel can open), this side takes the relay path at once, and the other,
+    /// seeing a description without candidates, does the same: each side has a link it
+    /// signalled for before it accepts a forwarded frame.
     fn on_local_description(&mut self, now: UnixMillis, session: SessionId, sdp: String) {
         let offering = match self.links.get(&session).map(|link| link.state) {
             Some(LinkState::Offering { .. }) => true,
             Some(LinkState::Answering { .. }) => false,
             _ => return,
         };
-        if !has_ice_candidate(&sdp) {
-            self.stats.links_without_candidates += 1;
-            return self.fall_back_to_relay(now, session);
-        }
+        let usable = has_ice_candidate(&sdp);
         let payload = if offering {
             SignalPayload::Offer { sdp }
         } else {
             SignalPayload::Answer { sdp }
         };
         self.signal(session, &payload);
+        if !usable {
+            self.stats.links_without_candidates += 1;
+            self.fall_back_to_relay(now, session);
+        }
     }
 
     fn on_link_open(&mut self, now: UnixMillis, session: SessionId) {
@@ -768,6 +796,8 @@ impl PeerMesh {
     fn on_link_down(&mut self, now: UnixMillis, session: SessionId) {
         match self.links.get(&session).map(|link| link.state) {
             Some(LinkState::Offering { .. } | LinkState::Answering { .. }) => {
+                // The other side may not know of the link yet (no offer went out).
+                self.signal(session, &SignalPayload::Relay);
                 self.fall_back_to_relay(now, session)
             }
             Some(LinkState::Open) => {
@@ -801,21 +831,14 @@ impl PeerMesh {
         if self.key_of(from.session) != Some(from.key) || self.is_refused(&from.key) {
             return;
         }
+        // Only from a session this side signalled with: an unsolicited frame takes no link
+        // place (else a few keys could fill every place and cut a member off from the rest).
         match self.links.get(&from.session).map(|link| link.state) {
             Some(LinkState::Offering { .. } | LinkState::Answering { .. }) => {
                 self.fall_back_to_relay(now, from.session)
             }
             Some(LinkState::Open | LinkState::Relayed) => {}
-            None => {
-                if self.links.len() >= MAX_LINKS
-                    || self.has_link_to_key(&from.key)
-                    || self.archive_places_taken(from.session)
-                {
-                    return;
-                }
-                self.begin_link(now, from.session, from.key, false);
-                self.fall_back_to_relay(now, from.session);
-            }
+            None => return,
         }
         if let Some(peer) = self.links.get(&from.session).map(|link| link.peer) {
             self.on_peer_frame(now, peer, text);

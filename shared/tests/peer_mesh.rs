@@ -475,9 +475,9 @@ fn a_member_that_gathers_no_ice_candidate_takes_the_relay_path_at_once() {
         let without_candidates =
             |member: usize| world.members[member].mesh.stats().links_without_candidates;
         assert_eq!(
-            without_candidates(b) + without_candidates(c),
-            1,
-            "one side found out, the other followed"
+            (without_candidates(b), without_candidates(c)),
+            (1, 1),
+            "one side found out and said so, the other followed"
         );
     }
 }
@@ -856,4 +856,55 @@ fn what_the_store_evicted_and_anything_older_is_not_fetched_again() {
         world.members[archive].states.last(),
         Some(&HistoryState::UpToDate)
     );
+}
+
+#[test]
+fn forwarded_frames_from_members_never_signalled_with_take_no_link_place() {
+    let mut mesh = PeerMesh::new(UnixMillis(1), 5);
+    let now = UnixMillis(2);
+    mesh.handle(
+        now,
+        MeshInput::Relay(PeerNews::Online {
+            session: SessionId(1),
+            me: member_key(0),
+            role: Role::Member,
+            relay: relay_key(),
+            ice_servers: vec![],
+            relay_time: now,
+        }),
+    );
+    mesh.handle(
+        now,
+        MeshInput::Relay(PeerNews::Listed {
+            channel: general(),
+            members: vec![],
+        }),
+    );
+    // Members who arrive later offer links themselves; these never do, and only send frames.
+    let have = encode(&PeerToPeer::Have {
+        channel: general(),
+        ids: vec![],
+    });
+    for n in 2..20u8 {
+        let stranger = PeerAddress {
+            key: member_key(n),
+            session: SessionId(u64::from(n)),
+        };
+        mesh.handle(
+            now,
+            MeshInput::Relay(PeerNews::Arrived {
+                channel: general(),
+                member: member_at(stranger),
+            }),
+        );
+        mesh.handle(
+            now,
+            MeshInput::Relay(PeerNews::PeerFrame {
+                from: stranger,
+                frame: have.clone(),
+            }),
+        );
+    }
+    while mesh.poll_output().is_some() {}
+    assert_eq!(mesh.stats().relayed_links, 0);
 }
