@@ -116,6 +116,12 @@ impl ClientAddress {
             v4 => Self(v4),
         }
     }
+
+    /// The relay's own machine: its in-process virtual clients, or a proxy in front that was
+    /// not declared with `--trusted-proxy` (then every member looks like this address).
+    pub(crate) fn is_loopback(self) -> bool {
+        self.0.is_loopback()
+    }
 }
 
 impl std::fmt::Display for ClientAddress {

@@ -79,6 +79,9 @@ pub struct RelayLimits {
     /// closed.
     pub send_queue_frames: usize,
     pub send_queue_bytes: usize,
+    /// Bytes all connections' queues may hold together; past it, a connection whose queue holds
+    /// more than an equal share is a slow consumer.
+    pub queued_bytes_total: usize,
     /// Bytes queued for a connection beyond which `signal` and `peer` frames for it are turned
     /// away (the sender gets `rate_limited`) rather than queued: others cannot make it a slow
     /// consumer.
@@ -90,6 +93,10 @@ pub struct RelayLimits {
     pub max_sessions: usize,
     pub connections_per_key: usize,
     pub connections_per_address: usize,
+    /// An address prefix (an IPv4 address, an IPv6 /64) gets this many times a key's rates
+    /// and bursts, shared by every key connecting from it, so that new keys do not bring new
+    /// allowances. Members behind one NAT share it.
+    pub address_rate_multiple: f64,
     /// Sustained frames per second per key, and the burst allowed above it.
     pub frames_per_second: f64,
     pub frame_burst: f64,
@@ -149,11 +156,13 @@ impl Default for RelayLimits {
             send_queue_frames: 256,
             send_queue_bytes: 1024 * 1024,
             forwarded_queue_bytes: 512 * 1024,
+            queued_bytes_total: 64 * 1024 * 1024,
             idle_timeout: Duration::from_secs(75),
             ping_interval: Duration::from_secs(25),
             max_sessions: 20_000,
             connections_per_key: 8,
             connections_per_address: 64,
+            address_rate_multiple: 8.0,
             frames_per_second: 20.0,
             frame_burst: 60.0,
             messages_per_second: 5.0,

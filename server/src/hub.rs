@@ -8,7 +8,7 @@
 use crate::client_address::ClientAddress;
 use crate::config::{RelayConfig, RelayLimits};
 use crate::metrics::Metrics;
-use crate::outbox::{Outbox, OutboxLimits, Refused};
+use crate::outbox::{Outbox, OutboxLimits, QueueBudget, Refused};
 use crate::rate::TokenBucket;
 use axum::extract::ws::Utf8Bytes;
 use peerchat_shared::channel::ChannelName;
@@ -79,28 +79,32 @@ impl Session {
 #[derive(Debug)]
 struct KeyState {
     connections: usize,
-    buckets: KeyBuckets,
+    buckets: RateBuckets,
 }
 
-/// A key's rate limits. They outlive its connections (see [`HubState::resting_buckets`]), so
-/// reconnecting does not refill them.
+/// The rate limits of a key, or of an address (scaled by
+/// [`RelayLimits::address_rate_multiple`]). They outlive the connections (see
+/// [`HubState::resting_buckets`] and [`HubState::address_buckets`]), so reconnecting does not
+/// refill them.
 #[derive(Debug)]
-struct KeyBuckets {
+struct RateBuckets {
     frames: TokenBucket,
     messages: TokenBucket,
     peer_bytes: TokenBucket,
 }
 
-impl KeyBuckets {
+impl RateBuckets {
     fn full(limits: &RelayLimits, now: Instant) -> Self {
+        Self::scaled(limits, 1.0, now)
+    }
+
+    fn scaled(limits: &RelayLimits, scale: f64, now: Instant) -> Self {
+        let bucket =
+            |burst: f64, per_second: f64| TokenBucket::full(burst * scale, per_second * scale, now);
         Self {
-            frames: TokenBucket::full(limits.frame_burst, limits.frames_per_second, now),
-            messages: TokenBucket::full(limits.message_burst, limits.messages_per_second, now),
-            peer_bytes: TokenBucket::full(
-                limits.peer_burst_bytes,
-                limits.peer_bytes_per_second,
-                now,
-            ),
+            frames: bucket(limits.frame_burst, limits.frames_per_second),
+            messages: bucket(limits.message_burst, limits.messages_per_second),
+            peer_bytes: bucket(limits.peer_burst_bytes, limits.peer_bytes_per_second),
         }
     }
 
@@ -128,7 +132,11 @@ struct HubState {
     keys: HashMap<PublicKey, KeyState>,
     /// The buckets of keys with no connection left, while any of them is not full again; at
     /// most `max_sessions` keys (beyond that, a key that leaves starts afresh next time).
-    resting_buckets: HashMap<PublicKey, KeyBuckets>,
+    resting_buckets: HashMap<PublicKey, RateBuckets>,
+    /// The buckets of each address prefix with a session, and of those without one while any
+    /// of them is not full again (at most `max_sessions` of those): new keys from one address
+    /// share its rates. Loopback has none (see [`ClientAddress::is_loopback`]).
+    address_buckets: HashMap<ClientAddress, RateBuckets>,
     connections_per_address: HashMap<ClientAddress, usize>,
     pending_logins: HashMap<ClientAddress, usize>,
     failed_logins: HashMap<ClientAddress, TokenBucket>,
@@ -157,7 +165,40 @@ pub(crate) struct Hub {
     pub(crate) relay_key: PublicKey,
     pub(crate) relay_verifier: Verifier,
     pub(crate) metrics: Metrics,
+    /// What every session's queue holds, together.
+    pub(crate) queue_budget: Arc<QueueBudget>,
     state: Mutex<HubState>,
+}
+
+/// Takes `count` tokens from one bucket of the session's key and the same of its address,
+/// or from neither; false when either is short or the session is gone.
+fn take_for_session(
+    state: &mut HubState,
+    id: SessionId,
+    count: f64,
+    now: Instant,
+    bucket: impl Fn(&mut RateBuckets) -> &mut TokenBucket,
+) -> bool {
+    let Some(session) = state.sessions.get(&id) else {
+        return false;
+    };
+    let (key, address) = (session.key, session.address);
+    let HubState {
+        keys,
+        address_buckets,
+        ..
+    } = state;
+    let Some(key_state) = keys.get_mut(&key) else {
+        return false;
+    };
+    let by_key = bucket(&mut key_state.buckets);
+    match address_buckets.get_mut(&address).map(&bucket) {
+        Some(by_address) => {
+            let both = by_key.has(count, now) && by_address.has(count, now);
+            both && by_key.try_take_many(count, now) && by_address.try_take_many(count, now)
+        }
+        None => by_key.try_take_many(count, now),
+    }
 }
 
 /// The relay's wall clock.
@@ -172,11 +213,13 @@ impl Hub {
     pub(crate) fn new(config: RelayConfig) -> Arc<Self> {
         let relay_key = config.signing_key.public_key();
         let relay_verifier = relay_key.verifier().expect("our own key is valid");
+        let queue_budget = Arc::new(QueueBudget::new(config.limits.queued_bytes_total));
         Arc::new(Self {
             config,
             relay_key,
             relay_verifier,
             metrics: Metrics::default(),
+            queue_budget,
             state: Mutex::new(HubState {
                 next_session: 1,
                 ..HubState::default()
@@ -321,17 +364,25 @@ impl Hub {
         let resting = state.resting_buckets.remove(&key);
         let key_state = state.keys.entry(key).or_insert_with(|| KeyState {
             connections: 0,
-            buckets: resting.unwrap_or_else(|| KeyBuckets::full(limits, now)),
+            buckets: resting.unwrap_or_else(|| RateBuckets::full(limits, now)),
         });
         key_state.connections += 1;
         *state.connections_per_address.entry(address).or_insert(0) += 1;
+        if !address.is_loopback() {
+            let scale = limits.address_rate_multiple;
+            state
+                .address_buckets
+                .entry(address)
+                .or_insert_with(|| RateBuckets::scaled(limits, scale, now));
+        }
         let id = SessionId(state.next_session);
         state.next_session += 1;
-        let outbox = Arc::new(Outbox::new(OutboxLimits {
+        let outbox_limits = OutboxLimits {
             frames: limits.send_queue_frames,
             bytes: limits.send_queue_bytes,
             forwarded_bytes: limits.forwarded_queue_bytes,
-        }));
+        };
+        let outbox = Arc::new(Outbox::new(outbox_limits, self.queue_budget.clone()));
         let evicted = CancellationToken::new();
         state.sessions.insert(
             id,
@@ -388,13 +439,39 @@ impl Hub {
             *count -= 1;
             if *count == 0 {
                 state.connections_per_address.remove(&session.address);
+                self.rest_address_buckets(&mut state);
             }
         }
         self.count_sessions(&state);
     }
 
+    /// Keeps the buckets of addresses with no session left while they refill, at most about
+    /// `max_sessions / 2` of them: past that, those full again are forgotten, and if a quarter
+    /// remains, all of them (each pass is paid for by as many closed sessions).
+    fn rest_address_buckets(&self, state: &mut HubState) {
+        let max = self.config.limits.max_sessions;
+        let HubState {
+            address_buckets,
+            connections_per_address,
+            ..
+        } = state;
+        let resting = |buckets: &HashMap<ClientAddress, RateBuckets>| {
+            buckets.len().saturating_sub(connections_per_address.len())
+        };
+        if resting(address_buckets) <= max / 2 {
+            return;
+        }
+        let now = Instant::now();
+        address_buckets.retain(|address, buckets| {
+            connections_per_address.contains_key(address) || !buckets.all_full(now)
+        });
+        if resting(address_buckets) > max / 4 {
+            address_buckets.retain(|address, _| connections_per_address.contains_key(address));
+        }
+    }
+
     /// Keeps the buckets of a key whose last connection closed, unless they are full already.
-    fn rest_buckets(&self, state: &mut HubState, key: PublicKey, mut buckets: KeyBuckets) {
+    fn rest_buckets(&self, state: &mut HubState, key: PublicKey, mut buckets: RateBuckets) {
         let now = Instant::now();
         if buckets.all_full(now) {
             return;
@@ -416,30 +493,22 @@ impl Hub {
             .count();
         self.metrics
             .set_sessions(state.sessions.len(), virtual_clients);
+        self.queue_budget.set_sessions(state.sessions.len());
     }
 
-    /// Takes a frame token for the session's key; false when over the frame rate.
+    /// Takes a frame token for the session's key and address; false when over the frame rate.
     pub(crate) fn allow_frame(&self, id: SessionId, now: Instant) -> bool {
-        self.take_from_key(id, |key_state| key_state.buckets.frames.try_take(now))
-    }
-
-    /// Takes `bytes` from the key's quota for forwarded peer frames; false when over it.
-    pub(crate) fn allow_peer_bytes(&self, id: SessionId, bytes: usize, now: Instant) -> bool {
-        self.take_from_key(id, |key_state| {
-            key_state
-                .buckets
-                .peer_bytes
-                .try_take_many(bytes as f64, now)
-        })
-    }
-
-    /// Applies `take` to the state of the session's key; false for a session that is gone.
-    fn take_from_key(&self, id: SessionId, take: impl FnOnce(&mut KeyState) -> bool) -> bool {
         let mut state = self.state();
-        let Some(key) = state.sessions.get(&id).map(|session| session.key) else {
-            return false;
-        };
-        state.keys.get_mut(&key).is_some_and(take)
+        take_for_session(&mut state, id, 1.0, now, |buckets| &mut buckets.frames)
+    }
+
+    /// Takes `bytes` from the quota of the session's key and address for forwarded peer frames;
+    /// false when over it.
+    pub(crate) fn allow_peer_bytes(&self, id: SessionId, bytes: usize, now: Instant) -> bool {
+        let mut state = self.state();
+        take_for_session(&mut state, id, bytes as f64, now, |buckets| {
+            &mut buckets.peer_bytes
+        })
     }
 
     /// The channel list: configured defaults, then the channels with the most distinct keys
@@ -475,9 +544,8 @@ impl Hub {
         let mut state = self.state();
         let session = state.sessions.get(&id).ok_or_else(gone)?;
         if session.channels.contains(channel) {
-            // The list again. Its frames beyond the first cost the key's frame rate, so that
-            // one small frame cannot make the relay send a hundred.
-            let key = session.key;
+            // The list again. Its frames beyond the first cost the frame rate, so that one
+            // small frame cannot make the relay send a hundred.
             let listed = state
                 .channels
                 .get(channel)
@@ -485,9 +553,8 @@ impl Hub {
                 .min(MAX_LISTED_MEMBERS);
             let extra_frames = listed.div_ceil(MEMBERS_PER_FRAME).saturating_sub(1);
             let affordable = extra_frames == 0
-                || state.keys.get_mut(&key).is_some_and(|key_state| {
-                    let frames = &mut key_state.buckets.frames;
-                    frames.try_take_many(extra_frames as f64, Instant::now())
+                || take_for_session(&mut state, id, extra_frames as f64, Instant::now(), |b| {
+                    &mut b.frames
                 });
             if !affordable {
                 return Err(Refusal::new(
@@ -675,8 +742,7 @@ impl Hub {
             self.deliver(&state, id, Utf8Bytes::from(encode(&ack)));
             return Ok(());
         }
-        let key_state = state.keys.get_mut(&author).ok_or_else(gone)?;
-        if !key_state.buckets.messages.try_take(now) {
+        if !take_for_session(&mut state, id, 1.0, now, |buckets| &mut buckets.messages) {
             return Err(Refusal::new(
                 ErrorCode::RateLimited,
                 "too many messages; slow down",

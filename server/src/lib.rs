@@ -173,9 +173,9 @@ async fn well_known(State(state): State<AppState>) -> impl IntoResponse {
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state
-            .hub
-            .metrics
-            .render(&state.hub.config.virtual_client_stats),
+        state.hub.metrics.render(
+            state.hub.queue_budget.queued(),
+            &state.hub.config.virtual_client_stats,
+        ),
     )
 }

@@ -143,9 +143,25 @@ struct LimitOptions {
     /// Frames a key may send in a burst above the sustained rate.
     #[arg(long, env = "PEERCHAT_FRAME_BURST", default_value_t = RelayLimits::default().frame_burst)]
     frame_burst: f64,
+    /// Connections not logged in yet, in all.
+    #[arg(long, env = "PEERCHAT_MAX_PENDING_LOGINS", default_value_t = RelayLimits::default().max_pending_logins)]
+    max_pending_logins: usize,
+    /// HTTP connections being read or answered (not yet a WebSocket) at a time.
+    #[arg(long, env = "PEERCHAT_MAX_HTTP_CONNECTIONS", default_value_t = RelayLimits::default().max_http_connections)]
+    max_http_connections: usize,
+    /// Times a key's rates that one address (IPv4, or IPv6 /64) gets, shared by all its keys.
+    #[arg(long, env = "PEERCHAT_ADDRESS_RATE_MULTIPLE", default_value_t = RelayLimits::default().address_rate_multiple)]
+    address_rate_multiple: f64,
     /// Frames queued per session before it is disconnected as a slow consumer.
     #[arg(long, env = "PEERCHAT_SEND_QUEUE_FRAMES", default_value_t = RelayLimits::default().send_queue_frames)]
     send_queue_frames: usize,
+    /// Bytes queued per session before it is disconnected as a slow consumer.
+    #[arg(long, env = "PEERCHAT_SEND_QUEUE_BYTES", default_value_t = RelayLimits::default().send_queue_bytes)]
+    send_queue_bytes: usize,
+    /// Bytes all sessions' queues may hold together; past it, a session holding more than an
+    /// equal share is disconnected as a slow consumer.
+    #[arg(long, env = "PEERCHAT_QUEUED_BYTES_TOTAL", default_value_t = RelayLimits::default().queued_bytes_total)]
+    queued_bytes_total: usize,
 }
 
 impl LimitOptions {
@@ -161,6 +177,11 @@ impl LimitOptions {
             peer_bytes_per_second: self.peer_bytes_per_second,
             peer_burst_bytes: self.peer_burst_bytes,
             send_queue_frames: self.send_queue_frames.max(1),
+            send_queue_bytes: self.send_queue_bytes,
+            address_rate_multiple: self.address_rate_multiple,
+            max_pending_logins: self.max_pending_logins.max(1),
+            max_http_connections: self.max_http_connections.max(1),
+            queued_bytes_total: self.queued_bytes_total,
             ..RelayLimits::default()
         }
     }

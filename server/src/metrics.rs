@@ -64,7 +64,11 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of every counter, and of the in-process virtual clients.
-    pub(crate) fn render(&self, virtual_clients: &[Arc<VirtualClientStats>]) -> String {
+    pub(crate) fn render(
+        &self,
+        queued_bytes: usize,
+        virtual_clients: &[Arc<VirtualClientStats>],
+    ) -> String {
         let mut text = String::new();
         let mut gauge = |name: &str, kind: &str, help: &str, value: u64| {
             let _ = writeln!(
@@ -119,6 +123,12 @@ impl Metrics {
             "counter",
             "Frames queued for delivery.",
             self.frames_queued.load(Ordering::Relaxed),
+        );
+        gauge(
+            "peerchat_queued_bytes",
+            "gauge",
+            "Bytes waiting in the sessions' send queues, together.",
+            queued_bytes as u64,
         );
         gauge(
             "peerchat_queue_overflows_total",

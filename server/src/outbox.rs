@@ -1,10 +1,50 @@
 //! A session's bounded queue of outgoing frames. Unlike a channel, it holds no memory while
-//! empty, which matters at thousands of idle connections.
+//! empty, which matters at thousands of idle connections. Every queue also draws on one
+//! [`QueueBudget`] for the whole relay.
 
 use axum::extract::ws::Utf8Bytes;
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
+
+/// The bytes all sessions' queues hold together. Past its limit, a queue holding more than an
+/// equal share of it takes no more (its session is a slow consumer); a queue within its share
+/// still takes frames, so readers that keep up are not dropped for others' backlog.
+#[derive(Debug)]
+pub(crate) struct QueueBudget {
+    limit: usize,
+    queued: AtomicUsize,
+    sessions: AtomicUsize,
+}
+
+impl QueueBudget {
+    pub(crate) fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            queued: AtomicUsize::new(0),
+            sessions: AtomicUsize::new(0),
+        }
+    }
+
+    /// Bytes queued for all sessions now.
+    pub(crate) fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_sessions(&self, sessions: usize) {
+        self.sessions.store(sessions, Ordering::Relaxed);
+    }
+
+    /// Whether a queue holding `held` bytes may take `more`.
+    fn allows(&self, held: usize, more: usize) -> bool {
+        if self.queued() + more <= self.limit {
+            return true;
+        }
+        let share = self.limit / self.sessions.load(Ordering::Relaxed).max(1);
+        held + more <= share
+    }
+}
 
 /// Why a frame was not queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,14 +75,16 @@ struct Queue {
 pub(crate) struct Outbox {
     queue: Mutex<Queue>,
     limits: OutboxLimits,
+    budget: Arc<QueueBudget>,
     frame_waiting: Notify,
 }
 
 impl Outbox {
-    pub(crate) fn new(limits: OutboxLimits) -> Self {
+    pub(crate) fn new(limits: OutboxLimits, budget: Arc<QueueBudget>) -> Self {
         Self {
             queue: Mutex::new(Queue::default()),
             limits,
+            budget,
             frame_waiting: Notify::new(),
         }
     }
@@ -73,7 +115,11 @@ impl Outbox {
         if queue.bytes + frame.len() > byte_limit && !queue.frames.is_empty() {
             return Err(Refused::Busy);
         }
+        if !queue.frames.is_empty() && !self.budget.allows(queue.bytes, frame.len()) {
+            return Err(Refused::Full);
+        }
         queue.bytes += frame.len();
+        self.budget.queued.fetch_add(frame.len(), Ordering::Relaxed);
         queue.frames.push_back(frame);
         drop(queue);
         // Stores a permit when nobody waits, so a wake-up is never lost.
@@ -86,6 +132,7 @@ impl Outbox {
         let mut queue = self.queue();
         let frame = queue.frames.pop_front()?;
         queue.bytes -= frame.len();
+        self.budget.queued.fetch_sub(frame.len(), Ordering::Relaxed);
         if queue.frames.is_empty() {
             queue.frames = VecDeque::new();
         }
@@ -94,7 +141,9 @@ impl Outbox {
 
     /// Drops every queued frame (the session is being closed).
     pub(crate) fn clear(&self) {
-        *self.queue() = Queue::default();
+        let mut queue = self.queue();
+        self.budget.queued.fetch_sub(queue.bytes, Ordering::Relaxed);
+        *queue = Queue::default();
     }
 
     /// Waits for the next frame.
@@ -112,12 +161,23 @@ impl Outbox {
 mod tests {
     use super::*;
 
-    fn outbox(frames: usize, bytes: usize, forwarded_bytes: usize) -> std::sync::Arc<Outbox> {
-        std::sync::Arc::new(Outbox::new(OutboxLimits {
+    fn outbox(frames: usize, bytes: usize, forwarded_bytes: usize) -> Arc<Outbox> {
+        let budget = Arc::new(QueueBudget::new(usize::MAX / 2));
+        outbox_within(frames, bytes, forwarded_bytes, &budget)
+    }
+
+    fn outbox_within(
+        frames: usize,
+        bytes: usize,
+        forwarded_bytes: usize,
+        budget: &Arc<QueueBudget>,
+    ) -> Arc<Outbox> {
+        let limits = OutboxLimits {
             frames,
             bytes,
             forwarded_bytes,
-        }))
+        };
+        Arc::new(Outbox::new(limits, budget.clone()))
     }
 
     #[tokio::test]
@@ -151,5 +211,31 @@ mod tests {
         assert_eq!(outbox.try_pop(), None);
         // One frame larger than the limit still goes through an empty queue.
         outbox.push_forwarded("x".repeat(20).into()).unwrap();
+    }
+
+    #[test]
+    fn past_the_relays_budget_only_queues_over_their_share_are_refused() {
+        let budget = Arc::new(QueueBudget::new(100));
+        budget.set_sessions(4);
+        let [backlog, reader] = [(); 2].map(|_| outbox_within(100, 1_000, 1_000, &budget));
+        for _ in 0..9 {
+            backlog.push("x".repeat(10).into()).unwrap();
+        }
+        assert_eq!(budget.queued(), 90);
+        backlog.push("x".repeat(10).into()).unwrap();
+        // The budget is spent: the backlog (100 bytes, its share is 25) takes no more...
+        assert_eq!(backlog.push("y".into()), Err(Refused::Full));
+        // ...while a queue within its share still does.
+        reader.push("x".repeat(10).into()).unwrap();
+        reader.push("x".repeat(10).into()).unwrap();
+        assert_eq!(reader.push("x".repeat(10).into()), Err(Refused::Full));
+        assert_eq!(reader.try_pop().unwrap().len(), 10);
+        backlog.clear();
+        assert_eq!(
+            budget.queued(),
+            10,
+            "what is popped or cleared is given back"
+        );
+        backlog.push("x".repeat(50).into()).unwrap();
     }
 }

@@ -43,6 +43,12 @@ impl TokenBucket {
         }
     }
 
+    /// True when `count` tokens are available, without taking them.
+    pub(crate) fn has(&mut self, count: f64, now: Instant) -> bool {
+        self.refill(now);
+        self.tokens >= count
+    }
+
     /// True when a token is available, without taking it.
     pub(crate) fn has_token(&mut self, now: Instant) -> bool {
         self.refill(now);

@@ -13,6 +13,7 @@ use peerchat_shared::message::Envelope;
 use peerchat_shared::time::UnixMillis;
 use std::time::Duration;
 use support::{config, Credentials, TestClient, TestRelay};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// Guards a wait on the relay; never an assertion about speed.
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -1258,7 +1259,7 @@ async fn upgrade_from(
     relay: &TestRelay,
     host: u8,
     header: (&'static str, &str),
-) -> Result<impl Sized, u16> {
+) -> Result<WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>, u16> {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
     let mut request = format!("ws://{}/ws", relay.address)
         .into_client_request()
@@ -1268,7 +1269,7 @@ async fn upgrade_from(
         .insert(header.0, header.1.parse().unwrap());
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.bind(([127, 0, 0, host], 0).into()).unwrap();
-    let stream = socket.connect(relay.address).await.unwrap();
+    let stream = MaybeTlsStream::Plain(socket.connect(relay.address).await.unwrap());
     match tokio_tungstenite::client_async(request, stream).await {
         Ok((socket, _)) => Ok(socket),
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
@@ -1314,6 +1315,49 @@ async fn behind_a_trusted_proxy_each_client_gets_its_own_per_address_limits() {
     let spoofed = forwarded("198.51.100.3");
     assert_eq!(upgrade_from(&relay, 2, spoofed).await.err(), Some(503));
     drop(open);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn new_keys_from_one_address_share_its_rates() {
+    let mut relay_config = config(Admission::Open);
+    relay_config.limits.message_burst = 2.0;
+    relay_config.limits.messages_per_second = 0.001;
+    relay_config.limits.address_rate_multiple = 2.0;
+    relay_config.trusted_proxy = "127.0.0.1".parse().unwrap();
+    let relay = TestRelay::start(relay_config).await;
+    let from = |client| ("x-forwarded-for", client);
+    let mut verdicts = Vec::new();
+    // Six fresh keys from one address, one message each: the address's burst is four.
+    for (seed, client) in (110..117).zip(["203.0.113.9"; 6].into_iter().chain(["203.0.113.10"])) {
+        let socket = upgrade_from(&relay, 1, from(client)).await.unwrap();
+        let (mut member, welcome) = TestClient::login_on(socket, seed, Credentials::None).await;
+        welcome.unwrap();
+        member.join("general").await;
+        member
+            .send(&ClientToRelay::Send {
+                draft: member.draft("general", 1, "hello"),
+            })
+            .await;
+        let answer = member
+            .next_matching(|frame| {
+                matches!(
+                    frame,
+                    RelayToClient::Ack { .. } | RelayToClient::Error { .. }
+                )
+            })
+            .await;
+        verdicts.push(match answer {
+            RelayToClient::Error { code, .. } => Err(code),
+            _ => Ok(()),
+        });
+    }
+    let limited = Err(ErrorCode::RateLimited);
+    assert_eq!(
+        verdicts,
+        [Ok(()), Ok(()), Ok(()), Ok(()), limited, limited, Ok(())],
+        "the seventh key is at another address"
+    );
     relay.stop().await;
 }
 

@@ -7,6 +7,8 @@
 //!   offer to it. The relay handles joins one at a time, so of two members exactly one lists the
 //!   other and offers: no two offers cross. A member holds at most [`MAX_LINKS`] links and
 //!   answers further offers with `busy`, so big channels are a sparse mesh, not a full one.
+//!   With every place taken, it replaces the link that brought nothing new for longest
+//!   ([`LINK_ROTATION_MILLIS`]), so links that bring nothing cannot cut it off.
 //! - **Signalling**: one offer and one answer per link, each with all its ICE candidates
 //!   (gathering finishes before the description is sent), in `signal` frames.
 //! - **Fallback**: a link whose data channel is not open [`LINK_OPEN_TIMEOUT_MILLIS`] after it
@@ -50,6 +52,12 @@ pub const MAX_LINKS: usize = 8;
 pub const MAX_ARCHIVE_LINKS: usize = 2;
 /// A data channel not open this long after its link began gives way to the relay path.
 pub const LINK_OPEN_TIMEOUT_MILLIS: u64 = 10_000;
+/// A member holding all [`MAX_LINKS`] places replaces, this often, the link that has brought no
+/// new message for longest (at least this long) with one to a member it holds none with: links
+/// that bring nothing cannot keep a member from the rest of its channels.
+pub const LINK_ROTATION_MILLIS: u64 = 60_000;
+/// How long a member whose link was replaced is not linked with again.
+pub const ROTATED_OUT_MILLIS: u64 = 10 * 60_000;
 /// Keys refused for the session after misbehaving, oldest forgotten first.
 pub const MAX_REFUSED_KEYS: usize = 256;
 
@@ -211,6 +219,8 @@ pub struct MeshStats {
     pub links_without_candidates: u64,
     /// Links that took the relay path because no data channel opened in time.
     pub links_timed_out: u64,
+    /// Links replaced for bringing nothing new while every place was taken.
+    pub links_rotated: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -228,6 +238,8 @@ struct Link {
     archive: bool,
     offered: bool,
     state: LinkState,
+    /// When it began or last brought a message new to this member.
+    useful_at: UnixMillis,
 }
 
 impl Link {
@@ -262,6 +274,10 @@ pub struct PeerMesh {
     listed: BTreeSet<SessionId>,
     /// Sessions that answered `busy`.
     declined: HashSet<SessionId>,
+    /// Sessions whose link was replaced for bringing nothing, and until when they are not
+    /// linked with again (their offers get `busy`).
+    rotated_out: HashMap<SessionId, UnixMillis>,
+    next_rotation: UnixMillis,
     links: BTreeMap<SessionId, Link>,
     sessions_by_peer: HashMap<PeerId, SessionId>,
     next_peer: PeerId,
@@ -296,6 +312,8 @@ impl PeerMesh {
             present: BTreeMap::new(),
             listed: BTreeSet::new(),
             declined: HashSet::new(),
+            rotated_out: HashMap::new(),
+            next_rotation: now.saturating_add_millis(LINK_ROTATION_MILLIS),
             links: BTreeMap::new(),
             sessions_by_peer: HashMap::new(),
             next_peer: 1,
@@ -322,7 +340,9 @@ impl PeerMesh {
             LinkState::Offering { deadline } | LinkState::Answering { deadline } => Some(deadline),
             LinkState::Open | LinkState::Relayed => None,
         });
+        let rotation = (self.links.len() >= MAX_LINKS).then_some(self.next_rotation);
         negotiating
+            .chain(rotation)
             .chain(self.engine.as_ref().and_then(SyncEngine::poll_timeout))
             .min()
     }
@@ -492,6 +512,7 @@ impl PeerMesh {
         self.present.clear();
         self.listed.clear();
         self.declined.clear();
+        self.rotated_out.clear();
     }
 
     fn on_listed(&mut self, now: UnixMillis, channel: ChannelName, members: Vec<ChannelPeer>) {
@@ -582,38 +603,89 @@ impl PeerMesh {
             if offered >= MAX_OFFERED_LINKS || self.links.len() >= MAX_LINKS {
                 return;
             }
-            let candidates: Vec<(SessionId, PublicKey, bool)> = self
-                .listed
-                .iter()
-                .filter(|session| {
-                    !self.links.contains_key(session)
-                        && !self.declined.contains(session)
-                        && !self.archive_places_taken(**session)
-                })
-                .filter_map(|session| {
-                    let (key, _) = self.presence_of(*session)?;
-                    Some((*session, key, self.is_archive(*session)))
-                })
-                .filter(|(_, key, _)| !self.is_refused(key) && !self.has_link_to_key(key))
-                .collect();
-            // Members first; archives only when no member is left to offer to.
-            let members: Vec<_> = candidates.iter().filter(|(.., archive)| !archive).collect();
-            let pool = if members.is_empty() {
-                candidates.iter().collect()
-            } else {
-                members
-            };
-            if pool.is_empty() {
+            let listed: Vec<SessionId> = self.listed.iter().copied().collect();
+            if !self.offer_to_one_of(now, listed) {
                 return;
             }
-            let (session, key, _) = *pool[self.random.below(pool.len())];
-            self.begin_link(now, session, key, true);
-            let ice_servers = self.ice_servers();
-            self.outputs.push_back(MeshOutput::Offer {
-                session,
-                ice_servers,
-            });
         }
+    }
+
+    /// Offers a link to a random one of `sessions` this member may link with, members before
+    /// archives; false when there is none.
+    fn offer_to_one_of(&mut self, now: UnixMillis, sessions: Vec<SessionId>) -> bool {
+        let candidates: Vec<(SessionId, PublicKey, bool)> = sessions
+            .into_iter()
+            .filter(|session| {
+                !self.links.contains_key(session)
+                    && !self.declined.contains(session)
+                    && !self.is_rotated_out(*session, now)
+                    && !self.archive_places_taken(*session)
+            })
+            .filter_map(|session| {
+                let (key, _) = self.presence_of(session)?;
+                Some((session, key, self.is_archive(session)))
+            })
+            .filter(|(_, key, _)| !self.is_refused(key) && !self.has_link_to_key(key))
+            .collect();
+        // Members first; archives only when no member is left to offer to.
+        let members: Vec<_> = candidates.iter().filter(|(.., archive)| !archive).collect();
+        let pool = if members.is_empty() {
+            candidates.iter().collect()
+        } else {
+            members
+        };
+        if pool.is_empty() {
+            return false;
+        }
+        let (session, key, _) = *pool[self.random.below(pool.len())];
+        self.begin_link(now, session, key, true);
+        let ice_servers = self.ice_servers();
+        self.outputs.push_back(MeshOutput::Offer {
+            session,
+            ice_servers,
+        });
+        true
+    }
+
+    /// With every place taken, replaces the link that brought nothing new for longest (at
+    /// least [`LINK_ROTATION_MILLIS`]) with a link to another member of this member's channels.
+    fn rotate_links(&mut self, now: UnixMillis) {
+        if now < self.next_rotation {
+            return;
+        }
+        self.next_rotation = now.saturating_add_millis(LINK_ROTATION_MILLIS);
+        if self.links.len() < MAX_LINKS {
+            return;
+        }
+        let stale = self
+            .links
+            .iter()
+            .filter(|(_, link)| link.transport().is_some())
+            .filter(|(_, link)| link.useful_at.saturating_add_millis(LINK_ROTATION_MILLIS) <= now)
+            .min_by_key(|(session, link)| (link.useful_at, **session))
+            .map(|(session, link)| (*session, link.key));
+        let Some((session, key)) = stale else {
+            return;
+        };
+        let others: Vec<SessionId> = self
+            .present
+            .values()
+            .flat_map(|sessions| sessions.iter())
+            .filter(|(other, (other_key, _))| **other != session && *other_key != key)
+            .map(|(other, _)| *other)
+            .collect();
+        let others_reachable = others
+            .iter()
+            .any(|other| !self.links.contains_key(other) && !self.is_rotated_out(*other, now));
+        if !others_reachable {
+            return;
+        }
+        self.remove_link(now, session);
+        self.rotated_out.retain(|_, until| *until > now);
+        let until = now.saturating_add_millis(ROTATED_OUT_MILLIS);
+        self.rotated_out.insert(session, until);
+        self.stats.links_rotated += 1;
+        self.offer_to_one_of(now, others);
     }
 
     fn ice_servers(&self) -> Vec<IceServer> {
@@ -641,6 +713,7 @@ impl PeerMesh {
                 } else {
                     LinkState::Answering { deadline }
                 },
+                useful_at: now,
             },
         );
     }
@@ -705,16 +778,27 @@ impl PeerMesh {
             }
             Some(LinkState::Open | LinkState::Relayed) => {}
             None => {
-                if self.links.len() >= MAX_LINKS
-                    || self.has_link_to_key(&from.key)
-                    || self.archive_places_taken(from.session)
-                {
+                if !self.may_answer(&from, now) {
                     return self.signal(from.session, &SignalPayload::Busy);
                 }
                 self.begin_link(now, from.session, from.key, false);
                 self.fall_back_to_relay(now, from.session);
             }
         }
+    }
+
+    /// Whether a link `from` asks for has a place.
+    fn may_answer(&self, from: &PeerAddress, now: UnixMillis) -> bool {
+        self.links.len() < MAX_LINKS
+            && !self.has_link_to_key(&from.key)
+            && !self.archive_places_taken(from.session)
+            && !self.is_rotated_out(from.session, now)
+    }
+
+    fn is_rotated_out(&self, session: SessionId, now: UnixMillis) -> bool {
+        self.rotated_out
+            .get(&session)
+            .is_some_and(|until| *until > now)
     }
 
     fn on_offer(&mut self, now: UnixMillis, from: PeerAddress, sdp: String) {
@@ -725,10 +809,7 @@ impl PeerMesh {
             Some(_) => self.remove_link(now, from.session),
             None => {}
         }
-        if self.links.len() >= MAX_LINKS
-            || self.has_link_to_key(&from.key)
-            || self.archive_places_taken(from.session)
-        {
+        if !self.may_answer(&from, now) {
             return self.signal(from.session, &SignalPayload::Busy);
         }
         self.begin_link(now, from.session, from.key, false);
@@ -908,6 +989,7 @@ impl PeerMesh {
             self.stats.links_timed_out += 1;
             self.fall_back_to_relay(now, session);
         }
+        self.rotate_links(now);
         self.sync(now, SyncInput::Timeout);
     }
 
@@ -938,6 +1020,13 @@ impl PeerMesh {
                 envelopes,
                 from,
             } => {
+                let link = self
+                    .sessions_by_peer
+                    .get(&from)
+                    .and_then(|session| self.links.get_mut(session));
+                if let Some(link) = link {
+                    link.useful_at = now;
+                }
                 let link = self
                     .sessions_by_peer
                     .get(&from)

@@ -20,7 +20,7 @@ use peerchat_shared::ids::MessageId;
 use peerchat_shared::membership::Role;
 use peerchat_shared::mesh::{
     MeshInput, MeshOutput, PeerMesh, SignalPayload, Transport, LINK_OPEN_TIMEOUT_MILLIS,
-    MAX_ARCHIVE_LINKS, MAX_LINKS, MAX_OFFERED_LINKS,
+    LINK_ROTATION_MILLIS, MAX_ARCHIVE_LINKS, MAX_LINKS, MAX_OFFERED_LINKS,
 };
 use peerchat_shared::message::{Envelope, MessageBody};
 use peerchat_shared::peer::PeerToPeer;
@@ -907,4 +907,92 @@ fn forwarded_frames_from_members_never_signalled_with_take_no_link_place() {
     }
     while mesh.poll_output().is_some() {}
     assert_eq!(mesh.stats().relayed_links, 0);
+}
+
+#[test]
+fn links_that_bring_nothing_are_replaced_once_every_place_is_taken() {
+    let mut mesh = PeerMesh::new(UnixMillis(1), 9);
+    let now = UnixMillis(2);
+    mesh.handle(
+        now,
+        MeshInput::Relay(PeerNews::Online {
+            session: SessionId(1),
+            me: member_key(0),
+            role: Role::Member,
+            relay: relay_key(),
+            ice_servers: vec![],
+            relay_time: now,
+        }),
+    );
+    mesh.handle(
+        now,
+        MeshInput::Relay(PeerNews::Listed {
+            channel: general(),
+            members: vec![],
+        }),
+    );
+    let address = |n: u8| PeerAddress {
+        key: member_key(n),
+        session: SessionId(u64::from(n)),
+    };
+    let arrive_and_offer = |mesh: &mut PeerMesh, at: UnixMillis, n: u8| {
+        let from = address(n);
+        mesh.handle(
+            at,
+            MeshInput::Relay(PeerNews::Arrived {
+                channel: general(),
+                member: member_at(from),
+            }),
+        );
+        mesh.handle(
+            at,
+            MeshInput::Relay(PeerNews::Signal {
+                from,
+                data: encode(&SignalPayload::Offer {
+                    sdp: description("offer", from.session, true),
+                }),
+            }),
+        );
+        std::iter::from_fn(|| mesh.poll_output()).collect::<Vec<_>>()
+    };
+    // Eight keys that send nothing take every place.
+    for n in 2..10 {
+        arrive_and_offer(&mut mesh, now, n);
+        let session = address(n).session;
+        let sdp = description("answer", session, true);
+        mesh.handle(now, MeshInput::LocalDescription { session, sdp });
+        mesh.handle(now, MeshInput::LinkOpen { session });
+    }
+    assert_eq!(mesh.stats().data_channels_open, 8);
+    let busy = encode(&SignalPayload::Busy);
+    let answered_busy = |outputs: &[MeshOutput], n: u8| {
+        outputs.iter().any(|output| {
+            matches!(output, MeshOutput::ToRelay(ClientInput::Signal { to, data })
+                if *to == address(n).session && *data == busy)
+        })
+    };
+    let honest = 10;
+    assert!(answered_busy(
+        &arrive_and_offer(&mut mesh, now, honest),
+        honest
+    ));
+
+    // A minute later the link that brought nothing for longest makes way for the honest one.
+    let later = now.saturating_add_millis(LINK_ROTATION_MILLIS);
+    assert!(
+        mesh.poll_timeout().is_some_and(|at| at <= later),
+        "a timer is set"
+    );
+    mesh.handle(later, MeshInput::Timeout);
+    let outputs: Vec<MeshOutput> = std::iter::from_fn(|| mesh.poll_output()).collect();
+    assert!(outputs.contains(&MeshOutput::Close {
+        session: address(2).session
+    }));
+    assert!(outputs.contains(&MeshOutput::Offer {
+        session: address(honest).session,
+        ice_servers: vec![],
+    }));
+    assert_eq!(mesh.stats().links_rotated, 1);
+    // The key replaced does not take the place back.
+    assert!(answered_busy(&arrive_and_offer(&mut mesh, later, 2), 2));
 }

@@ -45,7 +45,8 @@ const SCENARIOS: &[Scenario] = &[
     },
 ];
 
-pub(crate) fn relay(root: &Path, repeats: usize) -> Result<()> {
+/// Builds the release relay and `peerchat-load`; returns their folder.
+pub(crate) fn build_release(root: &Path) -> Result<std::path::PathBuf> {
     run(process::cargo(root).args([
         "build",
         "--release",
@@ -54,7 +55,11 @@ pub(crate) fn relay(root: &Path, repeats: usize) -> Result<()> {
         "peerchat-server",
         "--bins",
     ]))?;
-    let release = root.join("target/release");
+    Ok(root.join("target/release"))
+}
+
+pub(crate) fn relay(root: &Path, repeats: usize) -> Result<()> {
+    let release = build_release(root)?;
     for scenario in SCENARIOS {
         for repeat in 1..=repeats {
             eprintln!(
@@ -99,8 +104,9 @@ fn run_scenario(release: &Path, scenario: &Scenario) -> Result<()> {
     outcome
 }
 
-/// Runs `program` on one CPU with a high open-file limit, through `sh` so `ulimit` applies.
-fn pinned(cpu: usize, program: &Path) -> Command {
+/// Runs `program` on one CPU with a high open-file limit (the hard limit where 65,536 is not
+/// allowed), through `sh` so `ulimit` applies.
+pub(crate) fn pinned(cpu: usize, program: &Path) -> Command {
     let mut command = Command::new("sh");
     let pin = if find_in_path("taskset").is_some() {
         format!("taskset -c {cpu} ")
@@ -110,7 +116,7 @@ fn pinned(cpu: usize, program: &Path) -> Command {
     command
         .arg("-c")
         .arg(format!(
-            "ulimit -n 65536 2>/dev/null || ulimit -n 4096; exec {pin}\"$0\" \"$@\""
+            "ulimit -n 65536 2>/dev/null || ulimit -n \"$(ulimit -Hn)\"; exec {pin}\"$0\" \"$@\""
         ))
         .arg(program);
     command
@@ -121,13 +127,13 @@ fn relay_pid(relay: &Child) -> String {
     relay.id().to_string()
 }
 
-fn free_loopback_port() -> Result<u16> {
+pub(crate) fn free_loopback_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
 }
 
-fn wait_until_listening(port: u16) -> Result<()> {
+pub(crate) fn wait_until_listening(port: u16) -> Result<()> {
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(20) {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -138,7 +144,7 @@ fn wait_until_listening(port: u16) -> Result<()> {
     anyhow::bail!("the relay did not start listening on port {port}")
 }
 
-fn stop(relay: &mut Child) {
+pub(crate) fn stop(relay: &mut Child) {
     let _ = Command::new("kill").arg(relay.id().to_string()).status();
     let _ = relay.wait();
 }

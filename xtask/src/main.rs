@@ -3,6 +3,7 @@
 
 mod bench;
 mod bundle;
+mod endurance;
 mod process;
 mod setup;
 mod wasm;
@@ -47,7 +48,17 @@ enum Command {
         #[command(subcommand)]
         target: BenchTarget,
     },
-    /// Fuzz frame decoding for a fixed time budget (installs cargo-fuzz when missing).
+    /// Members joining, chatting, signalling and leaving at random against the release relay
+    /// (with a virtual client inside) for a while; the relay's memory, open files and threads
+    /// are reported every minute and must stay flat.
+    Soak {
+        #[arg(long, default_value_t = 30)]
+        minutes: u64,
+        #[arg(long, default_value_t = 200)]
+        members: usize,
+    },
+    /// Fuzz frame decoding and the sync engine for a time budget per target (installs
+    /// cargo-fuzz when missing). `cargo xtask test` runs each briefly when cargo-fuzz is there.
     Fuzz {
         /// Seconds to fuzz each target.
         #[arg(long, default_value_t = 60)]
@@ -85,6 +96,13 @@ enum BenchTarget {
     },
     /// Bytes on the wire for opening the page in Chromium: a first and a repeat visit.
     Page,
+    /// Idle logged-in members in one relay process under a memory limit (a cgroup; root).
+    Idle {
+        #[arg(long, default_value_t = 20_000)]
+        members: usize,
+        #[arg(long, default_value_t = 256)]
+        memory_megabytes: u64,
+    },
 }
 
 fn main() -> Result<()> {
@@ -148,6 +166,14 @@ fn main() -> Result<()> {
             wasm::build_web_bundle(&root, &toolchain)?;
             bench::virtual_clients(&root, messages)
         }
+        Command::Bench {
+            target:
+                BenchTarget::Idle {
+                    members,
+                    memory_megabytes,
+                },
+        } => endurance::idle(&root, members, memory_megabytes),
+        Command::Soak { minutes, members } => endurance::soak(&root, minutes, members),
         Command::Fuzz { seconds } => fuzz(&root, seconds),
     }
 }
@@ -200,16 +226,30 @@ fn test(root: &Path) -> Result<()> {
     )?;
     process::run(process::cargo(root).args(["test", "--workspace", "--locked"]))?;
     wasm::test_in_browser(root, &toolchain, "peerchat-shared")?;
-    wasm::test_in_browser(root, &toolchain, "peerchat-client-wasm")
+    wasm::test_in_browser(root, &toolchain, "peerchat-client-wasm")?;
+    if setup::has_cargo_fuzz() {
+        fuzz_targets(root, FUZZ_SECONDS_IN_TEST)
+    } else {
+        eprintln!("xtask: cargo-fuzz is not installed: the fuzz targets did not run (cargo xtask fuzz installs it)");
+        Ok(())
+    }
 }
+
+/// Seconds each fuzz target runs in `cargo xtask test`.
+const FUZZ_SECONDS_IN_TEST: u64 = 15;
 
 fn fuzz(root: &Path, seconds: u64) -> Result<()> {
     setup::ensure_cargo_fuzz()?;
+    fuzz_targets(root, seconds)
+}
+
+fn fuzz_targets(root: &Path, seconds: u64) -> Result<()> {
     let fuzz_dir = root.join("shared").join("fuzz");
     for target in [
         "decode_client_frame",
         "decode_relay_frame",
         "decode_peer_frame",
+        "sync_peer_frames",
     ] {
         // The first folder collects the corpus (git-ignored); the second holds committed seeds.
         let corpus = fuzz_dir.join("corpus").join(target);

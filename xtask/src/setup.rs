@@ -168,8 +168,12 @@ pub(crate) fn find_in_path(program: &str) -> Option<PathBuf> {
 }
 
 /// Installs `cargo-fuzz` unless `cargo fuzz` already runs.
+pub(crate) fn has_cargo_fuzz() -> bool {
+    output_of(Command::new("cargo").args(["fuzz", "--version"])).is_some()
+}
+
 pub(crate) fn ensure_cargo_fuzz() -> Result<()> {
-    if output_of(Command::new("cargo").args(["fuzz", "--version"])).is_some() {
+    if has_cargo_fuzz() {
         return Ok(());
     }
     process::run(Command::new("cargo").args(["install", "cargo-fuzz"]))

@@ -209,8 +209,27 @@ impl TestClient {
         seed: u8,
         credentials: Credentials,
     ) -> (Self, Result<(), ErrorCode>) {
+        let (socket, _) = tokio_tungstenite::connect_async(format!("ws://{address}/ws"))
+            .await
+            .unwrap();
+        Self::login_on(socket, seed, credentials).await
+    }
+
+    /// Logs in over a WebSocket just opened (its challenge not read yet).
+    pub async fn login_on(
+        mut socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+        seed: u8,
+        credentials: Credentials,
+    ) -> (Self, Result<(), ErrorCode>) {
         let key = SecretKey::from_seed([seed; 32]);
-        let (mut socket, relay_key, nonce) = Self::connect_to(address).await;
+        let RelayToClient::Challenge {
+            relay: relay_key,
+            nonce,
+            ..
+        } = next_frame(&mut socket).await
+        else {
+            panic!("a connection starts with a challenge");
+        };
         send_frame(
             &mut socket,
             &Self::login_frame(&key, &relay_key, &nonce, credentials),

@@ -4,6 +4,9 @@
 //! has M of them publish pre-signed messages at a fixed total rate and measures delivered
 //! messages per second, publish-to-delivery latency, and the relay's CPU time per delivery and
 //! per publish (from /proc/<pid>/stat). Bounded in count and time; stops by itself.
+//! With `--soak-minutes`, a soak instead (see `soak.rs`).
+
+mod soak;
 
 use anyhow::{bail, Context as _, Result};
 use clap::Parser;
@@ -45,6 +48,16 @@ struct Options {
     /// Message text length in bytes.
     #[arg(long, default_value_t = 200)]
     text_bytes: usize,
+    /// Index of the first member's key, so that several generators use distinct keys.
+    #[arg(long, default_value_t = 0)]
+    first_member: usize,
+    /// With `--rate 0`: keep the members connected this long after the reading.
+    #[arg(long, default_value_t = 0)]
+    hold_seconds: u64,
+    /// Instead: `--members` members joining, chatting, signalling and leaving at random for
+    /// this many minutes, the relay's memory, open files and threads reported every minute.
+    #[arg(long)]
+    soak_minutes: Option<u64>,
 }
 
 type Socket =
@@ -206,6 +219,9 @@ struct Run {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {
     let options = Options::parse();
+    if let Some(minutes) = options.soak_minutes {
+        return soak::run(&options.relay, options.pid, options.members, minutes).await;
+    }
     let channel = ChannelName::new("bench")?;
     let total = usize::try_from(options.rate * options.seconds)?;
     let run = Run {
@@ -223,7 +239,7 @@ async fn main() -> Result<()> {
     let connect_started = Instant::now();
     let mut members = Vec::with_capacity(options.members);
     let mut relay = None;
-    for index in 0..options.members {
+    for index in options.first_member..options.first_member + options.members {
         let key = member_key(index);
         let (socket, relay_key) = join_as(&options.relay, &key, &channel)
             .await
@@ -251,7 +267,11 @@ async fn main() -> Result<()> {
         Some(relay) if total > 0 => {
             publish_and_measure(&options, &channel, &relay, members, run).await
         }
-        _ => Ok(()),
+        _ => {
+            tokio::time::sleep(Duration::from_secs(options.hold_seconds)).await;
+            drop(members);
+            Ok(())
+        }
     }
 }
 
