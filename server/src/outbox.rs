@@ -157,6 +157,17 @@ impl Outbox {
     }
 }
 
+impl Drop for Outbox {
+    /// A session that ends with frames still queued gives their bytes back.
+    fn drop(&mut self) {
+        let queue = self
+            .queue
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.budget.queued.fetch_sub(queue.bytes, Ordering::Relaxed);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,5 +248,7 @@ mod tests {
             "what is popped or cleared is given back"
         );
         backlog.push("x".repeat(50).into()).unwrap();
+        drop((backlog, reader));
+        assert_eq!(budget.queued(), 0, "and what a closed session left queued");
     }
 }

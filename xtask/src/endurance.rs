@@ -22,6 +22,10 @@ pub(crate) fn soak(root: &Path, minutes: u64, members: usize) -> Result<()> {
     let mut relay = pinned(0, &release.join("peerchat-server"))
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .args(["--virtual-clients", "1"])
+        // A small archive, full within minutes, so that its growth does not hide a leak; its
+        // WebRTC stays on loopback.
+        .env("PEERCHAT_VIRTUAL_MEGABYTES", "4")
+        .env("PEERCHAT_VIRTUAL_UDP", "127.0.0.1:0")
         .env("PEERCHAT_SIGNING_KEY", SIGNING_KEY)
         .env("PEERCHAT_CONNECTIONS_PER_ADDRESS", "100000")
         .env("RUST_LOG", "warn")
@@ -40,6 +44,19 @@ pub(crate) fn soak(root: &Path, minutes: u64, members: usize) -> Result<()> {
 }
 
 pub(crate) fn idle(root: &Path, members: usize, memory_megabytes: u64) -> Result<()> {
+    // The relay needs a file per member, plus its reserves (128 logins, 128 HTTP, 256 own).
+    let hard_limit: usize =
+        crate::process::output_of(Command::new("sh").args(["-c", "ulimit -Hn"]))
+            .context("cannot read the open-files limit")?
+            .trim()
+            .parse()
+            .unwrap_or(usize::MAX);
+    if members + 512 > hard_limit {
+        bail!(
+            "the hard open-files limit here is {hard_limit}: at most {} members fit in one relay process (pass --members, or raise the limit)",
+            hard_limit.saturating_sub(512)
+        );
+    }
     let release = build_release(root)?;
     let port = free_loopback_port()?;
     let cgroup = MemoryCgroup::create(&format!("peerchat-idle-{port}"), memory_megabytes)?;
@@ -92,6 +109,7 @@ fn hold_idle_members(
                 .args(["--first-member", &first.to_string()])
                 .args(["--members", &count.to_string()])
                 .args(["--rate", "0", "--hold-seconds", "600"])
+                .args(["--members-per-channel", "500"])
                 .stdout(Stdio::piped())
                 .spawn()
                 .context("cannot start peerchat-load")?;

@@ -48,6 +48,10 @@ struct Options {
     /// Message text length in bytes.
     #[arg(long, default_value_t = 200)]
     text_bytes: usize,
+    /// With `--rate 0`: members per channel (`bench0`, `bench1`, …) instead of all in one; a
+    /// join's presence goes to everyone in the channel, so one huge channel costs O(N²).
+    #[arg(long)]
+    members_per_channel: Option<usize>,
     /// Index of the first member's key, so that several generators use distinct keys.
     #[arg(long, default_value_t = 0)]
     first_member: usize,
@@ -241,6 +245,10 @@ async fn main() -> Result<()> {
     let mut relay = None;
     for index in options.first_member..options.first_member + options.members {
         let key = member_key(index);
+        let channel = match options.members_per_channel {
+            Some(size) if total == 0 => ChannelName::new(format!("bench{}", index / size.max(1)))?,
+            _ => channel.clone(),
+        };
         let (socket, relay_key) = join_as(&options.relay, &key, &channel)
             .await
             .with_context(|| format!("member {index}"))?;

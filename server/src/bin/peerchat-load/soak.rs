@@ -106,6 +106,8 @@ pub(crate) async fn run(url: &str, pid: u32, members: usize, minutes: u64) -> Re
         .and_then(|rest| rest.split('/').next())
         .context("the relay URL must be ws://host:port/…")?
         .to_owned();
+    // The relay's own virtual clients log in first.
+    tokio::time::sleep(Duration::from_secs(5)).await;
     let before = read_relay(pid, &metrics_address)?;
     report(0, &before, &Tally::default());
     let tally = Arc::new(Tally::default());
@@ -156,6 +158,12 @@ fn judge(before: &Reading, readings: &[Reading], after: &Reading, members: usize
             warm.threads, last.threads
         ));
     }
+    if after.queued_bytes > 1024 * 1024 {
+        let queued = after.queued_bytes;
+        problems.push(format!(
+            "with every member gone, {queued} bytes are still queued"
+        ));
+    }
     if after.sessions > before.sessions || after.open_files > before.open_files + 4 {
         problems.push(format!(
             "with every member gone: {} sessions and {} open files (before: {} and {})",
@@ -174,6 +182,9 @@ fn judge(before: &Reading, readings: &[Reading], after: &Reading, members: usize
 async fn member(url: String, index: usize, deadline: Instant, tally: Arc<Tally>) {
     let key = member_key(1_000_000 + index);
     let mut random = SmallRng::seed_from_u64(index as u64);
+    // Arrivals spread over the first seconds, as after a relay restart.
+    let arrival = Duration::from_millis(random.random_range(0..10_000));
+    tokio::time::sleep(arrival).await;
     while Instant::now() < deadline {
         let stay = Duration::from_secs(random.random_range(20..120));
         let until = (Instant::now() + stay).min(deadline);
