@@ -134,7 +134,7 @@ struct HubState {
     /// most `max_sessions` keys (beyond that, a key that leaves starts afresh next time).
     resting_buckets: HashMap<PublicKey, RateBuckets>,
     /// The buckets of each address prefix with a session, and of those without one while any
-    /// of them is not full again (at most `max_sessions` of those): new keys from one address
+    /// of them is not full again (see [`Hub::rest_address_buckets`]): new keys from one address
     /// share its rates. Loopback has none (see [`ClientAddress::is_loopback`]).
     address_buckets: HashMap<ClientAddress, RateBuckets>,
     connections_per_address: HashMap<ClientAddress, usize>,

@@ -19,12 +19,13 @@
 //!   or altered one, or breaks the frame rules, is disconnected and ignored for the session.
 //! - **Claims**: what a peer says it holds (`have`, reconciliation) is believed only within
 //!   bounds: ids stamped later than [`SyncLimits::future_tolerance_millis`] after the newest
-//!   time this member knows (its clock, the relay's, its newest id) are ignored, a peer's outstanding claims are capped
-//!   ([`SyncLimits::claims_per_peer`]; the rest are found again once those are settled), and a
-//!   peer whose requests expire [`SyncLimits::failed_requests_before_suspension`] times in a
-//!   row with nothing delivered loses every claim and makes none for
-//!   [`SyncLimits::claims_suspension_millis`] (a peer that lies is not asked again; one that
-//!   was only cut off is believed again later).
+//!   time this member knows (its clock, the relay's, its newest id) are ignored; a peer's
+//!   outstanding claims are capped ([`SyncLimits::claims_per_peer`]; the rest are found again
+//!   once those are settled); and a peer whose requests expire
+//!   [`SyncLimits::failed_requests_before_suspension`] times in a row with nothing delivered
+//!   loses every claim and makes none for [`SyncLimits::claims_suspension_millis`] (so a peer
+//!   that lies holds others' requests up for seconds, not for good, and one that was only cut
+//!   off is believed again later).
 //! - **Bounds**: ids in flight per peer, loads per peer, missing ids per channel, claims per
 //!   peer, peers remembered as dropped.
 

@@ -858,10 +858,9 @@ fn what_the_store_evicted_and_anything_older_is_not_fetched_again() {
     );
 }
 
-#[test]
-fn forwarded_frames_from_members_never_signalled_with_take_no_link_place() {
-    let mut mesh = PeerMesh::new(UnixMillis(1), 5);
-    let now = UnixMillis(2);
+/// Member 0's mesh, online as session 1 and alone in #general so far.
+fn alone_in_general(seed: u64, now: UnixMillis) -> PeerMesh {
+    let mut mesh = PeerMesh::new(now, seed);
     mesh.handle(
         now,
         MeshInput::Relay(PeerNews::Online {
@@ -880,16 +879,28 @@ fn forwarded_frames_from_members_never_signalled_with_take_no_link_place() {
             members: vec![],
         }),
     );
+    mesh
+}
+
+/// Member `n` at session `n`.
+fn address_of(n: u8) -> PeerAddress {
+    PeerAddress {
+        key: member_key(n),
+        session: SessionId(u64::from(n)),
+    }
+}
+
+#[test]
+fn forwarded_frames_from_members_never_signalled_with_take_no_link_place() {
+    let now = UnixMillis(2);
+    let mut mesh = alone_in_general(5, now);
     // Members who arrive later offer links themselves; these never do, and only send frames.
     let have = encode(&PeerToPeer::Have {
         channel: general(),
         ids: vec![],
     });
     for n in 2..20u8 {
-        let stranger = PeerAddress {
-            key: member_key(n),
-            session: SessionId(u64::from(n)),
-        };
+        let stranger = address_of(n);
         mesh.handle(
             now,
             MeshInput::Relay(PeerNews::Arrived {
@@ -911,32 +922,10 @@ fn forwarded_frames_from_members_never_signalled_with_take_no_link_place() {
 
 #[test]
 fn links_that_bring_nothing_are_replaced_once_every_place_is_taken() {
-    let mut mesh = PeerMesh::new(UnixMillis(1), 9);
     let now = UnixMillis(2);
-    mesh.handle(
-        now,
-        MeshInput::Relay(PeerNews::Online {
-            session: SessionId(1),
-            me: member_key(0),
-            role: Role::Member,
-            relay: relay_key(),
-            ice_servers: vec![],
-            relay_time: now,
-        }),
-    );
-    mesh.handle(
-        now,
-        MeshInput::Relay(PeerNews::Listed {
-            channel: general(),
-            members: vec![],
-        }),
-    );
-    let address = |n: u8| PeerAddress {
-        key: member_key(n),
-        session: SessionId(u64::from(n)),
-    };
+    let mut mesh = alone_in_general(9, now);
     let arrive_and_offer = |mesh: &mut PeerMesh, at: UnixMillis, n: u8| {
-        let from = address(n);
+        let from = address_of(n);
         mesh.handle(
             at,
             MeshInput::Relay(PeerNews::Arrived {
@@ -958,7 +947,7 @@ fn links_that_bring_nothing_are_replaced_once_every_place_is_taken() {
     // Eight keys that send nothing take every place.
     for n in 2..10 {
         arrive_and_offer(&mut mesh, now, n);
-        let session = address(n).session;
+        let session = address_of(n).session;
         let sdp = description("answer", session, true);
         mesh.handle(now, MeshInput::LocalDescription { session, sdp });
         mesh.handle(now, MeshInput::LinkOpen { session });
@@ -968,7 +957,7 @@ fn links_that_bring_nothing_are_replaced_once_every_place_is_taken() {
     let answered_busy = |outputs: &[MeshOutput], n: u8| {
         outputs.iter().any(|output| {
             matches!(output, MeshOutput::ToRelay(ClientInput::Signal { to, data })
-                if *to == address(n).session && *data == busy)
+                if *to == address_of(n).session && *data == busy)
         })
     };
     let honest = 10;
@@ -986,10 +975,10 @@ fn links_that_bring_nothing_are_replaced_once_every_place_is_taken() {
     mesh.handle(later, MeshInput::Timeout);
     let outputs: Vec<MeshOutput> = std::iter::from_fn(|| mesh.poll_output()).collect();
     assert!(outputs.contains(&MeshOutput::Close {
-        session: address(2).session
+        session: address_of(2).session
     }));
     assert!(outputs.contains(&MeshOutput::Offer {
-        session: address(honest).session,
+        session: address_of(honest).session,
         ice_servers: vec![],
     }));
     assert_eq!(mesh.stats().links_rotated, 1);

@@ -16,12 +16,21 @@ const SIGNING_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
 /// Members per generator process, within a 20,000 open-files limit.
 const MEMBERS_PER_GENERATOR: usize = 9_000;
 
-pub(crate) fn soak(root: &Path, minutes: u64, members: usize) -> Result<()> {
+pub(crate) fn soak(
+    root: &Path,
+    minutes: u64,
+    members: usize,
+    virtual_clients: usize,
+) -> Result<()> {
     let release = build_release(root)?;
     let port = free_loopback_port()?;
+    // The virtual clients' keys and caches, removed afterwards.
+    let data = std::env::temp_dir().join(format!("peerchat-soak-{port}"));
     let mut relay = pinned(0, &release.join("peerchat-server"))
         .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--virtual-clients", "1"])
+        .args(["--virtual-clients", &virtual_clients.to_string()])
+        .arg("--virtual-client-dir")
+        .arg(&data)
         // A small archive, full within minutes, so that its growth does not hide a leak; its
         // WebRTC stays on loopback.
         .env("PEERCHAT_VIRTUAL_MEGABYTES", "4")
@@ -40,6 +49,7 @@ pub(crate) fn soak(root: &Path, minutes: u64, members: usize) -> Result<()> {
             .args(["--soak-minutes", &minutes.to_string()]))
     });
     stop(&mut relay);
+    let _ = std::fs::remove_dir_all(&data);
     outcome
 }
 

@@ -56,6 +56,9 @@ enum Command {
         minutes: u64,
         #[arg(long, default_value_t = 200)]
         members: usize,
+        /// Virtual clients inside the relay.
+        #[arg(long, default_value_t = 1)]
+        virtual_clients: usize,
     },
     /// Fuzz frame decoding and the sync engine for a time budget per target (installs
     /// cargo-fuzz when missing). `cargo xtask test` runs each briefly when cargo-fuzz is there.
@@ -173,7 +176,11 @@ fn main() -> Result<()> {
                     memory_megabytes,
                 },
         } => endurance::idle(&root, members, memory_megabytes),
-        Command::Soak { minutes, members } => endurance::soak(&root, minutes, members),
+        Command::Soak {
+            minutes,
+            members,
+            virtual_clients,
+        } => endurance::soak(&root, minutes, members, virtual_clients),
         Command::Fuzz { seconds } => fuzz(&root, seconds),
     }
 }

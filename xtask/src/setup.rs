@@ -3,7 +3,7 @@
 //!
 //! The wasm32 standard library comes from rustup when it can be added; where rustup cannot reach
 //! its download server, Debian's `rustc-web` toolchain builds the standard library from source
-//! (`-Zbuild-std`), see ../shared/design/TOOLCHAIN.md.
+//! (`-Zbuild-std`).
 
 use crate::process::{self, output_of, succeeds_within};
 use anyhow::{bail, Context as _, Result};

@@ -80,7 +80,8 @@ pub(crate) fn test_in_browser(root: &Path, toolchain: &Toolchain, package: &str)
     let chromedriver = find_in_path("chromedriver").context("chromedriver is not on PATH")?;
     let capabilities = wasm_target_dir(root).join("webdriver.json");
     std::fs::create_dir_all(wasm_target_dir(root))?;
-    // Flags for a root user on a machine without a network; see ../shared/design/TOOLCHAIN.md.
+    // Flags for headless Chromium run by root on a machine without a network: no GPU, and no
+    // calls home.
     std::fs::write(
         &capabilities,
         r#"{"goog:chromeOptions":{"args":["--disable-gpu","--disable-quic","--no-first-run","--disable-background-networking","--disable-component-update","--disable-sync"]}}"#,
