@@ -3,6 +3,7 @@
 
 mod bench;
 mod bundle;
+mod deps;
 mod endurance;
 mod process;
 mod setup;
@@ -39,7 +40,8 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         relay_options: Vec<String>,
     },
-    /// Set up and run every check: fmt, clippy, native tests, wasm tests in headless Chromium.
+    /// Set up and run every check: fmt, one version of each big crate, clippy, native tests,
+    /// wasm tests in headless Chromium, and the fuzz targets briefly where cargo-fuzz is.
     Test,
     /// What CI runs (.ci/run): the same as `test`.
     Ci,
@@ -224,6 +226,7 @@ fn serve(root: &Path, relay_options: &[String]) -> Result<()> {
 fn test(root: &Path) -> Result<()> {
     let toolchain = setup::ensure(setup::Needs::Everything)?;
     process::run(process::cargo(root).args(["fmt", "--all", "--check"]))?;
+    deps::check_single_versions(root)?;
     // The relay embeds the bundle, so it is built before anything compiles the relay.
     wasm::build_web_bundle(root, &toolchain)?;
     process::run(
