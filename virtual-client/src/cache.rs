@@ -6,15 +6,21 @@
 //! The age of a message is its id's time (the relay's stamp). Its size is its envelope's JSON
 //! bytes, the form it travels in. Attachments, when they come, get a second budget beside this
 //! one, evicted the same way.
+//!
+//! [`CacheStore`] puts a cache behind the members' [`HistoryStore`] interface, and so under the
+//! conformance suite every store passes.
 
 use peerchat_shared::channel::ChannelName;
 use peerchat_shared::identity::Verifier;
 use peerchat_shared::ids::MessageId;
 use peerchat_shared::message::{Envelope, VerifiedEnvelope};
+use peerchat_shared::store::{HistoryStore, StoreError};
 use peerchat_shared::time::UnixMillis;
 use redb::{Database, ReadableTable as _, TableDefinition};
 use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::path::Path;
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// Envelopes by (channel, id bytes), as JSON.
@@ -55,8 +61,9 @@ pub type Evicted = BTreeMap<ChannelName, Vec<MessageId>>;
 pub struct HistoryCache {
     limits: CacheLimits,
     by_channel: BTreeMap<(ChannelName, MessageId), Envelope>,
-    /// Every entry by age: id (time first), then channel, with its size.
-    by_age: BTreeMap<(MessageId, ChannelName), usize>,
+    /// Every entry by age (an id's time comes first), with its channel and size. Ids are
+    /// unique per relay: one entry per id, whatever the channel.
+    by_age: BTreeMap<MessageId, (ChannelName, usize)>,
     bytes: usize,
     disk: Option<Database>,
     /// Envelopes read from disk, waiting for the relay's key to be verified with.
@@ -152,15 +159,12 @@ impl HistoryCache {
         now: UnixMillis,
     ) -> Result<(usize, Evicted), CacheError> {
         let oldest_kept = self.oldest_kept(now);
+        let mut seen = std::collections::HashSet::new();
         let fresh: Vec<&Envelope> = envelopes
             .iter()
             .map(VerifiedEnvelope::envelope)
             .filter(|envelope| envelope.id.timestamp() >= oldest_kept)
-            .filter(|envelope| {
-                !self
-                    .by_channel
-                    .contains_key(&(envelope.channel.clone(), envelope.id))
-            })
+            .filter(|envelope| !self.by_age.contains_key(&envelope.id) && seen.insert(envelope.id))
             .collect();
         if let Some(database) = &self.disk {
             let write = begin_cache_write(database)?;
@@ -186,7 +190,7 @@ impl HistoryCache {
     pub fn evict(&mut self, now: UnixMillis) -> Result<Evicted, CacheError> {
         let oldest_kept = self.oldest_kept(now);
         let mut evicted: Vec<(ChannelName, MessageId)> = Vec::new();
-        while let Some(((id, channel), size)) = self.by_age.first_key_value() {
+        while let Some((id, (channel, size))) = self.by_age.first_key_value() {
             if id.timestamp() >= oldest_kept && self.bytes <= self.limits.max_bytes {
                 break;
             }
@@ -234,6 +238,50 @@ impl HistoryCache {
             .collect()
     }
 
+    /// Up to `limit` envelopes of `channel` with ids below `before` (all when `None`), newest
+    /// first.
+    pub fn page_before(
+        &self,
+        channel: &ChannelName,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Vec<Envelope> {
+        let first = (channel.clone(), MessageId::from_bytes([0; 16]));
+        let end = match before {
+            Some(before) => Bound::Excluded((channel.clone(), before)),
+            None => Bound::Included((channel.clone(), MessageId::from_bytes([0xff; 16]))),
+        };
+        self.by_channel
+            .range((Bound::Included(first), end))
+            .rev()
+            .take(limit)
+            .map(|(_, envelope)| envelope.clone())
+            .collect()
+    }
+
+    /// Up to `limit` envelopes of `channel` with ids in `first..=last`, oldest first.
+    pub fn range(
+        &self,
+        channel: &ChannelName,
+        first: MessageId,
+        last: MessageId,
+        limit: usize,
+    ) -> Vec<Envelope> {
+        if first > last {
+            return Vec::new();
+        }
+        self.by_channel
+            .range((channel.clone(), first)..=(channel.clone(), last))
+            .take(limit)
+            .map(|(_, envelope)| envelope.clone())
+            .collect()
+    }
+
+    /// How many envelopes of `channel` are held.
+    pub fn count(&self, channel: &ChannelName) -> usize {
+        self.whole_channel(channel).count()
+    }
+
     fn whole_channel<'a>(
         &'a self,
         channel: &ChannelName,
@@ -250,12 +298,15 @@ impl HistoryCache {
     }
 
     fn remember(&mut self, envelope: Envelope) {
+        if self.by_age.contains_key(&envelope.id) {
+            return;
+        }
         let size = serde_json::to_vec(&envelope).map_or(0, |json| json.len());
         let key = (envelope.channel.clone(), envelope.id);
-        if self.by_channel.insert(key, envelope.clone()).is_none() {
-            self.by_age.insert((envelope.id, envelope.channel), size);
-            self.bytes += size;
-        }
+        self.by_age
+            .insert(envelope.id, (envelope.channel.clone(), size));
+        self.by_channel.insert(key, envelope);
+        self.bytes += size;
     }
 
     fn delete_from_disk(&self, entries: &[(ChannelName, MessageId)]) -> Result<(), CacheError> {
@@ -270,6 +321,75 @@ impl HistoryCache {
             }
         }
         write.commit().map_err(disk_error)
+    }
+}
+
+/// A [`HistoryCache`] as a [`HistoryStore`], its window measured from `clock`. What the trait's
+/// `insert` evicts is not reported (the driver, which must tell its sync engine, uses
+/// [`HistoryCache::insert`]).
+#[derive(Debug)]
+pub struct CacheStore {
+    cache: Mutex<HistoryCache>,
+    clock: fn() -> UnixMillis,
+}
+
+impl CacheStore {
+    pub fn new(cache: HistoryCache, clock: fn() -> UnixMillis) -> Self {
+        Self {
+            cache: Mutex::new(cache),
+            clock,
+        }
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, HistoryCache> {
+        self.cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl HistoryStore for CacheStore {
+    async fn insert(&self, envelopes: &[VerifiedEnvelope]) -> Result<usize, StoreError> {
+        let (new, _) = self
+            .cache()
+            .insert(envelopes, (self.clock)())
+            .map_err(|error| StoreError(error.to_string()))?;
+        Ok(new)
+    }
+
+    async fn page_before(
+        &self,
+        channel: &ChannelName,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Result<Vec<Envelope>, StoreError> {
+        Ok(self.cache().page_before(channel, before, limit))
+    }
+
+    async fn range(
+        &self,
+        channel: &ChannelName,
+        first: MessageId,
+        last: MessageId,
+        limit: usize,
+    ) -> Result<Vec<Envelope>, StoreError> {
+        Ok(self.cache().range(channel, first, last, limit))
+    }
+
+    async fn count(&self, channel: &ChannelName) -> Result<usize, StoreError> {
+        Ok(self.cache().count(channel))
+    }
+
+    async fn ids(&self, channel: &ChannelName) -> Result<Vec<MessageId>, StoreError> {
+        Ok(self.cache().ids(channel))
+    }
+
+    async fn get(
+        &self,
+        channel: &ChannelName,
+        ids: &[MessageId],
+    ) -> Result<Vec<Envelope>, StoreError> {
+        Ok(self.cache().get(channel, ids))
     }
 }
 
