@@ -145,7 +145,10 @@ async fn outbox_certificate_channels_and_profiles_are_kept_across_reopening() {
     }
     store.outbox_remove(&ClientNonce([2; 16])).await.unwrap();
     store.save_certificate(Some(&certificate)).await.unwrap();
-    store.save_known_channels(&[general.clone()]).await.unwrap();
+    store
+        .save_known_channels(std::slice::from_ref(&general))
+        .await
+        .unwrap();
     store.save_profile(&profile("Newer", 20)).await.unwrap();
     store.save_profile(&profile("Older", 10)).await.unwrap();
     store.close();

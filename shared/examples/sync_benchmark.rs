@@ -28,6 +28,7 @@ fn main() {
 }
 
 #[allow(clippy::print_stdout, reason = "the figures are this program's output")]
+#[allow(clippy::disallowed_methods, reason = "the benchmark times itself")]
 fn run(peers: usize, messages: usize) {
     let started = Instant::now();
     let envelopes = history(messages + 1);

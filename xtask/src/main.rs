@@ -234,6 +234,7 @@ fn test(root: &Path) -> Result<()> {
             .args(["clippy", "--workspace", "--all-targets", "--locked", "--"])
             .args(["--deny", "warnings"]),
     )?;
+    wasm::clippy(root, &toolchain)?;
     process::run(process::cargo(root).args(["test", "--workspace", "--locked"]))?;
     wasm::test_in_browser(root, &toolchain, "peerchat-shared")?;
     wasm::test_in_browser(root, &toolchain, "peerchat-client-wasm")?;

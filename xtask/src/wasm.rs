@@ -39,6 +39,24 @@ fn wasm_target_dir(root: &Path) -> PathBuf {
     root.join("target-wasm")
 }
 
+/// Clippy on the wasm32 target, where client-wasm's browser modules are compiled (the native
+/// run never sees them), warnings denied. Debian's toolchain route has no clippy for wasm32:
+/// there the step is skipped, and says so.
+pub(crate) fn clippy(root: &Path, toolchain: &Toolchain) -> Result<()> {
+    if toolchain.wasm_route != WasmRoute::Rustup {
+        eprintln!("xtask: no clippy for wasm32 on Debian's toolchain: the wasm32-only code was not linted");
+        return Ok(());
+    }
+    run(wasm_cargo(root, toolchain, "clippy")
+        .args([
+            "--package",
+            "peerchat-client-wasm",
+            "--package",
+            "peerchat-shared",
+        ])
+        .args(["--all-targets", "--", "--deny", "warnings"]))
+}
+
 /// Builds `client-wasm` with the size-optimised profile, runs wasm-bindgen into `web/pkg`, and
 /// writes the bundle the relay embeds, `web/dist` (see `bundle`).
 pub(crate) fn build_web_bundle(root: &Path, toolchain: &Toolchain) -> Result<()> {
