@@ -109,7 +109,7 @@ pub(crate) struct ClientAddress(IpAddr);
 impl ClientAddress {
     pub(crate) fn of(address: IpAddr) -> Self {
         match canonical(address) {
-            IpAddr::V6(v6) => {
+            IpAddr::V6(v6) if !v6.is_loopback() => {
                 let prefix = u128::from(v6) & !((1u128 << 64) - 1);
                 Self(IpAddr::V6(Ipv6Addr::from(prefix)))
             }
@@ -127,7 +127,7 @@ impl ClientAddress {
 impl std::fmt::Display for ClientAddress {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.0 {
-            IpAddr::V6(prefix) => write!(formatter, "{prefix}/64"),
+            IpAddr::V6(prefix) if !prefix.is_loopback() => write!(formatter, "{prefix}/64"),
             v4 => write!(formatter, "{v4}"),
         }
     }
@@ -196,6 +196,15 @@ mod tests {
             "2001:db8:1:2::/64"
         );
         assert_eq!(client("none", "::ffff:192.0.2.1", &[]), "192.0.2.1");
+    }
+
+    #[test]
+    fn loopback_stays_loopback_in_both_families() {
+        for address in ["127.0.0.1", "::1", "::ffff:127.0.0.1"] {
+            let client = ClientAddress::of(address.parse().unwrap());
+            assert!(client.is_loopback(), "{address}");
+        }
+        assert!(!ClientAddress::of("::2".parse().unwrap()).is_loopback());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! client leaves, goes idle, reads too slowly, or the relay shuts down.
 
 use crate::client_address::ClientAddress;
-use crate::hub::{now_millis, Hub, PendingLogin, Refusal, SessionHandle};
+use crate::hub::{now_millis, Hub, PendingLogin, Refusal, SessionHandle, Shortfall};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use peerchat_shared::codec::{decode_client_frame, encode, DecodeError};
 use peerchat_shared::frames::{ClientToRelay, ErrorCode, Login, RelayToClient, SessionId};
@@ -447,8 +447,14 @@ async fn run_session(
                     Some(Ok(ClientToRelay::Peer { frame, .. })) => Some(frame.len()),
                     _ => None,
                 };
-                if let Err(refusal) = check_rate(hub, member.session, forwarded_bytes, last_heard) {
-                    strikes += 1;
+                if let Err((refusal, shortfall)) =
+                    check_rate(hub, member.session, forwarded_bytes, last_heard)
+                {
+                    // Only the member's own excess counts towards "flooding", not its
+                    // neighbours' at the same address.
+                    if shortfall == Shortfall::Key {
+                        strikes += 1;
+                    }
                     if strikes > limits.max_rate_limit_strikes {
                         let refusal = Refusal::new(ErrorCode::RateLimited, "flooding; disconnected");
                         return close_after_queued(socket, hub, &handle, refusal).await;
@@ -465,31 +471,28 @@ async fn run_session(
     }
 }
 
-/// A `peer` frame (`forwarded_bytes` long) counts against the key's byte quota; every other
-/// frame against its frame rate.
+/// A `peer` frame (`forwarded_bytes` long) counts against the byte quota of the key and the
+/// address; every other frame against their frame rates.
 fn check_rate(
     hub: &Hub,
     session: SessionId,
     forwarded_bytes: Option<usize>,
     now: Instant,
-) -> Result<(), Refusal> {
-    match forwarded_bytes {
-        Some(bytes) => {
-            if hub.allow_peer_bytes(session, bytes, now) {
-                Ok(())
-            } else {
-                Err(Refusal::new(
-                    ErrorCode::RateLimited,
-                    "peer frame quota used up; slow down",
-                ))
-            }
-        }
-        _ if hub.allow_frame(session, now) => Ok(()),
-        _ => Err(Refusal::new(
-            ErrorCode::RateLimited,
-            "too many frames; slow down",
-        )),
-    }
+) -> Result<(), (Refusal, Shortfall)> {
+    let (verdict, message) = match forwarded_bytes {
+        Some(bytes) => (
+            hub.allow_peer_bytes(session, bytes, now),
+            "peer frame quota used up; slow down",
+        ),
+        None => (hub.allow_frame(session, now), "too many frames; slow down"),
+    };
+    verdict.map_err(|shortfall| {
+        let message = match shortfall {
+            Shortfall::Key => message.to_owned(),
+            Shortfall::Address => format!("{message} (the quota of your address)"),
+        };
+        (Refusal::new(ErrorCode::RateLimited, message), shortfall)
+    })
 }
 
 /// Queues an `error` frame for a logged-in member, behind what is already queued for it.

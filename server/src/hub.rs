@@ -170,17 +170,26 @@ pub(crate) struct Hub {
     state: Mutex<HubState>,
 }
 
+/// Whose rate ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Shortfall {
+    /// The session's key (or the session is gone).
+    Key,
+    /// The address it connects from, shared with other keys there: not this member's doing.
+    Address,
+}
+
 /// Takes `count` tokens from one bucket of the session's key and the same of its address,
-/// or from neither; false when either is short or the session is gone.
+/// or from neither.
 fn take_for_session(
     state: &mut HubState,
     id: SessionId,
     count: f64,
     now: Instant,
     bucket: impl Fn(&mut RateBuckets) -> &mut TokenBucket,
-) -> bool {
+) -> Result<(), Shortfall> {
     let Some(session) = state.sessions.get(&id) else {
-        return false;
+        return Err(Shortfall::Key);
     };
     let (key, address) = (session.key, session.address);
     let HubState {
@@ -188,17 +197,17 @@ fn take_for_session(
         address_buckets,
         ..
     } = state;
-    let Some(key_state) = keys.get_mut(&key) else {
-        return false;
-    };
-    let by_key = bucket(&mut key_state.buckets);
-    match address_buckets.get_mut(&address).map(&bucket) {
-        Some(by_address) => {
-            let both = by_key.has(count, now) && by_address.has(count, now);
-            both && by_key.try_take_many(count, now) && by_address.try_take_many(count, now)
-        }
-        None => by_key.try_take_many(count, now),
+    let by_key = bucket(&mut keys.get_mut(&key).ok_or(Shortfall::Key)?.buckets);
+    if !by_key.has(count, now) {
+        return Err(Shortfall::Key);
     }
+    if let Some(by_address) = address_buckets.get_mut(&address).map(&bucket) {
+        if !by_address.try_take_many(count, now) {
+            return Err(Shortfall::Address);
+        }
+    }
+    by_key.try_take_many(count, now);
+    Ok(())
 }
 
 /// The relay's wall clock.
@@ -213,7 +222,11 @@ impl Hub {
     pub(crate) fn new(config: RelayConfig) -> Arc<Self> {
         let relay_key = config.signing_key.public_key();
         let relay_verifier = relay_key.verifier().expect("our own key is valid");
-        let queue_budget = Arc::new(QueueBudget::new(config.limits.queued_bytes_total));
+        let limits = &config.limits;
+        let queue_budget = Arc::new(QueueBudget::new(
+            limits.queued_bytes_total,
+            limits.send_queue_bytes / 4,
+        ));
         Arc::new(Self {
             config,
             relay_key,
@@ -496,15 +509,19 @@ impl Hub {
         self.queue_budget.set_sessions(state.sessions.len());
     }
 
-    /// Takes a frame token for the session's key and address; false when over the frame rate.
-    pub(crate) fn allow_frame(&self, id: SessionId, now: Instant) -> bool {
+    /// Takes a frame token for the session's key and address.
+    pub(crate) fn allow_frame(&self, id: SessionId, now: Instant) -> Result<(), Shortfall> {
         let mut state = self.state();
         take_for_session(&mut state, id, 1.0, now, |buckets| &mut buckets.frames)
     }
 
-    /// Takes `bytes` from the quota of the session's key and address for forwarded peer frames;
-    /// false when over it.
-    pub(crate) fn allow_peer_bytes(&self, id: SessionId, bytes: usize, now: Instant) -> bool {
+    /// Takes `bytes` from the quota of the session's key and address for forwarded peer frames.
+    pub(crate) fn allow_peer_bytes(
+        &self,
+        id: SessionId,
+        bytes: usize,
+        now: Instant,
+    ) -> Result<(), Shortfall> {
         let mut state = self.state();
         take_for_session(&mut state, id, bytes as f64, now, |buckets| {
             &mut buckets.peer_bytes
@@ -555,7 +572,8 @@ impl Hub {
             let affordable = extra_frames == 0
                 || take_for_session(&mut state, id, extra_frames as f64, Instant::now(), |b| {
                     &mut b.frames
-                });
+                })
+                .is_ok();
             if !affordable {
                 return Err(Refusal::new(
                     ErrorCode::RateLimited,
@@ -742,7 +760,7 @@ impl Hub {
             self.deliver(&state, id, Utf8Bytes::from(encode(&ack)));
             return Ok(());
         }
-        if !take_for_session(&mut state, id, 1.0, now, |buckets| &mut buckets.messages) {
+        if take_for_session(&mut state, id, 1.0, now, |buckets| &mut buckets.messages).is_err() {
             return Err(Refusal::new(
                 ErrorCode::RateLimited,
                 "too many messages; slow down",

@@ -6,6 +6,7 @@ use peerchat_server::{invites, key_file, run, Admission, RelayConfig, RelayLimit
 use peerchat_shared::channel::ChannelName;
 use peerchat_shared::frames::IceServer;
 use peerchat_shared::identity::{PublicKey, SecretKey};
+use peerchat_shared::limits::MAX_CLIENT_FRAME_BYTES;
 use peerchat_shared::membership::Role;
 use peerchat_virtual::{Fleet, VirtualClientOptions};
 use std::net::SocketAddr;
@@ -177,11 +178,13 @@ impl LimitOptions {
             peer_bytes_per_second: self.peer_bytes_per_second,
             peer_burst_bytes: self.peer_burst_bytes,
             send_queue_frames: self.send_queue_frames.max(1),
-            send_queue_bytes: self.send_queue_bytes,
-            address_rate_multiple: self.address_rate_multiple,
+            // At least one largest frame; the total at least one queue's worth; an address at
+            // least one key's rates (NaN and below 1 mean 1).
+            send_queue_bytes: self.send_queue_bytes.max(MAX_CLIENT_FRAME_BYTES),
+            queued_bytes_total: self.queued_bytes_total.max(self.send_queue_bytes),
+            address_rate_multiple: self.address_rate_multiple.max(1.0),
             max_pending_logins: self.max_pending_logins.max(1),
             max_http_connections: self.max_http_connections.max(1),
-            queued_bytes_total: self.queued_bytes_total,
             ..RelayLimits::default()
         }
     }

@@ -8,20 +8,24 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
-/// The bytes all sessions' queues hold together. Past its limit, a queue holding more than an
-/// equal share of it takes no more (its session is a slow consumer); a queue within its share
-/// still takes frames, so readers that keep up are not dropped for others' backlog.
+/// The bytes all sessions' queues hold together. Past its limit, a queue holding more than its
+/// share (an equal part of the limit, and at least `least_share`, so that a burst such as a big
+/// member list does not count) takes no more: its session is a slow consumer, or, for frames
+/// forwarded from others, the frame is turned away. Queues within their share still take
+/// frames, so readers that keep up are not dropped for others' backlog.
 #[derive(Debug)]
 pub(crate) struct QueueBudget {
     limit: usize,
+    least_share: usize,
     queued: AtomicUsize,
     sessions: AtomicUsize,
 }
 
 impl QueueBudget {
-    pub(crate) fn new(limit: usize) -> Self {
+    pub(crate) fn new(limit: usize, least_share: usize) -> Self {
         Self {
             limit,
+            least_share,
             queued: AtomicUsize::new(0),
             sessions: AtomicUsize::new(0),
         }
@@ -42,7 +46,7 @@ impl QueueBudget {
             return true;
         }
         let share = self.limit / self.sessions.load(Ordering::Relaxed).max(1);
-        held + more <= share
+        held + more <= share.max(self.least_share)
     }
 }
 
@@ -102,9 +106,16 @@ impl Outbox {
     }
 
     /// Queues a frame forwarded from another session, unless the queue already holds
-    /// [`OutboxLimits::forwarded_bytes`]: then [`Refused::Busy`], and the queue is unchanged.
+    /// [`OutboxLimits::forwarded_bytes`] or more than its share of the relay's budget: then
+    /// [`Refused::Busy`] (never [`Refused::Full`]: others cannot make it a slow consumer), and
+    /// the queue is unchanged.
     pub(crate) fn push_forwarded(&self, frame: Utf8Bytes) -> Result<(), Refused> {
-        self.push_within(frame, self.limits.forwarded_bytes)
+        match self.push_within(frame, self.limits.forwarded_bytes) {
+            Err(Refused::Full) if self.queue().frames.len() < self.limits.frames => {
+                Err(Refused::Busy)
+            }
+            outcome => outcome,
+        }
     }
 
     fn push_within(&self, frame: Utf8Bytes, byte_limit: usize) -> Result<(), Refused> {
@@ -173,7 +184,7 @@ mod tests {
     use super::*;
 
     fn outbox(frames: usize, bytes: usize, forwarded_bytes: usize) -> Arc<Outbox> {
-        let budget = Arc::new(QueueBudget::new(usize::MAX / 2));
+        let budget = Arc::new(QueueBudget::new(usize::MAX / 2, 0));
         outbox_within(frames, bytes, forwarded_bytes, &budget)
     }
 
@@ -226,7 +237,7 @@ mod tests {
 
     #[test]
     fn past_the_relays_budget_only_queues_over_their_share_are_refused() {
-        let budget = Arc::new(QueueBudget::new(100));
+        let budget = Arc::new(QueueBudget::new(100, 20));
         budget.set_sessions(4);
         let [backlog, reader] = [(); 2].map(|_| outbox_within(100, 1_000, 1_000, &budget));
         for _ in 0..9 {
@@ -240,6 +251,11 @@ mod tests {
         reader.push("x".repeat(10).into()).unwrap();
         reader.push("x".repeat(10).into()).unwrap();
         assert_eq!(reader.push("x".repeat(10).into()), Err(Refused::Full));
+        assert_eq!(
+            reader.push_forwarded("x".repeat(10).into()),
+            Err(Refused::Busy),
+            "a frame from another session is turned away; the reader is not dropped for it"
+        );
         assert_eq!(reader.try_pop().unwrap().len(), 10);
         backlog.clear();
         assert_eq!(

@@ -613,20 +613,7 @@ impl PeerMesh {
     /// Offers a link to a random one of `sessions` this member may link with, members before
     /// archives; false when there is none.
     fn offer_to_one_of(&mut self, now: UnixMillis, sessions: Vec<SessionId>) -> bool {
-        let candidates: Vec<(SessionId, PublicKey, bool)> = sessions
-            .into_iter()
-            .filter(|session| {
-                !self.links.contains_key(session)
-                    && !self.declined.contains(session)
-                    && !self.is_rotated_out(*session, now)
-                    && !self.archive_places_taken(*session)
-            })
-            .filter_map(|session| {
-                let (key, _) = self.presence_of(session)?;
-                Some((session, key, self.is_archive(session)))
-            })
-            .filter(|(_, key, _)| !self.is_refused(key) && !self.has_link_to_key(key))
-            .collect();
+        let candidates = self.link_candidates(now, sessions);
         // Members first; archives only when no member is left to offer to.
         let members: Vec<_> = candidates.iter().filter(|(.., archive)| !archive).collect();
         let pool = if members.is_empty() {
@@ -645,6 +632,29 @@ impl PeerMesh {
             ice_servers,
         });
         true
+    }
+
+    /// Those of `sessions` this member may offer a link to now, with their keys and whether
+    /// they are archives.
+    fn link_candidates(
+        &self,
+        now: UnixMillis,
+        sessions: Vec<SessionId>,
+    ) -> Vec<(SessionId, PublicKey, bool)> {
+        sessions
+            .into_iter()
+            .filter(|session| {
+                !self.links.contains_key(session)
+                    && !self.declined.contains(session)
+                    && !self.is_rotated_out(*session, now)
+                    && !self.archive_places_taken(*session)
+            })
+            .filter_map(|session| {
+                let (key, _) = self.presence_of(session)?;
+                Some((session, key, self.is_archive(session)))
+            })
+            .filter(|(_, key, _)| !self.is_refused(key) && !self.has_link_to_key(key))
+            .collect()
     }
 
     /// With every place taken, replaces the link that brought nothing new for longest (at
@@ -674,12 +684,11 @@ impl PeerMesh {
             .filter(|(other, (other_key, _))| **other != session && *other_key != key)
             .map(|(other, _)| *other)
             .collect();
-        let others_reachable = others
-            .iter()
-            .any(|other| !self.links.contains_key(other) && !self.is_rotated_out(*other, now));
-        if !others_reachable {
+        if self.link_candidates(now, others.clone()).is_empty() {
             return;
         }
+        // `busy` tells the other side, whose link through the relay would otherwise stay.
+        self.signal(session, &SignalPayload::Busy);
         self.remove_link(now, session);
         self.rotated_out.retain(|_, until| *until > now);
         let until = now.saturating_add_millis(ROTATED_OUT_MILLIS);
@@ -987,6 +996,8 @@ impl PeerMesh {
             .collect();
         for session in overdue {
             self.stats.links_timed_out += 1;
+            // The other side may never have had the offer (the relay can turn it away).
+            self.signal(session, &SignalPayload::Relay);
             self.fall_back_to_relay(now, session);
         }
         self.rotate_links(now);

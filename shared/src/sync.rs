@@ -323,6 +323,19 @@ fn release_claims(peers: &mut HashMap<PeerId, PeerState>, holders: &[PeerId]) {
     }
 }
 
+/// A channel's sync state is dropped: its requests and the claims on its missing ids go.
+fn release_channel(peers: &mut HashMap<PeerId, PeerState>, sync: ChannelSync) {
+    for flight in sync.in_flight.into_values() {
+        if let Some(state) = peers.get_mut(&flight.peer) {
+            state.ids_in_flight = state.ids_in_flight.saturating_sub(1);
+        }
+        release_claims(peers, &flight.missing.holders);
+    }
+    for missing in sync.missing.into_values() {
+        release_claims(peers, &missing.holders);
+    }
+}
+
 /// See the module documentation.
 #[derive(Debug)]
 pub struct SyncEngine<C> {
@@ -404,11 +417,7 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
             SyncInput::Join { channel, ids } => self.on_join(now, channel, ids),
             SyncInput::Leave { channel } => {
                 if let Some(sync) = self.channels.remove(&channel) {
-                    let holders = sync.missing.into_values().map(|missing| missing.holders);
-                    let requested = sync.in_flight.into_values().map(|f| f.missing.holders);
-                    for holders in holders.chain(requested) {
-                        release_claims(&mut self.peers, &holders);
-                    }
+                    release_channel(&mut self.peers, sync);
                 }
             }
             SyncInput::PeerUp {
@@ -455,7 +464,9 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
             sync.index.insert(index::item_of(id));
         }
         sync.next_anti_entropy = Some(now.saturating_add_millis(self.limits.anti_entropy_millis));
-        self.channels.insert(channel.clone(), sync);
+        if let Some(replaced) = self.channels.insert(channel.clone(), sync) {
+            release_channel(&mut self.peers, replaced);
+        }
         let peers: Vec<PeerId> = self
             .peers
             .iter()
@@ -735,6 +746,7 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
             if let Some(missing) = sync.missing.get_mut(&id) {
                 if claim(&mut missing.holders) {
                     missing.not_before = missing.not_before.min(not_before);
+                    sync.dirty = true;
                 }
                 continue;
             }
@@ -1056,7 +1068,7 @@ impl<C: EnvelopeCheck> SyncEngine<C> {
                 // The slow peer is not asked for this id again, unless it is the only one known
                 // to hold it (the request or its answer may just have been lost).
                 let holders = &mut flight.missing.holders;
-                if holders.len() > 1 {
+                if holders.len() > 1 && holders.contains(&flight.peer) {
                     holders.retain(|holder| *holder != flight.peer);
                     release_claims(&mut self.peers, &[flight.peer]);
                 }
