@@ -614,30 +614,9 @@ fn losing_the_relay_closes_every_link_and_the_next_login_links_again() {
 
 #[test]
 fn signals_from_sessions_outside_the_members_channels_are_ignored() {
-    let mut mesh = PeerMesh::new(UnixMillis(1), 1);
     let now = UnixMillis(2);
-    mesh.handle(
-        now,
-        MeshInput::Relay(PeerNews::Online {
-            session: SessionId(1),
-            me: member_key(0),
-            role: Role::Member,
-            relay: relay_key(),
-            ice_servers: vec![],
-            relay_time: now,
-        }),
-    );
-    mesh.handle(
-        now,
-        MeshInput::Relay(PeerNews::Listed {
-            channel: ChannelName::new("general").unwrap(),
-            members: vec![],
-        }),
-    );
-    let stranger = PeerAddress {
-        key: member_key(5),
-        session: SessionId(5),
-    };
+    let mut mesh = alone_in_general(1, now);
+    let stranger = address_of(5);
     mesh.handle(
         now,
         MeshInput::Relay(PeerNews::Signal {

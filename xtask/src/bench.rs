@@ -45,6 +45,17 @@ const SCENARIOS: &[Scenario] = &[
     },
 ];
 
+/// What every benchmark's relay runs with: a fixed key (nothing is written to disk), room for
+/// every generated member on loopback, and quiet logs.
+pub(crate) const BENCH_RELAY_ENV: [(&str, &str); 3] = [
+    (
+        "PEERCHAT_SIGNING_KEY",
+        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8",
+    ),
+    ("PEERCHAT_CONNECTIONS_PER_ADDRESS", "100000"),
+    ("RUST_LOG", "warn"),
+];
+
 /// Builds the release relay and `peerchat-load`; returns their folder.
 pub(crate) fn build_release(root: &Path) -> Result<std::path::PathBuf> {
     run(process::cargo(root).args([
@@ -76,17 +87,11 @@ fn run_scenario(release: &Path, scenario: &Scenario) -> Result<()> {
     let port = free_loopback_port()?;
     let mut relay = pinned(0, &release.join("peerchat-server"))
         .args(["--listen", &format!("127.0.0.1:{port}")])
-        // A fixed key: nothing is written to disk.
-        .env(
-            "PEERCHAT_SIGNING_KEY",
-            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8",
-        )
-        .env("PEERCHAT_CONNECTIONS_PER_ADDRESS", "100000")
+        .envs(BENCH_RELAY_ENV)
         .env("PEERCHAT_MESSAGES_PER_SECOND", "100000")
         .env("PEERCHAT_MESSAGE_BURST", "100000")
         .env("PEERCHAT_FRAMES_PER_SECOND", "100000")
         .env("PEERCHAT_FRAME_BURST", "100000")
-        .env("RUST_LOG", "warn")
         .spawn()
         .context("cannot start the relay")?;
     let outcome = wait_until_listening(port).and_then(|()| {

@@ -3,7 +3,9 @@
 //! in one relay process under a memory limit (a cgroup), from as many generator processes as
 //! the open-files limit needs.
 
-use crate::bench::{build_release, free_loopback_port, pinned, stop, wait_until_listening};
+use crate::bench::{
+    build_release, free_loopback_port, pinned, stop, wait_until_listening, BENCH_RELAY_ENV,
+};
 use crate::process::run;
 use anyhow::{bail, Context as _, Result};
 use std::io::{BufRead as _, BufReader};
@@ -11,8 +13,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-/// A fixed relay key: nothing is written to disk.
-const SIGNING_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
 /// Members per generator process, within a 20,000 open-files limit.
 const MEMBERS_PER_GENERATOR: usize = 9_000;
 
@@ -35,9 +35,7 @@ pub(crate) fn soak(
         // WebRTC stays on loopback.
         .env("PEERCHAT_VIRTUAL_MEGABYTES", "4")
         .env("PEERCHAT_VIRTUAL_UDP", "127.0.0.1:0")
-        .env("PEERCHAT_SIGNING_KEY", SIGNING_KEY)
-        .env("PEERCHAT_CONNECTIONS_PER_ADDRESS", "100000")
-        .env("RUST_LOG", "warn")
+        .envs(BENCH_RELAY_ENV)
         .spawn()
         .context("cannot start the relay")?;
     let outcome = wait_until_listening(port).and_then(|()| {
@@ -80,12 +78,10 @@ pub(crate) fn idle(root: &Path, members: usize, memory_megabytes: u64) -> Result
         .arg(cgroup.procs_file())
         .arg(&relay_path)
         .args(["--listen", &format!("127.0.0.1:{port}")])
-        .env("PEERCHAT_SIGNING_KEY", SIGNING_KEY)
-        .env("PEERCHAT_CONNECTIONS_PER_ADDRESS", "100000")
+        .envs(BENCH_RELAY_ENV)
         .env("PEERCHAT_MAX_SESSIONS", members.to_string())
         .env("PEERCHAT_MAX_PENDING_LOGINS", "128")
-        .env("PEERCHAT_MAX_HTTP_CONNECTIONS", "128")
-        .env("RUST_LOG", "warn");
+        .env("PEERCHAT_MAX_HTTP_CONNECTIONS", "128");
     let mut relay = relay.spawn().context("cannot start the relay")?;
     let outcome = wait_until_listening(port)
         .and_then(|()| hold_idle_members(&release, port, relay.id(), members, &cgroup));
