@@ -10,25 +10,22 @@ use peerchat_shared::frames::ClientToRelay;
 use peerchat_shared::limits::MAX_TEXT_BYTES;
 use peerchat_shared::message::{ClientNonce, Draft, MessageBody};
 use std::process::Command;
-use support::{free_loopback_address, Credentials, RelayProcess, TestClient};
+use support::{Credentials, RelayProcess, TestClient};
 use tokio::io::AsyncWriteExt as _;
 use tokio_tungstenite::tungstenite::Message;
 
 /// The most memory the relay may ever hold, whatever a stranger sends.
 const PEAK_BYTES: u64 = 96 * 1024 * 1024;
 
-fn relay_binary(
-    work_dir: &std::path::Path,
-    address: std::net::SocketAddr,
-    options: &[&str],
-) -> RelayProcess {
+/// The relay binary on an ephemeral loopback port.
+fn relay_binary(work_dir: &std::path::Path, options: &[&str]) -> RelayProcess {
     let mut command = Command::new(env!("CARGO_BIN_EXE_peerchat-server"));
     command
         .env_clear()
         .current_dir(work_dir)
-        .args(["--listen", &address.to_string()])
+        .args(["--listen", "127.0.0.1:0"])
         .args(options);
-    RelayProcess::start(&mut command, address)
+    RelayProcess::start(&mut command)
 }
 
 /// A WebSocket connection from the loopback address `127.0.0.<host>` (one stranger each) that
@@ -67,8 +64,8 @@ async fn send_huge_frame(mut socket: tokio::net::TcpStream, length: u64) {
 #[tokio::test(flavor = "multi_thread")]
 async fn oversized_frames_before_login_are_refused_at_their_header() {
     let work_dir = tempfile::tempdir().unwrap();
-    let address = free_loopback_address();
-    let relay = relay_binary(work_dir.path(), address, &[]);
+    let relay = relay_binary(work_dir.path(), &[]);
+    let address = relay.address;
     let mut attackers = Vec::new();
     for host in 2..34 {
         let socket = unauthenticated_socket(address, host).await;
@@ -126,7 +123,6 @@ async fn post_largest_texts(address: std::net::SocketAddr, seed: u8, count: usiz
 #[tokio::test(flavor = "multi_thread")]
 async fn the_resend_memory_keeps_no_message_bodies() {
     let work_dir = tempfile::tempdir().unwrap();
-    let address = free_loopback_address();
     // An operator who lets members post as fast as they like: 20,000 of the largest texts,
     // each remembered for resends, in channels nobody else is in.
     let unthrottled = [
@@ -139,7 +135,8 @@ async fn the_resend_memory_keeps_no_message_bodies() {
         "--frame-burst",
         "100000",
     ];
-    let relay = relay_binary(work_dir.path(), address, &unthrottled);
+    let relay = relay_binary(work_dir.path(), &unthrottled);
+    let address = relay.address;
     let posters: Vec<_> = (1..=8)
         .map(|seed| tokio::spawn(post_largest_texts(address, seed, 2_500)))
         .collect();
@@ -179,8 +176,8 @@ async fn half_sent_request(
 #[tokio::test(flavor = "multi_thread")]
 async fn half_sent_requests_hold_little_and_do_not_delay_shutdown() {
     let work_dir = tempfile::tempdir().unwrap();
-    let address = free_loopback_address();
-    let relay = relay_binary(work_dir.path(), address, &[]);
+    let relay = relay_binary(work_dir.path(), &[]);
+    let address = relay.address;
     let mut held = Vec::new();
     for index in 0..600 {
         let host = 2 + u8::try_from(index % 200).unwrap();

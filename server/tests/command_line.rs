@@ -4,7 +4,7 @@ mod support;
 
 use peerchat_server::{key_file, Admission};
 use std::process::Command;
-use support::{config, free_loopback_address, Credentials, RelayProcess, TestClient, TestRelay};
+use support::{config, Credentials, RelayProcess, TestClient, TestRelay};
 
 fn relay_command(key_path: &std::path::Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_peerchat-server"));
@@ -149,18 +149,14 @@ fn files_below(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 }
 
 /// The relay binary started in `work_dir` (so its default key file lands there) on `address`.
-fn start_relay_in(
-    work_dir: &std::path::Path,
-    address: std::net::SocketAddr,
-    args: &[&str],
-) -> RelayProcess {
+fn start_relay_in(work_dir: &std::path::Path, address: &str, args: &[&str]) -> RelayProcess {
     let mut command = Command::new(env!("CARGO_BIN_EXE_peerchat-server"));
     command
         .env_clear()
         .current_dir(work_dir)
-        .args(["--listen", &address.to_string()])
+        .args(["--listen", address])
         .args(args);
-    RelayProcess::start(&mut command, address)
+    RelayProcess::start(&mut command)
 }
 
 /// Posts `text` to `general` and returns the id the relay stamped on it.
@@ -183,9 +179,9 @@ async fn post(member: &mut TestClient, nonce: u8, text: &str) -> peerchat_shared
 #[tokio::test]
 async fn the_relay_binary_writes_nothing_but_its_key_file_and_members_return_after_a_restart() {
     let work_dir = tempfile::tempdir().unwrap();
-    let address = free_loopback_address();
     let invite_only = ["--admission", "invite-only"];
-    let relay = start_relay_in(work_dir.path(), address, &invite_only);
+    let relay = start_relay_in(work_dir.path(), "127.0.0.1:0", &invite_only);
+    let address = relay.address;
     let link = Command::new(env!("CARGO_BIN_EXE_peerchat-server"))
         .env_clear()
         .current_dir(work_dir.path())
@@ -211,7 +207,7 @@ async fn the_relay_binary_writes_nothing_but_its_key_file_and_members_return_aft
 
     // A new process with the same key file: the member's certificate admits them again (the
     // invite is used up), and ids keep growing.
-    let relay = start_relay_in(work_dir.path(), address, &invite_only);
+    let relay = start_relay_in(work_dir.path(), &address.to_string(), &invite_only);
     let certificate = alice.certificate.clone().unwrap();
     let (mut back, accepted) =
         TestClient::login_to(address, 1, Credentials::Certificate(certificate)).await;
@@ -226,21 +222,12 @@ async fn the_relay_binary_writes_nothing_but_its_key_file_and_members_return_aft
 #[tokio::test]
 async fn the_relay_runs_virtual_clients_in_its_process_and_reports_them_in_its_metrics() {
     let work_dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let address = format!("127.0.0.1:{port}");
-    let relay = Command::new(env!("CARGO_BIN_EXE_peerchat-server"))
-        .env_clear()
-        .current_dir(work_dir.path())
-        .args(["--listen", &address, "--virtual-clients", "2"])
-        .args(["--webrtc-udp", "127.0.0.1:0"])
-        .spawn()
-        .unwrap();
-    let _stop = RelayProcess(relay);
-    let metrics_url = format!("http://{address}/metrics");
+    let relay = start_relay_in(
+        work_dir.path(),
+        "127.0.0.1:0",
+        &["--virtual-clients", "2", "--webrtc-udp", "127.0.0.1:0"],
+    );
+    let metrics_url = format!("http://{}/metrics", relay.address);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         if let Ok(response) = reqwest::get(&metrics_url).await {
@@ -320,7 +307,6 @@ async fn on_fly_the_in_process_archive_keeps_its_cache_on_the_volume_across_a_re
     }
     // The volume is a folder of this test's; every path fly's relay is given moves with it.
     let mounted = tempfile::tempdir().unwrap();
-    let address = free_loopback_address();
     let relay_command = || {
         let mut command = Command::new(env!("CARGO_BIN_EXE_peerchat-server"));
         command.env_clear().current_dir(mounted.path());
@@ -332,13 +318,12 @@ async fn on_fly_the_in_process_archive_keeps_its_cache_on_the_volume_across_a_re
             command.env(name, value);
         }
         command
-            .env("PEERCHAT_LISTEN", address.to_string())
+            .env("PEERCHAT_LISTEN", "127.0.0.1:0")
             .env("PEERCHAT_VIRTUAL_UDP", "127.0.0.1:0");
         command
     };
-    let metrics_url = format!("http://{address}/metrics");
-    let metric_reaches = |line: String| {
-        let metrics_url = metrics_url.clone();
+    let metric_reaches = |address: std::net::SocketAddr, line: &'static str| {
+        let metrics_url = format!("http://{address}/metrics");
         async move {
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
             loop {
@@ -358,21 +343,21 @@ async fn on_fly_the_in_process_archive_keeps_its_cache_on_the_volume_across_a_re
         }
     };
 
-    let relay = RelayProcess::start(&mut relay_command(), address);
-    metric_reaches("peerchat_virtual_clients_online 1".into()).await;
-    let (mut ada, accepted) = TestClient::login_to(address, 5, Credentials::None).await;
+    let relay = RelayProcess::start(&mut relay_command());
+    metric_reaches(relay.address, "peerchat_virtual_clients_online 1").await;
+    let (mut ada, accepted) = TestClient::login_to(relay.address, 5, Credentials::None).await;
     assert_eq!(accepted, Ok(()));
     ada.join("general").await;
     for nonce in 1..=3 {
         post(&mut ada, nonce, "kept while nobody is here").await;
     }
-    metric_reaches("peerchat_virtual_client_cached_messages 3".into()).await;
+    metric_reaches(relay.address, "peerchat_virtual_client_cached_messages 3").await;
     drop(ada);
     relay.stop();
 
-    let relay = RelayProcess::start(&mut relay_command(), address);
-    metric_reaches("peerchat_virtual_clients_online 1".into()).await;
-    metric_reaches("peerchat_virtual_client_cached_messages 3".into()).await;
+    let relay = RelayProcess::start(&mut relay_command());
+    metric_reaches(relay.address, "peerchat_virtual_clients_online 1").await;
+    metric_reaches(relay.address, "peerchat_virtual_client_cached_messages 3").await;
     relay.stop();
 }
 
@@ -403,12 +388,12 @@ async fn told_shutting_down(mut member: TestClient) -> bool {
 #[tokio::test(flavor = "multi_thread")]
 async fn on_sigterm_the_relay_tells_every_session_before_it_exits() {
     let work_dir = tempfile::tempdir().unwrap();
-    let address = free_loopback_address();
     let relay = start_relay_in(
         work_dir.path(),
-        address,
+        "127.0.0.1:0",
         &["--connections-per-address", "200", "--max-sessions", "200"],
     );
+    let address = relay.address;
     let mut members = Vec::new();
     for seed in 0..90u8 {
         let (mut member, accepted) = TestClient::login_to(address, seed, Credentials::None).await;

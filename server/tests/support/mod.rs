@@ -471,36 +471,50 @@ pub async fn wait_until_cached(client: &peerchat_virtual::VirtualClient, count: 
     .await;
 }
 
-/// A free port on loopback (free when asked; a test binds it right after).
-pub fn free_loopback_address() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+/// The relay binary as a process of its own, killed when dropped.
+pub struct RelayProcess {
+    pub child: std::process::Child,
+    /// Where this process listens, as its own log says (never a port guessed beforehand, which
+    /// another test's relay might take first).
+    pub address: SocketAddr,
 }
 
-/// The relay binary as a process of its own, killed when dropped.
-pub struct RelayProcess(pub std::process::Child);
-
 impl RelayProcess {
-    /// Starts `command` and waits until something listens on `address`.
-    pub fn start(command: &mut std::process::Command, address: SocketAddr) -> Self {
-        let mut relay = Self(command.spawn().unwrap());
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(address).is_err() {
-            assert!(relay.0.try_wait().unwrap().is_none(), "the relay exited");
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the relay never listened"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        relay
+    /// Starts `command` (a relay told where to listen, port 0 for any) and waits until its log
+    /// says where it listens; the rest of its log goes on to this test's stderr.
+    pub fn start(command: &mut std::process::Command) -> Self {
+        use std::io::BufRead as _;
+        let mut child = command
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (found, listening) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                eprintln!("{line}");
+                if let Some(address) = line
+                    .split_once(" listening on ")
+                    .and_then(|(_, rest)| rest.split_whitespace().next())
+                    .and_then(|address| address.parse::<SocketAddr>().ok())
+                {
+                    let _ = found.send(address);
+                }
+            }
+        });
+        let Ok(address) = listening.recv_timeout(Duration::from_secs(30)) else {
+            let _ = child.kill();
+            panic!("the relay exited or never said where it listens");
+        };
+        Self { child, address }
     }
 
     /// The most memory the process has held (`VmHWM`), in bytes.
     pub fn peak_memory_bytes(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.0.id())).unwrap();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
         let kib: u64 = status
             .lines()
             .find_map(|line| line.strip_prefix("VmHWM:"))
@@ -512,10 +526,10 @@ impl RelayProcess {
     /// Stops the relay with SIGTERM and checks that it stopped cleanly.
     pub fn stop(mut self) {
         let _ = std::process::Command::new("kill")
-            .arg(self.0.id().to_string())
+            .arg(self.child.id().to_string())
             .status();
         assert!(
-            self.0.wait().unwrap().success(),
+            self.child.wait().unwrap().success(),
             "the relay stops cleanly on SIGTERM"
         );
     }
@@ -523,7 +537,7 @@ impl RelayProcess {
 
 impl Drop for RelayProcess {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
