@@ -7,13 +7,14 @@ use crate::identity_store::{random_bytes, IdentityStore, IDENTITY_DATABASE};
 use crate::indexeddb::IndexedDbStore;
 use futures_channel::mpsc;
 use peerchat_shared::channel::ChannelName;
-use peerchat_shared::client::{ClientConfig, ClientInput, ClientSession, MessageView};
+use peerchat_shared::client::{ClientConfig, MessageView};
 use peerchat_shared::identity_export::Identity;
 use peerchat_shared::ids::MessageId;
 use peerchat_shared::membership::{DisplayName, InviteToken};
-use peerchat_shared::mesh::PeerMesh;
 use peerchat_shared::message::MessageBody;
+use peerchat_shared::node::{MemberAction, Node, NodeConfig, NodeInput};
 use peerchat_shared::store::HistoryStore as _;
+use peerchat_shared::sync::SyncLimits;
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 
@@ -79,12 +80,17 @@ impl Client {
             known_channels: history.known_channels().await?,
             random_seed: u64::from_le_bytes(random_bytes()?),
         };
-        let session = ClientSession::new(crate::driver::now(), config);
+        let node = Node::new(
+            crate::driver::now(),
+            NodeConfig {
+                session: config,
+                mesh_seed: u64::from_le_bytes(random_bytes()?),
+                sync_limits: SyncLimits::default(),
+            },
+        );
         let (feed, inputs) = mpsc::channel(INPUT_QUEUE);
-        let mesh = PeerMesh::new(crate::driver::now(), u64::from_le_bytes(random_bytes()?));
         let driver = Driver::new(
-            session,
-            mesh,
+            node,
             relay_url,
             history.clone(),
             identity_store.clone(),
@@ -100,9 +106,9 @@ impl Client {
         })
     }
 
-    fn queue(&mut self, input: ClientInput) -> Result<(), JsError> {
+    fn queue(&mut self, action: MemberAction) -> Result<(), JsError> {
         self.feed
-            .try_send(Feed::Member(input))
+            .try_send(Feed::Input(NodeInput::Member(action)))
             .map_err(|_| JsError::new("The client is busy; try again in a moment."))
     }
 
@@ -112,7 +118,7 @@ impl Client {
         body.validate()
             .map_err(|error| JsError::new(&format!("This message cannot be sent: {error}.")))?;
         let nonce = fresh_nonce()?;
-        self.queue(ClientInput::Send {
+        self.queue(MemberAction::Send {
             channel: channel(channel_name)?,
             body,
             nonce,
@@ -123,7 +129,7 @@ impl Client {
     /// Joins (and creates, if new) the channel `name`.
     pub fn join(&mut self, name: &str) -> Result<(), JsError> {
         let channel = channel(name)?;
-        self.queue(ClientInput::Join(channel))
+        self.queue(MemberAction::Join(channel))
     }
 
     /// Saves the member's display name and tells the relay.
@@ -133,7 +139,7 @@ impl Client {
             JsError::new("A name has 1 to 48 characters, without control characters.")
         })?;
         self.identity.display_name = Some(name.clone());
-        self.queue(ClientInput::SetDisplayName(name))?;
+        self.queue(MemberAction::SetDisplayName(name))?;
         let (store, identity) = (self.identity_store.clone(), self.identity.clone());
         Ok(wasm_bindgen_futures::future_to_promise(async move {
             store.save(&identity).await.map_err(JsError::from)?;

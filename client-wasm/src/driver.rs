@@ -1,8 +1,7 @@
-//! The browser driver of `shared`'s [`ClientSession`] and [`PeerMesh`]: one task owns the
-//! session, the mesh, the WebSocket and the WebRTC links, takes inputs (socket and link events,
-//! the member's actions, timers) from one bounded queue, and carries out each output before the
-//! next input, writing to IndexedDB before the page is told. The UI gets plain JavaScript
-//! objects through one callback.
+//! The browser driver of `shared`'s [`Node`]: one task owns the node, the WebSocket and the
+//! WebRTC links, takes inputs (socket and link events, the member's actions, timers) from one
+//! bounded queue, and carries out each output before the next input, writing to IndexedDB
+//! before the page is told. The UI gets plain JavaScript objects through one callback.
 
 use crate::identity_store::{random_bytes, IdentityStore};
 use crate::indexeddb::IndexedDbStore;
@@ -11,10 +10,10 @@ use futures_channel::mpsc;
 use futures_util::future::{poll_fn, select, Either};
 use futures_util::StreamExt as _;
 use peerchat_shared::channel::ChannelName;
-use peerchat_shared::client::{ClientEvent, ClientInput, ClientOutput, ClientSession, MessageView};
-use peerchat_shared::frames::SessionId;
-use peerchat_shared::mesh::{LinkEvent, MeshInput, MeshOutput, MeshStats, PeerMesh};
+use peerchat_shared::client::{ClientEvent, MessageView};
+use peerchat_shared::mesh::{LinkEvent, MeshStats};
 use peerchat_shared::message::VerifiedEnvelope;
+use peerchat_shared::node::{Delivered, Node, NodeInput, NodeOutput, SocketEvent, SocketNumber};
 use peerchat_shared::store::HistoryStore as _;
 use peerchat_shared::sync::HistoryState;
 use peerchat_shared::time::UnixMillis;
@@ -23,30 +22,20 @@ use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 use web_sys::{CloseEvent, Event, MessageEvent, WebSocket};
 
-/// Inputs waiting for the session. A relay that outruns the page this far gets its connection
+/// Inputs waiting for the node. A relay that outruns the page this far gets its connection
 /// closed (and reconnected), as the relay does with a slow reader.
 pub const INPUT_QUEUE: usize = 4_096;
-/// Most queued frames handed to the session before its outputs are carried out.
+/// Most queued frames handed to the node before its outputs are carried out.
 const FRAMES_PER_BATCH: usize = 256;
 /// Batches of peer history waiting to be written while the driver verifies the next ones.
 const HISTORY_WRITES_AHEAD: usize = 4;
 
-/// Where an input came from: a socket (by generation, so a closed socket's late events are
-/// ignored) or the member.
+/// What the driver task is fed: the node's inputs, and word that a socket overflowed.
 #[derive(Debug)]
 pub(crate) enum Feed {
-    Socket(u64, ClientInput),
-    /// The socket of this generation could not queue an input: drop the connection.
-    SocketOverflow(u64),
-    Member(ClientInput),
-    /// Something happened on link number `link` to `session`.
-    Link {
-        session: SessionId,
-        link: u64,
-        event: LinkEvent,
-    },
-    /// The earliest time-out of the session or the mesh has come.
-    Timer,
+    Input(NodeInput),
+    /// The socket could not queue an input: drop the connection.
+    SocketOverflow(SocketNumber),
 }
 
 pub(crate) fn now() -> UnixMillis {
@@ -201,6 +190,7 @@ async fn store_and_show(
 
 /// An open WebSocket and the closures it calls, which live exactly as long as it does.
 struct Socket {
+    number: SocketNumber,
     web_socket: WebSocket,
     _on_open: Closure<dyn FnMut(Event)>,
     _on_message: Closure<dyn FnMut(MessageEvent)>,
@@ -208,31 +198,35 @@ struct Socket {
 }
 
 impl Socket {
-    fn open(url: &str, generation: u64, feed: &mpsc::Sender<Feed>) -> Result<Self, JsValue> {
+    fn open(url: &str, number: SocketNumber, feed: &mpsc::Sender<Feed>) -> Result<Self, JsValue> {
         let web_socket = WebSocket::new(url)?;
         let sender = |feed: &mpsc::Sender<Feed>| {
             let mut feed = feed.clone();
-            move |input: ClientInput| {
-                if feed.try_send(Feed::Socket(generation, input)).is_err() {
-                    let _ = feed.try_send(Feed::SocketOverflow(generation));
+            move |event: SocketEvent| {
+                let input = NodeInput::Socket {
+                    socket: number,
+                    event,
+                };
+                if feed.try_send(Feed::Input(input)).is_err() {
+                    let _ = feed.try_send(Feed::SocketOverflow(number));
                 }
             }
         };
         let mut opened = sender(feed);
-        let on_open = Closure::<dyn FnMut(Event)>::new(move |_| opened(ClientInput::SocketOpened));
+        let on_open = Closure::<dyn FnMut(Event)>::new(move |_| opened(SocketEvent::Opened));
         let mut received = sender(feed);
         let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
             // The relay sends text frames only; anything else is a malformed frame.
             let text = event.data().as_string().unwrap_or_default();
-            received(ClientInput::Frame(text));
+            received(SocketEvent::Frame(text));
         });
         let mut closed = sender(feed);
-        let on_close =
-            Closure::<dyn FnMut(CloseEvent)>::new(move |_| closed(ClientInput::SocketClosed));
+        let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |_| closed(SocketEvent::Closed));
         web_socket.set_onopen(Some(on_open.as_ref().unchecked_ref()));
         web_socket.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         web_socket.set_onclose(Some(on_close.as_ref().unchecked_ref()));
         Ok(Self {
+            number,
             web_socket,
             _on_open: on_open,
             _on_message: on_message,
@@ -250,25 +244,22 @@ impl Drop for Socket {
     }
 }
 
-/// Everything the session task owns.
+/// Everything the driver task owns.
 pub(crate) struct Driver {
-    pub session: ClientSession,
-    pub mesh: PeerMesh,
+    node: Node,
     links: PeerLinks,
-    pub relay_url: String,
-    pub history: Rc<IndexedDbStore>,
-    pub identity: Rc<IdentityStore>,
-    pub sink: EventSink,
-    pub feed: mpsc::Sender<Feed>,
+    relay_url: String,
+    history: Rc<IndexedDbStore>,
+    identity: Rc<IdentityStore>,
+    sink: EventSink,
+    feed: mpsc::Sender<Feed>,
     history_writes: mpsc::Sender<HistoryWork>,
     socket: Option<Socket>,
-    generation: u64,
 }
 
 impl Driver {
     pub(crate) fn new(
-        session: ClientSession,
-        mesh: PeerMesh,
+        node: Node,
         relay_url: String,
         history: Rc<IndexedDbStore>,
         identity: Rc<IdentityStore>,
@@ -278,8 +269,7 @@ impl Driver {
         let (history_writes, work) = mpsc::channel(HISTORY_WRITES_AHEAD);
         wasm_bindgen_futures::spawn_local(write_history(history.clone(), sink.clone(), work));
         Self {
-            session,
-            mesh,
+            node,
             links: PeerLinks::new(feed.clone()),
             relay_url,
             history,
@@ -288,7 +278,6 @@ impl Driver {
             feed,
             history_writes,
             socket: None,
-            generation: 0,
         }
     }
 
@@ -296,79 +285,59 @@ impl Driver {
     pub(crate) async fn run(mut self, mut inputs: mpsc::Receiver<Feed>) {
         self.carry_out_outputs().await;
         loop {
-            let earliest = [self.session.poll_timeout(), self.mesh.poll_timeout()]
-                .into_iter()
-                .flatten()
-                .min();
-            let next = match earliest {
+            let next = match self.node.poll_timeout() {
                 Some(at) => {
                     let wait = at.0.saturating_sub(now().0).min(u64::from(u32::MAX / 2));
                     let timer = gloo_timers::future::TimeoutFuture::new(wait as u32);
                     match select(inputs.next(), timer).await {
                         Either::Left((feed, _)) => feed,
-                        Either::Right(((), _)) => Some(Feed::Timer),
+                        Either::Right(((), _)) => Some(Feed::Input(NodeInput::Timeout)),
                     }
                 }
                 None => inputs.next().await,
             };
             let Some(feed) = next else { break };
-            if let Feed::Link {
-                session,
-                link,
-                event,
-            } = feed
-            {
-                self.on_link_event(session, link, event);
+            self.on_feed(feed);
+            let held_back = self.take_queued_frames(&mut inputs);
+            self.carry_out_outputs().await;
+            if let Some(feed) = held_back {
+                self.on_feed(feed);
                 self.carry_out_outputs().await;
-                continue;
-            }
-            if let Feed::Timer = feed {
-                self.on_timer();
-                self.carry_out_outputs().await;
-                continue;
-            }
-            if let Some(input) = self.accept(feed) {
-                self.session.handle(now(), input);
-                let held_back = self.take_queued_frames(&mut inputs);
-                self.carry_out_outputs().await;
-                if let Some(input) = held_back.and_then(|feed| self.accept(feed)) {
-                    self.session.handle(now(), input);
-                    self.carry_out_outputs().await;
-                }
             }
         }
         self.socket = None;
     }
 
-    /// Feeds `Timeout` to whichever of the session and the mesh is due.
-    fn on_timer(&mut self) {
-        let now = now();
-        if self.session.poll_timeout().is_some_and(|at| at <= now) {
-            self.session.handle(now, ClientInput::Timeout);
-        }
-        if self.mesh.poll_timeout().is_some_and(|at| at <= now) {
-            self.mesh.handle(now, MeshInput::Timeout);
+    fn on_feed(&mut self, feed: Feed) {
+        match feed {
+            Feed::Input(input) => self.node.handle(now(), input),
+            Feed::SocketOverflow(number) => {
+                if self
+                    .socket
+                    .as_ref()
+                    .is_some_and(|socket| socket.number == number)
+                {
+                    self.sink.problem(
+                        "The relay sent more than this page could take; reconnecting.".into(),
+                    );
+                    self.close_socket(number);
+                }
+            }
         }
     }
 
-    fn on_link_event(&mut self, session: SessionId, link: u64, event: LinkEvent) {
-        if !self.links.is_current(session, link) {
-            return;
-        }
-        self.mesh.handle(now(), event.into_input(session));
+    fn close_socket(&mut self, socket: SocketNumber) {
+        let event = SocketEvent::Closed;
+        self.node.handle(now(), NodeInput::Socket { socket, event });
     }
 
-    /// Hands the session the frames already waiting from the current socket (at most
-    /// [`FRAMES_PER_BATCH`]), so that the envelopes among them are stored in one IndexedDB
-    /// transaction. Returns the first other input met, to be handled after.
+    /// Hands the node the frames already waiting (at most [`FRAMES_PER_BATCH`]), so that the
+    /// messages among them are stored in one IndexedDB transaction. Returns the first other
+    /// input met, to be handled after.
     fn take_queued_frames(&mut self, inputs: &mut mpsc::Receiver<Feed>) -> Option<Feed> {
         for _ in 0..FRAMES_PER_BATCH {
             match inputs.try_recv() {
-                Ok(Feed::Socket(generation, ClientInput::Frame(text)))
-                    if generation == self.generation =>
-                {
-                    self.session.handle(now(), ClientInput::Frame(text));
-                }
+                Ok(Feed::Input(frame @ NodeInput::Socket { .. })) => self.node.handle(now(), frame),
                 Ok(other) => return Some(other),
                 Err(_) => return None,
             }
@@ -376,111 +345,120 @@ impl Driver {
         None
     }
 
-    /// The input to hand the session, if it concerns the current socket.
-    fn accept(&mut self, feed: Feed) -> Option<ClientInput> {
-        match feed {
-            Feed::Member(input) => Some(input),
-            Feed::Socket(generation, input) if generation == self.generation => {
-                if input == ClientInput::SocketClosed {
-                    self.socket = None;
-                }
-                Some(input)
-            }
-            Feed::SocketOverflow(generation) if generation == self.generation => {
-                self.sink
-                    .problem("The relay sent more than this page could take; reconnecting.".into());
-                self.socket = None;
-                Some(ClientInput::SocketClosed)
-            }
-            Feed::Socket(..) | Feed::SocketOverflow(_) | Feed::Link { .. } | Feed::Timer => None,
-        }
-    }
-
-    /// Carries out the session's and the mesh's outputs in order, the session's first (the
-    /// mesh's may cause more of them); consecutive stores become one batch.
+    /// Carries out the node's outputs in order.
     async fn carry_out_outputs(&mut self) {
-        loop {
-            let mut stores = Vec::new();
-            while let Some(output) = self.session.poll_output() {
-                match output {
-                    ClientOutput::Store {
-                        envelope,
-                        acknowledged,
-                    } => stores.push((envelope, acknowledged)),
-                    other => {
-                        self.store_batch(std::mem::take(&mut stores)).await;
-                        self.carry_out(other).await;
-                    }
-                }
-            }
-            self.store_batch(stores).await;
-            let Some(output) = self.mesh.poll_output() else {
-                return;
-            };
-            if let Err(message) = self.carry_out_for_mesh(output).await {
+        while let Some(output) = self.node.poll_output() {
+            if let Err(message) = self.carry_out(output).await {
                 self.sink
                     .problem(format!("This browser could not save data: {message}"));
             }
         }
     }
 
-    async fn carry_out_for_mesh(&mut self, output: MeshOutput) -> Result<(), String> {
+    async fn carry_out(&mut self, output: NodeOutput) -> Result<(), String> {
         match output {
-            MeshOutput::Offer {
-                session,
-                ice_servers,
-            } => {
-                if !self.links.offer(session, &ice_servers) {
-                    self.mesh.handle(now(), MeshInput::LinkDown { session });
+            NodeOutput::OpenSocket(number) => {
+                match Socket::open(&self.relay_url, number, &self.feed) {
+                    Ok(socket) => self.socket = Some(socket),
+                    Err(_) => {
+                        self.sink
+                            .problem(format!("Cannot open {}.", self.relay_url));
+                        self.close_socket(number);
+                    }
                 }
             }
-            MeshOutput::Answer {
+            NodeOutput::CloseSocket => self.socket = None,
+            NodeOutput::Transmit(text) => {
+                if let Some(socket) = &self.socket {
+                    // A failed send shows up as the socket closing.
+                    let _ = socket.web_socket.send_with_str(&text);
+                }
+            }
+            NodeOutput::OpenLink {
                 session,
+                link,
                 ice_servers,
                 offer,
             } => {
-                if !self.links.answer(session, &ice_servers, offer) {
-                    self.mesh.handle(now(), MeshInput::LinkDown { session });
+                if !self.links.open(session, link, &ice_servers, offer) {
+                    let event = LinkEvent::Down;
+                    let down = NodeInput::Link {
+                        session,
+                        link,
+                        event,
+                    };
+                    self.node.handle(now(), down);
                 }
             }
-            MeshOutput::Accept { session, answer } => self.links.accept(session, answer),
-            MeshOutput::Close { session } => self.links.close(session),
-            MeshOutput::ToRelay(input) => self.session.handle(now(), input),
-            MeshOutput::SendOnDataChannel { session, text } => {
-                if !self.links.send(session, &text) {
-                    self.mesh.handle(now(), MeshInput::LinkDown { session });
+            NodeOutput::AcceptAnswer { session, answer } => self.links.accept(session, answer),
+            NodeOutput::CloseLink { session } => self.links.close(session),
+            NodeOutput::SendOnLink { session, text } => {
+                if let Some(link) = self.links.send(session, &text) {
+                    let event = LinkEvent::Down;
+                    let down = NodeInput::Link {
+                        session,
+                        link,
+                        event,
+                    };
+                    self.node.handle(now(), down);
                 }
             }
-            MeshOutput::ReadIds { channel } => {
-                let ids = self
-                    .history
-                    .ids(&channel)
+            NodeOutput::PinRelayKey(key) => {
+                self.identity
+                    .check_relay_key(&self.relay_url, &key)
                     .await
                     .map_err(|error| error.to_string())?;
-                self.mesh.handle(now(), MeshInput::Ids { channel, ids });
             }
-            MeshOutput::Load { peer, channel, ids } => {
-                let envelopes = self
-                    .history
-                    .get(&channel, &ids)
-                    .await
-                    .map_err(|error| error.to_string())?;
-                self.mesh.handle(
-                    now(),
-                    MeshInput::Loaded {
-                        peer,
-                        channel,
-                        envelopes,
-                    },
-                );
-            }
-            MeshOutput::Store {
+            NodeOutput::SaveCertificate(certificate) => self
+                .history
+                .save_certificate(certificate.as_ref())
+                .await
+                .map_err(|error| error.to_string())?,
+            NodeOutput::SaveProfile(profile) => self
+                .history
+                .save_profile(&profile)
+                .await
+                .map_err(|error| error.to_string())?,
+            NodeOutput::OutboxPut(entry) => self
+                .history
+                .outbox_put(&entry)
+                .await
+                .map_err(|error| error.to_string())?,
+            NodeOutput::OutboxRemove(nonce) => self
+                .history
+                .outbox_remove(&nonce)
+                .await
+                .map_err(|error| error.to_string())?,
+            NodeOutput::StoreDelivered(batch) => self.store_delivered(batch).await?,
+            NodeOutput::StoreFromPeers {
                 channel, envelopes, ..
             } => {
                 self.hand_to_writer(HistoryWork::Store { channel, envelopes })
                     .await
             }
-            MeshOutput::State { channel, state } => {
+            NodeOutput::ReadIds { channel } => {
+                let ids = self
+                    .history
+                    .ids(&channel)
+                    .await
+                    .map_err(|error| error.to_string())?;
+                self.node.handle(now(), NodeInput::Ids { channel, ids });
+            }
+            NodeOutput::Load { peer, channel, ids } => {
+                let envelopes = self
+                    .history
+                    .get(&channel, &ids)
+                    .await
+                    .map_err(|error| error.to_string())?;
+                let loaded = NodeInput::Loaded {
+                    peer,
+                    channel,
+                    envelopes,
+                };
+                self.node.handle(now(), loaded);
+            }
+            NodeOutput::Event(event) => self.on_event(event).await?,
+            NodeOutput::HistoryState { channel, state } => {
                 self.emit_after_history(&HistoryStateForPage {
                     kind: "history_state",
                     channel: &channel,
@@ -488,14 +466,14 @@ impl Driver {
                 })
                 .await
             }
-            MeshOutput::Stats(stats) => {
+            NodeOutput::PeerStats(stats) => {
                 self.emit_after_history(&PeersForPage {
                     kind: "peers",
                     stats,
                 })
                 .await
             }
-            MeshOutput::Refused { key, reason } => {
+            NodeOutput::PeerRefused { key, reason } => {
                 self.emit_after_history(&ClientEvent::Problem {
                     code: None,
                     message: format!(
@@ -524,87 +502,13 @@ impl Driver {
         }
     }
 
-    async fn store_batch(&mut self, stores: Vec<(VerifiedEnvelope, bool)>) {
-        if stores.is_empty() {
-            return;
-        }
-        if let Err(message) = self.store(stores).await {
-            self.sink
-                .problem(format!("This browser could not save data: {message}"));
-        }
-    }
-
-    async fn carry_out(&mut self, output: ClientOutput) {
-        let outcome = match output {
-            ClientOutput::Connect => {
-                self.generation += 1;
-                match Socket::open(&self.relay_url, self.generation, &self.feed) {
-                    Ok(socket) => self.socket = Some(socket),
-                    Err(_) => {
-                        self.sink
-                            .problem(format!("Cannot open {}.", self.relay_url));
-                        self.session.handle(now(), ClientInput::SocketClosed);
-                    }
-                }
-                Ok(())
-            }
-            ClientOutput::Close => {
-                self.socket = None;
-                Ok(())
-            }
-            ClientOutput::Transmit(text) => {
-                if let Some(socket) = &self.socket {
-                    // A failed send shows up as the socket closing.
-                    let _ = socket.web_socket.send_with_str(&text);
-                }
-                Ok(())
-            }
-            ClientOutput::PinRelayKey(key) => self
-                .identity
-                .check_relay_key(&self.relay_url, &key)
-                .await
-                .map(|_| ())
-                .map_err(|error| error.to_string()),
-            ClientOutput::SaveCertificate(certificate) => self
-                .history
-                .save_certificate(certificate.as_ref())
-                .await
-                .map_err(|error| error.to_string()),
-            ClientOutput::SaveProfile(profile) => self
-                .history
-                .save_profile(&profile)
-                .await
-                .map_err(|error| error.to_string()),
-            ClientOutput::OutboxPut(entry) => self
-                .history
-                .outbox_put(&entry)
-                .await
-                .map_err(|error| error.to_string()),
-            ClientOutput::OutboxRemove(nonce) => self
-                .history
-                .outbox_remove(&nonce)
-                .await
-                .map_err(|error| error.to_string()),
-            ClientOutput::Event(event) => self.on_event(event).await,
-            ClientOutput::Peers(news) => {
-                self.mesh.handle(now(), MeshInput::Relay(news));
-                Ok(())
-            }
-            ClientOutput::Store {
-                envelope,
-                acknowledged,
-            } => self.store(vec![(envelope, acknowledged)]).await,
-        };
-        if let Err(message) = outcome {
-            self.sink
-                .problem(format!("This browser could not save data: {message}"));
-        }
-    }
-
-    /// Stores a batch of envelopes in one transaction, clears acknowledged ones from the
-    /// outbox, then tells the page about each.
-    async fn store(&mut self, stores: Vec<(VerifiedEnvelope, bool)>) -> Result<(), String> {
-        let (envelopes, acknowledged): (Vec<_>, Vec<bool>) = stores.into_iter().unzip();
+    /// Stores what the relay delivered in one transaction, clears acknowledged messages from
+    /// the outbox, then tells the page about each.
+    async fn store_delivered(&mut self, batch: Vec<Delivered>) -> Result<(), String> {
+        let (envelopes, acknowledged): (Vec<VerifiedEnvelope>, Vec<bool>) = batch
+            .into_iter()
+            .map(|delivered| (delivered.envelope, delivered.acknowledged))
+            .unzip();
         self.history
             .insert(&envelopes)
             .await
@@ -623,15 +527,6 @@ impl Driver {
                 message: &view,
                 acknowledged,
             });
-        }
-        let now = now();
-        for envelope in envelopes {
-            self.mesh.handle(
-                now,
-                MeshInput::Delivered {
-                    envelope: Box::new(envelope),
-                },
-            );
         }
         Ok(())
     }

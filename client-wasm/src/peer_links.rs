@@ -1,15 +1,18 @@
-//! WebRTC links to other members, as `shared`'s [`PeerMesh`] asks for them: one
+//! WebRTC links to other members, as `shared`'s [`Node`] asks for them: one
 //! `RTCPeerConnection` with one data channel per link. Offers and answers are sent once ICE
 //! gathering is complete (no trickle), so one `signal` each way sets a link up. Everything that
-//! happens on a link comes back to the driver task as a [`Feed::Link`], tagged with the link's
-//! number so that events of a closed link are ignored.
+//! happens on a link comes back to the driver task as a [`NodeInput::Link`], tagged with the
+//! number the node gave the link.
 //!
-//! [`PeerMesh`]: peerchat_shared::mesh::PeerMesh
+//! [`Node`]: peerchat_shared::node::Node
 
 use crate::driver::Feed;
 use futures_channel::mpsc;
 use peerchat_shared::frames::{IceServer, SessionId};
 use peerchat_shared::mesh::LinkEvent;
+use peerchat_shared::node::{
+    LinkNumber, NodeInput, DATA_CHANNEL_LABEL, ICE_GATHERING_LIMIT_MILLIS, LINK_SEND_QUEUE_BYTES,
+};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -21,10 +24,6 @@ use web_sys::{
     RtcPeerConnectionState, RtcSdpType, RtcSessionDescriptionInit,
 };
 
-/// The label of the one data channel of a link.
-const DATA_CHANNEL_LABEL: &str = "peerchat";
-/// ICE gathering is awaited this long at most; the description then goes with what was found.
-const GATHERING_LIMIT_MILLIS: u32 = 5_000;
 const GATHERING_POLL_MILLIS: u32 = 50;
 
 /// Queues link events for the driver; a frame that does not fit closes the data channel (the
@@ -33,19 +32,17 @@ const GATHERING_POLL_MILLIS: u32 = 50;
 struct LinkFeed {
     feed: mpsc::Sender<Feed>,
     session: SessionId,
-    link: u64,
+    link: LinkNumber,
 }
 
 impl LinkFeed {
     fn send(&self, event: LinkEvent) -> bool {
-        self.feed
-            .clone()
-            .try_send(Feed::Link {
-                session: self.session,
-                link: self.link,
-                event,
-            })
-            .is_ok()
+        let input = NodeInput::Link {
+            session: self.session,
+            link: self.link,
+            event,
+        };
+        self.feed.clone().try_send(Feed::Input(input)).is_ok()
     }
 }
 
@@ -102,7 +99,7 @@ impl Drop for DataChannel {
 
 /// One peer connection, its data channel once there is one, and its closures.
 struct PeerLink {
-    number: u64,
+    number: LinkNumber,
     connection: RtcPeerConnection,
     data_channel: Rc<RefCell<Option<DataChannel>>>,
     _on_state_change: Closure<dyn FnMut(Event)>,
@@ -122,7 +119,6 @@ impl Drop for PeerLink {
 pub(crate) struct PeerLinks {
     feed: mpsc::Sender<Feed>,
     links: HashMap<SessionId, PeerLink>,
-    next_number: u64,
 }
 
 impl PeerLinks {
@@ -130,62 +126,48 @@ impl PeerLinks {
         Self {
             feed,
             links: HashMap::new(),
-            next_number: 1,
         }
     }
 
-    /// True when `link` is the current link to `session` (not one closed since).
-    pub(crate) fn is_current(&self, session: SessionId, link: u64) -> bool {
-        self.links
-            .get(&session)
-            .is_some_and(|current| current.number == link)
-    }
-
-    /// Opens a connection with a data channel and signals its offer when gathering is done.
-    /// False when this browser cannot open one (WebRTC turned off).
-    pub(crate) fn offer(&mut self, session: SessionId, ice_servers: &[IceServer]) -> bool {
-        let Some(feed) = self.open(session, ice_servers, false) else {
-            return false;
-        };
-        let Some(link) = self.links.get(&session) else {
-            return false;
-        };
-        let channel = link.connection.create_data_channel(DATA_CHANNEL_LABEL);
-        *link.data_channel.borrow_mut() = Some(DataChannel::attach(channel, &feed));
-        let connection = link.connection.clone();
-        negotiate(feed, async move {
-            let offer = JsFuture::from(connection.create_offer()).await?;
-            let offer: RtcSessionDescriptionInit = offer.unchecked_into();
-            JsFuture::from(connection.set_local_description(&offer)).await?;
-            complete_description(&connection).await
-        });
-        true
-    }
-
-    /// Opens a connection for `offer`, and signals the answer when gathering is done. False
-    /// when this browser cannot open one.
-    pub(crate) fn answer(
+    /// Opens link `number` to `session` (replacing any other): offers it with a new data
+    /// channel, or answers `offer`; signals the description when gathering is done. False when
+    /// this browser cannot open one (WebRTC turned off).
+    pub(crate) fn open(
         &mut self,
         session: SessionId,
+        number: LinkNumber,
         ice_servers: &[IceServer],
-        offer: String,
+        offer: Option<String>,
     ) -> bool {
-        let Some(feed) = self.open(session, ice_servers, true) else {
+        let answering = offer.is_some();
+        let Some(feed) = self.connect(session, number, ice_servers, answering) else {
             return false;
         };
         let Some(link) = self.links.get(&session) else {
             return false;
         };
         let connection = link.connection.clone();
-        negotiate(feed, async move {
-            let remote = RtcSessionDescriptionInit::new(RtcSdpType::Offer);
-            remote.set_sdp(&offer);
-            JsFuture::from(connection.set_remote_description(&remote)).await?;
-            let answer = JsFuture::from(connection.create_answer()).await?;
-            let answer: RtcSessionDescriptionInit = answer.unchecked_into();
-            JsFuture::from(connection.set_local_description(&answer)).await?;
-            complete_description(&connection).await
-        });
+        match offer {
+            None => {
+                let channel = connection.create_data_channel(DATA_CHANNEL_LABEL);
+                *link.data_channel.borrow_mut() = Some(DataChannel::attach(channel, &feed));
+                negotiate(feed, async move {
+                    let offer = JsFuture::from(connection.create_offer()).await?;
+                    let offer: RtcSessionDescriptionInit = offer.unchecked_into();
+                    JsFuture::from(connection.set_local_description(&offer)).await?;
+                    complete_description(&connection).await
+                });
+            }
+            Some(offer) => negotiate(feed, async move {
+                let remote = RtcSessionDescriptionInit::new(RtcSdpType::Offer);
+                remote.set_sdp(&offer);
+                JsFuture::from(connection.set_remote_description(&remote)).await?;
+                let answer = JsFuture::from(connection.create_answer()).await?;
+                let answer: RtcSessionDescriptionInit = answer.unchecked_into();
+                JsFuture::from(connection.set_local_description(&answer)).await?;
+                complete_description(&connection).await
+            }),
+        }
         true
     }
 
@@ -212,21 +194,23 @@ impl PeerLinks {
         self.links.remove(&session);
     }
 
-    /// Sends `text` on the data channel to `session`; false when it is not open.
-    pub(crate) fn send(&self, session: SessionId, text: &str) -> bool {
-        let Some(link) = self.links.get(&session) else {
-            return false;
-        };
+    /// Sends `text` on the data channel to `session`; returns the link's number when it cannot
+    /// take it (not open, or [`LINK_SEND_QUEUE_BYTES`] already buffered).
+    pub(crate) fn send(&self, session: SessionId, text: &str) -> Option<LinkNumber> {
+        let link = self.links.get(&session)?;
         let data_channel = link.data_channel.borrow();
-        match data_channel.as_ref() {
+        let sent = match data_channel.as_ref() {
             Some(open) if open.channel.ready_state() == RtcDataChannelState::Open => {
-                open.channel.send_with_str(text).is_ok()
+                let buffered = open.channel.buffered_amount() as usize;
+                buffered + text.len() <= LINK_SEND_QUEUE_BYTES
+                    && open.channel.send_with_str(text).is_ok()
             }
             _ => false,
-        }
+        };
+        (!sent).then_some(link.number)
     }
 
-    fn link_feed(&self, session: SessionId, link: u64) -> LinkFeed {
+    fn link_feed(&self, session: SessionId, link: LinkNumber) -> LinkFeed {
         LinkFeed {
             feed: self.feed.clone(),
             session,
@@ -236,15 +220,14 @@ impl PeerLinks {
 
     /// Replaces any link to `session` with a new connection; the answering side takes the data
     /// channel the offerer made.
-    fn open(
+    fn connect(
         &mut self,
         session: SessionId,
+        number: LinkNumber,
         ice_servers: &[IceServer],
         answering: bool,
     ) -> Option<LinkFeed> {
         self.links.remove(&session);
-        let number = self.next_number;
-        self.next_number += 1;
         let feed = self.link_feed(session, number);
         let connection =
             RtcPeerConnection::new_with_configuration(&configuration(ice_servers)).ok()?;
@@ -327,11 +310,11 @@ fn negotiate(
     });
 }
 
-/// The local description once ICE gathering is complete (or after [`GATHERING_LIMIT_MILLIS`]).
+/// The local description once ICE gathering is complete (or after [`ICE_GATHERING_LIMIT_MILLIS`]).
 async fn complete_description(connection: &RtcPeerConnection) -> Result<String, JsValue> {
     let mut waited = 0;
     while connection.ice_gathering_state() != RtcIceGatheringState::Complete
-        && waited < GATHERING_LIMIT_MILLIS
+        && u64::from(waited) < ICE_GATHERING_LIMIT_MILLIS
     {
         gloo_timers::future::TimeoutFuture::new(GATHERING_POLL_MILLIS).await;
         waited += GATHERING_POLL_MILLIS;

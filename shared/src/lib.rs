@@ -17,6 +17,7 @@ pub mod limits;
 pub mod login;
 pub mod membership;
 pub mod mesh;
+pub mod node;
 pub mod message;
 pub mod peer;
 pub mod random;

@@ -17,94 +17,13 @@ use peerchat_shared::frames::{
     SessionId,
 };
 use peerchat_shared::identity::{SecretKey, Signature};
-use peerchat_shared::ids::MessageId;
-use peerchat_shared::login::{verify_login, LoginNonce};
-use peerchat_shared::membership::{DisplayName, MembershipCertificate, Profile, Role};
+use peerchat_shared::login::verify_login;
+use peerchat_shared::membership::{DisplayName, Profile, Role};
 use peerchat_shared::message::{ClientNonce, Draft, Envelope, MessageBody};
 use peerchat_shared::time::UnixMillis;
+use scripted_relay::{general, member_key, ScriptedRelay, NOW};
 
-const NOW: UnixMillis = UnixMillis(1_800_000_000_000);
-
-fn general() -> ChannelName {
-    ChannelName::new("general").unwrap()
-}
-
-fn member_key() -> SecretKey {
-    SecretKey::from_seed([7; 32])
-}
-
-/// The relay side of the conversation, signing with a real key.
-struct ScriptedRelay {
-    key: SecretKey,
-    nonce: LoginNonce,
-    next_id: u128,
-}
-
-impl ScriptedRelay {
-    fn new(seed: u8) -> Self {
-        Self {
-            key: SecretKey::from_seed([seed; 32]),
-            nonce: LoginNonce([seed.wrapping_add(100); 32]),
-            next_id: 1,
-        }
-    }
-
-    fn challenge(&self) -> ClientInput {
-        frame(&RelayToClient::Challenge {
-            protocol: 1,
-            relay: self.key.public_key(),
-            nonce: self.nonce,
-        })
-    }
-
-    fn welcome(&self, member: &SecretKey) -> ClientInput {
-        frame(&RelayToClient::Welcome {
-            session: SessionId(1),
-            role: Role::Member,
-            certificate: self.certificate(member, NOW),
-            channels: vec![ChannelSummary {
-                name: general(),
-                online: 1,
-                default: true,
-            }],
-            ice_servers: vec![],
-        })
-    }
-
-    fn certificate(&self, member: &SecretKey, issued_at: UnixMillis) -> MembershipCertificate {
-        MembershipCertificate::issue(
-            &self.key,
-            member.public_key(),
-            Role::Member,
-            issued_at,
-            issued_at.saturating_add_millis(86_400_000),
-        )
-    }
-
-    /// Checks a draft the way the relay does and stamps it.
-    fn stamp(&mut self, author: &SecretKey, draft: Draft) -> Envelope {
-        let verified = draft
-            .verify(
-                &self.key.public_key(),
-                &author.public_key().verifier().unwrap(),
-            )
-            .expect("the client signs drafts the relay accepts");
-        self.next_id += 1;
-        let id = MessageId::from_bytes(((u128::from(NOW.0) << 80) | self.next_id).to_be_bytes());
-        verified.seal(id, &self.key)
-    }
-
-    fn message_from(&mut self, author: &SecretKey, text: &str) -> Envelope {
-        let draft = Draft::sign(
-            author,
-            &self.key.public_key(),
-            general(),
-            ClientNonce([self.next_id as u8; 16]),
-            MessageBody::text(text),
-        );
-        self.stamp(author, draft)
-    }
-}
+mod scripted_relay;
 
 fn frame(frame: &RelayToClient) -> ClientInput {
     ClientInput::Frame(encode(frame))
@@ -164,8 +83,8 @@ fn stored(outputs: &[ClientOutput]) -> Vec<(Envelope, bool)> {
 fn logged_in(relay: &ScriptedRelay, config: ClientConfig) -> (ClientSession, Vec<ClientOutput>) {
     let mut session = ClientSession::new(NOW, config);
     session.handle(NOW, ClientInput::SocketOpened);
-    session.handle(NOW, relay.challenge());
-    session.handle(NOW, relay.welcome(&member_key()));
+    session.handle(NOW, frame(&relay.challenge()));
+    session.handle(NOW, frame(&relay.welcome(&member_key())));
     let outputs = drain(&mut session);
     assert!(session.is_online());
     (session, outputs)
@@ -229,7 +148,7 @@ fn a_member_joins_its_own_and_the_default_channels_not_everything_listed() {
         },
     );
     session.handle(NOW, ClientInput::SocketOpened);
-    session.handle(NOW, relay.challenge());
+    session.handle(NOW, frame(&relay.challenge()));
     // Strangers' sessions fill the list with channels named to sort first.
     let mut channels = vec![ChannelSummary {
         name: general(),
@@ -297,7 +216,7 @@ fn a_changed_relay_key_stops_the_session_before_anything_is_sent() {
         },
     );
     session.handle(NOW, ClientInput::SocketOpened);
-    session.handle(NOW, impostor.challenge());
+    session.handle(NOW, frame(&impostor.challenge()));
     let outputs = drain(&mut session);
     assert!(sent_frames(&outputs).is_empty());
     assert!(outputs.contains(&ClientOutput::Close));
@@ -324,8 +243,8 @@ fn a_message_written_offline_waits_in_the_outbox_and_is_sent_once_after_login() 
     };
     assert_eq!(entry.nonce, ClientNonce([9; 16]));
 
-    session.handle(NOW, relay.challenge());
-    session.handle(NOW, relay.welcome(&member_key()));
+    session.handle(NOW, frame(&relay.challenge()));
+    session.handle(NOW, frame(&relay.welcome(&member_key())));
     let frames = sent_frames(&drain(&mut session));
     let ClientToRelay::Send { draft } = frames.last().unwrap() else {
         panic!("the outbox is flushed after joining: {frames:?}");
@@ -343,8 +262,8 @@ fn a_message_written_offline_waits_in_the_outbox_and_is_sent_once_after_login() 
     session.handle(NOW, ClientInput::SocketClosed);
     let retry_at = session.poll_timeout().unwrap();
     session.handle(retry_at, ClientInput::Timeout);
-    session.handle(retry_at, relay.challenge());
-    session.handle(retry_at, relay.welcome(&member_key()));
+    session.handle(retry_at, frame(&relay.challenge()));
+    session.handle(retry_at, frame(&relay.welcome(&member_key())));
     let resent = sent_frames(&drain(&mut session))
         .into_iter()
         .filter(|frame| matches!(frame, ClientToRelay::Send { .. }))
@@ -444,8 +363,8 @@ fn reconnects_back_off_exponentially_with_jitter_and_a_ceiling() {
     assert!(delays[11] >= MAX_BACKOFF_MILLIS / 2);
 
     let relay = ScriptedRelay::new(1);
-    session.handle(now, relay.challenge());
-    session.handle(now, relay.welcome(&member_key()));
+    session.handle(now, frame(&relay.challenge()));
+    session.handle(now, frame(&relay.welcome(&member_key())));
     session.handle(now, ClientInput::SocketClosed);
     let after_success = session.poll_timeout().unwrap().0 - now.0;
     assert!(
@@ -633,7 +552,7 @@ fn a_rejected_certificate_is_forgotten_and_a_ban_stops_the_session() {
             ..config()
         },
     );
-    session.handle(NOW, relay.challenge());
+    session.handle(NOW, frame(&relay.challenge()));
     let refusal = |code| {
         frame(&RelayToClient::Error {
             code,
@@ -646,7 +565,7 @@ fn a_rejected_certificate_is_forgotten_and_a_ban_stops_the_session() {
     session.handle(NOW, ClientInput::SocketClosed);
     let retry_at = session.poll_timeout().unwrap();
     session.handle(retry_at, ClientInput::Timeout);
-    session.handle(retry_at, relay.challenge());
+    session.handle(retry_at, frame(&relay.challenge()));
     let frames = sent_frames(&drain(&mut session));
     let Some(ClientToRelay::Login(login)) = frames.last() else {
         panic!("logs in again: {frames:?}");

@@ -1,7 +1,7 @@
-//! The tokio driver of `shared`'s [`ClientSession`] and [`PeerMesh`] for one virtual client:
-//! one task owns the session, the mesh, the relay socket (tokio-tungstenite), the WebRTC links
-//! and the cache, takes events from one bounded queue, and carries out each output before the
-//! next event, as the browser's driver does.
+//! The tokio driver of `shared`'s [`Node`] for one virtual client: one task owns the node, the
+//! relay socket (tokio-tungstenite), the WebRTC links and the cache, takes inputs from one
+//! bounded queue, and carries out each output before the next input, as the browser's driver
+//! does.
 
 use crate::cache::{Evicted, HistoryCache};
 use crate::peer_links::PeerLinks;
@@ -9,10 +9,10 @@ use crate::state_files::StateFiles;
 use crate::VirtualClientStats;
 use futures_util::{SinkExt as _, StreamExt as _};
 use peerchat_shared::channel::ChannelName;
-use peerchat_shared::client::{ClientEvent, ClientInput, ClientOutput, ClientSession, PeerNews};
-use peerchat_shared::frames::SessionId;
-use peerchat_shared::mesh::{LinkEvent, MeshInput, MeshOutput, PeerMesh};
+use peerchat_shared::client::{ClientEvent, LinkState};
+use peerchat_shared::mesh::LinkEvent;
 use peerchat_shared::message::VerifiedEnvelope;
+use peerchat_shared::node::{MemberAction, Node, NodeInput, NodeOutput, SocketEvent, SocketNumber};
 use peerchat_shared::time::UnixMillis;
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
@@ -23,25 +23,12 @@ use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
-/// Events waiting for the driver; a relay that outruns it this far has its connection dropped.
-pub(crate) const FEED_QUEUE: usize = 4_096;
+/// Inputs waiting for the driver; a relay that outruns it this far has its connection dropped.
+pub(crate) const INPUT_QUEUE: usize = 4_096;
 /// Frames waiting to go to the relay.
 const RELAY_SEND_QUEUE: usize = 1_024;
 /// How often the cache drops what aged out of its window.
 const EVICTION_INTERVAL: Duration = Duration::from_secs(60);
-
-/// Where an event came from.
-#[derive(Debug)]
-pub enum Feed {
-    /// From the relay socket of this generation (a closed socket's late events are ignored).
-    Socket(u64, ClientInput),
-    /// Something happened on link number `link` to `session`.
-    Link {
-        session: SessionId,
-        link: u64,
-        event: LinkEvent,
-    },
-}
 
 pub(crate) fn now() -> UnixMillis {
     let millis = std::time::SystemTime::now()
@@ -52,6 +39,7 @@ pub(crate) fn now() -> UnixMillis {
 
 /// One open relay connection: a task reading and writing the WebSocket.
 struct RelaySocket {
+    number: SocketNumber,
     frames: mpsc::Sender<String>,
     task: JoinHandle<()>,
 }
@@ -63,15 +51,20 @@ impl Drop for RelaySocket {
 }
 
 impl RelaySocket {
-    fn open(url: String, generation: u64, feed: mpsc::Sender<Feed>) -> Self {
+    fn open(url: String, number: SocketNumber, feed: mpsc::Sender<NodeInput>) -> Self {
         let (frames, mut outgoing) = mpsc::channel::<String>(RELAY_SEND_QUEUE);
         let task = tokio::spawn(async move {
-            let report = |input| feed.send(Feed::Socket(generation, input));
+            let report = |event| {
+                feed.send(NodeInput::Socket {
+                    socket: number,
+                    event,
+                })
+            };
             let Ok((socket, _)) = tokio_tungstenite::connect_async(url.as_str()).await else {
-                let _ = report(ClientInput::SocketClosed).await;
+                let _ = report(SocketEvent::Closed).await;
                 return;
             };
-            let _ = report(ClientInput::SocketOpened).await;
+            let _ = report(SocketEvent::Opened).await;
             let (mut writer, mut reader) = socket.split();
             loop {
                 tokio::select! {
@@ -83,12 +76,13 @@ impl RelaySocket {
                     }
                     message = reader.next() => match message {
                         Some(Ok(Message::Text(text))) => {
-                            if report(ClientInput::Frame(text.as_str().to_owned())).await.is_err() {
+                            let frame = SocketEvent::Frame(text.as_str().to_owned());
+                            if report(frame).await.is_err() {
                                 break;
                             }
                         }
                         Some(Ok(Message::Binary(_))) => {
-                            let _ = report(ClientInput::Frame(String::new())).await;
+                            let _ = report(SocketEvent::Frame(String::new())).await;
                         }
                         Some(Ok(_)) => {}
                         Some(Err(_)) | None => break,
@@ -96,16 +90,19 @@ impl RelaySocket {
                 }
             }
             let _ = writer.close().await;
-            let _ = report(ClientInput::SocketClosed).await;
+            let _ = report(SocketEvent::Closed).await;
         });
-        Self { frames, task }
+        Self {
+            number,
+            frames,
+            task,
+        }
     }
 }
 
 /// Everything one virtual client's task owns.
 pub(crate) struct Driver {
-    pub session: ClientSession,
-    pub mesh: PeerMesh,
+    pub node: Node,
     pub links: PeerLinks,
     pub cache: HistoryCache,
     pub files: StateFiles,
@@ -113,9 +110,8 @@ pub(crate) struct Driver {
     /// `None`: every channel the relay lists.
     pub channels: Option<BTreeSet<ChannelName>>,
     pub stats: Arc<VirtualClientStats>,
-    pub feed: mpsc::Sender<Feed>,
+    pub feed: mpsc::Sender<NodeInput>,
     socket: Option<RelaySocket>,
-    generation: u64,
     joined: BTreeSet<ChannelName>,
 }
 
@@ -125,19 +121,17 @@ impl Driver {
         reason = "each is one part the driver owns"
     )]
     pub(crate) fn new(
-        session: ClientSession,
-        mesh: PeerMesh,
+        node: Node,
         links: PeerLinks,
         cache: HistoryCache,
         files: StateFiles,
         relay_url: String,
         channels: Option<BTreeSet<ChannelName>>,
         stats: Arc<VirtualClientStats>,
-        feed: mpsc::Sender<Feed>,
+        feed: mpsc::Sender<NodeInput>,
     ) -> Self {
         Self {
-            session,
-            mesh,
+            node,
             links,
             cache,
             files,
@@ -146,7 +140,6 @@ impl Driver {
             stats,
             feed,
             socket: None,
-            generation: 0,
             joined: BTreeSet::new(),
         }
     }
@@ -154,26 +147,25 @@ impl Driver {
     /// Runs until `shutdown` fires.
     pub(crate) async fn run(
         mut self,
-        mut inputs: mpsc::Receiver<Feed>,
+        mut inputs: mpsc::Receiver<NodeInput>,
         shutdown: CancellationToken,
     ) {
         self.carry_out_outputs();
         let mut eviction = tokio::time::interval(EVICTION_INTERVAL);
         loop {
-            let earliest = [self.session.poll_timeout(), self.mesh.poll_timeout()]
-                .into_iter()
-                .flatten()
-                .min();
-            let wait = earliest.map_or(Duration::from_secs(3600), |at| {
-                Duration::from_millis(at.0.saturating_sub(now().0))
-            });
+            let wait = self
+                .node
+                .poll_timeout()
+                .map_or(Duration::from_secs(3600), |at| {
+                    Duration::from_millis(at.0.saturating_sub(now().0))
+                });
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                feed = inputs.recv() => match feed {
-                    Some(feed) => self.on_feed(feed),
+                input = inputs.recv() => match input {
+                    Some(input) => self.node.handle(now(), input),
                     None => break,
                 },
-                () = tokio::time::sleep(wait) => self.on_timer(),
+                () = tokio::time::sleep(wait) => self.node.handle(now(), NodeInput::Timeout),
                 _ = eviction.tick() => {
                     let evicted = self.cache.evict(now());
                     self.forget(evicted);
@@ -184,48 +176,9 @@ impl Driver {
         self.stats.online.store(false, Ordering::Relaxed);
     }
 
-    fn on_feed(&mut self, feed: Feed) {
-        match feed {
-            Feed::Socket(generation, input) if generation == self.generation => {
-                if input == ClientInput::SocketClosed {
-                    self.socket = None;
-                }
-                self.session.handle(now(), input);
-            }
-            Feed::Socket(..) => {}
-            Feed::Link {
-                session,
-                link,
-                event,
-            } => {
-                if !self.links.is_current(session, link) {
-                    return;
-                }
-                self.mesh.handle(now(), event.into_input(session));
-            }
-        }
-    }
-
-    fn on_timer(&mut self) {
-        let now = now();
-        if self.session.poll_timeout().is_some_and(|at| at <= now) {
-            self.session.handle(now, ClientInput::Timeout);
-        }
-        if self.mesh.poll_timeout().is_some_and(|at| at <= now) {
-            self.mesh.handle(now, MeshInput::Timeout);
-        }
-    }
-
-    /// Carries out the session's outputs, then the mesh's (which may cause more of both).
     fn carry_out_outputs(&mut self) {
-        loop {
-            while let Some(output) = self.session.poll_output() {
-                self.carry_out(output);
-            }
-            let Some(output) = self.mesh.poll_output() else {
-                break;
-            };
-            self.carry_out_for_mesh(output);
+        while let Some(output) = self.node.poll_output() {
+            self.carry_out(output);
         }
         self.stats
             .cached_messages
@@ -235,58 +188,112 @@ impl Driver {
             .store(self.cache.bytes() as u64, Ordering::Relaxed);
     }
 
-    fn carry_out(&mut self, output: ClientOutput) {
+    fn carry_out(&mut self, output: NodeOutput) {
         match output {
-            ClientOutput::Connect => {
-                self.generation += 1;
+            NodeOutput::OpenSocket(number) => {
                 self.socket = Some(RelaySocket::open(
                     self.relay_url.clone(),
-                    self.generation,
+                    number,
                     self.feed.clone(),
                 ));
             }
-            ClientOutput::Close => self.socket = None,
-            ClientOutput::Transmit(text) => {
-                let full = self
-                    .socket
-                    .as_ref()
-                    .is_some_and(|socket| socket.frames.try_send(text).is_err());
-                if full {
-                    tracing::warn!("the relay connection is not keeping up; reconnecting");
-                    self.socket = None;
-                    self.session.handle(now(), ClientInput::SocketClosed);
+            NodeOutput::CloseSocket => self.socket = None,
+            NodeOutput::Transmit(text) => self.transmit(text),
+            NodeOutput::OpenLink {
+                session,
+                link,
+                ice_servers,
+                offer,
+            } => self.links.open(session, link, &ice_servers, offer),
+            NodeOutput::AcceptAnswer { session, answer } => self.links.accept(session, answer),
+            NodeOutput::CloseLink { session } => self.links.close(session),
+            NodeOutput::SendOnLink { session, text } => {
+                if let Some(link) = self.links.send(session, text) {
+                    let event = LinkEvent::Down;
+                    self.node.handle(
+                        now(),
+                        NodeInput::Link {
+                            session,
+                            link,
+                            event,
+                        },
+                    );
                 }
             }
-            ClientOutput::PinRelayKey(key) => self.files.pin_relay(&key),
-            ClientOutput::SaveCertificate(certificate) => {
+            NodeOutput::PinRelayKey(key) => self.files.pin_relay(&key),
+            NodeOutput::SaveCertificate(certificate) => {
                 self.files.save_certificate(certificate.as_ref())
             }
             // A virtual client posts nothing and shows no names.
-            ClientOutput::SaveProfile(_)
-            | ClientOutput::OutboxPut(_)
-            | ClientOutput::OutboxRemove(_) => {}
-            ClientOutput::Store { envelope, .. } => self.store(vec![envelope], true),
-            ClientOutput::Event(event) => self.on_event(event),
-            ClientOutput::Peers(news) => {
-                if let PeerNews::Online { relay, .. } = &news {
-                    self.stats.online.store(true, Ordering::Relaxed);
-                    if let Ok(verifier) = relay.verifier() {
-                        let evicted = self.cache.admit_stored(&verifier, now());
-                        self.forget(evicted);
-                    }
-                }
-                if news == PeerNews::Offline {
-                    // The session joins its channels again itself after reconnecting.
-                    self.stats.online.store(false, Ordering::Relaxed);
-                }
-                self.mesh.handle(now(), MeshInput::Relay(news));
+            NodeOutput::SaveProfile(_) | NodeOutput::OutboxPut(_) | NodeOutput::OutboxRemove(_) => {
             }
+            NodeOutput::StoreDelivered(batch) => self.store(
+                batch
+                    .into_iter()
+                    .map(|delivered| delivered.envelope)
+                    .collect(),
+            ),
+            NodeOutput::StoreFromPeers { envelopes, .. } => self.store(envelopes),
+            NodeOutput::ReadIds { channel } => {
+                let ids = self.cache.ids(&channel);
+                self.node.handle(now(), NodeInput::Ids { channel, ids });
+            }
+            NodeOutput::Load { peer, channel, ids } => {
+                let envelopes = self.cache.get(&channel, &ids);
+                self.stats
+                    .envelopes_served
+                    .fetch_add(envelopes.len() as u64, Ordering::Relaxed);
+                let loaded = NodeInput::Loaded {
+                    peer,
+                    channel,
+                    envelopes,
+                };
+                self.node.handle(now(), loaded);
+            }
+            NodeOutput::Event(event) => self.on_event(event),
+            NodeOutput::HistoryState { channel, state } => {
+                tracing::debug!(channel = channel.as_str(), ?state, "history")
+            }
+            NodeOutput::PeerStats(stats) => {
+                self.stats
+                    .data_channels_open
+                    .store(stats.data_channels_open as u64, Ordering::Relaxed);
+            }
+            NodeOutput::PeerRefused { key, reason } => {
+                tracing::warn!("peer {} refused: {reason}", key.fingerprint())
+            }
+        }
+    }
+
+    /// Queues a frame for the relay; a connection that is not keeping up is given up (the node
+    /// reconnects).
+    fn transmit(&mut self, text: String) {
+        let Some(socket) = &self.socket else { return };
+        if socket.frames.try_send(text).is_err() {
+            tracing::warn!("the relay connection is not keeping up; reconnecting");
+            let closed = NodeInput::Socket {
+                socket: socket.number,
+                event: SocketEvent::Closed,
+            };
+            self.node.handle(now(), closed);
         }
     }
 
     fn on_event(&mut self, event: ClientEvent) {
         match event {
-            ClientEvent::Channels { channels, .. } if self.session.is_online() => {
+            ClientEvent::Welcome { relay, .. } => {
+                if let Ok(verifier) = relay.verifier() {
+                    let evicted = self.cache.admit_stored(&verifier, now());
+                    self.forget(evicted);
+                }
+            }
+            ClientEvent::Connection { state, .. } => {
+                tracing::debug!(?state, "relay connection");
+                // The session joins its channels again itself after reconnecting.
+                let online = state == LinkState::Online;
+                self.stats.online.store(online, Ordering::Relaxed);
+            }
+            ClientEvent::Channels { channels, .. } if self.node.is_online() => {
                 let wanted: Vec<ChannelName> = channels
                     .into_iter()
                     .map(|summary| summary.name)
@@ -295,34 +302,23 @@ impl Driver {
                     .collect();
                 for name in wanted {
                     self.joined.insert(name.clone());
-                    self.session.handle(now(), ClientInput::Join(name));
+                    let join = NodeInput::Member(MemberAction::Join(name));
+                    self.node.handle(now(), join);
                 }
             }
             ClientEvent::Stopped { message } => {
                 tracing::error!("the relay refuses this virtual client: {message}")
             }
             ClientEvent::Problem { message, .. } => tracing::warn!("{message}"),
-            ClientEvent::Connection { state, .. } => tracing::debug!(?state, "relay connection"),
             _ => {}
         }
     }
 
-    /// Stores envelopes in the cache and tells the mesh what was evicted; `delivered` marks
-    /// envelopes that came live from the relay (the mesh remembers them).
-    fn store(&mut self, envelopes: Vec<VerifiedEnvelope>, delivered: bool) {
+    /// Stores envelopes in the cache and tells the node what was evicted.
+    fn store(&mut self, envelopes: Vec<VerifiedEnvelope>) {
         match self.cache.insert(&envelopes, now()) {
             Ok((_, evicted)) => self.forget(Ok(evicted)),
             Err(error) => tracing::error!("cannot store history: {error}"),
-        }
-        if delivered {
-            for envelope in envelopes {
-                self.mesh.handle(
-                    now(),
-                    MeshInput::Delivered {
-                        envelope: Box::new(envelope),
-                    },
-                );
-            }
         }
     }
 
@@ -330,62 +326,10 @@ impl Driver {
         match evicted {
             Ok(evicted) => {
                 for (channel, ids) in evicted {
-                    self.mesh.handle(now(), MeshInput::Evicted { channel, ids });
+                    self.node.handle(now(), NodeInput::Evicted { channel, ids });
                 }
             }
             Err(error) => tracing::error!("cannot evict from the cache: {error}"),
-        }
-    }
-
-    fn carry_out_for_mesh(&mut self, output: MeshOutput) {
-        match output {
-            MeshOutput::Offer {
-                session,
-                ice_servers,
-            } => self.links.offer(session, &ice_servers),
-            MeshOutput::Answer {
-                session,
-                ice_servers,
-                offer,
-            } => self.links.answer(session, &ice_servers, offer),
-            MeshOutput::Accept { session, answer } => self.links.accept(session, answer),
-            MeshOutput::Close { session } => self.links.close(session),
-            MeshOutput::ToRelay(input) => self.session.handle(now(), input),
-            MeshOutput::SendOnDataChannel { session, text } => {
-                if !self.links.send(session, text) {
-                    self.mesh.handle(now(), MeshInput::LinkDown { session });
-                }
-            }
-            MeshOutput::ReadIds { channel } => {
-                let ids = self.cache.ids(&channel);
-                self.mesh.handle(now(), MeshInput::Ids { channel, ids });
-            }
-            MeshOutput::Load { peer, channel, ids } => {
-                let envelopes = self.cache.get(&channel, &ids);
-                self.stats
-                    .envelopes_served
-                    .fetch_add(envelopes.len() as u64, Ordering::Relaxed);
-                self.mesh.handle(
-                    now(),
-                    MeshInput::Loaded {
-                        peer,
-                        channel,
-                        envelopes,
-                    },
-                );
-            }
-            MeshOutput::Store { envelopes, .. } => self.store(envelopes, false),
-            MeshOutput::Stats(stats) => {
-                self.stats
-                    .data_channels_open
-                    .store(stats.data_channels_open as u64, Ordering::Relaxed);
-            }
-            MeshOutput::State { channel, state } => {
-                tracing::debug!(channel = channel.as_str(), ?state, "history")
-            }
-            MeshOutput::Refused { key, reason } => {
-                tracing::warn!("peer {} refused: {reason}", key.fingerprint())
-            }
         }
     }
 }

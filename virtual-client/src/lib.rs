@@ -1,6 +1,6 @@
 //! peerchat's virtual clients: headless members run by the operator beside the relay, peers of
 //! last resort that keep the recent history of their channels and serve it to newcomers when no
-//! member can. Each runs `shared`'s session, mesh and sync engine like a browser, over
+//! member can. Each runs `shared`'s node (session, mesh and sync engine) like a browser, over
 //! tokio-tungstenite (relay) and `webrtc` data channels (peers), with a bounded cache
 //! ([`cache`]). The relay marks them as role `virtual`; members ask them last.
 //!
@@ -17,12 +17,12 @@ pub use cache::{CacheLimits, HistoryCache};
 pub use peer_links::LinkSettings;
 
 use anyhow::Context as _;
-use driver::{Driver, Feed};
+use driver::Driver;
 use peerchat_shared::channel::ChannelName;
-use peerchat_shared::client::{ClientConfig, ClientSession};
+use peerchat_shared::client::ClientConfig;
 use peerchat_shared::identity::PublicKey;
 use peerchat_shared::membership::InviteToken;
-use peerchat_shared::mesh::PeerMesh;
+use peerchat_shared::node::{Node, NodeConfig};
 use peerchat_shared::sync::SyncLimits;
 use state_files::StateFiles;
 use std::collections::BTreeSet;
@@ -131,33 +131,34 @@ pub fn start(
     let files = StateFiles::beside(&config.key_file);
     let now = driver::now();
     let public_key = key.public_key();
-    let session = ClientSession::new(
+    let window_millis = u64::try_from(config.cache.window.as_millis()).unwrap_or(u64::MAX);
+    let node = Node::new(
         now,
-        ClientConfig {
-            key,
-            display_name: None,
-            pinned_relay: files.pinned_relay(),
-            certificate: files.certificate(),
-            invite: config.invite,
-            outbox: Vec::new(),
-            // Named channels are joined at login even when the relay does not list them yet.
-            known_channels: config.channels.iter().flatten().cloned().collect(),
-            random_seed: rand::random(),
+        NodeConfig {
+            session: ClientConfig {
+                key,
+                display_name: None,
+                pinned_relay: files.pinned_relay(),
+                certificate: files.certificate(),
+                invite: config.invite,
+                outbox: Vec::new(),
+                // Named channels are joined at login even when the relay does not list them yet.
+                known_channels: config.channels.iter().flatten().cloned().collect(),
+                random_seed: rand::random(),
+            },
+            mesh_seed: rand::random(),
+            sync_limits: SyncLimits {
+                horizon_millis: Some(window_millis),
+                ..SyncLimits::default()
+            },
         },
     );
-    let window_millis = u64::try_from(config.cache.window.as_millis()).unwrap_or(u64::MAX);
-    let sync_limits = SyncLimits {
-        horizon_millis: Some(window_millis),
-        ..SyncLimits::default()
-    };
-    let mesh = PeerMesh::with_sync_limits(now, rand::random(), sync_limits);
-    let (feed, inputs) = tokio::sync::mpsc::channel::<Feed>(driver::FEED_QUEUE);
+    let (feed, inputs) = tokio::sync::mpsc::channel(driver::INPUT_QUEUE);
     let throttle = Arc::new(Throttle::new(config.bytes_per_second));
     let links = peer_links::PeerLinks::new(config.links, feed.clone(), throttle);
     let stats = Arc::new(VirtualClientStats::default());
     let driver = Driver::new(
-        session,
-        mesh,
+        node,
         links,
         cache,
         files,

@@ -1,13 +1,15 @@
 //! WebRTC for a virtual client with the `webrtc` crate (0.21): one peer connection and one data
-//! channel (`peerchat`) per link, made as the mesh asks. Each link runs in tasks of its own and
-//! reports back to the driver's queue as [`Feed::Link`], tagged with the link's number so that
-//! events of a replaced link are ignored. Signalling is non-trickle, as in the browser: the
-//! description is reported once ICE gathering is complete.
+//! channel per link, made as the node asks. Each link runs in tasks of its own and reports back
+//! to the driver's queue as [`NodeInput::Link`], tagged with the number the node gave the link.
+//! Signalling is non-trickle, as in the browser: the description is reported once ICE gathering
+//! is complete.
 
-use crate::driver::Feed;
 use crate::throttle::Throttle;
 use peerchat_shared::frames::{IceServer, SessionId};
 use peerchat_shared::mesh::LinkEvent;
+use peerchat_shared::node::{
+    LinkNumber, NodeInput, DATA_CHANNEL_LABEL, ICE_GATHERING_LIMIT_MILLIS, LINK_SEND_QUEUE_BYTES,
+};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,17 +24,9 @@ use webrtc::peer_connection::{
     SettingEngineBuilder,
 };
 
-/// The data channel's label, as in the browser.
-const DATA_CHANNEL_LABEL: &str = "peerchat";
-/// ICE gathering is given this long before the description is sent with what it has.
-const GATHERING_LIMIT: Duration = Duration::from_secs(5);
 /// Bytes handed to a data channel and not yet acknowledged, per channel (TOOLCHAIN.md: larger
 /// buffers overflow the kernel's UDP buffer and throughput collapses).
 const SEND_BUFFER_BYTES: usize = 64 * 1024;
-/// Bytes waiting to be sent on one link. The sync engine bounds what a peer may have asked for
-/// (512 ids in flight), which stays well below this; beyond it the peer is not keeping up and
-/// frames are dropped (its engine asks again).
-const SEND_QUEUE_BYTES: usize = 2 * 1024 * 1024;
 
 /// How links reach the network.
 #[derive(Debug, Clone)]
@@ -49,7 +43,7 @@ enum Command {
 }
 
 struct LinkHandle {
-    number: u64,
+    number: LinkNumber,
     commands: mpsc::UnboundedSender<Command>,
     outgoing: OutgoingQueue,
     task: JoinHandle<()>,
@@ -64,10 +58,9 @@ impl Drop for LinkHandle {
 /// The links of one virtual client.
 pub struct PeerLinks {
     settings: LinkSettings,
-    feed: mpsc::Sender<Feed>,
+    feed: mpsc::Sender<NodeInput>,
     throttle: Arc<Throttle>,
     links: HashMap<SessionId, LinkHandle>,
-    next_number: u64,
 }
 
 impl std::fmt::Debug for PeerLinks {
@@ -79,30 +72,17 @@ impl std::fmt::Debug for PeerLinks {
 }
 
 impl PeerLinks {
-    pub fn new(settings: LinkSettings, feed: mpsc::Sender<Feed>, throttle: Arc<Throttle>) -> Self {
+    pub fn new(
+        settings: LinkSettings,
+        feed: mpsc::Sender<NodeInput>,
+        throttle: Arc<Throttle>,
+    ) -> Self {
         Self {
             settings,
             feed,
             throttle,
             links: HashMap::new(),
-            next_number: 0,
         }
-    }
-
-    pub fn is_current(&self, session: SessionId, number: u64) -> bool {
-        self.links
-            .get(&session)
-            .is_some_and(|link| link.number == number)
-    }
-
-    /// Opens a link to `session` and offers it; the offer comes back as a description.
-    pub fn offer(&mut self, session: SessionId, ice_servers: &[IceServer]) {
-        self.open(session, ice_servers, None);
-    }
-
-    /// Opens a link for `session`'s offer and answers it.
-    pub fn answer(&mut self, session: SessionId, ice_servers: &[IceServer], offer: String) {
-        self.open(session, ice_servers, Some(offer));
     }
 
     pub fn accept(&mut self, session: SessionId, answer: String) {
@@ -115,17 +95,22 @@ impl PeerLinks {
         self.links.remove(&session);
     }
 
-    /// Queues `text` for the data channel to `session`; false when there is no such link.
-    pub fn send(&mut self, session: SessionId, text: String) -> bool {
-        let Some(link) = self.links.get(&session) else {
-            return false;
-        };
-        link.outgoing.push(session, text)
+    /// Queues `text` for the data channel to `session`; returns the link's number when it
+    /// cannot take it (its task ended, or [`LINK_SEND_QUEUE_BYTES`] are already waiting).
+    pub fn send(&mut self, session: SessionId, text: String) -> Option<LinkNumber> {
+        let link = self.links.get(&session)?;
+        (!link.outgoing.push(text)).then_some(link.number)
     }
 
-    fn open(&mut self, session: SessionId, ice_servers: &[IceServer], offer: Option<String>) {
-        self.next_number += 1;
-        let number = self.next_number;
+    /// Opens link `number` to `session` (replacing any other): offers it, or answers `offer`.
+    /// The description comes back as a [`LinkEvent::Description`].
+    pub fn open(
+        &mut self,
+        session: SessionId,
+        number: LinkNumber,
+        ice_servers: &[IceServer],
+        offer: Option<String>,
+    ) {
         let (commands, command_receiver) = mpsc::unbounded_channel();
         let (frames, outgoing_receiver) = mpsc::unbounded_channel();
         let queued = Arc::new(AtomicUsize::new(0));
@@ -180,16 +165,16 @@ fn to_rtc_ice_server(server: &IceServer) -> RTCIceServer {
 
 /// Sends a link's events to the driver.
 struct Reporter {
-    feed: mpsc::Sender<Feed>,
+    feed: mpsc::Sender<NodeInput>,
     session: SessionId,
-    number: u64,
+    number: LinkNumber,
 }
 
 impl Reporter {
     async fn report(&self, event: LinkEvent) {
         let _ = self
             .feed
-            .send(Feed::Link {
+            .send(NodeInput::Link {
                 session: self.session,
                 link: self.number,
                 event,
@@ -292,7 +277,8 @@ async fn run_link(
     };
     let answering = data_channel.is_none();
     pc.set_local_description(description).await?;
-    let _ = tokio::time::timeout(GATHERING_LIMIT, async {
+    let gathering = Duration::from_millis(ICE_GATHERING_LIMIT_MILLIS);
+    let _ = tokio::time::timeout(gathering, async {
         while let Some(happening) = happenings.recv().await {
             if let Happening::GatheringComplete = happening {
                 return;
@@ -379,12 +365,11 @@ struct OutgoingQueue {
 }
 
 impl OutgoingQueue {
-    /// Queues `text`; false once the link's task has ended.
-    fn push(&self, session: SessionId, text: String) -> bool {
+    /// Queues `text`; false once the link's task has ended or the queue is full.
+    fn push(&self, text: String) -> bool {
         let bytes = text.len();
-        if self.queued.load(Ordering::Relaxed) + bytes > SEND_QUEUE_BYTES {
-            tracing::debug!(session = session.0, "peer is not keeping up; frame dropped");
-            return !self.frames.is_closed();
+        if self.queued.load(Ordering::Relaxed) + bytes > LINK_SEND_QUEUE_BYTES {
+            return false;
         }
         self.queued.fetch_add(bytes, Ordering::Relaxed);
         self.frames.send(text).is_ok()
