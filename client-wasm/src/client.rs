@@ -2,9 +2,10 @@
 //! session from what earlier visits kept, and starts the driver task; its methods queue the
 //! member's actions for that task or read history straight from IndexedDB.
 
-use crate::driver::{fresh_nonce, Driver, EventSink, Feed, INPUT_QUEUE};
+use crate::driver::{fresh_nonce, Driver, Feed, INPUT_QUEUE};
 use crate::identity_store::{random_bytes, IdentityStore, IDENTITY_DATABASE};
 use crate::indexeddb::IndexedDbStore;
+use crate::page::EventSink;
 use futures_channel::mpsc;
 use peerchat_shared::channel::ChannelName;
 use peerchat_shared::client::{ClientConfig, MessageView};

@@ -3,24 +3,24 @@
 //! bounded queue, and carries out each output before the next input, writing to IndexedDB
 //! before the page is told. The UI gets plain JavaScript objects through one callback.
 
+use crate::history_writer::{write_history, HistoryWork};
 use crate::identity_store::{random_bytes, IdentityStore};
 use crate::indexeddb::IndexedDbStore;
+use crate::page::{EventSink, HistoryStateForPage, MessageEventForPage, PeersForPage};
 use crate::peer_links::PeerLinks;
+use crate::relay_socket::Socket;
 use futures_channel::mpsc;
 use futures_util::future::{poll_fn, select, Either};
 use futures_util::StreamExt as _;
-use peerchat_shared::channel::ChannelName;
 use peerchat_shared::client::{ClientEvent, MessageView};
-use peerchat_shared::mesh::{LinkEvent, MeshStats};
+use peerchat_shared::mesh::LinkEvent;
 use peerchat_shared::message::VerifiedEnvelope;
 use peerchat_shared::node::{Delivered, Node, NodeInput, NodeOutput, SocketEvent, SocketNumber};
 use peerchat_shared::store::HistoryStore as _;
-use peerchat_shared::sync::HistoryState;
 use peerchat_shared::time::UnixMillis;
 use serde::Serialize;
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
-use web_sys::{CloseEvent, Event, MessageEvent, WebSocket};
 
 /// Inputs waiting for the node. A relay that outruns the page this far gets its connection
 /// closed (and reconnected), as the relay does with a slow reader.
@@ -40,208 +40,6 @@ pub(crate) enum Feed {
 
 pub(crate) fn now() -> UnixMillis {
     UnixMillis(js_sys::Date::now() as u64)
-}
-
-/// The page's callback, given one event object at a time.
-#[derive(Clone)]
-pub(crate) struct EventSink(pub js_sys::Function);
-
-impl EventSink {
-    pub(crate) fn emit(&self, event: &impl Serialize) {
-        if let Some(value) = Self::to_value(event) {
-            self.call(&value);
-        }
-    }
-
-    fn to_value(event: &impl Serialize) -> Option<JsValue> {
-        let serializer = serde_wasm_bindgen::Serializer::json_compatible();
-        event
-            .serialize(&serializer)
-            .map_err(|error| web_sys::console::error_1(&error.to_string().into()))
-            .ok()
-    }
-
-    fn call(&self, value: &JsValue) {
-        // An exception in the page's handler is the page's to report.
-        let _ = self.0.call1(&JsValue::NULL, value);
-    }
-
-    pub(crate) fn problem(&self, message: String) {
-        self.emit(&ClientEvent::Problem {
-            code: None,
-            message,
-        });
-    }
-}
-
-/// A stored message for the page; `acknowledged` marks the member's own message confirmed.
-#[derive(Serialize)]
-pub(crate) struct MessageEventForPage<'a> {
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    #[serde(flatten)]
-    pub message: &'a MessageView,
-    pub acknowledged: bool,
-}
-
-/// Envelopes that came from peers, for the page to add to a channel's log in one go.
-#[derive(Serialize)]
-struct HistoryForPage<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    channel: &'a ChannelName,
-    messages: Vec<MessageView>,
-}
-
-/// A channel's history state for the page.
-#[derive(Serialize)]
-struct HistoryStateForPage<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    channel: &'a ChannelName,
-    #[serde(flatten)]
-    state: HistoryState,
-}
-
-/// The peer links and what came over them, for the page.
-#[derive(Serialize)]
-struct PeersForPage {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    #[serde(flatten)]
-    stats: MeshStats,
-}
-
-/// What the mesh has for IndexedDB and the page, carried out in order by [`write_history`].
-enum HistoryWork {
-    /// Verified envelopes from a peer: stored, then shown.
-    Store {
-        channel: ChannelName,
-        envelopes: Vec<VerifiedEnvelope>,
-    },
-    /// A page event that must not overtake the history stored before it.
-    Event(JsValue),
-}
-
-/// Stores peer history and tells the page, in order, while the driver goes on verifying what
-/// comes next: IndexedDB works beside the page, so receiving a backlog costs about the larger
-/// of the two instead of their sum. Batches waiting together share one transaction. Ends when
-/// the driver drops its sender.
-async fn write_history(
-    history: Rc<IndexedDbStore>,
-    sink: EventSink,
-    mut work: mpsc::Receiver<HistoryWork>,
-) {
-    while let Some(first) = work.next().await {
-        let mut item = Some(first);
-        while let Some(current) = item.take() {
-            match current {
-                HistoryWork::Event(value) => sink.call(&value),
-                HistoryWork::Store { channel, envelopes } => {
-                    let mut batches = vec![(channel, envelopes)];
-                    item = take_waiting_stores(&mut work, &mut batches);
-                    store_and_show(&history, &sink, batches).await;
-                }
-            }
-        }
-    }
-}
-
-/// Moves the history batches already waiting into `batches`; returns the event that stopped
-/// it, if one did.
-fn take_waiting_stores(
-    work: &mut mpsc::Receiver<HistoryWork>,
-    batches: &mut Vec<(ChannelName, Vec<VerifiedEnvelope>)>,
-) -> Option<HistoryWork> {
-    while let Ok(queued) = work.try_recv() {
-        match queued {
-            HistoryWork::Store { channel, envelopes } => batches.push((channel, envelopes)),
-            event => return Some(event),
-        }
-    }
-    None
-}
-
-/// Stores batches of peer history in one transaction, then shows each.
-async fn store_and_show(
-    history: &IndexedDbStore,
-    sink: &EventSink,
-    batches: Vec<(ChannelName, Vec<VerifiedEnvelope>)>,
-) {
-    let all: Vec<VerifiedEnvelope> = batches
-        .iter()
-        .flat_map(|(_, envelopes)| envelopes.iter().cloned())
-        .collect();
-    if let Err(error) = history.insert(&all).await {
-        sink.problem(format!("This browser could not save data: {error}"));
-        return;
-    }
-    for (channel, envelopes) in &batches {
-        sink.emit(&HistoryForPage {
-            kind: "history",
-            channel,
-            messages: envelopes
-                .iter()
-                .map(|envelope| MessageView::from(envelope.envelope()))
-                .collect(),
-        });
-    }
-}
-
-/// An open WebSocket and the closures it calls, which live exactly as long as it does.
-struct Socket {
-    number: SocketNumber,
-    web_socket: WebSocket,
-    _on_open: Closure<dyn FnMut(Event)>,
-    _on_message: Closure<dyn FnMut(MessageEvent)>,
-    _on_close: Closure<dyn FnMut(CloseEvent)>,
-}
-
-impl Socket {
-    fn open(url: &str, number: SocketNumber, feed: &mpsc::Sender<Feed>) -> Result<Self, JsValue> {
-        let web_socket = WebSocket::new(url)?;
-        let sender = |feed: &mpsc::Sender<Feed>| {
-            let mut feed = feed.clone();
-            move |event: SocketEvent| {
-                let input = NodeInput::Socket {
-                    socket: number,
-                    event,
-                };
-                if feed.try_send(Feed::Input(input)).is_err() {
-                    let _ = feed.try_send(Feed::SocketOverflow(number));
-                }
-            }
-        };
-        let mut opened = sender(feed);
-        let on_open = Closure::<dyn FnMut(Event)>::new(move |_| opened(SocketEvent::Opened));
-        let mut received = sender(feed);
-        let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
-            // The relay sends text frames only; anything else is a malformed frame.
-            let text = event.data().as_string().unwrap_or_default();
-            received(SocketEvent::Frame(text));
-        });
-        let mut closed = sender(feed);
-        let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |_| closed(SocketEvent::Closed));
-        web_socket.set_onopen(Some(on_open.as_ref().unchecked_ref()));
-        web_socket.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
-        web_socket.set_onclose(Some(on_close.as_ref().unchecked_ref()));
-        Ok(Self {
-            number,
-            web_socket,
-            _on_open: on_open,
-            _on_message: on_message,
-            _on_close: on_close,
-        })
-    }
-}
-
-impl Drop for Socket {
-    fn drop(&mut self) {
-        self.web_socket.set_onopen(None);
-        self.web_socket.set_onmessage(None);
-        self.web_socket.set_onclose(None);
-        let _ = self.web_socket.close();
-    }
 }
 
 /// Everything the driver task owns.

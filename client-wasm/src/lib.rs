@@ -27,13 +27,19 @@ mod client;
 #[cfg(target_arch = "wasm32")]
 mod driver;
 #[cfg(target_arch = "wasm32")]
+mod history_writer;
+#[cfg(target_arch = "wasm32")]
 pub mod identity_store;
 #[cfg(target_arch = "wasm32")]
 pub mod indexeddb;
 #[cfg(target_arch = "wasm32")]
+mod page;
+#[cfg(target_arch = "wasm32")]
 mod peer_links;
 #[cfg(target_arch = "wasm32")]
 pub mod relay_records;
+#[cfg(target_arch = "wasm32")]
+mod relay_socket;
 
 #[cfg(target_arch = "wasm32")]
 pub use client::Client;

@@ -5,28 +5,24 @@
 
 use crate::cache::{Evicted, HistoryCache};
 use crate::peer_links::PeerLinks;
+use crate::relay_socket::RelaySocket;
 use crate::state_files::StateFiles;
 use crate::VirtualClientStats;
-use futures_util::{SinkExt as _, StreamExt as _};
 use peerchat_shared::channel::ChannelName;
 use peerchat_shared::client::{ClientEvent, LinkState};
 use peerchat_shared::mesh::LinkEvent;
 use peerchat_shared::message::VerifiedEnvelope;
-use peerchat_shared::node::{MemberAction, Node, NodeInput, NodeOutput, SocketEvent, SocketNumber};
+use peerchat_shared::node::{MemberAction, Node, NodeInput, NodeOutput, SocketEvent};
 use peerchat_shared::time::UnixMillis;
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 /// Inputs waiting for the driver; a relay that outruns it this far has its connection dropped.
 pub(crate) const INPUT_QUEUE: usize = 4_096;
-/// Frames waiting to go to the relay.
-const RELAY_SEND_QUEUE: usize = 1_024;
 /// How often the cache drops what aged out of its window.
 const EVICTION_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -35,69 +31,6 @@ pub(crate) fn now() -> UnixMillis {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_millis());
     UnixMillis(u64::try_from(millis).unwrap_or(u64::MAX))
-}
-
-/// One open relay connection: a task reading and writing the WebSocket.
-struct RelaySocket {
-    number: SocketNumber,
-    frames: mpsc::Sender<String>,
-    task: JoinHandle<()>,
-}
-
-impl Drop for RelaySocket {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl RelaySocket {
-    fn open(url: String, number: SocketNumber, feed: mpsc::Sender<NodeInput>) -> Self {
-        let (frames, mut outgoing) = mpsc::channel::<String>(RELAY_SEND_QUEUE);
-        let task = tokio::spawn(async move {
-            let report = |event| {
-                feed.send(NodeInput::Socket {
-                    socket: number,
-                    event,
-                })
-            };
-            let Ok((socket, _)) = tokio_tungstenite::connect_async(url.as_str()).await else {
-                let _ = report(SocketEvent::Closed).await;
-                return;
-            };
-            let _ = report(SocketEvent::Opened).await;
-            let (mut writer, mut reader) = socket.split();
-            loop {
-                tokio::select! {
-                    frame = outgoing.recv() => {
-                        let Some(text) = frame else { break };
-                        if writer.send(Message::text(text)).await.is_err() {
-                            break;
-                        }
-                    }
-                    message = reader.next() => match message {
-                        Some(Ok(Message::Text(text))) => {
-                            let frame = SocketEvent::Frame(text.as_str().to_owned());
-                            if report(frame).await.is_err() {
-                                break;
-                            }
-                        }
-                        Some(Ok(Message::Binary(_))) => {
-                            let _ = report(SocketEvent::Frame(String::new())).await;
-                        }
-                        Some(Ok(_)) => {}
-                        Some(Err(_)) | None => break,
-                    },
-                }
-            }
-            let _ = writer.close().await;
-            let _ = report(SocketEvent::Closed).await;
-        });
-        Self {
-            number,
-            frames,
-            task,
-        }
-    }
 }
 
 /// Everything one virtual client's task owns.

@@ -10,6 +10,7 @@ pub mod cache;
 mod driver;
 pub mod key_file;
 mod peer_links;
+mod relay_socket;
 mod state_files;
 mod throttle;
 
