@@ -8,8 +8,8 @@ wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 
 use peerchat_shared::channel::ChannelName;
 use peerchat_shared::client::{
-    ClientConfig, ClientEvent, ClientInput, ClientOutput, ClientSession, LinkState, OutboxEntry,
-    FIRST_BACKOFF_MILLIS, MAX_BACKOFF_MILLIS, RATE_LIMITED_RESEND_MILLIS,
+    ClientConfig, ClientEvent, ClientInput, ClientOutput, ClientSession, ConnectionState,
+    OutboxEntry, FIRST_BACKOFF_MILLIS, MAX_BACKOFF_MILLIS, RATE_LIMITED_RESEND_MILLIS,
 };
 use peerchat_shared::codec::{decode_client_frame, encode};
 use peerchat_shared::frames::{
@@ -131,7 +131,7 @@ fn login_answers_the_challenge_pins_the_relay_key_and_joins_the_default_channels
         relay.certificate(&member_key(), NOW)
     ))));
     assert!(events(&outputs).contains(&&ClientEvent::Connection {
-        state: LinkState::Online,
+        state: ConnectionState::Online,
         retry_in_millis: None
     }));
 }
@@ -385,7 +385,7 @@ fn a_relay_that_never_answers_the_login_is_given_up_and_retried() {
     assert!(events(&outputs).iter().any(|event| matches!(
         event,
         ClientEvent::Connection {
-            state: LinkState::Offline,
+            state: ConnectionState::Offline,
             ..
         }
     )));

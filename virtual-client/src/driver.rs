@@ -9,7 +9,7 @@ use crate::relay_socket::RelaySocket;
 use crate::state_files::StateFiles;
 use crate::VirtualClientStats;
 use peerchat_shared::channel::ChannelName;
-use peerchat_shared::client::{ClientEvent, LinkState};
+use peerchat_shared::client::{ClientEvent, ConnectionState};
 use peerchat_shared::mesh::LinkEvent;
 use peerchat_shared::message::VerifiedEnvelope;
 use peerchat_shared::node::{MemberAction, Node, NodeInput, NodeOutput, SocketEvent};
@@ -223,7 +223,7 @@ impl Driver {
             ClientEvent::Connection { state, .. } => {
                 tracing::debug!(?state, "relay connection");
                 // The session joins its channels again itself after reconnecting.
-                let online = state == LinkState::Online;
+                let online = state == ConnectionState::Online;
                 self.stats.online.store(online, Ordering::Relaxed);
             }
             ClientEvent::Channels { channels, .. } if self.node.is_online() => {
