@@ -26,23 +26,28 @@
 //!   its key refused for the rest of the session, whatever session it comes back as.
 //! - Links belong to one relay connection: when it is lost they are all closed, and made again
 //!   after the next login.
+//!
+//! Who links with whom is in `links.rs`, the offer/answer exchange in `signalling.rs`, how frames
+//! travel (data channel or relay) and reach the sync engine in `transport.rs`.
 
 use crate::budget::Budget;
 use crate::channel::ChannelName;
 use crate::client::{ChannelPeer, ClientInput, PeerNews};
-use crate::codec::{decode_peer_frame, encode};
-use crate::frames::{IceServer, PeerAddress, SessionId};
+use crate::frames::{IceServer, SessionId};
 use crate::identity::{PublicKey, Verifier};
 use crate::ids::MessageId;
 use crate::limits::{RELAYED_PEER_BURST_BYTES, RELAYED_PEER_BYTES_PER_SECOND};
 use crate::membership::Role;
 use crate::message::{Envelope, VerifiedEnvelope};
-use crate::peer::PeerToPeer;
 use crate::random::SeededRandom;
-use crate::sync::{HistoryState, PeerId, SyncEngine, SyncInput, SyncLimits, SyncOutput};
+use crate::sync::{HistoryState, PeerId, SyncEngine, SyncInput, SyncLimits};
 use crate::time::UnixMillis;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+
+mod links;
+mod signalling;
+mod transport;
 
 /// Links this member offers (to members who were in a channel before it).
 pub const MAX_OFFERED_LINKS: usize = 4;
@@ -292,12 +297,6 @@ pub struct PeerMesh {
     shown_states: BTreeMap<ChannelName, HistoryState>,
 }
 
-/// Whether an SDP description lists at least one ICE candidate.
-fn has_ice_candidate(sdp: &str) -> bool {
-    sdp.lines()
-        .any(|line| line.trim_start().starts_with("a=candidate:"))
-}
-
 impl PeerMesh {
     pub fn new(now: UnixMillis, random_seed: u64) -> Self {
         Self::with_sync_limits(now, random_seed, SyncLimits::default())
@@ -497,12 +496,6 @@ impl PeerMesh {
         }
     }
 
-    fn is_other_member(&self, member: &PeerAddress) -> bool {
-        self.login
-            .as_ref()
-            .is_some_and(|login| member.key != login.me && member.session != login.session)
-    }
-
     fn on_offline(&mut self, now: UnixMillis) {
         let sessions: Vec<SessionId> = self.links.keys().copied().collect();
         for session in sessions {
@@ -580,385 +573,8 @@ impl PeerMesh {
             .is_some_and(|(_, role)| role == Role::Virtual)
     }
 
-    /// Whether a link to `session` would take a place a member should have: this member is no
-    /// archive itself and already holds [`MAX_ARCHIVE_LINKS`] links to archives.
-    fn archive_places_taken(&self, session: SessionId) -> bool {
-        let me_archive = self.login.as_ref().is_some_and(|login| login.archive);
-        let archive_links = self.links.values().filter(|link| link.archive).count();
-        !me_archive && self.is_archive(session) && archive_links >= MAX_ARCHIVE_LINKS
-    }
-
     fn is_refused(&self, key: &PublicKey) -> bool {
         self.refused_keys.contains(key)
-    }
-
-    fn has_link_to_key(&self, key: &PublicKey) -> bool {
-        self.links.values().any(|link| link.key == *key)
-    }
-
-    /// Offers links to random listed members until [`MAX_OFFERED_LINKS`] are offered.
-    fn offer_links(&mut self, now: UnixMillis) {
-        loop {
-            let offered = self.links.values().filter(|link| link.offered).count();
-            if offered >= MAX_OFFERED_LINKS || self.links.len() >= MAX_LINKS {
-                return;
-            }
-            let listed: Vec<SessionId> = self.listed.iter().copied().collect();
-            if !self.offer_to_one_of(now, listed) {
-                return;
-            }
-        }
-    }
-
-    /// Offers a link to a random one of `sessions` this member may link with, members before
-    /// archives; false when there is none.
-    fn offer_to_one_of(&mut self, now: UnixMillis, sessions: Vec<SessionId>) -> bool {
-        let candidates = self.link_candidates(now, sessions);
-        // Members first; archives only when no member is left to offer to.
-        let members: Vec<_> = candidates.iter().filter(|(.., archive)| !archive).collect();
-        let pool = if members.is_empty() {
-            candidates.iter().collect()
-        } else {
-            members
-        };
-        if pool.is_empty() {
-            return false;
-        }
-        let (session, key, _) = *pool[self.random.below(pool.len())];
-        self.begin_link(now, session, key, true);
-        let ice_servers = self.ice_servers();
-        self.outputs.push_back(MeshOutput::Offer {
-            session,
-            ice_servers,
-        });
-        true
-    }
-
-    /// Those of `sessions` this member may offer a link to now, with their keys and whether
-    /// they are archives.
-    fn link_candidates(
-        &self,
-        now: UnixMillis,
-        sessions: Vec<SessionId>,
-    ) -> Vec<(SessionId, PublicKey, bool)> {
-        sessions
-            .into_iter()
-            .filter(|session| {
-                !self.links.contains_key(session)
-                    && !self.declined.contains(session)
-                    && !self.is_rotated_out(*session, now)
-                    && !self.archive_places_taken(*session)
-            })
-            .filter_map(|session| {
-                let (key, _) = self.presence_of(session)?;
-                Some((session, key, self.is_archive(session)))
-            })
-            .filter(|(_, key, _)| !self.is_refused(key) && !self.has_link_to_key(key))
-            .collect()
-    }
-
-    /// With every place taken, replaces the link that brought nothing new for longest (at
-    /// least [`LINK_ROTATION_MILLIS`]) with a link to another member of this member's channels.
-    fn rotate_links(&mut self, now: UnixMillis) {
-        if now < self.next_rotation {
-            return;
-        }
-        self.next_rotation = now.saturating_add_millis(LINK_ROTATION_MILLIS);
-        if self.links.len() < MAX_LINKS {
-            return;
-        }
-        let stale = self
-            .links
-            .iter()
-            .filter(|(_, link)| link.transport().is_some())
-            .filter(|(_, link)| link.useful_at.saturating_add_millis(LINK_ROTATION_MILLIS) <= now)
-            .min_by_key(|(session, link)| (link.useful_at, **session))
-            .map(|(session, link)| (*session, link.key));
-        let Some((session, key)) = stale else {
-            return;
-        };
-        let others: Vec<SessionId> = self
-            .present
-            .values()
-            .flat_map(|sessions| sessions.iter())
-            .filter(|(other, (other_key, _))| **other != session && *other_key != key)
-            .map(|(other, _)| *other)
-            .collect();
-        if self.link_candidates(now, others.clone()).is_empty() {
-            return;
-        }
-        // `busy` tells the other side, whose link through the relay would otherwise stay.
-        self.signal(session, &SignalPayload::Busy);
-        self.remove_link(now, session);
-        self.rotated_out.retain(|_, until| *until > now);
-        let until = now.saturating_add_millis(ROTATED_OUT_MILLIS);
-        self.rotated_out.insert(session, until);
-        self.stats.links_rotated += 1;
-        self.offer_to_one_of(now, others);
-    }
-
-    fn ice_servers(&self) -> Vec<IceServer> {
-        self.login
-            .as_ref()
-            .map(|login| login.ice_servers.clone())
-            .unwrap_or_default()
-    }
-
-    fn begin_link(&mut self, now: UnixMillis, session: SessionId, key: PublicKey, offered: bool) {
-        let deadline = now.saturating_add_millis(LINK_OPEN_TIMEOUT_MILLIS);
-        let peer = self.next_peer;
-        self.next_peer += 1;
-        self.sessions_by_peer.insert(peer, session);
-        let archive = self.is_archive(session);
-        self.links.insert(
-            session,
-            Link {
-                peer,
-                key,
-                archive,
-                offered,
-                state: if offered {
-                    LinkState::Offering { deadline }
-                } else {
-                    LinkState::Answering { deadline }
-                },
-                useful_at: now,
-            },
-        );
-    }
-
-    fn signal(&mut self, to: SessionId, payload: &SignalPayload) {
-        self.outputs
-            .push_back(MeshOutput::ToRelay(ClientInput::Signal {
-                to,
-                data: encode(payload),
-            }));
-    }
-
-    fn on_signal(&mut self, now: UnixMillis, from: PeerAddress, data: &str) {
-        let Ok(payload) = serde_json::from_str::<SignalPayload>(data) else {
-            return;
-        };
-        if self.key_of(from.session) != Some(from.key) || self.is_refused(&from.key) {
-            return;
-        }
-        match payload {
-            SignalPayload::Offer { sdp } => self.on_offer(now, from, sdp),
-            SignalPayload::Answer { sdp } => {
-                if let Some(Link {
-                    state: LinkState::Offering { .. },
-                    ..
-                }) = self.links.get(&from.session)
-                {
-                    if has_ice_candidate(&sdp) {
-                        self.outputs.push_back(MeshOutput::Accept {
-                            session: from.session,
-                            answer: sdp,
-                        });
-                    } else {
-                        self.stats.links_without_candidates += 1;
-                        self.fall_back_to_relay(now, from.session);
-                    }
-                }
-            }
-            SignalPayload::Relay => self.on_relay_asked(now, from),
-            SignalPayload::Busy => {
-                if matches!(
-                    self.links.get(&from.session),
-                    Some(Link {
-                        state: LinkState::Offering { .. } | LinkState::Relayed,
-                        ..
-                    })
-                ) {
-                    self.declined.insert(from.session);
-                    self.remove_link(now, from.session);
-                    self.offer_links(now);
-                }
-            }
-        }
-    }
-
-    /// The other side cannot make a data channel: a link being made takes the relay path, and
-    /// one this side does not hold yet is begun on it, within the usual places.
-    fn on_relay_asked(&mut self, now: UnixMillis, from: PeerAddress) {
-        match self.links.get(&from.session).map(|link| link.state) {
-            Some(LinkState::Offering { .. } | LinkState::Answering { .. }) => {
-                self.fall_back_to_relay(now, from.session)
-            }
-            Some(LinkState::Open | LinkState::Relayed) => {}
-            None => {
-                if !self.may_answer(&from, now) {
-                    return self.signal(from.session, &SignalPayload::Busy);
-                }
-                self.begin_link(now, from.session, from.key, false);
-                self.fall_back_to_relay(now, from.session);
-            }
-        }
-    }
-
-    /// Whether a link `from` asks for has a place.
-    fn may_answer(&self, from: &PeerAddress, now: UnixMillis) -> bool {
-        self.links.len() < MAX_LINKS
-            && !self.has_link_to_key(&from.key)
-            && !self.archive_places_taken(from.session)
-            && !self.is_rotated_out(from.session, now)
-    }
-
-    fn is_rotated_out(&self, session: SessionId, now: UnixMillis) -> bool {
-        self.rotated_out
-            .get(&session)
-            .is_some_and(|until| *until > now)
-    }
-
-    fn on_offer(&mut self, now: UnixMillis, from: PeerAddress, sdp: String) {
-        let my_session = self.login.as_ref().map(|login| login.session);
-        match self.links.get(&from.session).map(|link| link.state) {
-            // Offers crossed: the lower session's offer stands.
-            Some(LinkState::Offering { .. }) if my_session < Some(from.session) => return,
-            Some(_) => self.remove_link(now, from.session),
-            None => {}
-        }
-        if !self.may_answer(&from, now) {
-            return self.signal(from.session, &SignalPayload::Busy);
-        }
-        self.begin_link(now, from.session, from.key, false);
-        if !has_ice_candidate(&sdp) {
-            self.stats.links_without_candidates += 1;
-            return self.fall_back_to_relay(now, from.session);
-        }
-        let ice_servers = self.ice_servers();
-        self.outputs.push_back(MeshOutput::Answer {
-            session: from.session,
-            ice_servers,
-            offer: sdp,
-        });
-    }
-
-    /// Signals the description. When it holds no ICE candidate (this side gathered none, so
-    /// no data channel can open), this side takes the relay path at once, and the other,
-    /// seeing a description without candidates, does the same: each side has a link it
-    /// signalled for before it accepts a forwarded frame.
-    fn on_local_description(&mut self, now: UnixMillis, session: SessionId, sdp: String) {
-        let offering = match self.links.get(&session).map(|link| link.state) {
-            Some(LinkState::Offering { .. }) => true,
-            Some(LinkState::Answering { .. }) => false,
-            _ => return,
-        };
-        let usable = has_ice_candidate(&sdp);
-        let payload = if offering {
-            SignalPayload::Offer { sdp }
-        } else {
-            SignalPayload::Answer { sdp }
-        };
-        self.signal(session, &payload);
-        if !usable {
-            self.stats.links_without_candidates += 1;
-            self.fall_back_to_relay(now, session);
-        }
-    }
-
-    fn on_link_open(&mut self, now: UnixMillis, session: SessionId) {
-        let Some(link) = self.links.get_mut(&session) else {
-            return;
-        };
-        let was_up = link.transport().is_some();
-        link.state = LinkState::Open;
-        if !was_up {
-            self.peer_up(now, session);
-        }
-    }
-
-    fn peer_up(&mut self, now: UnixMillis, session: SessionId) {
-        let Some((peer, archive)) = self.links.get(&session).map(|l| (l.peer, l.archive)) else {
-            return;
-        };
-        let channels = self.shared_channels(session);
-        self.sync(
-            now,
-            SyncInput::PeerUp {
-                peer,
-                channels,
-                archive,
-            },
-        );
-    }
-
-    fn on_link_down(&mut self, now: UnixMillis, session: SessionId) {
-        match self.links.get(&session).map(|link| link.state) {
-            Some(LinkState::Offering { .. } | LinkState::Answering { .. }) => {
-                // The other side may not know of the link yet (no offer went out).
-                self.signal(session, &SignalPayload::Relay);
-                self.fall_back_to_relay(now, session)
-            }
-            Some(LinkState::Open) => {
-                self.remove_link(now, session);
-                self.offer_links(now);
-            }
-            Some(LinkState::Relayed) | None => {}
-        }
-    }
-
-    fn fall_back_to_relay(&mut self, now: UnixMillis, session: SessionId) {
-        self.outputs.push_back(MeshOutput::Close { session });
-        if let Some(link) = self.links.get_mut(&session) {
-            link.state = LinkState::Relayed;
-            self.peer_up(now, session);
-        }
-    }
-
-    fn on_data_channel_frame(&mut self, now: UnixMillis, session: SessionId, text: &str) {
-        let Some(link) = self.links.get(&session) else {
-            return;
-        };
-        if link.state != LinkState::Open {
-            return;
-        }
-        let peer = link.peer;
-        self.on_peer_frame(now, peer, text);
-    }
-
-    fn on_forwarded_frame(&mut self, now: UnixMillis, from: PeerAddress, text: &str) {
-        if self.key_of(from.session) != Some(from.key) || self.is_refused(&from.key) {
-            return;
-        }
-        // Only from a session this side signalled with: an unsolicited frame takes no link
-        // place (else a few keys could fill every place and cut a member off from the rest).
-        match self.links.get(&from.session).map(|link| link.state) {
-            Some(LinkState::Offering { .. } | LinkState::Answering { .. }) => {
-                self.fall_back_to_relay(now, from.session)
-            }
-            Some(LinkState::Open | LinkState::Relayed) => {}
-            None => return,
-        }
-        if let Some(peer) = self.links.get(&from.session).map(|link| link.peer) {
-            self.on_peer_frame(now, peer, text);
-        }
-    }
-
-    fn on_peer_frame(&mut self, now: UnixMillis, peer: PeerId, text: &str) {
-        match decode_peer_frame(text) {
-            Ok(frame) => self.sync(now, SyncInput::Frame { peer, frame }),
-            Err(error) => self.refuse_peer(now, peer, &format!("unreadable peer frame: {error}")),
-        }
-    }
-
-    /// Closes the link to `peer` and refuses its key for the session.
-    fn refuse_peer(&mut self, now: UnixMillis, peer: PeerId, reason: &str) {
-        let Some(session) = self.sessions_by_peer.get(&peer).copied() else {
-            return;
-        };
-        if let Some(key) = self.links.get(&session).map(|link| link.key) {
-            if self.refused_keys.len() >= MAX_REFUSED_KEYS {
-                self.refused_keys.pop_front();
-            }
-            self.refused_keys.push_back(key);
-            self.outputs.push_back(MeshOutput::Refused {
-                key,
-                reason: reason.to_owned(),
-            });
-        }
-        self.remove_link(now, session);
-        self.offer_links(now);
     }
 
     fn drop_if_unshared(&mut self, now: UnixMillis, session: SessionId) {
@@ -1002,92 +618,6 @@ impl PeerMesh {
         }
         self.rotate_links(now);
         self.sync(now, SyncInput::Timeout);
-    }
-
-    /// Feeds the engine and carries out what it asks for.
-    fn sync(&mut self, now: UnixMillis, input: SyncInput) {
-        let Some(engine) = self.engine.as_mut() else {
-            return;
-        };
-        engine.handle(now, input);
-        let mut outputs = Vec::new();
-        while let Some(output) = engine.poll_output() {
-            outputs.push(output);
-        }
-        for output in outputs {
-            self.on_sync_output(now, output);
-        }
-    }
-
-    fn on_sync_output(&mut self, now: UnixMillis, output: SyncOutput) {
-        match output {
-            SyncOutput::Send { peer, frame } => self.send_to_peer(now, peer, &frame),
-            SyncOutput::Load { peer, channel, ids } => {
-                self.outputs
-                    .push_back(MeshOutput::Load { peer, channel, ids })
-            }
-            SyncOutput::Store {
-                channel,
-                envelopes,
-                from,
-            } => {
-                let link = self
-                    .sessions_by_peer
-                    .get(&from)
-                    .and_then(|session| self.links.get_mut(session));
-                if let Some(link) = link {
-                    link.useful_at = now;
-                }
-                let link = self
-                    .sessions_by_peer
-                    .get(&from)
-                    .and_then(|session| self.links.get(session));
-                let transport = link.and_then(Link::transport).unwrap_or(Transport::Relay);
-                let count = envelopes.len() as u64;
-                if link.is_some_and(|link| link.archive) {
-                    self.stats.envelopes_from_archive_peers += count;
-                }
-                match transport {
-                    Transport::DataChannel => self.stats.envelopes_over_data_channel += count,
-                    Transport::Relay => self.stats.envelopes_over_relay += count,
-                }
-                self.outputs.push_back(MeshOutput::Store {
-                    channel,
-                    envelopes,
-                    transport,
-                });
-            }
-            SyncOutput::Disconnect { peer, reason } => self.refuse_peer(now, peer, &reason),
-            SyncOutput::State { channel, state } => {
-                if self.present.contains_key(&channel) {
-                    self.engine_states.insert(channel, state);
-                }
-            }
-        }
-    }
-
-    fn send_to_peer(&mut self, now: UnixMillis, peer: PeerId, frame: &PeerToPeer) {
-        let Some(session) = self.sessions_by_peer.get(&peer).copied() else {
-            return;
-        };
-        let text = encode(frame);
-        match self.links.get(&session).and_then(Link::transport) {
-            Some(Transport::DataChannel) => self
-                .outputs
-                .push_back(MeshOutput::SendOnDataChannel { session, text }),
-            Some(Transport::Relay) => {
-                if self.relay_budget.try_spend(now, text.len() as f64) {
-                    self.outputs
-                        .push_back(MeshOutput::ToRelay(ClientInput::PeerFrame {
-                            to: session,
-                            frame: text,
-                        }));
-                } else {
-                    self.stats.relayed_frames_held_back += 1;
-                }
-            }
-            None => {}
-        }
     }
 
     fn count_links(&mut self) {
