@@ -43,6 +43,10 @@ pub struct Identity {
 
 impl Identity {
     /// The file contents for an export.
+    #[allow(
+        clippy::expect_used,
+        reason = "an identity file holds strings only, which always serialise"
+    )]
     pub fn to_file(&self) -> String {
         let file = IdentityFile {
             peerchat_identity: IDENTITY_FILE_VERSION,

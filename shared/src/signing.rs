@@ -71,6 +71,10 @@ impl SignedBytes {
     }
 
     /// Appends a variable-length field: its length as big-endian `u32`, then its bytes.
+    #[allow(
+        clippy::expect_used,
+        reason = "every signed field is bounded by the protocol's limits, far below 4 GiB"
+    )]
     pub fn variable(mut self, field: &[u8]) -> Self {
         let length = u32::try_from(field.len()).expect("signed fields are bounded far below 4 GiB");
         self.0.extend_from_slice(&length.to_be_bytes());
