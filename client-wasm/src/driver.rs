@@ -13,7 +13,6 @@ use futures_channel::mpsc;
 use futures_util::future::{poll_fn, select, Either};
 use futures_util::StreamExt as _;
 use peerchat_shared::client::{ClientEvent, MessageView};
-use peerchat_shared::mesh::LinkEvent;
 use peerchat_shared::message::VerifiedEnvelope;
 use peerchat_shared::node::{Delivered, Node, NodeInput, NodeOutput, SocketEvent, SocketNumber};
 use peerchat_shared::store::HistoryStore as _;
@@ -179,26 +178,14 @@ impl Driver {
                 offer,
             } => {
                 if !self.links.open(session, link, &ice_servers, offer) {
-                    let event = LinkEvent::Down;
-                    let down = NodeInput::Link {
-                        session,
-                        link,
-                        event,
-                    };
-                    self.node.handle(now(), down);
+                    self.node.handle(now(), NodeInput::link_down(session, link));
                 }
             }
             NodeOutput::AcceptAnswer { session, answer } => self.links.accept(session, answer),
             NodeOutput::CloseLink { session } => self.links.close(session),
             NodeOutput::SendOnLink { session, text } => {
                 if let Some(link) = self.links.send(session, &text) {
-                    let event = LinkEvent::Down;
-                    let down = NodeInput::Link {
-                        session,
-                        link,
-                        event,
-                    };
-                    self.node.handle(now(), down);
+                    self.node.handle(now(), NodeInput::link_down(session, link));
                 }
             }
             NodeOutput::PinRelayKey(key) => {

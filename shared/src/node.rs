@@ -117,6 +117,17 @@ pub enum NodeInput {
     Timeout,
 }
 
+impl NodeInput {
+    /// The link to `session` numbered `link` failed or could not take a frame.
+    pub fn link_down(session: SessionId, link: LinkNumber) -> Self {
+        Self::Link {
+            session,
+            link,
+            event: LinkEvent::Down,
+        }
+    }
+}
+
 /// A message the relay delivered, to be stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivered {

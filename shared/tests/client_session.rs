@@ -21,7 +21,7 @@ use peerchat_shared::login::verify_login;
 use peerchat_shared::membership::{DisplayName, Profile, Role};
 use peerchat_shared::message::{ClientNonce, Draft, Envelope, MessageBody};
 use peerchat_shared::time::UnixMillis;
-use scripted_relay::{general, member_key, ScriptedRelay, NOW};
+use scripted_relay::{general, member_config, member_key, ScriptedRelay, NOW};
 
 mod scripted_relay;
 
@@ -30,16 +30,7 @@ fn frame(frame: &RelayToClient) -> ClientInput {
 }
 
 fn config() -> ClientConfig {
-    ClientConfig {
-        key: member_key(),
-        display_name: None,
-        pinned_relay: None,
-        certificate: None,
-        invite: None,
-        outbox: vec![],
-        known_channels: vec![],
-        random_seed: 42,
-    }
+    member_config()
 }
 
 fn drain(session: &mut ClientSession) -> Vec<ClientOutput> {

@@ -6,7 +6,7 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 #[cfg(target_arch = "wasm32")]
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 
-use peerchat_shared::client::{ClientConfig, ClientEvent};
+use peerchat_shared::client::ClientEvent;
 use peerchat_shared::codec::{decode_client_frame, encode};
 use peerchat_shared::frames::{
     ClientToRelay, MemberPresence, PresenceChange, RelayToClient, SessionId,
@@ -18,7 +18,7 @@ use peerchat_shared::node::{
     LinkNumber, Node, NodeConfig, NodeInput, NodeOutput, SocketEvent, SocketNumber,
 };
 use peerchat_shared::sync::SyncLimits;
-use scripted_relay::{general, member_key, ScriptedRelay, NOW};
+use scripted_relay::{general, member_config, member_key, ScriptedRelay, NOW};
 
 mod scripted_relay;
 
@@ -28,16 +28,7 @@ fn node() -> Node {
     Node::new(
         NOW,
         NodeConfig {
-            session: ClientConfig {
-                key: member_key(),
-                display_name: None,
-                pinned_relay: None,
-                certificate: None,
-                invite: None,
-                outbox: vec![],
-                known_channels: vec![],
-                random_seed: 42,
-            },
+            session: member_config(),
             mesh_seed: 7,
             sync_limits: SyncLimits::default(),
         },

@@ -10,7 +10,6 @@ use crate::state_files::StateFiles;
 use crate::VirtualClientStats;
 use peerchat_shared::channel::ChannelName;
 use peerchat_shared::client::{ClientEvent, ConnectionState};
-use peerchat_shared::mesh::LinkEvent;
 use peerchat_shared::message::VerifiedEnvelope;
 use peerchat_shared::node::{MemberAction, Node, NodeInput, NodeOutput, SocketEvent};
 use peerchat_shared::time::UnixMillis;
@@ -142,15 +141,7 @@ impl Driver {
             NodeOutput::CloseLink { session } => self.links.close(session),
             NodeOutput::SendOnLink { session, text } => {
                 if let Some(link) = self.links.send(session, text) {
-                    let event = LinkEvent::Down;
-                    self.node.handle(
-                        now(),
-                        NodeInput::Link {
-                            session,
-                            link,
-                            event,
-                        },
-                    );
+                    self.node.handle(now(), NodeInput::link_down(session, link));
                 }
             }
             NodeOutput::PinRelayKey(key) => self.files.pin_relay(&key),

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use peerchat_shared::channel::ChannelName;
+use peerchat_shared::client::ClientConfig;
 use peerchat_shared::frames::{ChannelSummary, RelayToClient, SessionId};
 use peerchat_shared::identity::SecretKey;
 use peerchat_shared::ids::MessageId;
@@ -19,6 +20,20 @@ pub fn general() -> ChannelName {
 
 pub fn member_key() -> SecretKey {
     SecretKey::from_seed([7; 32])
+}
+
+/// A first visit's session settings for [`member_key`].
+pub fn member_config() -> ClientConfig {
+    ClientConfig {
+        key: member_key(),
+        display_name: None,
+        pinned_relay: None,
+        certificate: None,
+        invite: None,
+        outbox: vec![],
+        known_channels: vec![],
+        random_seed: 42,
+    }
 }
 
 /// The relay side of the conversation, signing with a real key.
