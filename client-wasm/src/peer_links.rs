@@ -194,20 +194,20 @@ impl PeerLinks {
         self.links.remove(&session);
     }
 
-    /// Sends `text` on the data channel to `session`; returns the link's number when it cannot
-    /// take it (not open, or [`LINK_SEND_QUEUE_BYTES`] already buffered).
+    /// Sends `text` on the data channel to `session`, or drops it when [`LINK_SEND_QUEUE_BYTES`]
+    /// are already buffered; returns the link's number when no data channel is open.
     pub(crate) fn send(&self, session: SessionId, text: &str) -> Option<LinkNumber> {
         let link = self.links.get(&session)?;
         let data_channel = link.data_channel.borrow();
-        let sent = match data_channel.as_ref() {
-            Some(open) if open.channel.ready_state() == RtcDataChannelState::Open => {
-                let buffered = open.channel.buffered_amount() as usize;
-                buffered + text.len() <= LINK_SEND_QUEUE_BYTES
-                    && open.channel.send_with_str(text).is_ok()
-            }
-            _ => false,
+        let open = match data_channel.as_ref() {
+            Some(open) if open.channel.ready_state() == RtcDataChannelState::Open => open,
+            _ => return Some(link.number),
         };
-        (!sent).then_some(link.number)
+        let buffered = open.channel.buffered_amount() as usize;
+        if buffered + text.len() > LINK_SEND_QUEUE_BYTES {
+            return None;
+        }
+        open.channel.send_with_str(text).err().map(|_| link.number)
     }
 
     fn link_feed(&self, session: SessionId, link: LinkNumber) -> LinkFeed {

@@ -16,10 +16,10 @@
 //!   number, and the driver tags what happens on it with that number; events of a socket or link
 //!   replaced since are ignored, so a driver keeps no generations of its own.
 //! - **Sending on a link** ([`NodeOutput::SendOnLink`]): the driver hands the text to the link's
-//!   data channel. A link that cannot take it (no open data channel, or more than
-//!   [`LINK_SEND_QUEUE_BYTES`] already waiting) is reported [`LinkEvent::Down`]; the mesh then
-//!   carries the link's frames through the relay and the sync engine asks again for what was
-//!   lost.
+//!   data channel. A link with no open data channel is reported [`LinkEvent::Down`] (the mesh
+//!   closes it and offers another). A frame that would put more than [`LINK_SEND_QUEUE_BYTES`]
+//!   in the link's send queue is dropped (the peer is not keeping up); the sync engine's
+//!   time-outs ask again for what it carried.
 
 use crate::channel::ChannelName;
 use crate::client::{
@@ -39,8 +39,8 @@ use std::collections::{HashMap, VecDeque};
 pub const DATA_CHANNEL_LABEL: &str = "peerchat";
 /// ICE gathering is given this long; the description then goes with the candidates found.
 pub const ICE_GATHERING_LIMIT_MILLIS: u64 = 5_000;
-/// Bytes that may wait to be sent on one link. The sync engine bounds what a peer may ask for
-/// (512 ids in flight) well below this; a link this far behind is down.
+/// Bytes that may wait to be sent on one link; a frame beyond it is dropped. What a peer may
+/// ask for at once (512 ids in flight) fits when messages are of a usual size.
 pub const LINK_SEND_QUEUE_BYTES: usize = 2 * 1024 * 1024;
 
 /// One relay socket the node asked for ([`NodeOutput::OpenSocket`]).
@@ -118,7 +118,7 @@ pub enum NodeInput {
 }
 
 impl NodeInput {
-    /// The link to `session` numbered `link` failed or could not take a frame.
+    /// The link to `session` numbered `link` failed, or has no open data channel to send on.
     pub fn link_down(session: SessionId, link: LinkNumber) -> Self {
         Self::Link {
             session,
@@ -162,7 +162,8 @@ pub enum NodeOutput {
     CloseLink {
         session: SessionId,
     },
-    /// Send this text on the link's data channel (see the module documentation).
+    /// Send this text on the link's data channel, or drop it when the link's send queue is full
+    /// (see the module documentation).
     SendOnLink {
         session: SessionId,
         text: String,

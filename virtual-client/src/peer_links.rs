@@ -95,11 +95,12 @@ impl PeerLinks {
         self.links.remove(&session);
     }
 
-    /// Queues `text` for the data channel to `session`; returns the link's number when it
-    /// cannot take it (its task ended, or [`LINK_SEND_QUEUE_BYTES`] are already waiting).
+    /// Queues `text` for the data channel to `session`, or drops it when
+    /// [`LINK_SEND_QUEUE_BYTES`] are already waiting; returns the link's number once its task
+    /// has ended.
     pub fn send(&mut self, session: SessionId, text: String) -> Option<LinkNumber> {
         let link = self.links.get(&session)?;
-        (!link.outgoing.push(text)).then_some(link.number)
+        (!link.outgoing.push(session, text)).then_some(link.number)
     }
 
     /// Opens link `number` to `session` (replacing any other): offers it, or answers `offer`.
@@ -365,11 +366,12 @@ struct OutgoingQueue {
 }
 
 impl OutgoingQueue {
-    /// Queues `text`; false once the link's task has ended or the queue is full.
-    fn push(&self, text: String) -> bool {
+    /// Queues `text` (or drops it when the queue is full); false once the link's task has ended.
+    fn push(&self, session: SessionId, text: String) -> bool {
         let bytes = text.len();
         if self.queued.load(Ordering::Relaxed) + bytes > LINK_SEND_QUEUE_BYTES {
-            return false;
+            tracing::debug!(session = session.0, "peer is not keeping up; frame dropped");
+            return !self.frames.is_closed();
         }
         self.queued.fetch_add(bytes, Ordering::Relaxed);
         self.frames.send(text).is_ok()
