@@ -6,6 +6,7 @@
 
 pub mod budget;
 pub mod channel;
+pub mod chunk_tree;
 pub mod client;
 pub mod codec;
 pub mod encoding;
