@@ -1,7 +1,63 @@
+// @ts-check
 // The chat page: renders what the WebAssembly client reports and hands it the member's actions.
 // All protocol work (login, signatures, outbox, history) happens in the client. Text from other
-// people is only ever set with textContent, never parsed as HTML.
+// people is only ever set with textContent, never parsed as HTML. Lists are drawn by key
+// (`renderList`), so an update touches only what changed.
 import init, { Client, importIdentity, protocolVersion } from "./pkg/peerchat_client_wasm.js";
+
+// ---- what the client reports ----------------------------------------------------------------
+// The objects `Client.start` hands to its callback, and what `history` and `profiles` resolve
+// to: serde's JSON of the Rust types named here (shared/src/client/, sync/, mesh/,
+// membership.rs; client-wasm/src/page.rs). Keys, ids, nonces and tokens are strings; times are
+// Unix milliseconds.
+
+/** `MessageBody`.
+ * @typedef {{ kind: "text", text: string }
+ *   | { kind: "attachment", digest: string, size: number, media_type: string, name: string }} MessageBody */
+/** `MessageView`: a stored message.
+ * @typedef {{ id: string, channel: string, author: string, author_fingerprint: string,
+ *   sent_at: number, nonce: string, body: MessageBody }} MessageView */
+/** `OutboxEntry`: a message the relay has not acknowledged yet.
+ * @typedef {{ channel: string, nonce: string, body: MessageBody, queued_at: number }} OutboxEntry */
+/** `Role`. @typedef {"member" | "owner" | "virtual"} Role */
+/** `MemberView`: a member online in a channel, once per key.
+ * @typedef {{ key: string, fingerprint: string, role: Role, display_name: string | null,
+ *   is_me: boolean }} MemberView */
+/** `ChannelSummary`: a channel as the relay lists it.
+ * @typedef {{ name: string, online: number, default?: boolean }} ChannelSummary */
+/** `HistoryState`: how complete a channel's history is.
+ * @typedef {{ state: "connecting", peers: number } | { state: "syncing", peers: number }
+ *   | { state: "up_to_date" } | { state: "no_peers" }} HistoryState */
+/** `MeshStats`: the peer links and what came over them.
+ * @typedef {{ data_channels_open: number, relayed_links: number,
+ *   envelopes_over_data_channel: number, envelopes_over_relay: number,
+ *   envelopes_from_archive_peers: number, relayed_frames_held_back: number,
+ *   links_without_candidates: number, links_timed_out: number, links_rotated: number }} MeshStats */
+/** `Profile`: a member's signed display name, as `Client.profiles` returns them.
+ * @typedef {{ member: string, display_name: string, updated_at: number, signature: string }} Profile */
+/** `ConnectionState`: the relay connection. @typedef {"connecting" | "online" | "offline" | "stopped"} ConnectionState */
+/** `ErrorCode`, snake_case (shared/src/frames.rs). @typedef {string} ErrorCode */
+
+/** @typedef {{ type: "connection", state: ConnectionState, retry_in_millis?: number }} ConnectionEvent */
+/** @typedef {{ type: "history_state", channel: string } & HistoryState} HistoryStateEvent */
+/** Everything the callback is given: `ClientEvent`, and the driver's `message`, `history`,
+ * `history_state` and `peers`.
+ * @typedef {ConnectionEvent
+ *   | { type: "welcome", session: number, role: Role, relay: string }
+ *   | { type: "channels", channels: ChannelSummary[], joined: string[] }
+ *   | { type: "members", channel: string, members: MemberView[] }
+ *   | { type: "pending", entry: OutboxEntry }
+ *   | { type: "send_failed", nonce: string, code: ErrorCode, message: string }
+ *   | { type: "problem", code: ErrorCode | null, message: string }
+ *   | { type: "stopped", message: string }
+ *   | { type: "invite_minted", token: string }
+ *   | { type: "message", acknowledged: boolean } & MessageView
+ *   | { type: "history", channel: string, messages: MessageView[] }
+ *   | HistoryStateEvent
+ *   | { type: "peers" } & MeshStats} ClientEvent */
+/** Each event by its `type`. @typedef {{ [E in ClientEvent as E["type"]]: E }} EventOfType */
+
+// ---- the page's state ---------------------------------------------------------------------
 
 /** A channel opens with its newest messages (one screenful, drawn at once), then fills up to
  * BACKLOG messages behind them; older pages load while scrolling up. */
@@ -15,38 +71,103 @@ const LOG_WINDOW = 1000;
 const GROUP_GAP_MS = 5 * 60 * 1000;
 const NEAR_BOTTOM_PX = 48;
 
-const $ = (id) => document.getElementById(id);
+/**
+ * The element with `id`, which the page must have, of the kind given.
+ * @template {HTMLElement} T
+ * @param {string} id
+ * @param {{ new (): T }} kind
+ * @returns {T}
+ */
+function $(id, kind) {
+  const node = document.getElementById(id);
+  if (!(node instanceof kind)) throw new Error(`the page has no #${id} of the expected kind`);
+  return node;
+}
+
 const ui = {
-  connection: $("connection"), problem: $("problem"), channels: $("channels"),
-  moreChannels: $("more-channels"), moreChannelsHeading: $("more-channels-heading"),
-  channelTitle: $("channel-title"), historyState: $("history-state"), messages: $("messages"), jump: $("jump-to-latest"),
-  composer: $("composer"), text: $("message-text"), members: $("members"),
-  joinForm: $("join-form"), joinName: $("join-name"), settings: $("settings"),
-  fingerprint: $("fingerprint"), nameForm: $("name-form"), displayName: $("display-name"),
+  connection: $("connection", HTMLElement), problem: $("problem", HTMLElement),
+  channels: $("channels", HTMLUListElement), moreChannels: $("more-channels", HTMLUListElement),
+  moreChannelsHeading: $("more-channels-heading", HTMLElement),
+  toggleChannels: $("toggle-channels", HTMLButtonElement),
+  channelTitle: $("channel-title", HTMLElement), historyState: $("history-state", HTMLElement),
+  messages: $("messages", HTMLOListElement), jump: $("jump-to-latest", HTMLButtonElement),
+  composer: $("composer", HTMLFormElement), text: $("message-text", HTMLTextAreaElement),
+  members: $("members", HTMLUListElement),
+  joinForm: $("join-form", HTMLFormElement), joinName: $("join-name", HTMLInputElement),
+  settings: $("settings", HTMLDialogElement), fingerprint: $("fingerprint", HTMLElement),
+  nameForm: $("name-form", HTMLFormElement), displayName: $("display-name", HTMLInputElement),
+  importIdentity: $("import-identity", HTMLInputElement),
 };
+
+/**
+ * What the page knows of one channel.
+ * @typedef {object} ChannelState
+ * @property {number} unread
+ * @property {Map<string, MessageView>} messages by id, at most LOG_WINDOW
+ * @property {Map<string, OutboxEntry>} pending by nonce, in the order queued
+ * @property {Map<string, string>} failed why a pending message was refused, by nonce
+ * @property {MemberView[]} members
+ * @property {string | null} oldestLoaded
+ * @property {string | null} newestId
+ * @property {boolean} complete nothing older is stored
+ * @property {boolean} newerUnloaded newer messages are stored than the log holds
+ * @property {boolean} loaded
+ * @property {boolean} loading
+ * @property {HistoryStateEvent | null} history
+ */
+
+/** The member this page is, once the client has started. @typedef {{ publicKey: string, fingerprint: string }} Me */
 
 /** Everything the page knows, per channel. */
 const state = {
+  /** @type {Client | null} */
   client: null,
+  /** @type {Me | null} */
   me: null,
+  /** @type {string | null} */
   active: null,
-  joined: new Set(), // the channels this member is in: the only ones it receives and keeps
-  listed: new Map(), // the relay's channel list: name -> sessions online
-  channels: new Map(), // name -> { online, unread, messages: Map(id -> view) (at most LOG_WINDOW), pending: Map(nonce -> entry), failed: Map(nonce -> reason), members: [], oldestLoaded, complete, newerUnloaded }
-  names: new Map(), // member key -> display name
-  sharedNames: null, // display names more than one member uses; rebuilt after a change
+  /** The channels this member is in: the only ones it receives and keeps. @type {Set<string>} */
+  joined: new Set(),
+  /** The relay's channel list: name -> sessions online. @type {Map<string, number>} */
+  listed: new Map(),
+  /** @type {Map<string, ChannelState>} */
+  channels: new Map(),
+  /** Member key -> display name. @type {Map<string, string>} */
+  names: new Map(),
+  /** Display names more than one member uses; rebuilt after a change. @type {Set<string> | null} */
+  sharedNames: null,
 };
 
+/** The started client; the page's actions are wired before it starts. */
+function client() {
+  if (!state.client) throw new Error("The client has not started yet.");
+  return state.client;
+}
+
+/** This page's member; known once the client has started. */
+function me() {
+  if (!state.me) throw new Error("The client has not started yet.");
+  return state.me;
+}
+
+/** @param {string} name */
 function channelState(name) {
   let channel = state.channels.get(name);
   if (!channel) {
-    channel = { online: 0, unread: 0, messages: new Map(), pending: new Map(), failed: new Map(),
-      members: [], oldestLoaded: null, complete: false, newerUnloaded: false, loaded: false, history: null };
+    channel = { unread: 0, messages: new Map(), pending: new Map(), failed: new Map(), members: [],
+      oldestLoaded: null, newestId: null, complete: false, newerUnloaded: false, loaded: false,
+      loading: false, history: null };
     state.channels.set(name, channel);
   }
   return channel;
 }
 
+/**
+ * @template {keyof HTMLElementTagNameMap} K
+ * @param {K} tag
+ * @param {string} [className]
+ * @param {string} [text]
+ */
 function element(tag, className, text) {
   const node = document.createElement(tag);
   if (className) node.className = className;
@@ -54,11 +175,18 @@ function element(tag, className, text) {
   return node;
 }
 
+/** @param {string} message */
 function showProblem(message) {
   ui.problem.textContent = message;
   ui.problem.hidden = false;
 }
 
+/** What an exception says, for the member. @param {unknown} error */
+function describe(error) {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** @param {string} key @param {string} fingerprint */
 function authorName(key, fingerprint) {
   const name = state.names.get(key);
   if (name === undefined) {
@@ -68,9 +196,11 @@ function authorName(key, fingerprint) {
 }
 
 /** Display names are self-chosen, so one that two members use is shown with the start of each
- * one's key fingerprint (which nobody can choose). */
+ * one's key fingerprint (which nobody can choose).
+ * @param {string} name @param {string} fingerprint */
 function distinctName(name, fingerprint) {
   if (!state.sharedNames) {
+    /** @type {Map<string, number>} */
     const users = new Map();
     for (const used of state.names.values()) users.set(used, (users.get(used) ?? 0) + 1);
     state.sharedNames = new Set([...users].filter(([, count]) => count > 1).map(([used]) => used));
@@ -78,13 +208,138 @@ function distinctName(name, fingerprint) {
   return state.sharedNames.has(name) ? `${name} · ${fingerprint.slice(0, 9)}` : name;
 }
 
+/** @param {string} key @param {string} name */
 function setName(key, name) {
   state.names.set(key, name);
   state.sharedNames = null;
 }
 
+/** @param {number} millis */
 function formatTime(millis) {
   return new Date(millis).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+}
+
+// ---- keyed lists --------------------------------------------------------------------------
+// A list's node stays for as long as its key does: a changed entry is patched in place (so
+// focus inside it survives), and only new, gone and moved nodes are inserted into or taken out
+// of the list (so a live region announces only what is new).
+
+/**
+ * One entry of a keyed list. `key` names it among its list's entries for as long as it is
+ * shown; `signature` sums up everything its node shows, so that an unchanged entry is neither
+ * built again nor touched; `build` makes its node.
+ * @typedef {{ key: string, signature: string, build: () => Element }} Row
+ */
+
+/** The key and signature each list node was drawn with. @type {WeakMap<Element, { key: string, signature: string }>} */
+const drawn = new WeakMap();
+
+/** Builds a row's node and remembers what it was drawn from. @param {Row} row */
+function draw(row) {
+  const node = row.build();
+  drawn.set(node, { key: row.key, signature: row.signature });
+  return node;
+}
+
+/** Brings a row's existing node up to date, in place. @param {Element} node @param {Row} row */
+function redraw(node, row) {
+  if (drawn.get(node)?.signature === row.signature) return;
+  patch(node, row.build());
+  drawn.set(node, { key: row.key, signature: row.signature });
+}
+
+/** Makes `parent`'s children the nodes of `rows`, in order, keeping the node of every key it
+ * already shows. @param {Element} parent @param {Row[]} rows */
+function renderList(parent, rows) {
+  /** @type {Map<string, Element>} */
+  const shown = new Map();
+  for (const child of [...parent.children]) {
+    const key = drawn.get(child)?.key;
+    if (key !== undefined && !shown.has(key)) shown.set(key, child);
+    else child.remove();
+  }
+  const wanted = new Set(rows.map((row) => row.key));
+  for (const [key, node] of shown) {
+    if (!wanted.has(key)) node.remove();
+  }
+  /** @type {Map<Element, number>} */
+  const position = new Map();
+  for (const child of parent.children) position.set(child, position.size);
+  /** @type {Element[]} */
+  const nodes = [];
+  const placed = new Set();
+  for (const row of rows) {
+    if (placed.has(row.key)) continue; // keys are unique; a repeat would show one node twice
+    placed.add(row.key);
+    const node = shown.get(row.key);
+    if (node) redraw(node, row);
+    nodes.push(node ?? draw(row));
+  }
+  // The nodes already in order stay where they are; the others are inserted or moved.
+  const stays = longestIncreasingRun(nodes.map((node) => position.get(node) ?? -1));
+  /** @type {Element | null} */
+  let next = null;
+  for (let index = nodes.length - 1; index >= 0; index -= 1) {
+    if (!stays[index]) parent.insertBefore(nodes[index], next);
+    next = nodes[index];
+  }
+}
+
+/** Marks the entries of a longest increasing run in `positions` (negative ones, new nodes,
+ * never belong to it): the nodes that need not move.
+ * @param {number[]} positions @returns {boolean[]} */
+function longestIncreasingRun(positions) {
+  /** Index of the smallest last entry of an increasing run of each length. @type {number[]} */
+  const ends = [];
+  /** @type {number[]} */
+  const before = positions.map(() => -1);
+  positions.forEach((position, index) => {
+    if (position < 0) return;
+    let low = 0;
+    let high = ends.length;
+    while (low < high) {
+      const middle = (low + high) >> 1;
+      if (positions[ends[middle]] < position) low = middle + 1;
+      else high = middle;
+    }
+    if (low > 0) before[index] = ends[low - 1];
+    ends[low] = index;
+  });
+  const stays = positions.map(() => false);
+  for (let index = ends.length > 0 ? ends[ends.length - 1] : -1; index >= 0; index = before[index]) {
+    stays[index] = true;
+  }
+  return stays;
+}
+
+/** Makes `node` show what `fresh` shows, keeping each of its children that has a match of the
+ * same tag and class there (in order), and so the focus and text inside it.
+ * @param {Element} node @param {Element} fresh */
+function patch(node, fresh) {
+  for (const name of node.getAttributeNames()) {
+    if (!fresh.hasAttribute(name)) node.removeAttribute(name);
+  }
+  for (const name of fresh.getAttributeNames()) {
+    const value = fresh.getAttribute(name) ?? "";
+    if (node.getAttribute(name) !== value) node.setAttribute(name, value);
+  }
+  const old = [...node.childNodes];
+  /** @param {Node} child */
+  const kind = (child) => (child instanceof Element ? `${child.nodeName}.${child.className}` : child.nodeName);
+  let next = 0;
+  for (const child of [...fresh.childNodes]) {
+    const match = old.findIndex((current, index) => index >= next && kind(current) === kind(child));
+    if (match < 0) {
+      node.insertBefore(child, old[next] ?? null);
+      continue;
+    }
+    for (const skipped of old.slice(next, match)) skipped.remove();
+    next = match + 1;
+    const current = old[match];
+    if (current instanceof Element && child instanceof Element) patch(current, child);
+    else if (current.nodeValue !== child.nodeValue) current.nodeValue = child.nodeValue;
+  }
+  for (const extra of old.slice(next)) extra.remove();
 }
 
 // ---- channel list -------------------------------------------------------------------------
@@ -92,29 +347,39 @@ function formatTime(millis) {
 /** The member's channels, then the others the relay lists (opening one joins it). */
 function renderChannels() {
   const mine = [...state.joined].sort().map((name) => {
-    const channel = channelState(name);
-    const button = channelButton(name);
-    if (name === state.active) button.setAttribute("aria-current", "page");
-    if (channel.unread > 0) {
-      const badge = element("span", "unread", String(channel.unread));
-      badge.setAttribute("aria-label", `${channel.unread} unread`);
-      button.append(badge);
-    }
-    button.addEventListener("click", () => openChannel(name));
-    return listItem(button);
+    const unread = channelState(name).unread;
+    const current = name === state.active;
+    return { key: name, signature: JSON.stringify([unread, current]),
+      build: () => joinedChannelItem(name, unread, current) };
   });
-  const others = [...state.listed].filter(([name]) => !state.joined.has(name)).map(([name, online]) => {
-    const button = channelButton(name);
-    button.append(element("span", "online-count", `${online} online`));
-    button.setAttribute("aria-label", `Join #${name}, ${online} online`);
-    button.addEventListener("click", () => joinChannel(name));
-    return listItem(button);
-  });
-  ui.channels.replaceChildren(...mine);
-  ui.moreChannels.replaceChildren(...others);
+  const others = [...state.listed].filter(([name]) => !state.joined.has(name)).map(([name, online]) => (
+    { key: name, signature: String(online), build: () => listedChannelItem(name, online) }));
+  renderList(ui.channels, mine);
+  renderList(ui.moreChannels, others);
   ui.moreChannelsHeading.hidden = others.length === 0;
 }
 
+/** @param {string} name @param {number} unread @param {boolean} current */
+function joinedChannelItem(name, unread, current) {
+  const button = channelButton(name);
+  if (current) button.setAttribute("aria-current", "page");
+  if (unread > 0) {
+    const badge = element("span", "unread", String(unread));
+    badge.setAttribute("aria-label", `${unread} unread`);
+    button.append(badge);
+  }
+  return listItem(button);
+}
+
+/** @param {string} name @param {number} online */
+function listedChannelItem(name, online) {
+  const button = channelButton(name);
+  button.append(element("span", "online-count", `${online} online`));
+  button.setAttribute("aria-label", `Join #${name}, ${online} online`);
+  return listItem(button);
+}
+
+/** @param {string} name */
 function channelButton(name) {
   const button = element("button", "channel-button");
   button.type = "button";
@@ -123,18 +388,26 @@ function channelButton(name) {
   return button;
 }
 
+/** @param {Element} child */
 function listItem(child) {
   const item = element("li");
   item.append(child);
   return item;
 }
 
-/** Joins and opens a channel; false when the name is refused. */
+/** The channel a click in a channel list was for, if it was on a channel's button.
+ * @param {Event} event */
+function clickedChannel(event) {
+  const button = event.target instanceof Element ? event.target.closest("button[data-channel]") : null;
+  return button instanceof HTMLElement ? button.dataset.channel : undefined;
+}
+
+/** Joins and opens a channel; false when the name is refused. @param {string} name */
 function joinChannel(name) {
   try {
-    state.client.join(name);
+    client().join(name);
   } catch (error) {
-    showProblem(String(error.message ?? error));
+    showProblem(describe(error));
     return false;
   }
   state.joined.add(name);
@@ -142,13 +415,14 @@ function joinChannel(name) {
   return true;
 }
 
+/** @param {string} name */
 async function openChannel(name) {
   state.active = name;
   const channel = channelState(name);
   channel.unread = 0;
   ui.channelTitle.textContent = `#${name}`;
   document.body.classList.remove("show-channels");
-  $("toggle-channels").setAttribute("aria-expanded", "false");
+  ui.toggleChannels.setAttribute("aria-expanded", "false");
   renderChannels();
   renderMembers();
   renderHistoryState();
@@ -168,7 +442,8 @@ async function openChannel(name) {
   markTime("backlogDrawnMs");
 }
 
-/** Records when a milestone of the first load was reached, for docs/benchmarks.md. */
+/** Records when a milestone of the first load was reached, for docs/benchmarks.md.
+ * @param {string} milestone */
 function markTime(milestone) {
   if (document.body.dataset[milestone] === undefined) {
     document.body.dataset[milestone] = performance.now().toFixed(1);
@@ -177,12 +452,15 @@ function markTime(milestone) {
 
 // ---- history ------------------------------------------------------------------------------
 
+/** Loads a page of older messages from IndexedDB; returns how many came.
+ * @param {string} name @param {number} [size] */
 async function loadOlder(name, size = OLDER_PAGE) {
   const channel = channelState(name);
   if (channel.complete || channel.loading) return 0;
   channel.loading = true;
   try {
-    const page = await state.client.history(name, channel.oldestLoaded ?? undefined, size);
+    /** @type {MessageView[]} */
+    const page = await client().history(name, channel.oldestLoaded ?? undefined, size);
     for (const view of page) channel.messages.set(view.id, view);
     if (page.length > 0 && (!channel.newestId || page[0].id > channel.newestId)) channel.newestId = page[0].id;
     if (page.length > 0) channel.oldestLoaded = page[page.length - 1].id;
@@ -190,7 +468,7 @@ async function loadOlder(name, size = OLDER_PAGE) {
     channel.loaded = true;
     return page.length;
   } catch (error) {
-    showProblem(`Could not read the history: ${error}`);
+    showProblem(`Could not read the history: ${describe(error)}`);
     return 0;
   } finally {
     channel.loading = false;
@@ -199,7 +477,8 @@ async function loadOlder(name, size = OLDER_PAGE) {
 
 /** Keeps a channel's log within LOG_WINDOW, dropping from the end away from the reader: the
  * oldest while they read the newest, else the newest (reloaded by "New messages below").
- * Returns the ids dropped. */
+ * Returns the ids dropped.
+ * @param {string} name @param {boolean} [readingNewest] @returns {string[]} */
 function trimLog(name, readingNewest = name !== state.active || isNearBottom()) {
   const channel = channelState(name);
   const excess = channel.messages.size - LOG_WINDOW;
@@ -221,6 +500,7 @@ function trimLog(name, readingNewest = name !== state.active || isNearBottom()) 
 /** Opens the active channel at its newest messages, reloading them if the log holds older
  * ones only. */
 async function showLatest() {
+  if (!state.active) return;
   const channel = channelState(state.active);
   if (!channel.newerUnloaded) {
     scrollToLatest();
@@ -238,22 +518,43 @@ function isNearBottom() {
   return log.scrollHeight - log.scrollTop - log.clientHeight < NEAR_BOTTOM_PX;
 }
 
-function messageItem(view, previous) {
+/** @param {string} id */
+const messageKey = (id) => `message ${id}`;
+/** @param {string} nonce */
+const pendingKey = (nonce) => `pending ${nonce}`;
+
+/** Whether a message goes under the author and time of the one before it.
+ * @param {MessageView} view @param {MessageView | null} previous */
+function isGrouped(view, previous) {
+  return previous !== null && previous.author === view.author && view.sent_at - previous.sent_at < GROUP_GAP_MS;
+}
+
+/** A stored message in the log. @param {MessageView} view @param {MessageView | null} previous
+ * @returns {Row} */
+function messageRow(view, previous) {
+  const grouped = isGrouped(view, previous);
+  const author = grouped ? null : authorName(view.author, view.author_fingerprint);
+  return { key: messageKey(view.id), signature: JSON.stringify(author),
+    build: () => messageItem(view, author) };
+}
+
+/** @param {MessageView} view @param {string | null} author null under the one before */
+function messageItem(view, author) {
   const item = element("li", "message");
   item.dataset.id = view.id;
   item.dataset.nonce = view.nonce;
   item.dataset.author = view.author;
   item.dataset.state = "sent";
-  const grouped = previous && previous.author === view.author && view.sent_at - previous.sent_at < GROUP_GAP_MS;
-  if (!grouped) item.append(messageHeader(view.author, view.author_fingerprint, view.sent_at));
+  if (author !== null) item.append(messageHeader(author, view.author_fingerprint, view.sent_at));
   else item.classList.add("grouped");
   item.append(messageBody(view.body));
   return item;
 }
 
+/** @param {string} author @param {string} fingerprint @param {number} time */
 function messageHeader(author, fingerprint, time) {
   const header = element("div", "message-header");
-  const name = element("span", "author", authorName(author, fingerprint));
+  const name = element("span", "author", author);
   name.title = `Key fingerprint ${fingerprint}`;
   const stamp = element("time", "time", formatTime(time));
   stamp.dateTime = new Date(time).toISOString();
@@ -262,42 +563,74 @@ function messageHeader(author, fingerprint, time) {
   return header;
 }
 
+/** @param {MessageBody} body */
 function messageBody(body) {
   if (body.kind === "text") return element("p", "text", body.text);
   return element("p", "text attachment", `Attachment: ${body.name} (${body.size} bytes)`);
 }
 
-function pendingItem(entry, failure) {
+/** A message of this member's that the relay has not acknowledged.
+ * @param {OutboxEntry} entry @param {string | undefined} failure @returns {Row} */
+function pendingRow(entry, failure) {
+  const { publicKey, fingerprint } = me();
+  const author = authorName(publicKey, fingerprint);
+  return { key: pendingKey(entry.nonce), signature: JSON.stringify([author, failure ?? null]),
+    build: () => pendingItem(entry, author, fingerprint, failure) };
+}
+
+/** @param {OutboxEntry} entry @param {string} author @param {string} fingerprint
+ * @param {string | undefined} failure */
+function pendingItem(entry, author, fingerprint, failure) {
   const item = element("li", "message pending");
   item.dataset.nonce = entry.nonce;
-  item.dataset.author = state.me.publicKey;
+  item.dataset.author = me().publicKey;
   item.dataset.state = failure ? "failed" : "pending";
-  item.append(messageHeader(state.me.publicKey, state.me.fingerprint, entry.queued_at));
+  item.append(messageHeader(author, fingerprint, entry.queued_at));
   item.append(messageBody(entry.body));
   item.append(element("p", "delivery", failure ? `Not sent: ${failure}` : "Sending…"));
   return item;
 }
 
+/** @param {ChannelState} channel */
 function sortedMessages(channel) {
   return [...channel.messages.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 }
 
+/** The open channel's log: its messages by id, then its unsent ones. Only what changed is
+ * touched: the log, a live region, announces just the messages added.
+ * @param {{ scrollToBottom?: boolean, keepOffsetFromBottom?: number | null }} [options] */
 function renderLog({ scrollToBottom = false, keepOffsetFromBottom = null } = {}) {
   logGeneration += 1;
+  if (!state.active) return;
   const channel = channelState(state.active);
   const wasNearBottom = isNearBottom();
+  /** @type {MessageView | null} */
   let previous = null;
-  const items = [];
+  /** @type {Row[]} */
+  const rows = [];
   for (const view of sortedMessages(channel)) {
-    items.push(messageItem(view, previous));
+    rows.push(messageRow(view, previous));
     previous = view;
   }
-  for (const entry of channel.pending.values()) items.push(pendingItem(entry, channel.failed.get(entry.nonce)));
-  ui.messages.replaceChildren(...items);
+  for (const entry of channel.pending.values()) rows.push(pendingRow(entry, channel.failed.get(entry.nonce)));
+  renderList(ui.messages, rows);
   if (keepOffsetFromBottom !== null) {
     ui.messages.scrollTop = ui.messages.scrollHeight - keepOffsetFromBottom;
   } else if (scrollToBottom || wasNearBottom) {
     scrollToLatest();
+  }
+}
+
+/** Lets the open log's node of an unsent message stand for it once stored, so that it changes
+ * in place instead of leaving the log and coming back.
+ * @param {string} nonce @param {string} id */
+function keepPendingNode(nonce, id) {
+  const key = pendingKey(nonce);
+  for (let node = ui.messages.lastElementChild; node; node = node.previousElementSibling) {
+    if (drawn.get(node)?.key === key) {
+      drawn.set(node, { key: messageKey(id), signature: "" });
+      return;
+    }
   }
 }
 
@@ -307,6 +640,7 @@ const LOG_REDRAW_MILLIS = 250;
 /** A redraw costs time in proportion to the log's length; waiting this many times its cost
  * before the next keeps redraws under a tenth of the page's time, however long the log. */
 const LOG_REDRAW_COST_FACTOR = 9;
+/** @type {{ timer: ReturnType<typeof setTimeout> | null, last: number, cost: number }} */
 let logRedraw = { timer: null, last: -Infinity, cost: 0 };
 
 /** Redraws the open log soon, once for all the batches that come in meanwhile, keeping the
@@ -329,15 +663,17 @@ function scrollToLatest() {
 }
 
 /** Messages waiting to be appended to the open log, each with the one before it; appended
- * together once the client has reported the batch they came in. */
+ * together once the client has reported the batch they came in.
+ * @type {{ view: MessageView, previous: MessageView, generation: number }[]} */
 let logAppends = [];
 /** Counts full redraws of the log, which draw whatever was waiting to be appended. */
 let logGeneration = 0;
 
-/** Adds a newly stored message to the open log without redrawing it, when it is the newest. */
+/** Adds a newly stored message to the open log without going through the whole log, when it is
+ * the newest. @param {MessageView} view @param {string | null} previousNewestId */
 function appendToLog(view, previousNewestId) {
   const channel = channelState(view.channel);
-  const previous = channel.messages.get(previousNewestId);
+  const previous = previousNewestId === null ? undefined : channel.messages.get(previousNewestId);
   if (channel.pending.size > 0 || !previous || previous.id > view.id) {
     renderLog();
     return;
@@ -351,74 +687,89 @@ function flushLogAppends() {
   const appends = logAppends.filter((append) => append.generation === logGeneration
     && append.view.channel === state.active);
   logAppends = [];
-  if (appends.length === 0) return;
+  if (appends.length === 0 || !state.active) return;
   const channel = channelState(state.active);
   const nearBottom = isNearBottom();
-  ui.messages.append(...appends.map(({ view, previous }) => messageItem(view, previous)));
+  ui.messages.append(...appends.map(({ view, previous }) => draw(messageRow(view, previous))));
   removeFromLog(channel, trimLog(state.active, nearBottom));
   if (nearBottom) scrollToLatest();
   else ui.jump.hidden = false;
 }
 
 /** Takes messages trimmed from the open channel off the screen (they are at one end of it);
- * the new first one gets its author and time back if it was grouped under one now gone. */
+ * the new first one gets its author and time back if it was grouped under one now gone.
+ * @param {ChannelState} channel @param {string[]} droppedIds */
 function removeFromLog(channel, droppedIds) {
   if (droppedIds.length === 0) return;
-  const dropped = new Set(droppedIds);
-  for (const end of ["firstElementChild", "lastElementChild"]) {
-    while (ui.messages[end] && dropped.has(ui.messages[end].dataset.id)) ui.messages[end].remove();
-  }
+  const dropped = new Set(droppedIds.map(messageKey));
+  const isDropped = (/** @type {Element | null} */ node) => node !== null && dropped.has(drawn.get(node)?.key ?? "");
+  while (isDropped(ui.messages.firstElementChild)) ui.messages.firstElementChild?.remove();
+  while (isDropped(ui.messages.lastElementChild)) ui.messages.lastElementChild?.remove();
   const first = ui.messages.firstElementChild;
-  const view = first && channel.messages.get(first.dataset.id);
-  if (view && first.classList.contains("grouped")) first.replaceWith(messageItem(view, null));
+  const view = first instanceof HTMLElement && first.dataset.id ? channel.messages.get(first.dataset.id) : undefined;
+  if (first && view) redraw(first, messageRow(view, null));
 }
 
 // ---- members ------------------------------------------------------------------------------
 
 function renderMembers() {
   const channel = state.active ? channelState(state.active) : null;
-  const items = (channel?.members ?? []).map((member) => {
-    const item = element("li", "member");
-    item.dataset.key = member.key;
+  renderList(ui.members, (channel?.members ?? []).map((member) => {
     const name = member.display_name
       ? distinctName(member.display_name, member.fingerprint)
       : `Member ${member.fingerprint.slice(0, 9)}`;
-    item.append(element("span", "member-name", member.is_me ? `${name} (you)` : name));
-    if (member.role === "virtual") item.append(element("span", "role", "archive peer"));
-    if (member.role === "owner") item.append(element("span", "role", "owner"));
-    item.title = `Key fingerprint ${member.fingerprint}`;
-    return item;
-  });
-  ui.members.replaceChildren(...items);
+    const shown = member.is_me ? `${name} (you)` : name;
+    return { key: member.key, signature: JSON.stringify([shown, member.role, member.fingerprint]),
+      build: () => memberItem(member, shown) };
+  }));
+}
+
+/** @param {MemberView} member @param {string} shown */
+function memberItem(member, shown) {
+  const item = element("li", "member");
+  item.dataset.key = member.key;
+  item.append(element("span", "member-name", shown));
+  if (member.role === "virtual") item.append(element("span", "role", "archive peer"));
+  if (member.role === "owner") item.append(element("span", "role", "owner"));
+  item.title = `Key fingerprint ${member.fingerprint}`;
+  return item;
 }
 
 // ---- events from the client ---------------------------------------------------------------
 
-const CONNECTION_TEXT = {
-  connecting: () => "Connecting…",
-  online: () => "Online",
-  offline: (event) => `Offline, retrying in ${Math.ceil((event.retry_in_millis ?? 0) / 1000)} s`,
-  stopped: () => "Disconnected",
-};
+/** @param {ConnectionEvent} event */
+function connectionText(event) {
+  switch (event.state) {
+    case "connecting": return "Connecting…";
+    case "online": return "Online";
+    case "offline": return `Offline, retrying in ${Math.ceil((event.retry_in_millis ?? 0) / 1000)} s`;
+    case "stopped": return "Disconnected";
+  }
+}
 
+/** @param {number} count */
 const peers = (count) => `${count} ${count === 1 ? "peer" : "peers"}`;
 
-const HISTORY_TEXT = {
-  connecting: (state) => `Connecting to ${peers(state.peers)}…`,
-  syncing: (state) => `Syncing history from ${peers(state.peers)}…`,
-  up_to_date: () => "History up to date",
-  no_peers: () => "History may be incomplete: no peer online",
-};
+/** @param {HistoryState} history */
+function historyText(history) {
+  switch (history.state) {
+    case "connecting": return `Connecting to ${peers(history.peers)}…`;
+    case "syncing": return `Syncing history from ${peers(history.peers)}…`;
+    case "up_to_date": return "History up to date";
+    case "no_peers": return "History may be incomplete: no peer online";
+  }
+}
 
 function renderHistoryState() {
   const history = state.active ? channelState(state.active).history : null;
-  ui.historyState.textContent = history ? HISTORY_TEXT[history.state](history) : "";
+  ui.historyState.textContent = history ? historyText(history) : "";
   document.body.dataset.historyState = history?.state ?? "";
 }
 
+/** @type {{ [K in keyof EventOfType]: (event: EventOfType[K]) => void }} */
 const handlers = {
   connection(event) {
-    ui.connection.textContent = CONNECTION_TEXT[event.state](event);
+    ui.connection.textContent = connectionText(event);
     document.body.dataset.connection = event.state;
     if (event.state === "online") {
       ui.problem.hidden = true;
@@ -469,7 +820,8 @@ const handlers = {
     const channel = channelState(event.channel);
     const wasPending = channel.pending.delete(event.nonce);
     channel.failed.delete(event.nonce);
-    if (channel.messages.has(event.id) && !wasPending) return;
+    const known = channel.messages.has(event.id);
+    if (known && !wasPending) return;
     if (channel.newerUnloaded) {
       // Stored; the log holds older messages only, so it shows up with the newest ones.
       if (event.channel === state.active) ui.jump.hidden = false;
@@ -481,10 +833,11 @@ const handlers = {
     if (!channel.newestId || event.id > channel.newestId) channel.newestId = event.id;
     if (event.channel === state.active) {
       if (wasPending) {
+        if (!known) keepPendingNode(event.nonce, event.id);
         trimLog(event.channel);
         renderLog();
       } else if (channel.loaded) appendToLog(event, previousNewestId);
-    } else if (event.author !== state.me.publicKey) {
+    } else if (event.author !== state.me?.publicKey) {
       channel.unread += 1;
       renderChannels();
     }
@@ -494,10 +847,10 @@ const handlers = {
     let added = 0;
     for (const view of event.messages) {
       if (channel.messages.has(view.id)) continue;
-      if (channel.newerUnloaded && view.id > channel.newestId) continue;
+      if (channel.newerUnloaded && channel.newestId !== null && view.id > channel.newestId) continue;
       channel.messages.set(view.id, view);
       if (!channel.newestId || view.id > channel.newestId) channel.newestId = view.id;
-      if (view.author !== state.me.publicKey) added += 1;
+      if (view.author !== state.me?.publicKey) added += 1;
     }
     trimLog(event.channel);
     if (added === 0) return;
@@ -515,13 +868,13 @@ const handlers = {
   },
   peers(event) {
     const data = document.body.dataset;
-    data.dataChannelsOpen = event.data_channels_open;
-    data.relayedLinks = event.relayed_links;
-    data.envelopesOverDataChannel = event.envelopes_over_data_channel;
-    data.envelopesOverRelay = event.envelopes_over_relay;
-    data.envelopesFromArchivePeers = event.envelopes_from_archive_peers;
-    data.linksWithoutCandidates = event.links_without_candidates;
-    data.linksTimedOut = event.links_timed_out;
+    data.dataChannelsOpen = String(event.data_channels_open);
+    data.relayedLinks = String(event.relayed_links);
+    data.envelopesOverDataChannel = String(event.envelopes_over_data_channel);
+    data.envelopesOverRelay = String(event.envelopes_over_relay);
+    data.envelopesFromArchivePeers = String(event.envelopes_from_archive_peers);
+    data.linksWithoutCandidates = String(event.links_without_candidates);
+    data.linksTimedOut = String(event.links_timed_out);
     if (event.envelopes_over_data_channel + event.envelopes_over_relay > 0) {
       data.firstPeerEnvelopeMs ??= performance.now().toFixed(1);
       data.lastPeerEnvelopeMs = performance.now().toFixed(1);
@@ -534,16 +887,22 @@ const handlers = {
   },
 };
 
-/** Events that arrive while `Client.start` is still returning wait here. */
+/** Events that arrive while `Client.start` is still returning wait here. @type {ClientEvent[]} */
 const early = [];
 
+/** The client's callback. @param {ClientEvent} event */
 function onClientEvent(event) {
   if (!state.client) {
     early.push(event);
     return;
   }
-  const handler = handlers[event.type];
-  if (handler) handler(event);
+  // A newer client may report kinds this page does not know yet.
+  if (Object.hasOwn(handlers, event.type)) handle(event.type, event);
+}
+
+/** @template {keyof EventOfType} K @param {K} type @param {EventOfType[K]} event */
+function handle(type, event) {
+  handlers[type](event);
 }
 
 // ---- the member's actions -----------------------------------------------------------------
@@ -552,11 +911,11 @@ function sendFromComposer() {
   const text = ui.text.value;
   if (text.trim() === "" || !state.active) return;
   try {
-    state.client.send(state.active, text);
+    client().send(state.active, text);
     ui.text.value = "";
     autoGrow();
   } catch (error) {
-    showProblem(String(error.message ?? error));
+    showProblem(describe(error));
   }
 }
 
@@ -579,11 +938,13 @@ function wireComposer() {
   ui.text.addEventListener("input", autoGrow);
   ui.jump.addEventListener("click", showLatest);
   ui.messages.addEventListener("scroll", async () => {
+    if (!state.active) return;
     if (isNearBottom() && !channelState(state.active).newerUnloaded) ui.jump.hidden = true;
-    if (ui.messages.scrollTop > 80 || !state.active) return;
+    if (ui.messages.scrollTop > 80) return;
+    const name = state.active;
     const offset = ui.messages.scrollHeight - ui.messages.scrollTop;
-    if ((await loadOlder(state.active)) > 0) {
-      trimLog(state.active);
+    if ((await loadOlder(name)) > 0 && state.active === name) {
+      trimLog(name);
       renderLog({ keepOffsetFromBottom: offset });
     }
   });
@@ -591,12 +952,24 @@ function wireComposer() {
 
 function wirePanels() {
   for (const [buttonId, className] of [["toggle-channels", "show-channels"], ["toggle-members", "show-members"]]) {
-    const button = $(buttonId);
+    const button = $(buttonId, HTMLButtonElement);
     button.addEventListener("click", () => {
       const shown = document.body.classList.toggle(className);
       button.setAttribute("aria-expanded", String(shown));
     });
   }
+  // One listener per list: its buttons come and go with the channels.
+  ui.channels.addEventListener("click", (event) => {
+    const name = clickedChannel(event);
+    if (name !== undefined) openChannel(name);
+  });
+  ui.moreChannels.addEventListener("click", (event) => {
+    const name = clickedChannel(event);
+    if (name === undefined || !joinChannel(name)) return;
+    // The channel moved to the member's list: its button there takes the focus.
+    const button = ui.channels.querySelector(`button[data-channel="${CSS.escape(name)}"]`);
+    if (button instanceof HTMLButtonElement) button.focus();
+  });
   ui.joinForm.addEventListener("submit", (event) => {
     event.preventDefault();
     const name = ui.joinName.value.trim().toLowerCase();
@@ -606,36 +979,37 @@ function wirePanels() {
 }
 
 function wireSettings() {
-  $("open-settings").addEventListener("click", () => {
-    ui.displayName.value = state.client.displayName ?? "";
+  $("open-settings", HTMLButtonElement).addEventListener("click", () => {
+    ui.displayName.value = state.client?.displayName ?? "";
     ui.settings.showModal();
   });
   ui.nameForm.addEventListener("submit", async (event) => {
     event.preventDefault();
     try {
-      await state.client.setDisplayName(ui.displayName.value);
-      setName(state.me.publicKey, state.client.displayName);
+      await client().setDisplayName(ui.displayName.value);
+      const name = client().displayName;
+      if (name !== undefined) setName(me().publicKey, name);
       renderLog();
     } catch (error) {
-      showProblem(String(error.message ?? error));
+      showProblem(describe(error));
     }
   });
-  $("export-identity").addEventListener("click", () => {
-    const file = new Blob([state.client.exportFile()], { type: "application/json" });
+  $("export-identity", HTMLButtonElement).addEventListener("click", () => {
+    const file = new Blob([client().exportFile()], { type: "application/json" });
     const link = element("a");
     link.href = URL.createObjectURL(file);
-    link.download = `peerchat-identity-${state.me.fingerprint.slice(0, 4)}.json`;
+    link.download = `peerchat-identity-${me().fingerprint.slice(0, 4)}.json`;
     link.click();
     setTimeout(() => URL.revokeObjectURL(link.href), 10_000);
   });
-  $("import-identity").addEventListener("change", async (event) => {
-    const [file] = event.target.files;
+  ui.importIdentity.addEventListener("change", async () => {
+    const file = ui.importIdentity.files?.[0];
     if (!file) return;
     try {
       await importIdentity(await file.text());
       location.reload();
     } catch (error) {
-      showProblem(`That identity file was not imported: ${error.message ?? error}`);
+      showProblem(`That identity file was not imported: ${describe(error)}`);
     }
   });
 }
@@ -671,19 +1045,21 @@ async function start() {
   wireSettings();
   try {
     await init();
-    const client = await Client.start(relayUrl(), inviteFromLink(), onClientEvent);
-    state.me = { publicKey: client.publicKey, fingerprint: client.fingerprint };
-    ui.fingerprint.textContent = client.fingerprint;
-    for (const profile of await client.profiles()) setName(profile.member, profile.display_name);
-    if (client.displayName) setName(state.me.publicKey, client.displayName);
+    const started = await Client.start(relayUrl(), inviteFromLink(), onClientEvent);
+    state.me = { publicKey: started.publicKey, fingerprint: started.fingerprint };
+    ui.fingerprint.textContent = started.fingerprint;
+    /** @type {Profile[]} */
+    const profiles = await started.profiles();
+    for (const profile of profiles) setName(profile.member, profile.display_name);
+    if (started.displayName) setName(state.me.publicKey, started.displayName);
     document.body.dataset.protocol = String(protocolVersion());
-    state.client = client;
+    state.client = started;
     markTime("clientReadyMs");
     for (const event of early.splice(0)) onClientEvent(event);
   } catch (error) {
     ui.connection.textContent = "Not started";
     document.body.dataset.connection = "failed";
-    showProblem(`The client could not start: ${error.message ?? error}`);
+    showProblem(`The client could not start: ${describe(error)}`);
   }
 }
 

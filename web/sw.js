@@ -1,3 +1,4 @@
+// @ts-check
 // Keeps the page's files so that it opens, with its history from IndexedDB, while the relay
 // cannot be reached, and so that a repeat visit downloads nothing but a revalidated page.
 // `cargo xtask web` writes ASSETS (this build's content-hashed files) and BUILD above.
@@ -6,27 +7,30 @@
 // - The page itself (index.html) is network first: a new deploy is picked up on the next load
 //   (its new hashed names are fetched then), and the cached copy opens the page offline.
 // - Each build has its own cache; once this worker activates, other builds' caches go.
+/** This script's global scope: TypeScript's worker library types `self` as any kind of worker's,
+ * and this one is a service worker. */
+const worker = /** @type {ServiceWorkerGlobalScope} */ (/** @type {unknown} */ (self));
 const CACHE = `peerchat-${BUILD}`;
-const PAGE = new URL("./", self.location).href;
-const ASSET_URLS = new Set(ASSETS.map((path) => new URL(path, self.location).href));
+const PAGE = new URL("./", worker.location.href).href;
+const ASSET_URLS = new Set(ASSETS.map((path) => new URL(path, worker.location.href).href));
 
-self.addEventListener("install", (event) => {
-  event.waitUntil(caches.open(CACHE).then((cache) => cache.addAll([PAGE, ...ASSET_URLS])).then(() => self.skipWaiting()));
+worker.addEventListener("install", (event) => {
+  event.waitUntil(caches.open(CACHE).then((cache) => cache.addAll([PAGE, ...ASSET_URLS])).then(() => worker.skipWaiting()));
 });
 
-self.addEventListener("activate", (event) => {
+worker.addEventListener("activate", (event) => {
   event.waitUntil(
     caches
       .keys()
       .then((names) => Promise.all(names.filter((name) => name.startsWith("peerchat-") && name !== CACHE).map((name) => caches.delete(name))))
-      .then(() => self.clients.claim()),
+      .then(() => worker.clients.claim()),
   );
 });
 
-self.addEventListener("fetch", (event) => {
+worker.addEventListener("fetch", (event) => {
   const { request } = event;
   const url = new URL(request.url);
-  if (request.method !== "GET" || url.origin !== self.location.origin) return;
+  if (request.method !== "GET" || url.origin !== worker.location.origin) return;
   url.hash = "";
   if (ASSET_URLS.has(url.href)) {
     event.respondWith(cacheFirst(event, url.href));
@@ -35,6 +39,7 @@ self.addEventListener("fetch", (event) => {
   }
 });
 
+/** @param {FetchEvent} event @param {string} key */
 async function cacheFirst(event, key) {
   const cache = await caches.open(CACHE);
   const cached = await cache.match(key);
@@ -44,6 +49,7 @@ async function cacheFirst(event, key) {
   return response;
 }
 
+/** @param {FetchEvent} event */
 async function pageNetworkFirst(event) {
   const cache = await caches.open(CACHE);
   try {

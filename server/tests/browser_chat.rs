@@ -497,6 +497,149 @@ async fn unread_counts_mark_other_channels_until_they_are_opened() {
     relay.stop().await;
 }
 
+/// Keyboard focus on a channel's button survives its own and other channels' unread counts
+/// changing: the list keeps its buttons and changes them in place.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_focused_channel_button_keeps_focus_when_unread_counts_change() {
+    if browser::run_sealed() {
+        return;
+    }
+    let relay = TestRelay::start(config(Admission::Open)).await;
+    let driver = ChromeDriver::start().await;
+    let ada = open_online(&driver, &relay).await;
+    let bob = open_online(&driver, &relay).await;
+    ada.client
+        .find(fantoccini::Locator::Css("#join-name"))
+        .await
+        .unwrap()
+        .send_keys("random\u{E007}")
+        .await
+        .unwrap();
+    ada.wait_until(
+        "Ada to be in #random",
+        "return document.getElementById('channel-title').textContent === '#random'",
+    )
+    .await;
+
+    // The focused button is remembered as an object: the check is that the very same element
+    // still has focus, not merely one for the same channel.
+    let focus = |channel: &str| {
+        format!(
+            "window.focusedButton = document.querySelector('#channels button[data-channel=\"{channel}\"]'); \
+             window.focusedButton.focus(); return document.activeElement === window.focusedButton"
+        )
+    };
+    let still_focused = "return window.focusedButton.isConnected && document.activeElement === window.focusedButton";
+    let badge = "document.querySelector('#channels button[data-channel=\"general\"] .unread')";
+
+    assert_eq!(ada.eval(&focus("general")).await, true);
+    bob.send_message("first").await;
+    ada.wait_until(
+        "one unread message in #general",
+        &format!("return {badge}?.textContent === '1'"),
+    )
+    .await;
+    assert_eq!(
+        ada.eval(still_focused).await,
+        true,
+        "the focused #general button keeps focus when its count appears"
+    );
+    bob.send_message("second").await;
+    ada.wait_until(
+        "two unread messages in #general",
+        &format!("return {badge}?.textContent === '2'"),
+    )
+    .await;
+    assert_eq!(
+        ada.eval(still_focused).await,
+        true,
+        "the focused #general button keeps focus when its count changes"
+    );
+
+    assert_eq!(ada.eval(&focus("random")).await, true);
+    bob.send_message("third").await;
+    ada.wait_until(
+        "three unread messages in #general",
+        &format!("return {badge}?.textContent === '3'"),
+    )
+    .await;
+    assert_eq!(
+        ada.eval(still_focused).await,
+        true,
+        "the focused #random button keeps focus when #general's count changes"
+    );
+    ada.close().await;
+    bob.close().await;
+    relay.stop().await;
+}
+
+/// The log is a live region: a new message, another member's or the reader's own (shown while
+/// it is sent, then confirmed), adds one node, and the nodes already shown stay the same ones.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_message_adds_one_node_to_the_log_and_keeps_the_others() {
+    if browser::run_sealed() {
+        return;
+    }
+    let relay = TestRelay::start(config(Admission::Open)).await;
+    let driver = ChromeDriver::start().await;
+    let ada = open_online(&driver, &relay).await;
+    let bob = open_online(&driver, &relay).await;
+    bob.send_message("one").await;
+    bob.send_message("two").await;
+    ada.wait_for_message_count(2).await;
+
+    // Remembers the nodes shown and marks the first; records every node added to or removed
+    // from the log itself from now on.
+    let watch = "const log = document.getElementById('messages'); \
+        window.shownBefore = [...log.children]; \
+        log.firstElementChild.keyedMark = 'first'; \
+        window.logChanges = { added: [], removed: [] }; \
+        const record = (records) => records.forEach((r) => { \
+          window.logChanges.added.push(...r.addedNodes); window.logChanges.removed.push(...r.removedNodes); }); \
+        window.logObserver?.disconnect(); \
+        window.logObserver = new MutationObserver(record); \
+        window.logObserver.observe(log, { childList: true }); \
+        window.recordLogChanges = () => record(window.logObserver.takeRecords()); \
+        return log.children.length";
+    let changes = "window.recordLogChanges(); \
+        const log = document.getElementById('messages'); const now = [...log.children]; \
+        const { added, removed } = window.logChanges; \
+        return { \
+          kept: window.shownBefore.every((node, i) => node.isConnected && now[i] === node), \
+          firstMarked: log.firstElementChild.keyedMark === 'first', \
+          added: added.length, removed: removed.length, \
+          addedIsLast: added.length === 1 && added[0] === log.lastElementChild, \
+          lastText: log.lastElementChild.querySelector('.text').textContent, \
+          lastState: log.lastElementChild.dataset.state }";
+    let expect = |text: &str| {
+        serde_json::json!({
+            "kept": true, "firstMarked": true, "added": 1, "removed": 0,
+            "addedIsLast": true, "lastText": text, "lastState": "sent",
+        })
+    };
+
+    assert_eq!(ada.eval(watch).await, 2);
+    bob.send_message("three").await;
+    ada.wait_for_message_count(3).await;
+    assert_eq!(
+        ada.eval(changes).await,
+        expect("three"),
+        "another member's message"
+    );
+
+    assert_eq!(ada.eval(watch).await, 3);
+    ada.send_message("four").await;
+    ada.wait_for_message_count(4).await;
+    assert_eq!(
+        ada.eval(changes).await,
+        expect("four"),
+        "the reader's own message: its node is shown while sending, then confirmed in place"
+    );
+    ada.close().await;
+    bob.close().await;
+    relay.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_listed_channel_is_joined_when_the_member_opens_it_and_kept_from_then_on() {
     if browser::run_sealed() {
@@ -536,6 +679,12 @@ async fn a_listed_channel_is_joined_when_the_member_opens_it_and_kept_from_then_
          && document.querySelector('#channels button[data-channel=\"random\"]') !== null",
     )
     .await;
+    assert_eq!(
+        bob.eval("return document.activeElement === document.querySelector('#channels button[data-channel=\"random\"]')")
+            .await,
+        true,
+        "the focus follows the channel from the listed ones to the member's"
+    );
 
     // The choice is kept: after a reload the page joins #random again by itself.
     bob.reload().await;

@@ -40,8 +40,9 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         relay_options: Vec<String>,
     },
-    /// Set up and run every check: fmt, one version of each big crate, clippy, native tests,
-    /// wasm tests in headless Chromium, and the fuzz targets briefly where cargo-fuzz is.
+    /// Set up and run every check: fmt, one version of each big crate, the page's types (tsc),
+    /// clippy, native tests, wasm tests in headless Chromium, and the fuzz targets briefly where
+    /// cargo-fuzz is.
     Test,
     /// What CI runs (.ci/run): the same as `test`.
     Ci,
@@ -229,6 +230,7 @@ fn test(root: &Path) -> Result<()> {
     deps::check_single_versions(root)?;
     // The relay embeds the bundle, so it is built before anything compiles the relay.
     wasm::build_web_bundle(root, &toolchain)?;
+    wasm::check_page_types(root, &toolchain)?;
     process::run(
         process::cargo(root)
             .args(["clippy", "--workspace", "--all-targets", "--locked", "--"])

@@ -1,5 +1,6 @@
 //! Making a machine ready: the wasm32 toolchain, wasm-bindgen-cli at the locked version, Chromium
-//! and ChromeDriver. Every step checks first and skips what is already there.
+//! and ChromeDriver, and TypeScript (from npm) for the page's type check. Every step checks first
+//! and skips what is already there.
 //!
 //! The wasm32 standard library comes from rustup when it can be added; where rustup cannot reach
 //! its download server, Debian's `rustc-web` toolchain builds the standard library from source
@@ -16,7 +17,7 @@ use std::time::Duration;
 pub(crate) enum Needs {
     /// Building the WASM client: the wasm32 toolchain and wasm-bindgen-cli.
     WebBuild,
-    /// All of the above plus Chromium and ChromeDriver for browser tests.
+    /// All of the above plus Chromium and ChromeDriver for browser tests, and TypeScript.
     Everything,
 }
 
@@ -35,6 +36,8 @@ pub(crate) struct Toolchain {
     pub(crate) wasm_route: WasmRoute,
     pub(crate) wasm_bindgen: PathBuf,
     pub(crate) wasm_bindgen_test_runner: PathBuf,
+    /// TypeScript's `tsc` script (run with node), when the command needs it.
+    pub(crate) tsc: Option<PathBuf>,
 }
 
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
@@ -42,18 +45,23 @@ const DEBIAN_WASM_PACKAGES: &[&str] = &["rustc-web", "cargo-web", "rust-web-src"
 const BROWSER_PACKAGES: &[&str] = &["chromium", "chromium-driver"];
 /// `unshare` and `ip`, with which each browser test makes its own network namespace.
 const NAMESPACE_PACKAGES: &[&str] = &["util-linux", "iproute2"];
+/// Node.js and npm, which install and run TypeScript.
+const NODE_PACKAGES: &[&str] = &["nodejs", "npm"];
 
 pub(crate) fn ensure(needs: Needs) -> Result<Toolchain> {
     let mut apt = Apt::default();
     let wasm_route = ensure_wasm_target(&mut apt)?;
     let (wasm_bindgen, wasm_bindgen_test_runner) = ensure_wasm_bindgen_cli()?;
+    let mut tsc = None;
     if needs == Needs::Everything {
         ensure_browser(&mut apt)?;
+        tsc = Some(ensure_typescript(&mut apt)?);
     }
     Ok(Toolchain {
         wasm_route,
         wasm_bindgen,
         wasm_bindgen_test_runner,
+        tsc,
     })
 }
 
@@ -165,6 +173,53 @@ pub(crate) fn find_in_path(program: &str) -> Option<PathBuf> {
     std::env::split_paths(&path)
         .map(|dir| dir.join(program))
         .find(|candidate| candidate.is_file())
+}
+
+/// Installs TypeScript into `web/node_modules` (not in git) with `npm ci`, at the version
+/// `web/package.json` pins and `web/package-lock.json` locks, unless that version is there.
+/// Returns the path of its `tsc` script, which runs with `node`.
+fn ensure_typescript(apt: &mut Apt) -> Result<PathBuf> {
+    let web = crate::workspace_root().join("web");
+    let version = pinned_npm_version(&web.join("package.json"), "typescript")?;
+    let tsc = web.join("node_modules/typescript/bin/tsc");
+    let installed = output_of(Command::new("node").arg(&tsc).arg("--version"));
+    if installed.as_deref().map(str::trim) == Some(&format!("Version {version}")) {
+        eprintln!("xtask: TypeScript {version}: already installed");
+        return Ok(tsc);
+    }
+    if find_in_path("npm").is_none() || find_in_path("node").is_none() {
+        apt.install(NODE_PACKAGES).context(
+            "the page's type check needs Node.js and npm (Debian: apt-get install nodejs npm)",
+        )?;
+    }
+    eprintln!("xtask: installing TypeScript {version} into web/node_modules");
+    process::run(
+        Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&web),
+    )?;
+    Ok(tsc)
+}
+
+/// The exact version `package.json` gives `package` (a dependency line `"name": "1.2.3"`).
+fn pinned_npm_version(package_json: &Path, package: &str) -> Result<String> {
+    let manifest = std::fs::read_to_string(package_json)
+        .with_context(|| format!("cannot read {}", package_json.display()))?;
+    let key = format!("\"{package}\": \"");
+    manifest
+        .lines()
+        .find_map(|line| line.trim().strip_prefix(&key))
+        .and_then(|rest| rest.split('"').next())
+        .filter(|version| {
+            !version.is_empty() && version.chars().all(|c| c.is_ascii_digit() || c == '.')
+        })
+        .map(str::to_owned)
+        .with_context(|| {
+            format!(
+                "{} does not pin an exact version of {package}",
+                package_json.display()
+            )
+        })
 }
 
 /// Installs `cargo-fuzz` unless `cargo fuzz` already runs.

@@ -57,8 +57,9 @@ pub(crate) fn clippy(root: &Path, toolchain: &Toolchain) -> Result<()> {
         .args(["--all-targets", "--", "--deny", "warnings"]))
 }
 
-/// Builds `client-wasm` with the size-optimised profile, runs wasm-bindgen into `web/pkg`, and
-/// writes the bundle the relay embeds, `web/dist` (see `bundle`).
+/// Builds `client-wasm` with the size-optimised profile, runs wasm-bindgen into `web/pkg` (with
+/// its TypeScript declarations, which the page's type check reads), and writes the bundle the
+/// relay embeds, `web/dist` (see `bundle`).
 pub(crate) fn build_web_bundle(root: &Path, toolchain: &Toolchain) -> Result<()> {
     run(wasm_cargo(root, toolchain, "build").args([
         "--package",
@@ -71,12 +72,7 @@ pub(crate) fn build_web_bundle(root: &Path, toolchain: &Toolchain) -> Result<()>
         .join("wasm-release")
         .join("peerchat_client_wasm.wasm");
     run(Command::new(&toolchain.wasm_bindgen)
-        .args([
-            "--target",
-            "web",
-            "--no-typescript",
-            "--remove-name-section",
-        ])
+        .args(["--target", "web", "--remove-name-section"])
         .args(["--remove-producers-section", "--out-dir"])
         .arg(root.join("web").join("pkg"))
         .arg(&wasm))?;
@@ -90,6 +86,24 @@ pub(crate) fn build_web_bundle(root: &Path, toolchain: &Toolchain) -> Result<()>
             file.path, file.bytes
         );
     }
+    Ok(())
+}
+
+/// Type-checks the page's JavaScript (`// @ts-check` and JSDoc) against the declarations
+/// wasm-bindgen wrote into `web/pkg`: `tsc --noEmit` for the page, then for its service worker,
+/// whose globals differ. Needs the bundle built first.
+pub(crate) fn check_page_types(root: &Path, toolchain: &Toolchain) -> Result<()> {
+    let tsc = toolchain
+        .tsc
+        .as_ref()
+        .context("TypeScript was not set up for this command")?;
+    for project in ["tsconfig.json", "tsconfig.sw.json"] {
+        run(Command::new("node")
+            .arg(tsc)
+            .args(["--noEmit", "--pretty", "false", "--project"])
+            .arg(root.join("web").join(project)))?;
+    }
+    eprintln!("xtask: web/app.js and web/sw.js type-check");
     Ok(())
 }
 
