@@ -11,9 +11,11 @@ import init, { Client, importIdentity, protocolVersion } from "./pkg/peerchat_cl
 // membership.rs; client-wasm/src/page.rs). Keys, ids, nonces and tokens are strings; times are
 // Unix milliseconds.
 
-/** `MessageBody`.
- * @typedef {{ kind: "text", text: string }
- *   | { kind: "attachment", digest: string, size: number, media_type: string, name: string }} MessageBody */
+/** `Attachment`: a file a message carries (its bytes are not fetched yet).
+ * @typedef {{ name: string, media_type: string, size: number, sha256: string, root: string,
+ *   image?: { width: number, height: number, preview: string } }} Attachment */
+/** `MessageBody`: a text, or a caption (possibly empty) with attachments.
+ * @typedef {{ kind: "text", text: string, attachments?: Attachment[] }} MessageBody */
 /** `MessageView`: a stored message.
  * @typedef {{ id: string, channel: string, author: string, author_fingerprint: string,
  *   sent_at: number, nonce: string, body: MessageBody }} MessageView */
@@ -565,8 +567,30 @@ function messageHeader(author, fingerprint, time) {
 
 /** @param {MessageBody} body */
 function messageBody(body) {
-  if (body.kind === "text") return element("p", "text", body.text);
-  return element("p", "text attachment", `Attachment: ${body.name} (${body.size} bytes)`);
+  const attachments = body.attachments ?? [];
+  if (attachments.length === 0) return element("p", "text", body.text);
+  const part = element("div", "body");
+  if (body.text) part.append(element("p", "text", body.text));
+  const list = element("ul", "attachments");
+  for (const attachment of attachments) {
+    const size = formatBytes(attachment.size);
+    list.append(element("li", "attachment", `${attachment.name} (${attachment.media_type}, ${size})`));
+  }
+  part.append(list);
+  return part;
+}
+
+/** @param {number} bytes */
+function formatBytes(bytes) {
+  if (bytes < 1024) return `${bytes} bytes`;
+  const units = ["KB", "MB", "GB"];
+  let value = bytes / 1024;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return `${value.toFixed(1)} ${units[unit]}`;
 }
 
 /** A message of this member's that the relay has not acknowledged.

@@ -766,9 +766,10 @@ impl Hub {
                 "too many messages; slow down",
             ));
         }
+        let attachments = draft.draft().body.attachments().len();
         let message_id = state
             .ids
-            .next(now_millis(), rand::random())
+            .next_for_message(now_millis(), rand::random(), attachments)
             .map_err(|_| Refusal::new(ErrorCode::Internal, "id space exhausted"))?;
         let (envelope, receipt) = draft.seal_with_receipt(message_id, &self.config.signing_key);
         self.remember_send(&mut state, now, (author, nonce), receipt);

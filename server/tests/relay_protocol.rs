@@ -977,32 +977,62 @@ async fn profiles_give_members_display_names_and_renames_reach_the_channel() {
 }
 
 #[tokio::test]
-async fn attachment_announcements_are_stamped_and_relayed_like_messages() {
-    use peerchat_shared::message::{AttachmentMeta, ClientNonce, Draft, MessageBody, Sha256Digest};
+async fn attachment_descriptions_are_stamped_and_relayed_and_their_ids_reserved() {
+    use peerchat_shared::ids::AttachmentId;
+    use peerchat_shared::message::{Attachment, ClientNonce, Draft, MessageBody, Sha256Digest};
     let relay = TestRelay::start(config(Admission::Open)).await;
     let [mut alice, mut bob] = relay.members_in("general", [120, 121]).await;
-    let meta = AttachmentMeta {
-        digest: Sha256Digest([0xab; 32]),
-        size: 123_456,
+    let file = |name: &str| Attachment {
+        name: name.into(),
         media_type: "image/png".into(),
-        name: "cat.png".into(),
+        size: 123_456,
+        sha256: Sha256Digest([0xab; 32]),
+        root: Sha256Digest([0xcd; 32]),
+        image: None,
     };
-    let draft = Draft::sign(
-        &alice.key,
-        &alice.relay,
-        ChannelName::new("general").unwrap(),
-        ClientNonce([1; 16]),
-        MessageBody::Attachment(meta.clone()),
-    );
+    let (key, relay_key) = (alice.key.clone(), alice.relay);
+    let sign = |nonce: u8, body: MessageBody| {
+        Draft::sign(
+            &key,
+            &relay_key,
+            ChannelName::new("general").unwrap(),
+            ClientNonce([nonce; 16]),
+            body,
+        )
+    };
+    let body = MessageBody::with_attachments("", vec![file("cat.png"), file("dog.png")]);
+    let draft = sign(1, body.clone());
     alice.send(&ClientToRelay::Send { draft }).await;
     let received = envelope_of(
         bob.next_matching(|frame| matches!(frame, RelayToClient::Message { .. }))
             .await,
     );
-    assert_eq!(received.body, MessageBody::Attachment(meta));
+    assert_eq!(received.body, body);
+    let first = received.id;
     received
         .verify(&relay.key.public_key().verifier().unwrap())
         .unwrap();
+
+    let draft = sign(2, MessageBody::text("after the photos"));
+    alice.send(&ClientToRelay::Send { draft }).await;
+    let next = envelope_of(
+        bob.next_matching(|frame| matches!(frame, RelayToClient::Message { .. }))
+            .await,
+    );
+    let last_attachment = AttachmentId::of(first, 1).unwrap();
+    assert!(
+        next.id.to_string() > last_attachment.to_string(),
+        "the ids of the attachments are reserved"
+    );
+
+    let eleven = MessageBody::with_attachments("", vec![file("a.png"); 11]);
+    let mut frame = serde_json::to_value(ClientToRelay::Send {
+        draft: sign(3, MessageBody::text("x")),
+    })
+    .unwrap();
+    frame["draft"]["body"] = serde_json::to_value(&eleven).unwrap();
+    alice.send_text(frame.to_string()).await;
+    assert_eq!(alice.expect_error().await, ErrorCode::InvalidField);
     relay.stop().await;
 }
 

@@ -17,9 +17,10 @@
 
 use sha2::{Digest as _, Sha256};
 
-/// Bytes of every chunk but the last. 32 KiB keeps a chunk frame (chunk, proof and header) under
-/// the 64 KiB message size that every WebRTC stack here accepts (docs/protocol.md explains the
-/// measurement behind it).
+/// Bytes of every chunk but the last. 32 KiB keeps a chunk message (chunk, proof and header)
+/// within 64 KiB, the largest data channel message that browsers and the `webrtc` crate exchange
+/// without configuration, with room to spare; the transfer's throughput benchmark is what may
+/// still move it (a change of chunk size changes every root, so it is part of the protocol).
 pub const CHUNK_BYTES: usize = 32 * 1024;
 
 /// A SHA-256 hash: a leaf, a node or a root.

@@ -6,7 +6,7 @@
 
 use crate::time::UnixMillis;
 
-/// The id of a stamped message (or of an announced attachment). The relay's time for the message
+/// The id of a stamped message. The relay's time for the message
 /// is the id's timestamp: there is no second time field that could disagree with it.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MessageId(ulid::Ulid);
@@ -51,6 +51,41 @@ impl std::fmt::Display for MessageId {
 impl std::fmt::Debug for MessageId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "MessageId({})", self.0)
+    }
+}
+
+/// The id of a message's attachment: the message id plus one for the first attachment, plus two
+/// for the second, and so on. The relay reserves these when it mints the message id
+/// ([`MessageIdGenerator::next_for_message`]), so no other message gets one, and its envelope
+/// signature covers the message id and the attachments' digests: every attachment has a
+/// sortable, relay-minted id bound to its digest, with no field of its own on the wire.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AttachmentId(MessageId);
+
+impl AttachmentId {
+    /// The id of attachment `index` of message `message` (`None` past the last possible id).
+    pub fn of(message: MessageId, index: usize) -> Option<Self> {
+        let mut id = message.0;
+        for _ in 0..=index {
+            id = id.increment()?;
+        }
+        Some(Self(MessageId(id)))
+    }
+
+    pub fn timestamp(self) -> UnixMillis {
+        self.0.timestamp()
+    }
+}
+
+impl std::fmt::Display for AttachmentId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::fmt::Debug for AttachmentId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AttachmentId({})", self.0 .0)
     }
 }
 
@@ -110,6 +145,22 @@ impl MessageIdGenerator {
         self.last = Some(next);
         Ok(MessageId(next))
     }
+
+    /// Mints the id of a message with `attachments` attachments and reserves theirs (the ids
+    /// right after it, see [`AttachmentId`]).
+    pub fn next_for_message(
+        &mut self,
+        now: UnixMillis,
+        random_bits: u128,
+        attachments: usize,
+    ) -> Result<MessageId, IdsExhausted> {
+        let id = self.next(now, random_bits)?;
+        if attachments > 0 {
+            let last = AttachmentId::of(id, attachments - 1).ok_or(IdsExhausted)?;
+            self.last = Some(last.0 .0);
+        }
+        Ok(id)
+    }
 }
 
 #[cfg(test)]
@@ -127,6 +178,20 @@ mod tests {
         assert!(early < late);
         assert!(early.to_string() < late.to_string());
         assert!(early.to_bytes() < late.to_bytes());
+    }
+
+    #[test]
+    fn a_messages_attachments_get_the_ids_after_it_and_no_other_message_does() {
+        let mut generator = MessageIdGenerator::default();
+        let message = generator.next_for_message(UnixMillis(5_000), 9, 3).unwrap();
+        let attachments: Vec<AttachmentId> = (0..3)
+            .map(|index| AttachmentId::of(message, index).unwrap())
+            .collect();
+        assert!(attachments.windows(2).all(|pair| pair[0] < pair[1]));
+        assert_eq!(attachments[0].timestamp(), UnixMillis(5_000));
+        let next = generator.next(UnixMillis(5_000), 0).unwrap();
+        assert!(next > attachments[2].0, "the reserved ids are skipped");
+        assert_eq!(AttachmentId::of(MessageId::last_at(UnixMillis(1)), 0), None);
     }
 
     #[test]

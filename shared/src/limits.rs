@@ -15,6 +15,13 @@ pub const MAX_ATTACHMENT_NAME_BYTES: usize = 255;
 pub const MAX_MEDIA_TYPE_BYTES: usize = 127;
 /// Largest attachment that may be announced, in bytes.
 pub const MAX_ATTACHMENT_BYTES: u64 = 1024 * 1024 * 1024;
+/// Attachments one message may carry.
+pub const MAX_ATTACHMENTS: usize = 10;
+/// An image attachment's width and height, in pixels (JPEG's limit; larger images are sent as
+/// plain files).
+pub const MAX_IMAGE_SIDE: u32 = 65_535;
+/// An image attachment's BlurHash preview, in bytes (9 × 9 components, BlurHash's largest).
+pub const MAX_PREVIEW_BYTES: usize = 4 + 2 * 81;
 /// Largest opaque WebRTC signalling payload (an SDP offer is typically 2 to 6 KiB).
 pub const MAX_SIGNAL_BYTES: usize = 16 * 1024;
 /// Peer frames forwarded by the relay (`peer`): bytes per second per member, sustained, and the

@@ -13,7 +13,8 @@ use crate::identity::{
 };
 use crate::ids::MessageId;
 use crate::limits::{
-    MAX_ATTACHMENT_BYTES, MAX_ATTACHMENT_NAME_BYTES, MAX_MEDIA_TYPE_BYTES, MAX_TEXT_BYTES,
+    MAX_ATTACHMENTS, MAX_ATTACHMENT_BYTES, MAX_ATTACHMENT_NAME_BYTES, MAX_IMAGE_SIDE,
+    MAX_MEDIA_TYPE_BYTES, MAX_PREVIEW_BYTES, MAX_TEXT_BYTES,
 };
 use crate::signing::{Domain, SignedBytes};
 use serde::{Deserialize, Serialize};
@@ -42,42 +43,60 @@ macro_rules! debug_as_text {
 }
 debug_as_text!(ClientNonce, Sha256Digest);
 
-/// An attachment announced in a message: the bytes travel peer-to-peer, addressed by digest.
+/// A file a message carries. The description is signed with the message; the bytes travel
+/// peer to peer, chunk by chunk, each checked against `root` (see [`crate::chunk_tree`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AttachmentMeta {
-    /// SHA-256 of the attachment's bytes.
-    pub digest: Sha256Digest,
-    /// Length of the attachment in bytes.
-    pub size: u64,
+pub struct Attachment {
+    /// File name as given by the author (display and the name of a saved file, never a path).
+    pub name: String,
     /// Media type such as `image/png`, as declared by the author.
     pub media_type: String,
-    /// File name as given by the author (display only; never used as a path).
-    pub name: String,
+    /// Length in bytes.
+    pub size: u64,
+    /// SHA-256 of the bytes, what `sha256sum` prints for the saved file.
+    pub sha256: Sha256Digest,
+    /// Root of the chunk tree over the bytes.
+    pub root: Sha256Digest,
+    /// For an image: its shape and a placeholder to show until the bytes arrive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageInfo>,
 }
 
-/// What a member says. Serialised with a `kind` tag: `{"kind":"text","text":"…"}` or
-/// `{"kind":"attachment","digest":"…","size":…,"media_type":"…","name":"…"}`.
+/// An image attachment's size in pixels and a BlurHash of it (a few dozen characters).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageInfo {
+    pub width: u32,
+    pub height: u32,
+    pub preview: String,
+}
+
+/// What a member says. Serialised with a `kind` tag: `{"kind":"text","text":"…"}`, with
+/// `"attachments":[…]` when it carries files (then the text is a caption and may be empty).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", try_from = "UncheckedBody")]
 pub enum MessageBody {
-    Text { text: String },
-    Attachment(AttachmentMeta),
+    Text {
+        text: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        attachments: Vec<Attachment>,
+    },
 }
 
 #[derive(Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 enum UncheckedBody {
-    Text { text: String },
-    Attachment(AttachmentMeta),
+    Text {
+        text: String,
+        #[serde(default)]
+        attachments: Vec<Attachment>,
+    },
 }
 
 impl TryFrom<UncheckedBody> for MessageBody {
     type Error = InvalidBody;
     fn try_from(unchecked: UncheckedBody) -> Result<Self, Self::Error> {
-        let body = match unchecked {
-            UncheckedBody::Text { text } => MessageBody::Text { text },
-            UncheckedBody::Attachment(meta) => MessageBody::Attachment(meta),
-        };
+        let UncheckedBody::Text { text, attachments } = unchecked;
+        let body = MessageBody::Text { text, attachments };
         body.validate()?;
         Ok(body)
     }
@@ -90,47 +109,81 @@ pub enum InvalidBody {
     EmptyText,
     #[error("message text is longer than {MAX_TEXT_BYTES} bytes")]
     TextTooLong,
+    #[error("a message carries at most {MAX_ATTACHMENTS} attachments")]
+    TooManyAttachments,
     #[error("attachment is larger than {MAX_ATTACHMENT_BYTES} bytes")]
     AttachmentTooLarge,
     #[error(
-        "attachment name must be 1 to {MAX_ATTACHMENT_NAME_BYTES} bytes without control characters"
+        "attachment name must be 1 to {MAX_ATTACHMENT_NAME_BYTES} bytes, without control characters, slashes or backslashes, and not . or .."
     )]
     BadAttachmentName,
     #[error("media type must look like type/subtype and be at most {MAX_MEDIA_TYPE_BYTES} bytes")]
     BadMediaType,
+    #[error(
+        "an image's width and height are 1 to {MAX_IMAGE_SIDE} pixels and its preview a BlurHash of at most {MAX_PREVIEW_BYTES} bytes"
+    )]
+    BadImageInfo,
 }
 
 const CONTENT_KIND_TEXT: u8 = 1;
-const CONTENT_KIND_ATTACHMENT: u8 = 2;
+// 2 was a single-attachment body of an earlier draft of the protocol; it is never reused.
+const CONTENT_KIND_TEXT_WITH_ATTACHMENTS: u8 = 3;
 
 impl MessageBody {
     pub fn text(text: impl Into<String>) -> Self {
-        MessageBody::Text { text: text.into() }
+        MessageBody::Text {
+            text: text.into(),
+            attachments: Vec::new(),
+        }
+    }
+
+    /// A caption (possibly empty) and the files it goes with.
+    pub fn with_attachments(text: impl Into<String>, attachments: Vec<Attachment>) -> Self {
+        MessageBody::Text {
+            text: text.into(),
+            attachments,
+        }
+    }
+
+    pub fn text_str(&self) -> &str {
+        match self {
+            MessageBody::Text { text, .. } => text,
+        }
+    }
+
+    pub fn attachments(&self) -> &[Attachment] {
+        match self {
+            MessageBody::Text { attachments, .. } => attachments,
+        }
     }
 
     pub fn validate(&self) -> Result<(), InvalidBody> {
-        match self {
-            MessageBody::Text { text } if text.is_empty() => Err(InvalidBody::EmptyText),
-            MessageBody::Text { text } if text.len() > MAX_TEXT_BYTES => {
-                Err(InvalidBody::TextTooLong)
-            }
-            MessageBody::Text { .. } => Ok(()),
-            MessageBody::Attachment(meta) => validate_attachment(meta),
+        let MessageBody::Text { text, attachments } = self;
+        if text.is_empty() && attachments.is_empty() {
+            return Err(InvalidBody::EmptyText);
         }
+        if text.len() > MAX_TEXT_BYTES {
+            return Err(InvalidBody::TextTooLong);
+        }
+        if attachments.len() > MAX_ATTACHMENTS {
+            return Err(InvalidBody::TooManyAttachments);
+        }
+        attachments.iter().try_for_each(validate_attachment)
     }
 
     /// The canonical encoding whose SHA-256 is the content digest that both signatures cover.
     pub fn canonical_bytes(&self) -> SignedBytes {
         let bytes = SignedBytes::new(Domain::Content);
-        match self {
-            MessageBody::Text { text } => bytes.u8(CONTENT_KIND_TEXT).variable(text.as_bytes()),
-            MessageBody::Attachment(meta) => bytes
-                .u8(CONTENT_KIND_ATTACHMENT)
-                .fixed(&meta.digest.0)
-                .u64(meta.size)
-                .variable(meta.media_type.as_bytes())
-                .variable(meta.name.as_bytes()),
+        let MessageBody::Text { text, attachments } = self;
+        if attachments.is_empty() {
+            return bytes.u8(CONTENT_KIND_TEXT).variable(text.as_bytes());
         }
+        let count = u8::try_from(attachments.len()).unwrap_or(u8::MAX);
+        let bytes = bytes
+            .u8(CONTENT_KIND_TEXT_WITH_ATTACHMENTS)
+            .variable(text.as_bytes())
+            .u8(count);
+        attachments.iter().fold(bytes, canonical_attachment)
     }
 
     pub fn content_digest(&self) -> Sha256Digest {
@@ -138,22 +191,74 @@ impl MessageBody {
     }
 }
 
-fn validate_attachment(meta: &AttachmentMeta) -> Result<(), InvalidBody> {
-    if meta.size > MAX_ATTACHMENT_BYTES {
+fn canonical_attachment(bytes: SignedBytes, attachment: &Attachment) -> SignedBytes {
+    let bytes = bytes
+        .fixed(&attachment.sha256.0)
+        .fixed(&attachment.root.0)
+        .u64(attachment.size)
+        .variable(attachment.media_type.as_bytes())
+        .variable(attachment.name.as_bytes());
+    match &attachment.image {
+        None => bytes.u8(0),
+        Some(image) => bytes
+            .u8(1)
+            .u32(image.width)
+            .u32(image.height)
+            .variable(image.preview.as_bytes()),
+    }
+}
+
+fn validate_attachment(attachment: &Attachment) -> Result<(), InvalidBody> {
+    if attachment.size > MAX_ATTACHMENT_BYTES {
         return Err(InvalidBody::AttachmentTooLarge);
     }
-    let name_ok = !meta.name.is_empty()
-        && meta.name.len() <= MAX_ATTACHMENT_NAME_BYTES
-        && !meta.name.chars().any(char::is_control);
-    if !name_ok {
+    if !is_file_name(&attachment.name) {
         return Err(InvalidBody::BadAttachmentName);
     }
-    let media_type_ok = meta.media_type.len() <= MAX_MEDIA_TYPE_BYTES
-        && matches!(meta.media_type.split_once('/'), Some((kind, sub)) if is_token(kind) && is_token(sub));
+    let media_type_ok = attachment.media_type.len() <= MAX_MEDIA_TYPE_BYTES
+        && matches!(attachment.media_type.split_once('/'), Some((kind, sub)) if is_token(kind) && is_token(sub));
     if !media_type_ok {
         return Err(InvalidBody::BadMediaType);
     }
-    Ok(())
+    match &attachment.image {
+        Some(image) if !is_image_info(image) => Err(InvalidBody::BadImageInfo),
+        _ => Ok(()),
+    }
+}
+
+/// A name a file can be saved under anywhere: no control characters, no path separators, not
+/// `.` or `..`.
+fn is_file_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_ATTACHMENT_NAME_BYTES
+        && !name
+            .chars()
+            .any(|c| c.is_control() || c == '/' || c == '\\')
+        && name != "."
+        && name != ".."
+}
+
+fn is_image_info(image: &ImageInfo) -> bool {
+    let side = 1..=MAX_IMAGE_SIDE;
+    side.contains(&image.width) && side.contains(&image.height) && is_blurhash(&image.preview)
+}
+
+/// BlurHash's shape: its base83 alphabet, and the length its first character (the number of
+/// components) implies.
+fn is_blurhash(text: &str) -> bool {
+    const BASE83: &[u8] =
+        b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz#$%*+,-.:;=?@[]^_{|}~";
+    let Some(size_flag) = text
+        .bytes()
+        .next()
+        .and_then(|first| BASE83.iter().position(|&c| c == first))
+    else {
+        return false;
+    };
+    let (x, y) = (size_flag % 9 + 1, size_flag / 9 + 1);
+    text.len() <= MAX_PREVIEW_BYTES
+        && text.len() == 4 + 2 * x * y
+        && text.bytes().all(|byte| BASE83.contains(&byte))
 }
 
 /// An RFC 6838 restricted name: letters, digits and `!#$&-^_.+`, starting with a letter or digit.
@@ -502,13 +607,29 @@ mod tests {
         );
     }
 
-    fn attachment(name: &str, media_type: &str, size: u64) -> MessageBody {
-        MessageBody::Attachment(AttachmentMeta {
-            digest: Sha256Digest([9; 32]),
-            size,
-            media_type: media_type.into(),
+    fn file(name: &str, media_type: &str, size: u64) -> Attachment {
+        Attachment {
             name: name.into(),
-        })
+            media_type: media_type.into(),
+            size,
+            sha256: Sha256Digest([9; 32]),
+            root: Sha256Digest([8; 32]),
+            image: None,
+        }
+    }
+
+    fn attachment(name: &str, media_type: &str, size: u64) -> MessageBody {
+        MessageBody::with_attachments("", vec![file(name, media_type, size)])
+    }
+
+    fn image(width: u32, height: u32, preview: &str) -> MessageBody {
+        let mut photo = file("cat.jpg", "image/jpeg", 1_000);
+        photo.image = Some(ImageInfo {
+            width,
+            height,
+            preview: preview.into(),
+        });
+        MessageBody::with_attachments("a cat", vec![photo])
     }
 
     #[test]
@@ -523,20 +644,38 @@ mod tests {
             Ok(())
         );
         assert_eq!(attachment("cat.png", "image/png", 10).validate(), Ok(()));
-        check_rejected(
-            attachment("", "image/png", 1),
-            InvalidBody::BadAttachmentName,
-        );
-        check_rejected(
-            attachment("a\nb", "image/png", 1),
-            InvalidBody::BadAttachmentName,
-        );
+        for name in ["", "a\nb", "../etc/passwd", "a/b", "a\\b", ".", ".."] {
+            check_rejected(
+                attachment(name, "image/png", 1),
+                InvalidBody::BadAttachmentName,
+            );
+        }
         check_rejected(attachment("a", "image", 1), InvalidBody::BadMediaType);
         check_rejected(attachment("a", "image/<b>", 1), InvalidBody::BadMediaType);
         check_rejected(
             attachment("a", "image/png", MAX_ATTACHMENT_BYTES + 1),
             InvalidBody::AttachmentTooLarge,
         );
+        let eleven = vec![file("a", "text/plain", 1); MAX_ATTACHMENTS + 1];
+        check_rejected(
+            MessageBody::with_attachments("", eleven),
+            InvalidBody::TooManyAttachments,
+        );
+    }
+
+    #[test]
+    fn an_image_has_a_shape_and_a_blurhash_preview() {
+        let blurhash = "LEHV6nWB2yk8pyo0adR*.7kCMdnj";
+        assert_eq!(image(640, 480, blurhash).validate(), Ok(()));
+        for bad in [
+            image(0, 480, blurhash),
+            image(640, MAX_IMAGE_SIDE + 1, blurhash),
+            image(640, 480, ""),
+            image(640, 480, &blurhash[..27]),
+            image(640, 480, "LEHV6nWB2yk8pyo0adR*.7kCMdn<"),
+        ] {
+            check_rejected(bad, InvalidBody::BadImageInfo);
+        }
     }
 
     /// `count` envelopes by two authors, stamped by `relay`.
@@ -661,6 +800,18 @@ mod tests {
         assert_ne!(
             MessageBody::text("x").content_digest(),
             MessageBody::text("y").content_digest()
+        );
+        let two = MessageBody::with_attachments(
+            "",
+            vec![file("a", "text/plain", 1), file("a", "text/plain", 1)],
+        );
+        assert_ne!(
+            attachment("a", "text/plain", 1).content_digest(),
+            two.content_digest()
+        );
+        assert_ne!(
+            image(1, 2, "00000").content_digest(),
+            image(2, 1, "00000").content_digest()
         );
     }
 }

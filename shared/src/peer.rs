@@ -100,9 +100,21 @@ impl PeerToPeer {
 /// whose characters may each need up to six bytes escaped.
 pub fn envelope_size_bound(envelope: &Envelope) -> usize {
     const FIXED_FIELDS: usize = 512;
-    let body = match &envelope.body {
-        crate::message::MessageBody::Text { text } => text.len(),
-        crate::message::MessageBody::Attachment(meta) => meta.name.len() + meta.media_type.len(),
-    };
-    FIXED_FIELDS + envelope.channel.as_str().len() + 6 * body
+    /// An attachment's hashes, size and field names, and an image's shape.
+    const ATTACHMENT_FIXED_FIELDS: usize = 256;
+    let attachments = envelope.body.attachments();
+    let strings: usize = attachments
+        .iter()
+        .map(|attachment| {
+            let preview = attachment
+                .image
+                .as_ref()
+                .map_or(0, |image| image.preview.len());
+            attachment.name.len() + attachment.media_type.len() + preview
+        })
+        .sum();
+    FIXED_FIELDS
+        + attachments.len() * ATTACHMENT_FIXED_FIELDS
+        + envelope.channel.as_str().len()
+        + 6 * (envelope.body.text_str().len() + strings)
 }

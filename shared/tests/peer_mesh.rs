@@ -495,9 +495,7 @@ fn a_peer_sending_a_forged_envelope_is_refused_for_the_session_even_as_a_new_ses
     assert_eq!(world.members[c].store.len(), 3);
 
     let mut forged = history(4)[3].clone();
-    forged.body = MessageBody::Text {
-        text: "altered after signing".into(),
-    };
+    forged.body = MessageBody::text("altered after signing");
     let forger_address = world.members[forger].address;
     world.queue.push_back((
         c,

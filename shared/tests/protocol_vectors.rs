@@ -7,18 +7,18 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 
 use peerchat_shared::channel::ChannelName;
+use peerchat_shared::chunk_tree::{leaf_hash, ChunkTree, CHUNK_BYTES};
 use peerchat_shared::codec::encode;
 use peerchat_shared::frames::{ClientToRelay, Login, RelayToClient};
 use peerchat_shared::identity::SecretKey;
-use peerchat_shared::ids::MessageIdGenerator;
+use peerchat_shared::ids::{AttachmentId, MessageId, MessageIdGenerator};
 use peerchat_shared::login::{login_signed_bytes, sign_login, LoginNonce};
 use peerchat_shared::membership::{
     invite_signed_bytes, membership_signed_bytes, profile_signed_bytes, DisplayName, InviteToken,
     MembershipCertificate, Profile, Role,
 };
 use peerchat_shared::message::{
-    draft_signed_bytes, envelope_signed_bytes, AttachmentMeta, ClientNonce, Draft, MessageBody,
-    Sha256Digest,
+    draft_signed_bytes, envelope_signed_bytes, ClientNonce, Draft, MessageBody,
 };
 use peerchat_shared::time::UnixMillis;
 
@@ -201,21 +201,53 @@ fn content_text(vector: &Vector) {
     );
 }
 
-fn content_attachment(vector: &Vector) {
-    let body = MessageBody::Attachment(AttachmentMeta {
-        digest: Sha256Digest(vector.hex("digest")),
-        size: vector.number("size"),
-        media_type: vector.get("media_type").into(),
-        name: vector.get("name").into(),
-    });
+fn content_attachments(vector: &Vector) {
+    let attachments = serde_json::from_str(vector.get("attachments")).unwrap();
+    let body = MessageBody::with_attachments(vector.get("text"), attachments);
+    assert_eq!(body.validate(), Ok(()));
     check(
         vector,
-        &["digest", "size", "media_type", "name"],
+        &["text", "attachments"],
         vec![
             ("canonical_bytes", to_hex(body.canonical_bytes().as_bytes())),
             ("content_digest", to_hex(&body.content_digest().0)),
             ("body_json", serde_json::to_string(&body).unwrap()),
         ],
+    );
+}
+
+/// The file of the chunk tree vector: `size` bytes, byte `i` being `i mod 251`.
+fn patterned_file(size: usize) -> Vec<u8> {
+    (0..size).map(|index| (index % 251) as u8).collect()
+}
+
+fn chunk_tree(vector: &Vector) {
+    let size = vector.number("file_size") as usize;
+    let index = vector.number("chunk") as usize;
+    let file = patterned_file(size);
+    let leaves = file.chunks(CHUNK_BYTES).map(leaf_hash).collect();
+    let tree = ChunkTree::from_leaves(leaves);
+    let proof: Vec<String> = tree.proof(index).iter().map(|hash| to_hex(hash)).collect();
+    check(
+        vector,
+        &["file_size", "chunk"],
+        vec![
+            ("chunk_count", tree.chunk_count().to_string()),
+            ("root", to_hex(&tree.root())),
+            ("proof", proof.join(" ")),
+        ],
+    );
+}
+
+fn attachment_ids(vector: &Vector) {
+    let message: MessageId = vector.get("message_id").parse().unwrap();
+    let ids: Vec<String> = (0..3)
+        .map(|index| AttachmentId::of(message, index).unwrap().to_string())
+        .collect();
+    check(
+        vector,
+        &["message_id"],
+        vec![("attachment_ids", ids.join(" "))],
     );
 }
 
@@ -399,7 +431,9 @@ fn protocol_document_vectors_match_the_implementation() {
     assert_eq!(
         names,
         [
-            "content_attachment",
+            "attachment_ids",
+            "chunk_tree",
+            "content_attachments",
             "content_text",
             "identity",
             "invite",
@@ -415,7 +449,9 @@ fn protocol_document_vectors_match_the_implementation() {
             "identity" => identity(vector),
             "login" => login(vector),
             "content_text" => content_text(vector),
-            "content_attachment" => content_attachment(vector),
+            "content_attachments" => content_attachments(vector),
+            "chunk_tree" => chunk_tree(vector),
+            "attachment_ids" => attachment_ids(vector),
             "message" => message(vector),
             "membership" => membership(vector),
             "invite" => invite(vector),

@@ -9,10 +9,11 @@ use peerchat_shared::frames::{
 };
 use peerchat_shared::identity::{PublicKey, Signature};
 use peerchat_shared::ids::MessageId;
+use peerchat_shared::limits::{MAX_ATTACHMENTS, MAX_ATTACHMENT_BYTES, MAX_IMAGE_SIDE};
 use peerchat_shared::login::LoginNonce;
 use peerchat_shared::membership::{DisplayName, InviteToken, MembershipCertificate, Profile, Role};
 use peerchat_shared::message::{
-    AttachmentMeta, ClientNonce, Draft, Envelope, MessageBody, Sha256Digest,
+    Attachment, ClientNonce, Draft, Envelope, ImageInfo, MessageBody, Sha256Digest,
 };
 use peerchat_shared::time::UnixMillis;
 use proptest::prelude::*;
@@ -47,22 +48,37 @@ pub fn role() -> impl Strategy<Value = Role> {
     prop_oneof![Just(Role::Member), Just(Role::Owner), Just(Role::Virtual)]
 }
 
-pub fn body() -> impl Strategy<Value = MessageBody> {
-    let attachment = (
-        bytes::<32>(),
-        0..=peerchat_shared::limits::MAX_ATTACHMENT_BYTES,
+pub fn attachment() -> impl Strategy<Value = Attachment> {
+    let image = (1..=MAX_IMAGE_SIDE, 1..=MAX_IMAGE_SIDE).prop_map(|(width, height)| ImageInfo {
+        width,
+        height,
+        preview: "LEHV6nWB2yk8pyo0adR*.7kCMdnj".into(),
+    });
+    (
+        "[^\\p{Cc}/\\\\]{1,40}".prop_filter("not . or ..", |name| name != "." && name != ".."),
         "[a-z]{1,12}/[a-z0-9][a-z0-9.+-]{0,20}",
-        "[^\\p{Cc}]{1,40}",
+        0..=MAX_ATTACHMENT_BYTES,
+        bytes::<32>(),
+        bytes::<32>(),
+        proptest::option::of(image),
     )
-        .prop_map(|(digest, size, media_type, name)| {
-            MessageBody::Attachment(AttachmentMeta {
-                digest: Sha256Digest(digest),
-                size,
-                media_type,
-                name,
-            })
-        });
-    prop_oneof!["\\PC{1,200}".prop_map(MessageBody::text), attachment]
+        .prop_map(|(name, media_type, size, sha256, root, image)| Attachment {
+            name,
+            media_type,
+            size,
+            sha256: Sha256Digest(sha256),
+            root: Sha256Digest(root),
+            image,
+        })
+}
+
+pub fn body() -> impl Strategy<Value = MessageBody> {
+    let with_attachments = (
+        "\\PC{0,200}",
+        proptest::collection::vec(attachment(), 1..=MAX_ATTACHMENTS),
+    )
+        .prop_map(|(caption, attachments)| MessageBody::with_attachments(caption, attachments));
+    prop_oneof!["\\PC{1,200}".prop_map(MessageBody::text), with_attachments]
 }
 
 pub fn draft() -> impl Strategy<Value = Draft> {
