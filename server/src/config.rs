@@ -1,11 +1,11 @@
 //! The relay's configuration: identity, admission policy, channels, bans, ICE servers, limits.
 
 use crate::client_address::TrustedProxy;
+use crate::metrics::ArchiveStats;
 use peerchat_shared::channel::ChannelName;
 use peerchat_shared::frames::IceServer;
 use peerchat_shared::identity::{PublicKey, SecretKey};
 use peerchat_shared::limits::{RELAYED_PEER_BURST_BYTES, RELAYED_PEER_BYTES_PER_SECOND};
-use peerchat_virtual::VirtualClientStats;
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -34,7 +34,7 @@ pub struct RelayConfig {
     /// Keys that log in as virtual clients (archive peers that members ask last).
     pub virtual_clients: HashSet<PublicKey>,
     /// Health of the virtual clients running in this process, for `/metrics`.
-    pub virtual_client_stats: Vec<Arc<VirtualClientStats>>,
+    pub virtual_client_stats: Vec<Arc<dyn ArchiveStats>>,
     pub ice_servers: Vec<IceServer>,
     /// Serve the web client from this folder (a bundle as `cargo xtask web` writes it to
     /// web/dist) instead of the copy embedded in the binary, for working on the UI without

@@ -9,7 +9,6 @@ mod connection;
 mod http_server;
 mod hub;
 pub mod invites;
-pub use peerchat_virtual::key_file;
 mod metrics;
 mod outbox;
 mod rate;
@@ -17,6 +16,7 @@ mod web_assets;
 
 pub use client_address::{InvalidTrustedProxy, TrustedProxy};
 pub use config::{Admission, RelayConfig, RelayLimits};
+pub use metrics::ArchiveStats;
 
 use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
 use axum::http::StatusCode;

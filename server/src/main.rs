@@ -1,16 +1,22 @@
-//! `peerchat-server`: runs the relay (default) or mints an invite link (`invite`).
+//! `peerchat-server`: runs the relay (default) or mints an invite link (`invite`). With the
+//! cargo feature `virtual-clients` (a default), it also runs `--virtual-clients` in its process;
+//! that is the only part of the relay that links the WebRTC stack.
 
 use anyhow::{bail, Context as _, Result};
 use clap::{Parser, Subcommand};
-use peerchat_server::{invites, key_file, run, Admission, RelayConfig, RelayLimits, TrustedProxy};
+use peerchat_server::{invites, run, Admission, RelayConfig, RelayLimits, TrustedProxy};
 use peerchat_shared::channel::ChannelName;
 use peerchat_shared::frames::IceServer;
 use peerchat_shared::identity::{PublicKey, SecretKey};
+use peerchat_shared::key_file;
 use peerchat_shared::limits::MAX_CLIENT_FRAME_BYTES;
 use peerchat_shared::membership::Role;
+#[cfg(feature = "virtual-clients")]
 use peerchat_virtual::{Fleet, VirtualClientOptions};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+#[cfg(feature = "virtual-clients")]
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -75,9 +81,23 @@ struct Options {
     /// Public keys that log in as virtual clients, the operator's archive peers (comma-separated).
     #[arg(long, env = "PEERCHAT_VIRTUAL_CLIENT_KEYS", value_delimiter = ',')]
     virtual_client_keys: Vec<String>,
-    /// Run this many virtual clients inside the relay's process (a one-VM deployment).
+    /// Run this many virtual clients inside the relay's process (a one-VM deployment). A relay
+    /// built without the cargo feature `virtual-clients` refuses any number above 0.
     #[arg(long, env = "PEERCHAT_VIRTUAL_CLIENTS", default_value_t = 0)]
     virtual_clients: usize,
+    #[cfg(feature = "virtual-clients")]
+    #[command(flatten)]
+    in_process: InProcessOptions,
+    #[command(flatten, next_help_heading = "Relay limits")]
+    limits: LimitOptions,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// Where and how the `--virtual-clients` run (feature `virtual-clients`).
+#[cfg(feature = "virtual-clients")]
+#[derive(Debug, clap::Args)]
+struct InProcessOptions {
     /// Where the in-process virtual clients keep their keys, and their caches unless
     /// `--virtual-client-memory-only`.
     #[arg(
@@ -91,10 +111,6 @@ struct Options {
     virtual_client_memory_only: bool,
     #[command(flatten)]
     virtual_client_tuning: VirtualClientOptions,
-    #[command(flatten, next_help_heading = "Relay limits")]
-    limits: LimitOptions,
-    #[command(subcommand)]
-    command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -240,7 +256,7 @@ fn signing_key(options: &Options) -> Result<SecretKey> {
     if let Some(text) = &options.signing_key {
         return key_file::from_text(text).context("PEERCHAT_SIGNING_KEY");
     }
-    let (key, created) = key_file::load_or_create(&options.key_file)?;
+    let (key, created) = key_file::load_or_create(&options.key_file, rand::random)?;
     if created {
         tracing::info!(
             "created a new relay key in {} (back it up)",
@@ -311,9 +327,54 @@ fn config(options: &Options, signing_key: SecretKey, listening: SocketAddr) -> R
     })
 }
 
+/// Logging when `RUST_LOG` is unset (the virtual clients' WebRTC stack logs every state change
+/// at `info`, so their filter quiets it).
+#[cfg(feature = "virtual-clients")]
+const DEFAULT_LOG_FILTER: &str = peerchat_virtual::DEFAULT_LOG_FILTER;
+#[cfg(not(feature = "virtual-clients"))]
+const DEFAULT_LOG_FILTER: &str = "info";
+
+/// Logs to stderr, filtered by `RUST_LOG` or else [`DEFAULT_LOG_FILTER`].
+fn init_logging() {
+    // Colours only on a terminal: not in files, journald or a test's captured output.
+    let colours = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(colours)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| DEFAULT_LOG_FILTER.into()),
+        )
+        .init();
+}
+
+/// Cancels `shutdown` on Ctrl-C or SIGTERM (how fly.io and systemd stop a process).
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!("cannot listen for SIGTERM: {error}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate => {}
+    }
+    shutdown.cancel();
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
-    peerchat_virtual::init_logging();
+    init_logging();
     let options = Options::parse();
     if let Some(Command::Invite { uses, ttl, role }) = &options.command {
         let role = match role {
@@ -331,6 +392,16 @@ async fn main() -> Result<()> {
         }
         return Ok(());
     }
+    // Built without virtual clients (`--no-default-features`): refused before anything is
+    // written, rather than running without the archive that the operator asked for.
+    #[cfg(not(feature = "virtual-clients"))]
+    if options.virtual_clients > 0 {
+        bail!(
+            "--virtual-clients (PEERCHAT_VIRTUAL_CLIENTS): this relay was built without the \
+             cargo feature `virtual-clients`; run `peerchat-virtual` beside it \
+             (docs/operating.md), or build the relay with its default features"
+        );
+    }
     // The key file exists before the relay listens (an invite may be minted at once).
     let signing_key = signing_key(&options)?;
     let listener = tokio::net::TcpListener::bind(options.listen)
@@ -340,6 +411,7 @@ async fn main() -> Result<()> {
     let mut config = config(&options, signing_key, address)?;
     fit_open_files(&mut config.limits);
     let shutdown = CancellationToken::new();
+    #[cfg(feature = "virtual-clients")]
     if options.virtual_clients > 0 {
         start_virtual_clients(&options, &mut config, address, &shutdown)?;
     }
@@ -349,7 +421,7 @@ async fn main() -> Result<()> {
         config.signing_key.public_key()
     );
     tracing::info!("open http://{} in a browser", reachable_here(address));
-    tokio::spawn(peerchat_virtual::cancel_on_signal(shutdown.clone()));
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
     run(listener, config, shutdown).await?;
     tracing::info!("peerchat relay stopped");
     Ok(())
@@ -369,17 +441,36 @@ fn fit_open_files(limits: &mut RelayLimits) {
     }
 }
 
+/// A virtual client's health as `/metrics` reports it.
+#[cfg(feature = "virtual-clients")]
+#[derive(Debug)]
+struct InProcessArchive(Arc<peerchat_virtual::VirtualClientStats>);
+
+#[cfg(feature = "virtual-clients")]
+impl peerchat_server::ArchiveStats for InProcessArchive {
+    fn cached_messages(&self) -> u64 {
+        self.0.cached_messages()
+    }
+
+    fn cached_bytes(&self) -> u64 {
+        self.0.cached_bytes()
+    }
+}
+
 /// Starts `--virtual-clients` virtual clients against this relay (on loopback), admits their
 /// keys as virtual clients, and reports their health in `/metrics`.
+#[cfg(feature = "virtual-clients")]
 fn start_virtual_clients(
     options: &Options,
     config: &mut RelayConfig,
     address: SocketAddr,
     shutdown: &CancellationToken,
 ) -> Result<()> {
+    let in_process = &options.in_process;
     let fleet = Fleet {
-        key_dir: options.virtual_client_dir.clone(),
-        data_dir: (!options.virtual_client_memory_only).then(|| options.virtual_client_dir.clone()),
+        key_dir: in_process.virtual_client_dir.clone(),
+        data_dir: (!in_process.virtual_client_memory_only)
+            .then(|| in_process.virtual_client_dir.clone()),
     };
     std::fs::create_dir_all(&fleet.key_dir)
         .with_context(|| format!("cannot create {}", fleet.key_dir.display()))?;
@@ -387,11 +478,16 @@ fn start_virtual_clients(
         .virtual_clients
         .extend(fleet.public_keys(options.virtual_clients)?);
     let relay_url = format!("ws://{}/ws", reachable_here(address));
-    let template = options
+    let template = in_process
         .virtual_client_tuning
         .template(relay_url, None, None);
     let clients = fleet.start(&template, options.virtual_clients, shutdown)?;
     tracing::info!("{} virtual clients started", clients.len());
-    config.virtual_client_stats = clients.into_iter().map(|client| client.stats).collect();
+    config.virtual_client_stats = clients
+        .into_iter()
+        .map(|client| {
+            Arc::new(InProcessArchive(client.stats)) as Arc<dyn peerchat_server::ArchiveStats>
+        })
+        .collect();
     Ok(())
 }

@@ -1,11 +1,19 @@
 //! Counters for `GET /metrics` in the Prometheus text format.
 
 use peerchat_shared::frames::ErrorCode;
-use peerchat_virtual::VirtualClientStats;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+
+/// What `/metrics` reports of an archive peer running in the relay's process (a virtual client
+/// that the `peerchat-server` binary starts): the program that runs it implements this.
+pub trait ArchiveStats: std::fmt::Debug + Send + Sync {
+    /// Messages in its cache.
+    fn cached_messages(&self) -> u64;
+    /// Envelope bytes in its cache.
+    fn cached_bytes(&self) -> u64;
+}
 
 #[derive(Debug, Default)]
 pub(crate) struct Metrics {
@@ -67,7 +75,7 @@ impl Metrics {
     pub(crate) fn render(
         &self,
         queued_bytes: usize,
-        virtual_clients: &[Arc<VirtualClientStats>],
+        virtual_clients: &[Arc<dyn ArchiveStats>],
     ) -> String {
         let mut text = String::new();
         let mut gauge = |name: &str, kind: &str, help: &str, value: u64| {

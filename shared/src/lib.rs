@@ -3,6 +3,8 @@
 //! This crate performs no IO, never reads a clock and never draws OS randomness: time and random
 //! bits are arguments. It builds for native targets and for `wasm32-unknown-unknown`, so the relay,
 //! the browser client and the virtual clients share one implementation of the wire format.
+//! The one exception to "no IO" is the feature `key-file` (module `key_file`), for the native
+//! programs that keep keys on disk; even there the seed of a new key is an argument.
 
 pub mod budget;
 pub mod channel;
@@ -14,12 +16,14 @@ pub mod frames;
 pub mod identity;
 pub mod identity_export;
 pub mod ids;
+#[cfg(feature = "key-file")]
+pub mod key_file;
 pub mod limits;
 pub mod login;
 pub mod membership;
 pub mod mesh;
-pub mod node;
 pub mod message;
+pub mod node;
 pub mod peer;
 pub mod random;
 pub mod signing;

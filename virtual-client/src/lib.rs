@@ -7,8 +7,8 @@
 //! [`start`] runs one in a tokio task; [`Fleet`] names the files of several.
 
 pub mod cache;
+pub mod cli;
 mod driver;
-pub mod key_file;
 mod peer_links;
 mod relay_socket;
 mod state_files;
@@ -22,6 +22,7 @@ use driver::Driver;
 use peerchat_shared::channel::ChannelName;
 use peerchat_shared::client::ClientConfig;
 use peerchat_shared::identity::PublicKey;
+use peerchat_shared::key_file;
 use peerchat_shared::membership::InviteToken;
 use peerchat_shared::node::{Node, NodeConfig};
 use peerchat_shared::sync::SyncLimits;
@@ -120,7 +121,7 @@ pub fn start(
     config: VirtualClientConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<VirtualClient> {
-    let (key, created) = key_file::load_or_create(&config.key_file)?;
+    let (key, created) = key_file::load_or_create(&config.key_file, rand::random)?;
     if created {
         tracing::info!("created virtual client key {}", config.key_file.display());
     }
@@ -259,7 +260,9 @@ impl Fleet {
         (1..=count)
             .map(|number| {
                 let path = self.key_dir.join(format!("virtual-{number}.key"));
-                Ok(key_file::load_or_create(&path)?.0.public_key())
+                Ok(key_file::load_or_create(&path, rand::random)?
+                    .0
+                    .public_key())
             })
             .collect()
     }

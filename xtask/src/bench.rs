@@ -1,6 +1,7 @@
 //! `cargo xtask bench relay`: the relay binary and the `peerchat-load` generator as two processes
 //! on loopback, the relay pinned to one core and the generator to the other.
-//! `cargo xtask bench render`: the history-render browser test, repeated, its timings collected.
+//! `cargo xtask bench render`, `newcomer` and `virtual`: benchmark tests, `#[ignore]`d so that
+//! `cargo test` does not run them, run here by name with `--ignored` and their reports collected.
 //! `cargo xtask bench page`: the page-cache browser test's bytes for a first and a repeat visit.
 
 use crate::process::{self, run};
@@ -154,24 +155,59 @@ pub(crate) fn stop(relay: &mut Child) {
     let _ = relay.wait();
 }
 
-/// Runs the browser test that reloads a page holding 1,000 cached messages `repeats` times and
-/// prints each run's timings and their medians.
-/// The report a test printed, starting at `label` (libtest may have printed the test's name
-/// before it on the same line).
+/// A test of peerchat-server's, by its test binary (server/tests/<binary>/main.rs) and its path
+/// in it.
+struct BenchTest {
+    binary: &'static str,
+    name: &'static str,
+}
+
+/// The page-cache browser test: a correctness test (it asserts on the bytes) that prints them.
+const PAGE_CACHE: BenchTest = BenchTest {
+    binary: "browser",
+    name: "page_cache::a_repeat_visit_revalidates_only_the_page_and_a_new_deploy_is_picked_up_on_the_next_load",
+};
+const NEWCOMER: BenchTest = BenchTest {
+    binary: "browser",
+    name: "history_newcomer::benchmark_a_newcomer_receiving_a_members_whole_history",
+};
+const RENDER: BenchTest = BenchTest {
+    binary: "browser",
+    name: "history_render::benchmark_drawing_a_thousand_cached_messages_after_a_reload",
+};
+const VIRTUAL_SYNC: BenchTest = BenchTest {
+    binary: "virtual_clients",
+    name: "throughput::benchmark_virtual_clients_pulling_a_seeded_history",
+};
+const VIRTUAL_TO_BROWSER: BenchTest = BenchTest {
+    binary: "virtual_clients",
+    name: "chromium::benchmark_a_browser_newcomer_receiving_a_virtual_clients_seeded_history",
+};
+
+/// `cargo test` running `test` alone, ignored or not, with its output shown (`--release` for a
+/// release build).
+fn test_command(root: &Path, test: &BenchTest, profile: &[&str]) -> Command {
+    let mut command = process::cargo(root);
+    command
+        .args(["test", "--locked", "--package", "peerchat-server"])
+        .args(profile)
+        .args(["--test", test.binary, "--", test.name])
+        .args(["--exact", "--include-ignored", "--nocapture"]);
+    command
+}
+
 /// Runs the page-cache browser test and reports the bytes of a first and a repeat visit.
 pub(crate) fn page(root: &Path) -> Result<()> {
-    let output = process::output_of(
-        process::cargo(root)
-            .args(["test", "--locked", "--package", "peerchat-server"])
-            .args(["--test", "browser_page_cache", "--", "--nocapture"]),
-    )
-    .context("the page-cache test failed")?;
+    let output = process::output_of(&mut test_command(root, &PAGE_CACHE, &[]))
+        .context("the page-cache test failed")?;
     let line =
         report_line(&output, "page bytes:").context("the page-cache test printed no bytes")?;
     eprintln!("xtask: {line}");
     Ok(())
 }
 
+/// The report a test printed, starting at `label` (libtest may have printed the test's name
+/// before it on the same line).
 fn report_line<'a>(output: &'a str, label: &str) -> Option<&'a str> {
     output
         .lines()
@@ -184,12 +220,10 @@ pub(crate) fn newcomer(root: &Path, messages: usize, repeats: usize) -> Result<(
     let mut totals = Vec::new();
     for run_number in 1..=repeats {
         let output = process::output_of(
-            process::cargo(root)
-                .args(["test", "--locked", "--package", "peerchat-server"])
-                .args(["--test", "browser_history_newcomer", "--", "--nocapture"])
+            test_command(root, &NEWCOMER, &[])
                 .env("PEERCHAT_NEWCOMER_MESSAGES", messages.to_string()),
         )
-        .context("the newcomer test failed")?;
+        .context("the newcomer benchmark failed")?;
         let line =
             report_line(&output, "newcomer:").context("the newcomer test printed no timings")?;
         eprintln!("xtask: run {run_number}: {line}");
@@ -209,15 +243,13 @@ pub(crate) fn newcomer(root: &Path, messages: usize, repeats: usize) -> Result<(
     Ok(())
 }
 
+/// Runs the browser benchmark that reloads a page holding 1,000 cached messages `repeats` times
+/// and prints each run's timings and their medians.
 pub(crate) fn render(root: &Path, repeats: usize) -> Result<()> {
     let mut runs: Vec<Vec<(String, f64)>> = Vec::new();
     for run_number in 1..=repeats {
-        let output = process::output_of(
-            process::cargo(root)
-                .args(["test", "--locked", "--package", "peerchat-server"])
-                .args(["--test", "browser_history_render", "--", "--nocapture"]),
-        )
-        .context("the history-render test failed")?;
+        let output = process::output_of(&mut test_command(root, &RENDER, &[]))
+            .context("the history-render benchmark failed")?;
         let line = report_line(&output, "history render:")
             .context("the history-render test printed no timings")?;
         eprintln!("xtask: run {run_number}: {line}");
@@ -251,39 +283,23 @@ pub(crate) fn render(root: &Path, repeats: usize) -> Result<()> {
     Ok(())
 }
 
-/// Runs the virtual-client throughput tests with `messages` messages (release build: the
-/// virtual client is a native program) and prints their reports.
+/// Runs the virtual-client benchmarks with `messages` messages (release build: the virtual
+/// client is a native program) and prints their reports.
 pub(crate) fn virtual_clients(root: &Path, messages: usize) -> Result<()> {
     for (test, variable, label) in [
+        (&VIRTUAL_SYNC, "PEERCHAT_VIRTUAL_MESSAGES", "virtual sync:"),
         (
-            "virtual_client_throughput",
-            "PEERCHAT_VIRTUAL_MESSAGES",
-            "virtual sync:",
-        ),
-        (
-            "browser_virtual_clients",
+            &VIRTUAL_TO_BROWSER,
             "PEERCHAT_VIRTUAL_TO_BROWSER_MESSAGES",
             "virtual to browser:",
         ),
     ] {
-        let mut command = process::cargo(root);
-        command
-            .args([
-                "test",
-                "--release",
-                "--locked",
-                "--package",
-                "peerchat-server",
-            ])
-            .args(["--test", test, "--", "--nocapture"])
-            .env(variable, messages.to_string());
-        if test == "browser_virtual_clients" {
-            command.arg("a_browser_newcomer_receives");
-        }
-        let output =
-            process::output_of(&mut command).with_context(|| format!("the {test} test failed"))?;
+        let output = process::output_of(
+            test_command(root, test, &["--release"]).env(variable, messages.to_string()),
+        )
+        .with_context(|| format!("the benchmark {} failed", test.name))?;
         let line = report_line(&output, label)
-            .with_context(|| format!("the {test} test printed no report"))?;
+            .with_context(|| format!("the benchmark {} printed no report", test.name))?;
         eprintln!("xtask: {line}");
     }
     Ok(())

@@ -1,5 +1,7 @@
-//! The dependency graph's rule: one version of each big crate (two would be compiled, linked and
-//! shipped twice, and their types would not mix).
+//! The dependency graph's rules: one version of each big crate (two would be compiled, linked and
+//! shipped twice, and their types would not mix); the relay without its default features (the
+//! library, its relay and browser tests) builds no WebRTC stack; and the virtual client does not
+//! depend on the relay (no package cycle, even through dev-dependencies).
 
 use crate::process;
 use anyhow::{bail, Context as _, Result};
@@ -22,8 +24,18 @@ const SINGLE_VERSION: &[&str] = &[
     "webrtc",
 ];
 
+/// Packages that only the relay's feature `virtual-clients` may bring in.
+const VIRTUAL_CLIENT_ONLY: &[&str] = &["peerchat-virtual", "webrtc", "rtc"];
+
+/// Every rule of this module, from `cargo tree` (no build).
+pub(crate) fn check(root: &Path) -> Result<()> {
+    check_single_versions(root)?;
+    check_relay_without_webrtc(root)?;
+    check_no_cycle(root)
+}
+
 /// Fails when `cargo tree --duplicates` lists one of [`SINGLE_VERSION`].
-pub(crate) fn check_single_versions(root: &Path) -> Result<()> {
+fn check_single_versions(root: &Path) -> Result<()> {
     let tree = process::output_of(process::cargo(root).args([
         "tree",
         "--workspace",
@@ -47,9 +59,50 @@ pub(crate) fn check_single_versions(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The crates of [`SINGLE_VERSION`] that `cargo tree --duplicates --prefix none` lists.
-fn twice_built(tree: &str) -> Vec<&'static str> {
-    SINGLE_VERSION
+/// Fails when the relay without default features (its library, and everything its tests are
+/// built with) depends on one of [`VIRTUAL_CLIENT_ONLY`].
+fn check_relay_without_webrtc(root: &Path) -> Result<()> {
+    let tree = packages_of(root, "peerchat-server", &["--no-default-features"])?;
+    let found = listed(&tree, VIRTUAL_CLIENT_ONLY);
+    if !found.is_empty() {
+        bail!(
+            "peerchat-server without default features depends on {}: only the feature \
+             `virtual-clients` (the binary's in-process virtual clients) may bring in WebRTC \
+             (cargo tree -p peerchat-server --no-default-features -e normal,build,dev -i {})",
+            found.join(", "),
+            found[0]
+        );
+    }
+    Ok(())
+}
+
+/// Fails when the virtual client depends on the relay in any way (a cycle: the relay's binary
+/// depends on the virtual client).
+fn check_no_cycle(root: &Path) -> Result<()> {
+    let tree = packages_of(root, "peerchat-virtual", &[])?;
+    if !listed(&tree, &["peerchat-server"]).is_empty() {
+        bail!(
+            "peerchat-virtual depends on peerchat-server, which depends on it: tests that need both \
+             belong in server/tests/virtual_clients"
+        );
+    }
+    Ok(())
+}
+
+/// The packages `package` is built with, its tests' included (`cargo tree --prefix none`).
+fn packages_of(root: &Path, package: &str, options: &[&str]) -> Result<String> {
+    process::output_of(
+        process::cargo(root)
+            .args(["tree", "--locked", "--package", package])
+            .args(options)
+            .args(["--edges", "normal,build,dev", "--prefix", "none"]),
+    )
+    .with_context(|| format!("cargo tree --package {package} failed"))
+}
+
+/// The names of `names` that lines of a `cargo tree --prefix none` start with.
+fn listed(tree: &str, names: &[&'static str]) -> Vec<&'static str> {
+    names
         .iter()
         .copied()
         .filter(|name| {
@@ -57,6 +110,11 @@ fn twice_built(tree: &str) -> Vec<&'static str> {
                 .any(|line| line.split_whitespace().next() == Some(*name))
         })
         .collect()
+}
+
+/// The crates of [`SINGLE_VERSION`] that `cargo tree --duplicates --prefix none` lists.
+fn twice_built(tree: &str) -> Vec<&'static str> {
+    listed(tree, SINGLE_VERSION)
 }
 
 #[cfg(test)]
@@ -69,5 +127,24 @@ mod tests {
             "base64 v0.22.1\n\nbase64 v0.23.1\n\ntungstenite v0.28.0\n\ntungstenite v0.29.0\n";
         assert_eq!(twice_built(tree), ["tungstenite"]);
         assert!(twice_built("rand v0.9.5\n\nrand v0.10.4\n").is_empty());
+    }
+
+    #[test]
+    fn webrtc_in_a_tree_is_found_by_package_name_not_by_substring() {
+        let tree = "peerchat-server v0.1.0 (/src/server)\nrtc-sctp v0.21.1\nwebrtc v0.21.1\n";
+        assert_eq!(listed(tree, VIRTUAL_CLIENT_ONLY), ["webrtc"]);
+        assert!(listed(
+            "peerchat-server v0.1.0 (/src/server)\n",
+            VIRTUAL_CLIENT_ONLY
+        )
+        .is_empty());
+    }
+
+    /// The rules hold in this workspace (`cargo tree` reads the manifests; nothing is built).
+    #[test]
+    fn the_relay_builds_no_webrtc_without_its_default_features_and_nothing_is_a_cycle() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        check_relay_without_webrtc(root).unwrap();
+        check_no_cycle(root).unwrap();
     }
 }

@@ -227,7 +227,7 @@ fn serve(root: &Path, relay_options: &[String]) -> Result<()> {
 fn test(root: &Path) -> Result<()> {
     let toolchain = setup::ensure(setup::Needs::Everything)?;
     process::run(process::cargo(root).args(["fmt", "--all", "--check"]))?;
-    deps::check_single_versions(root)?;
+    deps::check(root)?;
     // The relay embeds the bundle, so it is built before anything compiles the relay.
     wasm::build_web_bundle(root, &toolchain)?;
     wasm::check_page_types(root, &toolchain)?;
@@ -235,6 +235,17 @@ fn test(root: &Path) -> Result<()> {
         process::cargo(root)
             .args(["clippy", "--workspace", "--all-targets", "--locked", "--"])
             .args(["--deny", "warnings"]),
+    )?;
+    // The relay without its default features: the library and relay tests, without WebRTC.
+    process::run(
+        process::cargo(root)
+            .args([
+                "clippy",
+                "--package",
+                "peerchat-server",
+                "--no-default-features",
+            ])
+            .args(["--all-targets", "--locked", "--", "--deny", "warnings"]),
     )?;
     wasm::clippy(root, &toolchain)?;
     process::run(process::cargo(root).args(["test", "--workspace", "--locked"]))?;

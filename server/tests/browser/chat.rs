@@ -1,8 +1,7 @@
 //! The web client end to end: real headless Chromium profiles, the real relay on loopback, the
 //! page and its WebAssembly client as served to members.
 
-mod browser;
-mod support;
+use crate::{browser, support};
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::routing::get;

@@ -1,7 +1,7 @@
 //! The relay over real WebSockets on loopback: login, admission, channels, presence, signed
 //! relay with resend idempotency, signalling, and every kind of bad input.
 
-mod support;
+use crate::support;
 
 use peerchat_server::{invites, Admission};
 use peerchat_shared::channel::ChannelName;

@@ -1,10 +1,16 @@
-//! The `peerchat-virtual` binary as an operator runs it: `--count` clients with keys made on
+//! The `peerchat-virtual` command as an operator runs it: `--count` clients with keys made on
 //! the first run, admitted by an invite of role `virtual`, and back after a restart with the
 //! same keys and the certificates the relay gave them (the invite is used up by then).
+//!
+//! The command runs in a process of its own, stopped by SIGTERM as a service manager stops it.
+//! That process is this test binary again, running [`peerchat_virtual_command`], which runs
+//! the binary's `main` (`peerchat_virtual::cli::main`): Cargo builds only this package's
+//! binaries for its tests, and the virtual client's crate no longer depends on the relay's.
 
 use peerchat_server::{invites, Admission, RelayConfig};
 use peerchat_shared::identity::SecretKey;
 use peerchat_shared::membership::Role;
+use std::ffi::OsString;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
@@ -44,22 +50,56 @@ async fn wait_for_virtual_sessions(address: std::net::SocketAddr, count: usize) 
     }
 }
 
+/// Where the parent hands [`peerchat_virtual_command`] its command line, one argument a line.
+const ARGUMENTS: &str = "PEERCHAT_TEST_VIRTUAL_COMMAND";
+
+/// Not a test of its own: `peerchat-virtual` with the arguments in [`ARGUMENTS`], in the process
+/// that [`start_virtual_clients`] starts. Without them (any other run) it does nothing.
+#[test]
+#[ignore = "the peerchat-virtual process of the test below; it runs only as that"]
+fn peerchat_virtual_command() {
+    let Some(arguments) = std::env::var_os(ARGUMENTS) else {
+        return;
+    };
+    let arguments = arguments.into_string().expect("UTF-8 arguments");
+    let command_line = std::iter::once("peerchat-virtual")
+        .chain(arguments.lines())
+        .map(OsString::from);
+    peerchat_virtual::cli::main(command_line).unwrap();
+}
+
+/// `peerchat-virtual` as its own process, with an empty environment as a service manager gives
+/// it (but for its command line).
 fn start_virtual_clients(relay: std::net::SocketAddr, dir: &Path, invite: Option<&str>) -> Child {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_peerchat-virtual"));
-    command
-        .env_clear()
-        .arg("--relay")
-        .arg(format!("ws://{relay}/ws"))
-        .args(["--count", &CLIENTS.to_string()])
-        .arg("--key-dir")
-        .arg(dir.join("keys"))
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .args(["--webrtc-udp", "127.0.0.1:0"]);
+    let mut arguments = vec![
+        "--relay".to_owned(),
+        format!("ws://{relay}/ws"),
+        "--count".to_owned(),
+        CLIENTS.to_string(),
+        "--key-dir".to_owned(),
+        dir.join("keys").display().to_string(),
+        "--data-dir".to_owned(),
+        dir.join("data").display().to_string(),
+        "--webrtc-udp".to_owned(),
+        "127.0.0.1:0".to_owned(),
+    ];
     if let Some(invite) = invite {
-        command.arg("--invite").arg(invite);
+        arguments.extend(["--invite".to_owned(), invite.to_owned()]);
     }
-    command.spawn().unwrap()
+    // This test binary runs `peerchat_virtual_command` alone: the test's name without the crate.
+    let module = module_path!()
+        .split_once("::")
+        .map_or(module_path!(), |(_, module)| module);
+    Command::new(std::env::current_exe().unwrap())
+        .env_clear()
+        .env(ARGUMENTS, arguments.join("\n"))
+        .arg(format!("{module}::peerchat_virtual_command"))
+        .args(["--exact", "--include-ignored", "--nocapture"])
+        // Its logs (stderr) show; libtest's lines about the one test (stdout) would only confuse
+        // this run's own.
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
 }
 
 /// Sends SIGTERM, as a service manager does, and waits for the process to end.

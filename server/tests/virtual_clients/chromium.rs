@@ -2,14 +2,14 @@
 //! crate) in a network namespace of their own, linked by real WebRTC data channels, beside the
 //! real relay, which keeps no history. The page counts which envelopes came from archive peers.
 
-mod browser;
-mod support;
+use crate::{archive, browser, support};
 
+use archive::{virtual_client_template, wait_until_cached};
 use browser::{Browser, ChromeDriver};
 use peerchat_virtual::{Fleet, DEFAULT_BYTES_PER_SECOND};
 use std::path::Path;
 use std::time::Duration;
-use support::{unthrottled_config, virtual_client_template, wait_until_cached, TestRelay};
+use support::{unthrottled_config, TestRelay};
 use tokio_util::sync::CancellationToken;
 
 /// Guards against a hung test; never an assertion about speed.
@@ -176,22 +176,17 @@ async fn ten_virtual_clients_get_the_history_from_a_browser_and_from_each_other(
     relay.stop().await;
 }
 
-/// How fast a Chromium newcomer gets a virtual client's history: the virtual client starts with
-/// a cache file of `PEERCHAT_VIRTUAL_TO_BROWSER_MESSAGES` messages (300 unless set; `cargo
-/// xtask bench virtual` sets more). The time is printed for docs/benchmarks.md, never asserted.
-#[tokio::test(flavor = "multi_thread")]
-#[allow(clippy::print_stdout, reason = "the timing is this test's report")]
-async fn a_browser_newcomer_receives_a_virtual_clients_seeded_history() {
-    if browser::run_sealed() {
-        return;
-    }
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-    let count: usize = std::env::var("PEERCHAT_VIRTUAL_TO_BROWSER_MESSAGES")
-        .map(|value| value.parse().expect("a number of messages"))
-        .unwrap_or(300);
+/// What a Chromium newcomer's page measured while taking a virtual client's history.
+struct Report {
+    to_first: f64,
+    first_to_all: f64,
+    to_all: f64,
+    envelopes_served: u64,
+}
+
+/// A virtual client starts with a cache file of `count` messages; a Chromium newcomer stores
+/// every one of them from it (an archive peer), none through the relay.
+async fn browser_newcomer_gets_a_seeded_history(count: usize) -> Report {
     let dir = tempfile::tempdir().unwrap();
     let fleet = Fleet {
         key_dir: dir.path().to_path_buf(),
@@ -203,7 +198,7 @@ async fn a_browser_newcomer_receives_a_virtual_clients_seeded_history() {
     let mut template = virtual_client_template(&relay, "0.0.0.0:0");
     // Unthrottled: this measures the path, not the budget.
     template.bytes_per_second = 1024 * DEFAULT_BYTES_PER_SECOND;
-    support::seed_cache(
+    archive::seed_cache(
         &fleet.config(&template, 1).cache_file.unwrap(),
         &relay_key,
         count,
@@ -221,14 +216,46 @@ async fn a_browser_newcomer_receives_a_virtual_clients_seeded_history() {
     .await;
     let (to_first, first_to_all, to_all) = bea.peer_history_timings().await;
     assert_eq!(bea.dataset("envelopesOverRelay").await, "0");
-    println!(
-        "virtual to browser: messages={count} online_to_first={:.0} first_to_all_stored={:.0} online_to_all_stored={:.0} envelopes_served={}",
-        to_first,
-        first_to_all,
-        to_all,
-        archive[0].stats.envelopes_served()
-    );
+    let envelopes_served = archive[0].stats.envelopes_served();
     bea.close().await;
     shutdown.cancel();
     relay.stop().await;
+    Report {
+        to_first,
+        first_to_all,
+        to_all,
+        envelopes_served,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_browser_newcomer_receives_a_virtual_clients_seeded_history() {
+    if browser::run_sealed() {
+        return;
+    }
+    browser_newcomer_gets_a_seeded_history(300).await;
+}
+
+/// How fast a Chromium newcomer gets a virtual client's history: a cache file of
+/// `PEERCHAT_VIRTUAL_TO_BROWSER_MESSAGES` messages (300 unless set; `cargo xtask bench virtual`
+/// sets more). The time is printed for docs/benchmarks.md, never asserted.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "benchmark: cargo xtask bench virtual"]
+#[allow(clippy::print_stdout, reason = "the timing is this benchmark's report")]
+async fn benchmark_a_browser_newcomer_receiving_a_virtual_clients_seeded_history() {
+    if browser::run_sealed() {
+        return;
+    }
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let count: usize = std::env::var("PEERCHAT_VIRTUAL_TO_BROWSER_MESSAGES")
+        .map(|value| value.parse().expect("a number of messages"))
+        .unwrap_or(300);
+    let report = browser_newcomer_gets_a_seeded_history(count).await;
+    println!(
+        "virtual to browser: messages={count} online_to_first={:.0} first_to_all_stored={:.0} online_to_all_stored={:.0} envelopes_served={}",
+        report.to_first, report.first_to_all, report.to_all, report.envelopes_served
+    );
 }

@@ -2,15 +2,14 @@
 //! channels (the `webrtc` crate): admission as archive peers, history from one to another,
 //! a cache that survives a restart with a data file, and ten started together.
 
-mod support;
+use crate::{archive, support};
 
+use archive::{virtual_client_template, wait_until_cached};
 use peerchat_shared::frames::RelayToClient;
 use peerchat_shared::membership::Role;
 use peerchat_virtual::Fleet;
 use std::path::Path;
-use support::{
-    unthrottled_config, virtual_client_template, wait_until, wait_until_cached, TestRelay,
-};
+use support::{unthrottled_config, wait_until, TestRelay};
 use tokio_util::sync::CancellationToken;
 
 /// A relay that admits the keys of `count` virtual clients kept in `key_dir`.

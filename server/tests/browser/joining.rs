@@ -1,8 +1,7 @@
 //! Joining from the web page: invite links on an invite-only relay, the relay key pinned at first
 //! contact, and the member's display name as others see it.
 
-mod browser;
-mod support;
+use crate::{browser, support};
 
 use browser::{Browser, ChromeDriver};
 use peerchat_server::Admission;

@@ -1,15 +1,16 @@
-//! How fast history crosses between virtual clients, and what each costs in memory: one virtual
-//! client starts with a cache file holding `PEERCHAT_VIRTUAL_MESSAGES` messages (1,000 unless
-//! set; `cargo xtask bench virtual` sets more), `PEERCHAT_VIRTUAL_PULLING` more (ten unless
-//! set) start empty, and each pulls the whole
-//! history over data channels on loopback. Times and memory are printed for
-//! docs/benchmarks.md, never asserted; that every message arrives is.
+//! History crossing between virtual clients: one starts with a cache file holding a seeded
+//! history, more start empty, and each pulls the whole history over data channels on loopback.
+//! The benchmark run seeds `PEERCHAT_VIRTUAL_MESSAGES` messages (1,000 unless set; `cargo xtask
+//! bench virtual` sets more) for `PEERCHAT_VIRTUAL_PULLING` virtual clients (ten unless set)
+//! and prints how fast, and what each costs in memory, for docs/benchmarks.md; those are never
+//! asserted. That every message arrives is, in both runs.
 
-mod support;
+use crate::{archive, support};
 
+use archive::{seed_cache, virtual_client_template};
 use peerchat_virtual::{Fleet, DEFAULT_BYTES_PER_SECOND};
 use std::time::{Duration, Instant};
-use support::{seed_cache, unthrottled_config, virtual_client_template, TestRelay};
+use support::{unthrottled_config, TestRelay};
 use tokio_util::sync::CancellationToken;
 
 const PATIENCE: Duration = Duration::from_secs(600);
@@ -25,15 +26,16 @@ fn resident_kib() -> u64 {
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-#[allow(clippy::print_stdout, reason = "the timing is this test's report")]
-async fn ten_virtual_clients_pull_a_seeded_history_from_one_over_data_channels() {
-    let count: usize = std::env::var("PEERCHAT_VIRTUAL_MESSAGES")
-        .map(|value| value.parse().expect("a number of messages"))
-        .unwrap_or(1_000);
-    let pulling: usize = std::env::var("PEERCHAT_VIRTUAL_PULLING")
-        .map(|value| value.parse().expect("a number of virtual clients"))
-        .unwrap_or(10);
+/// What one run measured.
+struct Report {
+    first_done: Duration,
+    all_done: Duration,
+    per_client_kib: u64,
+}
+
+/// One virtual client with `count` seeded messages, then `pulling` empty ones that each get
+/// them all.
+async fn pull_a_seeded_history(count: usize, pulling: usize) -> Report {
     let dir = tempfile::tempdir().unwrap();
     let seed = Fleet {
         key_dir: dir.path().join("seed"),
@@ -75,15 +77,39 @@ async fn ten_virtual_clients_pull_a_seeded_history_from_one_over_data_channels()
     }
     let all_done = started.elapsed();
     let per_client_kib = resident_kib().saturating_sub(before) / pulling as u64;
-    let first = first_done.unwrap().as_secs_f64();
-    println!(
-        "virtual sync: messages={count} clients={pulling} first_client_ms={:.0} first_client_msgs_per_s={:.0} all_ms={:.0} resident_kib_per_client={per_client_kib}",
-        first * 1000.0,
-        count as f64 / first,
-        all_done.as_secs_f64() * 1000.0,
-    );
     shutdown.cancel();
     relay.stop().await;
+    Report {
+        first_done: first_done.unwrap(),
+        all_done,
+        per_client_kib,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ten_virtual_clients_pull_a_seeded_history_from_one_over_data_channels() {
+    pull_a_seeded_history(300, 10).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "benchmark: cargo xtask bench virtual"]
+#[allow(clippy::print_stdout, reason = "the timing is this benchmark's report")]
+async fn benchmark_virtual_clients_pulling_a_seeded_history() {
+    let count: usize = std::env::var("PEERCHAT_VIRTUAL_MESSAGES")
+        .map(|value| value.parse().expect("a number of messages"))
+        .unwrap_or(1_000);
+    let pulling: usize = std::env::var("PEERCHAT_VIRTUAL_PULLING")
+        .map(|value| value.parse().expect("a number of virtual clients"))
+        .unwrap_or(10);
+    let report = pull_a_seeded_history(count, pulling).await;
+    let first = report.first_done.as_secs_f64();
+    println!(
+        "virtual sync: messages={count} clients={pulling} first_client_ms={:.0} first_client_msgs_per_s={:.0} all_ms={:.0} resident_kib_per_client={}",
+        first * 1000.0,
+        count as f64 / first,
+        report.all_done.as_secs_f64() * 1000.0,
+        report.per_client_kib,
+    );
 }
 
 async fn wait(mut condition: impl FnMut() -> bool) {

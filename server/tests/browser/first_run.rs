@@ -3,8 +3,7 @@
 //! commands build the relay it ships, and the README's first command serves the page on which,
 //! in Chromium, a member comes online and chats. `.ci/run` runs the README's second command.
 
-mod browser;
-mod support;
+use crate::browser;
 
 use browser::{Browser, ChromeDriver};
 use std::io::BufRead as _;

@@ -4,8 +4,7 @@
 //! envelopes that came over data channels and over the relay, and the relay counts the peer
 //! bytes it forwarded.
 
-mod browser;
-mod support;
+use crate::{browser, support};
 
 use browser::{Browser, ChromeDriver, GatedProxy};
 use peerchat_server::Admission;

@@ -1,7 +1,7 @@
 //! The relay's HTTP surface over a real loopback socket: health, discovery, metrics, the web
 //! client's files, and security headers.
 
-mod support;
+use crate::support;
 
 use peerchat_server::Admission;
 use reqwest::header::HeaderMap;

@@ -2,7 +2,7 @@
 //! count and time, each checking the relay's own peak memory against what a 256 MB machine
 //! can spare (docs/protocol.md §8.1).
 
-mod support;
+use crate::support;
 
 use futures_util::StreamExt as _;
 use peerchat_shared::channel::ChannelName;

@@ -1,8 +1,11 @@
-//! The `peerchat-server` binary: invite links from the command line, and `--help`.
+//! The `peerchat-server` binary: invite links from the command line, `--help`, its files, a
+//! restart, SIGTERM, and (with the feature `virtual-clients`) the virtual clients it runs in its
+//! process, also with fly.toml's environment.
 
-mod support;
+use crate::support;
 
-use peerchat_server::{key_file, Admission};
+use peerchat_server::Admission;
+use peerchat_shared::key_file;
 use std::process::Command;
 use support::{config, Credentials, RelayProcess, TestClient, TestRelay};
 
@@ -16,7 +19,7 @@ fn relay_command(key_path: &std::path::Path) -> Command {
 async fn the_documented_invite_command_prints_a_join_link_that_the_relay_accepts() {
     let data_dir = tempfile::tempdir().unwrap();
     let key_path = data_dir.path().join("relay.key");
-    let (key, _) = key_file::load_or_create(&key_path).unwrap();
+    let (key, _) = key_file::load_or_create(&key_path, rand::random).unwrap();
     // As docs/operating.md writes it, with the relay's key settings.
     let output = relay_command(&key_path)
         .args(["invite", "--uses", "5", "--ttl", "7d"])
@@ -84,8 +87,10 @@ fn help_lists_the_relay_limits_under_their_own_heading() {
     ] {
         assert_eq!(heading_before(limit), "Relay limits:", "{limit}");
     }
-    for tuning in ["--cache-hours", "--upload-kbps"] {
-        assert_eq!(heading_before(tuning), "Virtual clients:", "{tuning}");
+    if cfg!(feature = "virtual-clients") {
+        for tuning in ["--cache-hours", "--upload-kbps"] {
+            assert_eq!(heading_before(tuning), "Virtual clients:", "{tuning}");
+        }
     }
     assert_eq!(heading_before("--listen"), "Options:");
 }
@@ -118,16 +123,51 @@ fn help_documents_every_option_and_its_environment_variable() {
         "PEERCHAT_SEND_QUEUE_FRAMES",
         "PEERCHAT_VIRTUAL_CLIENT_KEYS",
         "PEERCHAT_VIRTUAL_CLIENTS",
-        "PEERCHAT_VIRTUAL_CLIENT_DIR",
-        "PEERCHAT_VIRTUAL_HOURS",
-        "PEERCHAT_VIRTUAL_MEGABYTES",
-        "PEERCHAT_VIRTUAL_KBPS",
-    ] {
+    ]
+    .into_iter()
+    .chain(IN_PROCESS_VIRTUAL_CLIENT_VARIABLES)
+    {
         assert!(
             help.contains(variable),
             "--help does not mention {variable}:\n{help}"
         );
     }
+}
+
+/// The options of the virtual clients in the relay's process, which only a relay built with
+/// them has.
+#[cfg(feature = "virtual-clients")]
+const IN_PROCESS_VIRTUAL_CLIENT_VARIABLES: [&str; 4] = [
+    "PEERCHAT_VIRTUAL_CLIENT_DIR",
+    "PEERCHAT_VIRTUAL_HOURS",
+    "PEERCHAT_VIRTUAL_MEGABYTES",
+    "PEERCHAT_VIRTUAL_KBPS",
+];
+#[cfg(not(feature = "virtual-clients"))]
+const IN_PROCESS_VIRTUAL_CLIENT_VARIABLES: [&str; 0] = [];
+
+/// A relay built without the feature `virtual-clients` refuses to start any, saying why.
+#[cfg(not(feature = "virtual-clients"))]
+#[test]
+fn a_relay_built_without_virtual_clients_refuses_to_run_them() {
+    let work_dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_peerchat-server"))
+        .env_clear()
+        .current_dir(work_dir.path())
+        .args(["--listen", "127.0.0.1:0", "--virtual-clients", "1"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("built without the cargo feature `virtual-clients`"),
+        "{stderr}"
+    );
+    assert_eq!(
+        files_below(work_dir.path()),
+        Vec::<std::path::PathBuf>::new(),
+        "refused before it wrote a key"
+    );
 }
 
 /// Lists every file below `dir`, relative to it.
@@ -219,6 +259,7 @@ async fn the_relay_binary_writes_nothing_but_its_key_file_and_members_return_aft
     assert_eq!(files_below(work_dir.path()), only_the_key);
 }
 
+#[cfg(feature = "virtual-clients")]
 #[tokio::test]
 async fn the_relay_runs_virtual_clients_in_its_process_and_reports_them_in_its_metrics() {
     let work_dir = tempfile::tempdir().unwrap();
@@ -256,6 +297,7 @@ async fn the_relay_runs_virtual_clients_in_its_process_and_reports_them_in_its_m
 
 /// The environment fly.io gives the relay: the image's `ENV` (the Dockerfile's last stage)
 /// overlaid with fly.toml's `[env]`, and where fly.toml mounts the volume.
+#[cfg(feature = "virtual-clients")]
 fn fly_environment() -> (Vec<(String, String)>, String) {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let dockerfile = std::fs::read_to_string(root.join("Dockerfile"))
@@ -284,6 +326,7 @@ fn fly_environment() -> (Vec<(String, String)>, String) {
 }
 
 /// fly.io stops the machine when idle: the archive must be on the volume to outlive that.
+#[cfg(feature = "virtual-clients")]
 #[tokio::test]
 async fn on_fly_the_in_process_archive_keeps_its_cache_on_the_volume_across_a_restart() {
     let (environment, volume) = fly_environment();

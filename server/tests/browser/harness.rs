@@ -75,7 +75,14 @@ fn run_sealed_in(network: &str) -> bool {
             &format!("{network} && exec \"$0\" \"$@\""),
         ])
         .arg(std::env::current_exe().expect("the test binary's path"))
-        .args([test.as_str(), "--exact", "--test-threads=1", "--nocapture"])
+        // An ignored test (a benchmark) runs inside too: the outer run chose to run it.
+        .args([
+            test.as_str(),
+            "--exact",
+            "--include-ignored",
+            "--test-threads=1",
+        ])
+        .arg("--nocapture")
         .env(SEALED, "1")
         .output()
         .expect("unshare and ip run (util-linux and iproute2)");

@@ -3,8 +3,7 @@
 //! service worker's cache), and a new deploy is picked up on the next load. The bytes are
 //! printed for `cargo xtask bench page` (docs/benchmarks.md).
 
-mod browser;
-mod support;
+use crate::{browser, support};
 
 use browser::{Browser, ChromeDriver, CountingProxy};
 use peerchat_server::Admission;
