@@ -13,7 +13,8 @@ use peerchat_shared::membership::{MembershipCertificate, Role};
 use peerchat_shared::message::ClientNonce;
 use peerchat_shared::PROTOCOL_VERSION;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// A logged-in connection's identity, fixed at login.
@@ -380,7 +381,7 @@ async fn run_session(
         return;
     }
     let limits = &hub.config.limits;
-    let first_ping = tokio::time::Instant::now() + limits.ping_interval;
+    let first_ping = Instant::now() + limits.ping_interval;
     let mut ping = tokio::time::interval_at(first_ping, limits.ping_interval);
     let mut last_heard = Instant::now();
     let mut strikes = 0u32;

@@ -25,7 +25,8 @@ use peerchat_shared::message::{ClientNonce, SealReceipt, VerifiedDraft};
 use peerchat_shared::time::UnixMillis;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// Why the hub refused something; becomes an `error` frame.

@@ -1,6 +1,6 @@
 //! Token buckets for rate limits.
 
-use std::time::Instant;
+use tokio::time::Instant;
 
 /// Holds up to `capacity` tokens, refilled at `per_second`; each allowed event takes one.
 #[derive(Debug, Clone)]

@@ -242,7 +242,7 @@ async fn a_page_revalidated_with_its_etag_is_not_sent_again() {
     relay.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_request_whose_headers_never_finish_is_closed_after_the_header_time_out() {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let mut relay_config = config(Admission::Open);

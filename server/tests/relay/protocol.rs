@@ -497,7 +497,7 @@ async fn bad_frames_get_clear_errors_and_the_relay_keeps_serving() {
     relay.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn login_is_refused_for_replayed_expired_forged_or_premature_frames() {
     let mut relay_config = config(Admission::Open);
     relay_config.limits.challenge_ttl = Duration::from_millis(300);
@@ -524,7 +524,7 @@ async fn login_is_refused_for_replayed_expired_forged_or_premature_frames() {
 
     // Too late: the challenge expired.
     let (mut late, relay_key, nonce) = TestClient::connect(&relay).await;
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    tokio::time::advance(Duration::from_millis(301)).await;
     support::send_frame(
         &mut late,
         &TestClient::login_frame(&key, &relay_key, &nonce, Credentials::None),
@@ -1059,7 +1059,7 @@ async fn sessions_are_limited_in_channels_and_connections_per_key() {
     relay.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn idle_connections_are_closed_and_shutdown_delivers_queued_frames_first() {
     use futures_util::StreamExt as _;
     let mut relay_config = config(Admission::Open);
