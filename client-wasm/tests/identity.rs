@@ -1,5 +1,10 @@
 //! The member identity in headless Chromium: created once and kept across reloads, moved to
 //! another browser profile by exporting and importing the identity file.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests: a failed expectation is a failed test"
+)]
 #![cfg(target_arch = "wasm32")]
 
 use peerchat_client_wasm::identity_store::IdentityStore;

@@ -1,5 +1,10 @@
 //! The IndexedDB history store in headless Chromium: the shared conformance suite, and history
 //! that survives closing and reopening the database (a page reload).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests: a failed expectation is a failed test"
+)]
 #![cfg(target_arch = "wasm32")]
 
 use peerchat_client_wasm::indexeddb::IndexedDbStore;

@@ -50,6 +50,7 @@ pub struct RelayConfig {
 impl RelayConfig {
     /// A relay with this key and admission that lists `#general`, with no bans, owners or
     /// virtual clients, no ICE servers, the embedded web client and the default limits.
+    #[allow(clippy::expect_used, reason = "`general` is a valid channel name")]
     pub fn new(signing_key: SecretKey, admission: Admission) -> Self {
         Self {
             signing_key,

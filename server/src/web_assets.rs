@@ -204,6 +204,10 @@ impl Encoding {
 }
 
 /// A strong ETag for one form of a file: its SHA-256 (first 16 bytes), and the coding.
+#[allow(
+    clippy::expect_used,
+    reason = "hex digits, a dash and a coding name are valid header characters"
+)]
 fn entity_tag(sha256: &[u8; 32], encoding: Encoding) -> HeaderValue {
     let mut tag = String::from("\"");
     for byte in &sha256[..16] {

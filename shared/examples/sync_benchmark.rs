@@ -1,6 +1,11 @@
 //! `cargo xtask bench sync`: the sync engine of 1,000 peers in the deterministic simulation,
 //! with 10,000 messages, 5% loss and churn, reporting rounds and transfers for
 //! docs/benchmarks.md (about 10 minutes of CPU). A tick is the simulation's time step; a frame takes one or two ticks.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests: a failed expectation is a failed test"
+)]
 
 #[path = "../tests/simulation/mod.rs"]
 mod simulation;

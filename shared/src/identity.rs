@@ -26,6 +26,12 @@ impl SecretKey {
         PublicKey(self.0.verifying_key().to_bytes())
     }
 
+    /// The verifier of this key's own signatures. A key made from a seed is a multiple of the
+    /// base point, never of small order, so it needs none of [`PublicKey::verifier`]'s checks.
+    pub fn verifier(&self) -> Verifier {
+        Verifier(self.0.verifying_key())
+    }
+
     pub fn sign(&self, message: &SignedBytes) -> Signature {
         use ed25519_dalek::Signer as _;
         Signature(self.0.sign(message.as_bytes()).to_bytes())

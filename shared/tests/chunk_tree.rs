@@ -1,4 +1,9 @@
 //! The attachment hash tree: RFC 9162's Merkle tree, its proofs, and what they refuse.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests: a failed expectation is a failed test"
+)]
 
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;

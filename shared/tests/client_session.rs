@@ -1,5 +1,10 @@
 //! The member's protocol state machine against a scripted relay built from the real signing
 //! code: login and the relay-key pin, the outbox, verification, presence and reconnecting.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests: a failed expectation is a failed test"
+)]
 
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;

@@ -1,5 +1,10 @@
 //! Property tests of the wire format: every frame survives encode -> decode unchanged, arbitrary
 //! input never panics the decoder, and every frame's `type` is in its catalogue's list.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests: a failed expectation is a failed test"
+)]
 
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;

@@ -1,5 +1,10 @@
 //! The node against a scripted relay: one drain rule for the session and the mesh, numbered
 //! sockets and links whose stale events are ignored, and deliveries handed out in one batch.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests: a failed expectation is a failed test"
+)]
 
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;

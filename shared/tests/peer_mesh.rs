@@ -3,6 +3,11 @@
 //! in-memory world plays the relay (presence, signals, forwarded frames) and WebRTC (an answer
 //! applied opens the data channel, unless data channels are switched off).
 //! They also run compiled to wasm32 in Chromium, where the mesh lives.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests: a failed expectation is a failed test"
+)]
 
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;

@@ -1,5 +1,10 @@
 //! The hex test vectors in docs/protocol.md, recomputed from their inputs. Changing one byte of a
 //! vector in the document, or of the signed layouts in the code, fails this test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests: a failed expectation is a failed test"
+)]
 
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;

@@ -1,5 +1,10 @@
 //! Property tests of signatures: honest objects verify; any altered field, forged signature or
 //! signature from another domain is rejected; ids sort like the time that minted them.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests: a failed expectation is a failed test"
+)]
 
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;

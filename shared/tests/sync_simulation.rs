@@ -3,6 +3,11 @@
 //! churn.
 //! The small scenarios also run compiled to wasm32 in the browser, where the engine will live;
 //! the hundred-peer ones are native only (they are workloads of seconds of CPU).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests: a failed expectation is a failed test"
+)]
 
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;

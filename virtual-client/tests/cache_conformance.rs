@@ -1,5 +1,10 @@
 //! The virtual client's cache under the history-store conformance suite, in memory and in a
 //! redb file: it answers pages, ranges, counts, ids and lookups as every member's store does.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests: a failed expectation is a failed test"
+)]
 
 use peerchat_shared::store::conformance;
 use peerchat_shared::time::UnixMillis;

@@ -3,6 +3,11 @@
 //! namespace of its own (`browser::run_sealed`), so the pages' WebRTC stays inside it.
 //! Needs the web bundle (`cargo xtask web`). The benchmark runs are `#[ignore]`d: `cargo xtask
 //! bench newcomer` and `bench render` run them (docs/benchmarks.md).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests: a failed expectation is a failed test"
+)]
 
 #[path = "harness.rs"]
 mod browser;

@@ -1,5 +1,10 @@
 //! The behaviour every [`HistoryStore`] must have, as one async suite. The in-memory store runs
 //! it natively; the IndexedDB store runs it in headless Chromium.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test suite: a failed expectation is a failed test"
+)]
 
 use super::HistoryStore;
 use crate::channel::ChannelName;
