@@ -348,7 +348,7 @@ async fn close_after_queued(
     handle: &SessionHandle,
     refusal: Refusal,
 ) {
-    while let Some(bytes) = handle.outbox.try_pop() {
+    while let Some(bytes) = handle.send_queue.try_pop() {
         if write(socket, Message::Text(bytes)).await.is_err() {
             return;
         }
@@ -395,7 +395,7 @@ async fn run_session(
         tokio::select! {
             () = &mut shutting_down => return close_after_queued(socket, hub, &handle, goodbye()).await,
             () = &mut evicted => return say_slow_consumer(socket, hub, &handle).await,
-            bytes = handle.outbox.pop() => {
+            bytes = handle.send_queue.pop() => {
                 // A reader too slow to take this frame is evicted meanwhile: stop waiting for it
                 // then (the frame stays buffered and goes out first if the reader wakes up). A
                 // shutdown meanwhile lets the frame finish (within the write time-out) and then

@@ -8,8 +8,8 @@
 use crate::client_address::ClientAddress;
 use crate::config::{RelayConfig, RelayLimits};
 use crate::metrics::Metrics;
-use crate::outbox::{Outbox, OutboxLimits, QueueBudget, Refused};
 use crate::rate::TokenBucket;
+use crate::send_queue::{QueueBudget, Refused, SendQueue, SendQueueLimits};
 use axum::extract::ws::Utf8Bytes;
 use peerchat_shared::channel::ChannelName;
 use peerchat_shared::codec::encode;
@@ -49,7 +49,7 @@ impl Refusal {
 #[derive(Debug)]
 pub(crate) struct SessionHandle {
     pub(crate) id: SessionId,
-    pub(crate) outbox: Arc<Outbox>,
+    pub(crate) send_queue: Arc<SendQueue>,
     /// Cancelled by the hub when the session's queue overflows.
     pub(crate) evicted: CancellationToken,
 }
@@ -61,7 +61,7 @@ struct Session {
     address: ClientAddress,
     profile: Option<Profile>,
     channels: BTreeSet<ChannelName>,
-    outbox: Arc<Outbox>,
+    send_queue: Arc<SendQueue>,
     evicted: CancellationToken,
 }
 
@@ -391,12 +391,12 @@ impl Hub {
         }
         let id = SessionId(state.next_session);
         state.next_session += 1;
-        let outbox_limits = OutboxLimits {
+        let send_queue_limits = SendQueueLimits {
             frames: limits.send_queue_frames,
             bytes: limits.send_queue_bytes,
             forwarded_bytes: limits.forwarded_queue_bytes,
         };
-        let outbox = Arc::new(Outbox::new(outbox_limits, self.queue_budget.clone()));
+        let send_queue = Arc::new(SendQueue::new(send_queue_limits, self.queue_budget.clone()));
         let evicted = CancellationToken::new();
         state.sessions.insert(
             id,
@@ -406,14 +406,14 @@ impl Hub {
                 address,
                 profile,
                 channels: BTreeSet::new(),
-                outbox: outbox.clone(),
+                send_queue: send_queue.clone(),
                 evicted: evicted.clone(),
             },
         );
         self.count_sessions(&state);
         Ok(SessionHandle {
             id,
-            outbox,
+            send_queue,
             evicted,
         })
     }
@@ -863,7 +863,7 @@ impl Hub {
             session: from,
         });
         match recipient
-            .outbox
+            .send_queue
             .push_forwarded(Utf8Bytes::from(encode(&frame)))
         {
             Ok(()) => {
@@ -916,7 +916,7 @@ impl Hub {
         else {
             return;
         };
-        match session.outbox.push(bytes) {
+        match session.send_queue.push(bytes) {
             Ok(()) => self.metrics.frame_queued(),
             Err(_) => self.evict(session),
         }
@@ -927,7 +927,7 @@ impl Hub {
     fn evict(&self, session: &Session) {
         self.metrics.queue_overflow();
         session.evicted.cancel();
-        session.outbox.clear();
+        session.send_queue.clear();
     }
 }
 

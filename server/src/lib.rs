@@ -10,8 +10,8 @@ mod http_server;
 mod hub;
 pub mod invites;
 mod metrics;
-mod outbox;
 mod rate;
+mod send_queue;
 mod web_assets;
 
 pub use client_address::{InvalidTrustedProxy, TrustedProxy};

@@ -62,7 +62,7 @@ pub(crate) enum Refused {
 
 /// How much a queue may hold.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct OutboxLimits {
+pub(crate) struct SendQueueLimits {
     pub(crate) frames: usize,
     pub(crate) bytes: usize,
     /// Bytes beyond which frames forwarded from other sessions are turned away.
@@ -76,15 +76,15 @@ struct Queue {
 }
 
 #[derive(Debug)]
-pub(crate) struct Outbox {
+pub(crate) struct SendQueue {
     queue: Mutex<Queue>,
-    limits: OutboxLimits,
+    limits: SendQueueLimits,
     budget: Arc<QueueBudget>,
     frame_waiting: Notify,
 }
 
-impl Outbox {
-    pub(crate) fn new(limits: OutboxLimits, budget: Arc<QueueBudget>) -> Self {
+impl SendQueue {
+    pub(crate) fn new(limits: SendQueueLimits, budget: Arc<QueueBudget>) -> Self {
         Self {
             queue: Mutex::new(Queue::default()),
             limits,
@@ -106,7 +106,7 @@ impl Outbox {
     }
 
     /// Queues a frame forwarded from another session, unless the queue already holds
-    /// [`OutboxLimits::forwarded_bytes`] or more than its share of the relay's budget: then
+    /// [`SendQueueLimits::forwarded_bytes`] or more than its share of the relay's budget: then
     /// [`Refused::Busy`] (never [`Refused::Full`]: others cannot make it a slow consumer), and
     /// the queue is unchanged.
     pub(crate) fn push_forwarded(&self, frame: Utf8Bytes) -> Result<(), Refused> {
@@ -168,7 +168,7 @@ impl Outbox {
     }
 }
 
-impl Drop for Outbox {
+impl Drop for SendQueue {
     /// A session that ends with frames still queued gives their bytes back.
     fn drop(&mut self) {
         let queue = self
@@ -183,63 +183,63 @@ impl Drop for Outbox {
 mod tests {
     use super::*;
 
-    fn outbox(frames: usize, bytes: usize, forwarded_bytes: usize) -> Arc<Outbox> {
+    fn send_queue(frames: usize, bytes: usize, forwarded_bytes: usize) -> Arc<SendQueue> {
         let budget = Arc::new(QueueBudget::new(usize::MAX / 2, 0));
-        outbox_within(frames, bytes, forwarded_bytes, &budget)
+        send_queue_within(frames, bytes, forwarded_bytes, &budget)
     }
 
-    fn outbox_within(
+    fn send_queue_within(
         frames: usize,
         bytes: usize,
         forwarded_bytes: usize,
         budget: &Arc<QueueBudget>,
-    ) -> Arc<Outbox> {
-        let limits = OutboxLimits {
+    ) -> Arc<SendQueue> {
+        let limits = SendQueueLimits {
             frames,
             bytes,
             forwarded_bytes,
         };
-        Arc::new(Outbox::new(limits, budget.clone()))
+        Arc::new(SendQueue::new(limits, budget.clone()))
     }
 
     #[tokio::test]
-    async fn outbox_is_bounded_in_frames_keeps_order_and_wakes_its_reader() {
-        let outbox = outbox(2, 1_000, 1_000);
-        assert_eq!(outbox.push("a".into()), Ok(()));
-        assert_eq!(outbox.push("b".into()), Ok(()));
-        assert_eq!(outbox.push("c".into()), Err(Refused::Full));
-        assert_eq!(outbox.pop().await.as_str(), "a");
-        assert_eq!(outbox.pop().await.as_str(), "b");
+    async fn send_queue_is_bounded_in_frames_keeps_order_and_wakes_its_reader() {
+        let send_queue = send_queue(2, 1_000, 1_000);
+        assert_eq!(send_queue.push("a".into()), Ok(()));
+        assert_eq!(send_queue.push("b".into()), Ok(()));
+        assert_eq!(send_queue.push("c".into()), Err(Refused::Full));
+        assert_eq!(send_queue.pop().await.as_str(), "a");
+        assert_eq!(send_queue.pop().await.as_str(), "b");
         let reader = tokio::spawn({
-            let outbox = outbox.clone();
-            async move { outbox.pop().await }
+            let send_queue = send_queue.clone();
+            async move { send_queue.pop().await }
         });
         tokio::task::yield_now().await;
-        outbox.push("d".into()).unwrap();
+        send_queue.push("d".into()).unwrap();
         assert_eq!(reader.await.unwrap().as_str(), "d");
-        assert_eq!(outbox.queue().frames.capacity(), 0);
+        assert_eq!(send_queue.queue().frames.capacity(), 0);
     }
 
     #[test]
-    fn outbox_is_bounded_in_bytes_and_turns_forwarded_frames_away_first() {
-        let outbox = outbox(100, 10, 6);
-        outbox.push("abcd".into()).unwrap();
-        assert_eq!(outbox.push_forwarded("efg".into()), Err(Refused::Busy));
-        outbox.push("efghij".into()).unwrap();
-        assert_eq!(outbox.push("k".into()), Err(Refused::Full));
-        assert_eq!(outbox.try_pop().unwrap().as_str(), "abcd");
-        outbox.push("k".into()).unwrap();
-        outbox.clear();
-        assert_eq!(outbox.try_pop(), None);
+    fn send_queue_is_bounded_in_bytes_and_turns_forwarded_frames_away_first() {
+        let send_queue = send_queue(100, 10, 6);
+        send_queue.push("abcd".into()).unwrap();
+        assert_eq!(send_queue.push_forwarded("efg".into()), Err(Refused::Busy));
+        send_queue.push("efghij".into()).unwrap();
+        assert_eq!(send_queue.push("k".into()), Err(Refused::Full));
+        assert_eq!(send_queue.try_pop().unwrap().as_str(), "abcd");
+        send_queue.push("k".into()).unwrap();
+        send_queue.clear();
+        assert_eq!(send_queue.try_pop(), None);
         // One frame larger than the limit still goes through an empty queue.
-        outbox.push_forwarded("x".repeat(20).into()).unwrap();
+        send_queue.push_forwarded("x".repeat(20).into()).unwrap();
     }
 
     #[test]
     fn past_the_relays_budget_only_queues_over_their_share_are_refused() {
         let budget = Arc::new(QueueBudget::new(100, 20));
         budget.set_sessions(4);
-        let [backlog, reader] = [(); 2].map(|_| outbox_within(100, 1_000, 1_000, &budget));
+        let [backlog, reader] = [(); 2].map(|_| send_queue_within(100, 1_000, 1_000, &budget));
         for _ in 0..9 {
             backlog.push("x".repeat(10).into()).unwrap();
         }
