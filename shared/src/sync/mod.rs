@@ -47,7 +47,9 @@ use index::ChannelIndex;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
-/// How the driver names a peer (the relay's session id of the peer, in practice).
+/// The engine's name for one link to another member: the mesh numbers each link it makes, so a
+/// member who comes back on a new link is a new peer. (The member's key is a `PublicKey`, its
+/// relay connection a `SessionId`, and the relay names the two together as a `PeerAddress`.)
 pub type PeerId = u64;
 
 /// Checks an envelope before it is stored. The relay's [`Verifier`] is the real one.
