@@ -30,6 +30,7 @@ pub mod signing;
 pub mod store;
 pub mod sync;
 pub mod time;
+pub mod transfer;
 
 /// The protocol version spoken by this crate, sent in the first frame of each direction.
 pub const PROTOCOL_VERSION: u32 = 1;

@@ -1,0 +1,398 @@
+//! The transfer engine between one member fetching an attachment and peers serving it, over an
+//! in-memory network: several sources at once, tampered chunks, silent peers, resuming, and the
+//! bounds a greedy peer meets.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests: a failed expectation is a failed test"
+)]
+
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+#[cfg(target_arch = "wasm32")]
+wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
+
+use peerchat_shared::chunk_tree::{leaf_hash, ChunkTree, Hash, CHUNK_BYTES};
+use peerchat_shared::sync::PeerId;
+use peerchat_shared::time::UnixMillis;
+use peerchat_shared::transfer::{
+    ChunkFrame, TransferEngine, TransferInput, TransferLimits, TransferOutput,
+};
+use sha2::{Digest as _, Sha256};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+const START: UnixMillis = UnixMillis(1_000_000);
+/// How the member fetching is known to every source.
+const FETCHER: PeerId = 1;
+
+/// A file and its tree.
+struct File {
+    bytes: Vec<u8>,
+    tree: ChunkTree,
+}
+
+impl File {
+    fn new(size: usize) -> Self {
+        let bytes: Vec<u8> = (0..size).map(|index| (index * 31 % 253) as u8).collect();
+        let tree = ChunkTree::from_leaves(bytes.chunks(CHUNK_BYTES).map(leaf_hash).collect());
+        Self { bytes, tree }
+    }
+
+    fn root(&self) -> Hash {
+        self.tree.root()
+    }
+
+    fn chunk(&self, index: u64) -> (Vec<u8>, Vec<Hash>) {
+        let start = index as usize * CHUNK_BYTES;
+        let end = (start + CHUNK_BYTES).min(self.bytes.len());
+        (
+            self.bytes[start..end].to_vec(),
+            self.tree.proof(index as usize),
+        )
+    }
+}
+
+/// How a source behaves.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Honest,
+    /// Flips a bit in every chunk it serves.
+    Tampering,
+    /// Never answers.
+    Silent,
+}
+
+/// One member fetching `file` from sources (peer ids 10, 11, …), each running its own engine.
+struct Network<'a> {
+    file: &'a File,
+    now: UnixMillis,
+    fetcher: TransferEngine,
+    sources: BTreeMap<PeerId, (Source, TransferEngine)>,
+    /// Frames in flight: (to, from, frame); the fetcher is `FETCHER`.
+    wire: VecDeque<(PeerId, PeerId, ChunkFrame)>,
+    stored: BTreeMap<u64, (Vec<u8>, PeerId)>,
+    disconnected: BTreeSet<PeerId>,
+    complete: bool,
+    unavailable: bool,
+    wanted: Vec<u64>,
+}
+
+impl<'a> Network<'a> {
+    fn new(file: &'a File, sources: &[Source]) -> Self {
+        let mut network = Self {
+            file,
+            now: START,
+            fetcher: TransferEngine::new(TransferLimits::default()),
+            sources: BTreeMap::new(),
+            wire: VecDeque::new(),
+            stored: BTreeMap::new(),
+            disconnected: BTreeSet::new(),
+            complete: false,
+            unavailable: false,
+            wanted: Vec::new(),
+        };
+        for (offset, source) in sources.iter().enumerate() {
+            let mut engine = TransferEngine::new(TransferLimits::default());
+            engine.handle(START, TransferInput::PeerUp { peer: FETCHER });
+            network
+                .sources
+                .insert(10 + offset as PeerId, (*source, engine));
+        }
+        network
+    }
+
+    fn link_all(&mut self) {
+        let peers: Vec<PeerId> = self.sources.keys().copied().collect();
+        for peer in peers {
+            self.fetcher
+                .handle(self.now, TransferInput::PeerUp { peer });
+        }
+    }
+
+    fn fetch(&mut self) {
+        self.fetch_holding(Vec::new());
+    }
+
+    fn fetch_holding(&mut self, held: Vec<u64>) {
+        let input = TransferInput::Fetch {
+            root: self.file.root(),
+            size: self.file.bytes.len() as u64,
+            held,
+        };
+        self.fetcher.handle(self.now, input);
+    }
+
+    fn drain_fetcher(&mut self) {
+        while let Some(output) = self.fetcher.poll_output() {
+            match output {
+                TransferOutput::Send { peer, frame } => {
+                    if let ChunkFrame::Want { chunks, .. } = &frame {
+                        self.wanted.extend(chunks);
+                    }
+                    self.wire.push_back((peer, FETCHER, frame));
+                }
+                TransferOutput::StoreChunk {
+                    index, data, from, ..
+                } => {
+                    self.stored.insert(index, (data, from));
+                }
+                TransferOutput::Complete { .. } => self.complete = true,
+                TransferOutput::Unavailable { .. } => self.unavailable = true,
+                TransferOutput::Disconnect { peer, .. } => {
+                    self.disconnected.insert(peer);
+                    self.sources.remove(&peer);
+                }
+                TransferOutput::ReadChunk { .. } => panic!("the fetcher serves nothing here"),
+            }
+        }
+    }
+
+    fn drain_source(&mut self, id: PeerId) {
+        let file = self.file;
+        let Some((behaviour, engine)) = self.sources.get_mut(&id) else {
+            return;
+        };
+        let mut reads = Vec::new();
+        while let Some(output) = engine.poll_output() {
+            match output {
+                TransferOutput::ReadChunk { peer, root, index } => reads.push((peer, root, index)),
+                TransferOutput::Send { peer, frame } => {
+                    if *behaviour != Source::Silent {
+                        self.wire.push_back((peer, id, frame));
+                    }
+                }
+                other => panic!("a source only serves: {other:?}"),
+            }
+        }
+        for (peer, root, index) in reads {
+            let (mut data, proof) = file.chunk(index);
+            if *behaviour == Source::Tampering {
+                data[0] ^= 1;
+            }
+            let input = TransferInput::ChunkRead {
+                peer,
+                root,
+                index,
+                chunk: Some((data, proof)),
+            };
+            engine.handle(self.now, input);
+        }
+        while let Some(output) = engine.poll_output() {
+            if let TransferOutput::Send { peer, frame } = output {
+                if *behaviour != Source::Silent {
+                    self.wire.push_back((peer, id, frame));
+                }
+            }
+        }
+    }
+
+    /// Delivers frames until the wire is empty, then lets time pass to the next time-out;
+    /// stops when complete or after `rounds` time-outs.
+    fn run(&mut self, rounds: usize) {
+        for _ in 0..rounds {
+            self.drain_fetcher();
+            while let Some((to, from, frame)) = self.wire.pop_front() {
+                if to == FETCHER {
+                    self.fetcher
+                        .handle(self.now, TransferInput::Frame { peer: from, frame });
+                    self.drain_fetcher();
+                } else if let Some((_, engine)) = self.sources.get_mut(&to) {
+                    engine.handle(self.now, TransferInput::Frame { peer: from, frame });
+                    self.drain_source(to);
+                }
+            }
+            if self.complete {
+                return;
+            }
+            let Some(next) = self.fetcher.poll_timeout() else {
+                return;
+            };
+            self.now = next;
+            self.fetcher.handle(self.now, TransferInput::Timeout);
+        }
+    }
+
+    fn assembled(&self) -> Vec<u8> {
+        self.stored
+            .values()
+            .flat_map(|(data, _)| data.iter().copied())
+            .collect()
+    }
+
+    fn sources_used(&self) -> BTreeSet<PeerId> {
+        self.stored.values().map(|(_, from)| *from).collect()
+    }
+}
+
+#[test]
+fn a_file_comes_from_several_peers_at_once_and_matches_its_digest() {
+    let file = File::new(40 * CHUNK_BYTES + 123);
+    let mut network = Network::new(&file, &[Source::Honest; 3]);
+    network.link_all();
+    network.fetch();
+    network.run(10);
+    assert!(network.complete);
+    assert_eq!(
+        Sha256::digest(network.assembled()),
+        Sha256::digest(&file.bytes)
+    );
+    assert_eq!(
+        network.sources_used().len(),
+        3,
+        "every holder served a share"
+    );
+    assert_eq!(
+        network.fetcher.progress(&file.root()),
+        None,
+        "nothing is kept once complete"
+    );
+}
+
+#[test]
+fn a_peer_that_serves_a_tampered_chunk_is_disconnected_and_the_file_still_completes() {
+    let file = File::new(20 * CHUNK_BYTES);
+    let mut network = Network::new(&file, &[Source::Honest, Source::Tampering]);
+    network.link_all();
+    network.fetch();
+    network.run(10);
+    assert_eq!(network.disconnected, BTreeSet::from([11]));
+    assert!(network.complete);
+    assert_eq!(network.assembled(), file.bytes);
+    assert_eq!(network.sources_used(), BTreeSet::from([10]));
+}
+
+#[test]
+fn a_peer_that_never_answers_is_given_up_and_the_others_serve() {
+    let file = File::new(30 * CHUNK_BYTES);
+    let mut network = Network::new(&file, &[Source::Silent, Source::Honest]);
+    network.link_all();
+    network.fetch();
+    network.run(20);
+    assert!(network.complete);
+    assert_eq!(network.assembled(), file.bytes);
+    assert!(
+        network.now > START,
+        "the silent peer's requests had to expire"
+    );
+}
+
+#[test]
+fn chunks_already_stored_are_never_asked_for_again() {
+    let file = File::new(16 * CHUNK_BYTES);
+    let mut network = Network::new(&file, &[Source::Honest]);
+    network.link_all();
+    // As after a reload: the first half was stored before.
+    let held: Vec<u64> = (0..8).collect();
+    network.fetch_holding(held.clone());
+    network.run(10);
+    assert!(network.complete);
+    assert!(network.wanted.iter().all(|index| !held.contains(index)));
+    assert_eq!(
+        network.stored.keys().copied().collect::<Vec<_>>(),
+        (8..16).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn with_nobody_to_ask_the_attachment_is_unavailable_until_a_peer_comes() {
+    let file = File::new(3 * CHUNK_BYTES);
+    let mut network = Network::new(&file, &[Source::Honest]);
+    network.fetch();
+    network.drain_fetcher();
+    assert!(network.unavailable);
+    assert!(network.wire.is_empty());
+    network.link_all();
+    network.run(5);
+    assert!(network.complete);
+}
+
+#[test]
+fn a_peer_that_asks_for_the_same_chunk_in_a_loop_is_served_within_its_bounds() {
+    let file = File::new(4 * CHUNK_BYTES);
+    let limits = TransferLimits::default();
+    let mut source = TransferEngine::new(limits.clone());
+    let greedy = 7;
+    source.handle(START, TransferInput::PeerUp { peer: greedy });
+    let want = || TransferInput::Frame {
+        peer: greedy,
+        frame: ChunkFrame::Want {
+            root: file.root(),
+            chunks: vec![0; 16],
+        },
+    };
+    // Reads not answered yet: at most `serving_per_peer` at once.
+    for _ in 0..100 {
+        source.handle(START, want());
+    }
+    let reads = std::iter::from_fn(|| source.poll_output()).count();
+    assert_eq!(reads, limits.serving_per_peer);
+
+    // Reads answered at once: at most the burst within one instant.
+    let mut served = 0;
+    for _ in 0..1_000 {
+        source.handle(START, want());
+        let outputs: Vec<_> = std::iter::from_fn(|| source.poll_output()).collect();
+        for output in outputs {
+            if let TransferOutput::ReadChunk { peer, root, index } = output {
+                served += 1;
+                let input = TransferInput::ChunkRead {
+                    peer,
+                    root,
+                    index,
+                    chunk: Some(file.chunk(index)),
+                };
+                source.handle(START, input);
+            }
+        }
+        while source.poll_output().is_some() {}
+    }
+    assert!(
+        served <= limits.chunk_burst_per_peer as usize,
+        "{served} chunks served in one instant"
+    );
+}
+
+#[test]
+fn oversized_requests_and_floods_of_unasked_chunks_cost_the_peer_its_link() {
+    let file = File::new(CHUNK_BYTES);
+    let mut engine = TransferEngine::new(TransferLimits::default());
+    engine.handle(START, TransferInput::PeerUp { peer: 5 });
+    let too_many = ChunkFrame::Want {
+        root: file.root(),
+        chunks: (0..17).collect(),
+    };
+    engine.handle(
+        START,
+        TransferInput::Frame {
+            peer: 5,
+            frame: too_many,
+        },
+    );
+    assert!(matches!(
+        engine.poll_output(),
+        Some(TransferOutput::Disconnect { peer: 5, .. })
+    ));
+
+    engine.handle(START, TransferInput::PeerUp { peer: 6 });
+    let (data, proof) = file.chunk(0);
+    let mut disconnected = false;
+    for _ in 0..=TransferLimits::default().unasked_chunks_per_peer {
+        let unasked = ChunkFrame::Chunk {
+            root: file.root(),
+            index: 0,
+            proof: proof.clone(),
+            data: data.clone(),
+        };
+        engine.handle(
+            START,
+            TransferInput::Frame {
+                peer: 6,
+                frame: unasked,
+            },
+        );
+        while let Some(output) = engine.poll_output() {
+            disconnected |= matches!(output, TransferOutput::Disconnect { peer: 6, .. });
+        }
+    }
+    assert!(disconnected);
+}
