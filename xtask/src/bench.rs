@@ -206,12 +206,19 @@ pub(crate) fn page(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The report a test printed, starting at `label` (libtest may have printed the test's name
-/// before it on the same line).
+/// The report a test printed, starting at `label` as a word of its own (libtest may have
+/// printed the test's name, e.g. `history_newcomer::…`, before it on the same line).
 fn report_line<'a>(output: &'a str, label: &str) -> Option<&'a str> {
-    output
-        .lines()
-        .find_map(|line| line.find(label).map(|start| &line[start..]))
+    output.lines().find_map(|line| {
+        line.match_indices(label)
+            .find(|(start, _)| {
+                line[..*start]
+                    .chars()
+                    .next_back()
+                    .is_none_or(char::is_whitespace)
+            })
+            .map(|(start, _)| &line[start..])
+    })
 }
 
 /// Runs the newcomer browser test `repeats` times with `messages` messages and reports each
@@ -303,4 +310,27 @@ pub(crate) fn virtual_clients(root: &Path, messages: usize) -> Result<()> {
         eprintln!("xtask: {line}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_is_found_after_the_test_name_that_contains_its_label() {
+        let output = "running 1 test\n\
+            test history_newcomer::benchmark_x ... newcomer: messages=100 online_to_all_stored=388\n";
+        assert_eq!(
+            report_line(output, "newcomer:"),
+            Some("newcomer: messages=100 online_to_all_stored=388")
+        );
+        assert_eq!(
+            report_line("page bytes: first_visit=1", "page bytes:"),
+            Some("page bytes: first_visit=1")
+        );
+        assert_eq!(
+            report_line("test history_newcomer::x ... ok", "newcomer:"),
+            None
+        );
+    }
 }

@@ -1,7 +1,8 @@
-//! The dependency graph's rules: one version of each big crate (two would be compiled, linked and
-//! shipped twice, and their types would not mix); the relay without its default features (the
-//! library, its relay and browser tests) builds no WebRTC stack; and the virtual client does not
-//! depend on the relay (no package cycle, even through dev-dependencies).
+//! The dependency graph's rules (ARCHITECTURE.md, "Crates"): which workspace crates each may
+//! depend on, tests included (so no package cycle, even through dev-dependencies); the relay
+//! without its default features (the library, its relay and browser tests) builds no WebRTC
+//! stack; and one version of each big crate (two would be compiled, linked and shipped twice,
+//! and their types would not mix).
 
 use crate::process;
 use anyhow::{bail, Context as _, Result};
@@ -27,11 +28,29 @@ const SINGLE_VERSION: &[&str] = &[
 /// Packages that only the relay's feature `virtual-clients` may bring in.
 const VIRTUAL_CLIENT_ONLY: &[&str] = &["peerchat-virtual", "webrtc", "rtc"];
 
+/// The workspace's crates.
+const WORKSPACE: &[&str] = &[
+    "peerchat-shared",
+    "peerchat-server",
+    "peerchat-client-wasm",
+    "peerchat-virtual",
+    "xtask",
+];
+
+/// Each workspace crate and the others it may depend on (directly or not, tests included).
+const MAY_DEPEND_ON: &[(&str, &[&str])] = &[
+    ("peerchat-shared", &[]),
+    ("peerchat-server", &["peerchat-shared", "peerchat-virtual"]),
+    ("peerchat-client-wasm", &["peerchat-shared"]),
+    ("peerchat-virtual", &["peerchat-shared"]),
+    ("xtask", &[]),
+];
+
 /// Every rule of this module, from `cargo tree` (no build).
 pub(crate) fn check(root: &Path) -> Result<()> {
     check_single_versions(root)?;
     check_relay_without_webrtc(root)?;
-    check_no_cycle(root)
+    check_layers(root)
 }
 
 /// Fails when `cargo tree --duplicates` lists one of [`SINGLE_VERSION`].
@@ -76,15 +95,22 @@ fn check_relay_without_webrtc(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Fails when the virtual client depends on the relay in any way (a cycle: the relay's binary
-/// depends on the virtual client).
-fn check_no_cycle(root: &Path) -> Result<()> {
-    let tree = packages_of(root, "peerchat-virtual", &[])?;
-    if !listed(&tree, &["peerchat-server"]).is_empty() {
-        bail!(
-            "peerchat-virtual depends on peerchat-server, which depends on it: tests that need both \
-             belong in server/tests/virtual_clients"
-        );
+/// Fails when a workspace crate depends on one that [`MAY_DEPEND_ON`] does not allow it (for
+/// the virtual client, the relay: a cycle, as the relay's binary depends on it).
+fn check_layers(root: &Path) -> Result<()> {
+    for (package, allowed) in MAY_DEPEND_ON {
+        let tree = packages_of(root, package, &[])?;
+        let forbidden: Vec<&str> = listed(&tree, WORKSPACE)
+            .into_iter()
+            .filter(|found| found != package && !allowed.contains(found))
+            .collect();
+        if !forbidden.is_empty() {
+            bail!(
+                "{package} depends on {} (it may depend on {allowed:?} only; tests that need the \
+                 relay and virtual clients belong in server/tests/virtual_clients)",
+                forbidden.join(", ")
+            );
+        }
     }
     Ok(())
 }
@@ -142,9 +168,9 @@ mod tests {
 
     /// The rules hold in this workspace (`cargo tree` reads the manifests; nothing is built).
     #[test]
-    fn the_relay_builds_no_webrtc_without_its_default_features_and_nothing_is_a_cycle() {
+    fn the_relay_builds_no_webrtc_without_default_features_and_each_crate_keeps_to_its_layer() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
         check_relay_without_webrtc(root).unwrap();
-        check_no_cycle(root).unwrap();
+        check_layers(root).unwrap();
     }
 }

@@ -40,9 +40,9 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         relay_options: Vec<String>,
     },
-    /// Set up and run every check: fmt, one version of each big crate, the page's types (tsc),
-    /// clippy, native tests, wasm tests in headless Chromium, and the fuzz targets briefly where
-    /// cargo-fuzz is.
+    /// Set up and run every check: fmt, the crate dependency rules (xtask/src/deps.rs), the
+    /// page's types (tsc), clippy, native tests, wasm tests in headless Chromium, and the fuzz
+    /// targets briefly where cargo-fuzz is.
     Test,
     /// What CI runs (.ci/run): the same as `test`.
     Ci,
