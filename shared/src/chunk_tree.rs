@@ -114,6 +114,50 @@ impl ChunkTree {
     }
 }
 
+/// Hashes a file as it is read, in pieces of any size: its SHA-256 (what `sha256sum` prints) and
+/// its chunk tree, holding one chunk's worth of state, never the file.
+#[derive(Debug, Clone, Default)]
+pub struct FileHasher {
+    whole: Sha256,
+    chunk: Option<Sha256>,
+    in_chunk: usize,
+    leaves: Vec<Hash>,
+    size: u64,
+}
+
+impl FileHasher {
+    pub fn update(&mut self, mut bytes: &[u8]) {
+        self.whole.update(bytes);
+        self.size += bytes.len() as u64;
+        while !bytes.is_empty() {
+            let take = bytes.len().min(CHUNK_BYTES - self.in_chunk);
+            let (piece, rest) = bytes.split_at(take);
+            self.chunk
+                .get_or_insert_with(|| Sha256::new().chain_update([0x00]))
+                .update(piece);
+            self.in_chunk += take;
+            bytes = rest;
+            if self.in_chunk == CHUNK_BYTES {
+                self.end_chunk();
+            }
+        }
+    }
+
+    fn end_chunk(&mut self) {
+        if let Some(chunk) = self.chunk.take() {
+            self.leaves.push(chunk.finalize().into());
+        }
+        self.in_chunk = 0;
+    }
+
+    /// The file's size, SHA-256 and chunk tree.
+    pub fn finish(mut self) -> (u64, Hash, ChunkTree) {
+        self.end_chunk();
+        let sha256 = self.whole.finalize().into();
+        (self.size, sha256, ChunkTree::from_leaves(self.leaves))
+    }
+}
+
 /// Whether `chunk` is chunk `index` of the attachment of `size` bytes whose tree has `root`, by
 /// its `proof` (RFC 9162 section 2.1.3.2). A chunk of the wrong length never is.
 pub fn verify_chunk(root: &Hash, size: u64, index: u64, chunk: &[u8], proof: &[Hash]) -> bool {

@@ -11,7 +11,7 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 
 use peerchat_shared::chunk_tree::{
-    chunk_count, chunk_len, leaf_hash, verify_chunk, ChunkTree, Hash, CHUNK_BYTES,
+    chunk_count, chunk_len, leaf_hash, verify_chunk, ChunkTree, FileHasher, Hash, CHUNK_BYTES,
 };
 use proptest::prelude::*;
 use sha2::{Digest as _, Sha256};
@@ -116,6 +116,22 @@ fn a_chunk_of_the_wrong_length_or_index_is_refused() {
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn a_file_hashed_in_pieces_of_any_size_gets_its_sha256_and_tree(
+        size in 0usize..(5 * CHUNK_BYTES + 50),
+        piece in 1usize..(2 * CHUNK_BYTES),
+    ) {
+        let bytes = file(size);
+        let mut hasher = FileHasher::default();
+        for part in bytes.chunks(piece) {
+            hasher.update(part);
+        }
+        let (hashed_size, sha256, tree) = hasher.finish();
+        prop_assert_eq!(hashed_size, size as u64);
+        prop_assert_eq!(sha256, <[u8; 32]>::from(Sha256::digest(&bytes)));
+        prop_assert_eq!(tree, tree_of(&bytes));
+    }
 
     #[test]
     fn the_tree_built_bottom_up_has_rfc_9162s_root(count in 1usize..300) {
