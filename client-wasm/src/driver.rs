@@ -83,6 +83,8 @@ impl Driver {
         self.carry_out_outputs().await;
         loop {
             let next = match self.node.poll_timeout() {
+                // Due already: first, so that a steady stream of inputs cannot hold it off.
+                Some(at) if at <= now() => Some(Feed::Input(NodeInput::Timeout)),
                 Some(at) => {
                     let wait = at.0.saturating_sub(now().0).min(u64::from(u32::MAX / 2));
                     let timer = gloo_timers::future::TimeoutFuture::new(wait as u32);

@@ -287,7 +287,7 @@ const FORMAT_CHARACTERS: &[(char, char)] = &[
     ('\u{E0020}', '\u{E007F}'),
 ];
 
-fn is_format_character(character: char) -> bool {
+pub(crate) fn is_format_character(character: char) -> bool {
     FORMAT_CHARACTERS
         .iter()
         .any(|(first, last)| (*first..=*last).contains(&character))

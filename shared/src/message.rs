@@ -16,6 +16,7 @@ use crate::limits::{
     MAX_ATTACHMENTS, MAX_ATTACHMENT_BYTES, MAX_ATTACHMENT_NAME_BYTES, MAX_IMAGE_SIDE,
     MAX_MEDIA_TYPE_BYTES, MAX_PREVIEW_BYTES, MAX_TEXT_BYTES,
 };
+use crate::membership::is_format_character;
 use crate::signing::{Domain, SignedBytes};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -226,14 +227,14 @@ fn validate_attachment(attachment: &Attachment) -> Result<(), InvalidBody> {
     }
 }
 
-/// A name a file can be saved under anywhere: no control characters, no path separators, not
-/// `.` or `..`.
+/// A file's name and never a path: no control or format characters (a bidi control could make
+/// `invoice\u{202E}fdp.exe` read as `invoiceexe.pdf`), no path separators, not `.` or `..`.
 fn is_file_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= MAX_ATTACHMENT_NAME_BYTES
         && !name
             .chars()
-            .any(|c| c.is_control() || c == '/' || c == '\\')
+            .any(|c| c.is_control() || is_format_character(c) || c == '/' || c == '\\')
         && name != "."
         && name != ".."
 }
@@ -256,7 +257,8 @@ fn is_blurhash(text: &str) -> bool {
         return false;
     };
     let (x, y) = (size_flag % 9 + 1, size_flag / 9 + 1);
-    text.len() <= MAX_PREVIEW_BYTES
+    y <= 9
+        && text.len() <= MAX_PREVIEW_BYTES
         && text.len() == 4 + 2 * x * y
         && text.bytes().all(|byte| BASE83.contains(&byte))
 }
@@ -644,7 +646,16 @@ mod tests {
             Ok(())
         );
         assert_eq!(attachment("cat.png", "image/png", 10).validate(), Ok(()));
-        for name in ["", "a\nb", "../etc/passwd", "a/b", "a\\b", ".", ".."] {
+        for name in [
+            "",
+            "a\nb",
+            "../etc/passwd",
+            "a/b",
+            "a\\b",
+            ".",
+            "..",
+            "invoice\u{202E}fdp.exe",
+        ] {
             check_rejected(
                 attachment(name, "image/png", 1),
                 InvalidBody::BadAttachmentName,
@@ -673,6 +684,8 @@ mod tests {
             image(640, 480, ""),
             image(640, 480, &blurhash[..27]),
             image(640, 480, "LEHV6nWB2yk8pyo0adR*.7kCMdn<"),
+            // Ten rows of components: beyond BlurHash's nine.
+            image(640, 480, &format!("}}{}", "0".repeat(23))),
         ] {
             check_rejected(bad, InvalidBody::BadImageInfo);
         }

@@ -3,15 +3,16 @@
 //! [`Node::poll_timeout`]. Both drivers (the browser's and a virtual client's) only do IO: they
 //! open sockets and links, store and read history, and show or log events.
 //!
-//! - **Drain rule**: after every input the node moves the session's outputs first, then the
-//!   mesh's, until neither has any. What one part hands the other (peers and signals, forwarded
-//!   frames, deliveries) never reaches the driver. The driver carries out every output, in
-//!   order, before it feeds the next input or polls again.
+//! - **Drain rule**: an input moves the session's outputs at once (the session tells the mesh
+//!   what it needs as it goes); the mesh's outputs move when the driver has polled everything
+//!   before them: then the session's, the deliveries, then one of the mesh's, until neither has
+//!   any. What one part hands the other (peers and signals, forwarded frames, deliveries) never
+//!   reaches the driver. The driver carries out the outputs in order; what it feeds while doing
+//!   so (what a read returned, a link that failed, a channel to join) queues behind them.
 //! - **Deliveries are batched**: messages the relay delivers wait in one
-//!   [`NodeOutput::StoreDelivered`] until the driver polls or something else happens, so a
-//!   driver that feeds several frames before polling stores them together. The mesh learns of
-//!   them when the batch is handed out (the driver stores outputs in order, so a peer's later
-//!   request is read after the store).
+//!   [`NodeOutput::StoreDelivered`] until another kind of output comes or the mesh's turn does,
+//!   so a driver that feeds several frames before polling stores them together, and the mesh's
+//!   reads of the store come after them. The mesh learns of them when the batch is handed out.
 //! - **Numbered sockets and links**: every relay socket and peer link the node asks for carries a
 //!   number, and the driver tags what happens on it with that number; events of a socket or link
 //!   replaced since are ignored, so a driver keeps no generations of its own.
@@ -236,7 +237,7 @@ impl Node {
             outputs: VecDeque::new(),
             now,
         };
-        node.drain();
+        node.move_session_outputs();
         node
     }
 
@@ -261,8 +262,7 @@ impl Node {
     }
 
     pub fn poll_output(&mut self) -> Option<NodeOutput> {
-        if self.outputs.is_empty() && !self.delivering.is_empty() {
-            self.hand_out_deliveries();
+        if self.outputs.is_empty() {
             self.drain();
         }
         self.outputs.pop_front()
@@ -297,7 +297,7 @@ impl Node {
             }
             NodeInput::Timeout => self.on_timeout(),
         }
-        self.drain();
+        self.move_session_outputs();
     }
 
     fn on_socket(&mut self, socket: SocketNumber, event: SocketEvent) {
@@ -308,6 +308,7 @@ impl Node {
             SocketEvent::Opened => ClientInput::SocketOpened,
             SocketEvent::Frame(text) => ClientInput::Frame(text),
             SocketEvent::Closed => {
+                self.hand_out_deliveries();
                 self.outputs.push_back(NodeOutput::CloseSocket);
                 ClientInput::SocketClosed
             }
@@ -333,13 +334,18 @@ impl Node {
     /// The drain rule (see the module documentation).
     fn drain(&mut self) {
         loop {
-            while let Some(output) = self.session.poll_output() {
-                self.move_session_output(output);
-            }
+            self.move_session_outputs();
+            self.hand_out_deliveries();
             let Some(output) = self.mesh.poll_output() else {
                 return;
             };
             self.move_mesh_output(output);
+        }
+    }
+
+    fn move_session_outputs(&mut self) {
+        while let Some(output) = self.session.poll_output() {
+            self.move_session_output(output);
         }
     }
 

@@ -163,6 +163,38 @@ fn deliveries_fed_before_a_poll_come_out_as_one_batch_before_what_followed_them(
 }
 
 #[test]
+fn the_store_is_read_for_a_channel_only_after_what_was_delivered_before_is_stored() {
+    let mut relay = ScriptedRelay::new(1);
+    let mut node = node();
+    drain(&mut node);
+    on_socket(&mut node, FIRST_SOCKET, SocketEvent::Opened);
+    relay_frame(&mut node, FIRST_SOCKET, &relay.challenge());
+    relay_frame(&mut node, FIRST_SOCKET, &relay.welcome(&member_key()));
+    drain(&mut node);
+    // The join's answer and a message in one batch of frames, as a busy relay sends them.
+    let joined = RelayToClient::Joined {
+        channel: general(),
+        members: vec![],
+    };
+    relay_frame(&mut node, FIRST_SOCKET, &joined);
+    let author = SecretKey::from_seed([9; 32]);
+    let envelope = relay.message_from(&author, "hello");
+    relay_frame(
+        &mut node,
+        FIRST_SOCKET,
+        &RelayToClient::Message { envelope },
+    );
+    let outputs = drain(&mut node);
+    let position = |wanted: fn(&NodeOutput) -> bool| outputs.iter().position(wanted);
+    let stored = position(|output| matches!(output, NodeOutput::StoreDelivered(_)));
+    let read = position(|output| matches!(output, NodeOutput::ReadIds { .. }));
+    assert!(
+        stored.is_some() && read.is_some() && stored < read,
+        "{outputs:?}"
+    );
+}
+
+#[test]
 fn a_links_events_count_only_under_the_number_the_node_gave_it() {
     let relay = ScriptedRelay::new(1);
     let (mut node, outputs) = online_in_general(&relay, vec![other_member(2)]);

@@ -227,6 +227,7 @@ fn patterned_file(size: usize) -> Vec<u8> {
 }
 
 fn chunk_tree(vector: &Vector) {
+    assert_eq!(vector.get("file"), "byte i is i mod 251");
     let size = vector.number("file_size") as usize;
     let index = vector.number("chunk") as usize;
     let file = patterned_file(size);
@@ -235,7 +236,7 @@ fn chunk_tree(vector: &Vector) {
     let proof: Vec<String> = tree.proof(index).iter().map(|hash| to_hex(hash)).collect();
     check(
         vector,
-        &["file_size", "chunk"],
+        &["file", "file_size", "chunk"],
         vec![
             ("chunk_count", tree.chunk_count().to_string()),
             ("root", to_hex(&tree.root())),

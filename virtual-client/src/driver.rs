@@ -199,6 +199,8 @@ impl Driver {
                 socket: socket.number,
                 event: SocketEvent::Closed,
             };
+            // Dropped now, so the frames queued after this one are not tried on it.
+            self.socket = None;
             self.node.handle(now(), closed);
         }
     }
