@@ -3,32 +3,41 @@
 //! per-peer bounds. The node will drive it beside the sync engine; its frames are not on the
 //! wire yet (docs/protocol.md §10.5).
 //!
+//! - **Naming**: an attachment is its chunk tree root *and* its size ([`AttachmentKey`]). The
+//!   root alone does not fix the size (an author could describe someone else's file with another
+//!   size), so a holder serves only the key it holds and nobody is blamed for the other's.
 //! - **Fetching**: an attachment being fetched is asked of every linked peer not known to lack
 //!   it, lowest missing chunk first, at most [`TransferLimits::chunks_in_flight_per_peer`] from
 //!   each, so chunks come from several peers at once and a fast peer serves more. A request
 //!   unanswered within [`TransferLimits::request_timeout_millis`] is asked again, of any peer; a
-//!   peer whose requests expire [`TransferLimits::failures_before_giving_up`] times in a row is
-//!   no longer asked for that attachment. `chunk_missing` takes a peer off at once.
+//!   peer whose requests expire in [`TransferLimits::failures_before_giving_up`] rounds in a row
+//!   is left alone for [`TransferLimits::give_up_millis`], then asked again. `chunk_missing`
+//!   takes a peer off those chunks only, so members still fetching serve each other.
 //! - **Verification**: a chunk is stored only when its proof leads to the root; a peer that
-//!   sends one that does not, or too many chunks nobody asked for, is disconnected, and the
-//!   chunk is asked of another peer.
-//! - **Memory**: the engine holds one bit per chunk and the requests in flight, never the bytes:
-//!   a verified chunk goes straight out to the store, so a 1 GiB file never sits in memory.
+//!   sends one that does not, or chunks of attachments nobody here fetches, beyond
+//!   [`TransferLimits::unasked_chunks_per_peer`], is disconnected. A late answer to a request
+//!   asked again elsewhere, or to a cancelled fetch, is dropped without blame.
+//! - **Memory**: the engine holds a few bits per chunk and the requests in flight, never the
+//!   bytes: a verified chunk goes straight out to the store, so a 1 GiB file never sits in
+//!   memory.
 //! - **Resuming**: chunks already stored (after a reload, say) are handed in with
 //!   [`TransferInput::Fetch`] and never asked for again.
 //! - **Serving**: a peer may have [`TransferLimits::serving_per_peer`] chunks being read for it
 //!   at once and is served at most [`TransferLimits::chunks_per_second_per_peer`]; requests
 //!   beyond either are ignored (its time-outs ask elsewhere), so a peer that asks for the same
-//!   chunk in a loop costs little.
+//!   chunk in a loop costs little. The driver answers every [`TransferOutput::ReadChunk`].
 
 use crate::budget::Budget;
 use crate::chunk_tree::{chunk_count, verify_chunk, Hash};
+use crate::limits::MAX_ATTACHMENT_BYTES;
 use crate::sync::PeerId;
 use crate::time::UnixMillis;
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// Most chunks one `chunk_want` asks for.
 pub const MAX_CHUNK_WANT: usize = 16;
+/// Attachments remembered as recently fetched or cancelled, whose late chunks are no offence.
+const RECENT_KEYS: usize = 64;
 
 /// The engine's tunables; [`TransferLimits::default`] is what clients use.
 #[derive(Debug, Clone)]
@@ -37,7 +46,9 @@ pub struct TransferLimits {
     pub chunks_in_flight_per_peer: usize,
     pub request_timeout_millis: u64,
     pub failures_before_giving_up: u32,
-    /// Chunks nobody asked for that a peer may send before it is disconnected.
+    pub give_up_millis: u64,
+    /// Chunks of attachments nobody here fetches that a peer may send before it is
+    /// disconnected.
     pub unasked_chunks_per_peer: u32,
     /// Chunks being read from the store for one peer at once.
     pub serving_per_peer: usize,
@@ -52,6 +63,7 @@ impl Default for TransferLimits {
             chunks_in_flight_per_peer: 8,
             request_timeout_millis: 4_000,
             failures_before_giving_up: 3,
+            give_up_millis: 30_000,
             unasked_chunks_per_peer: 64,
             serving_per_peer: 16,
             chunks_per_second_per_peer: 640.0,
@@ -60,34 +72,45 @@ impl Default for TransferLimits {
     }
 }
 
-/// What peers say to each other about chunks. An attachment is named by its chunk tree root.
+/// An attachment as the transfer names it: its chunk tree root and its size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AttachmentKey {
+    pub root: Hash,
+    pub size: u64,
+}
+
+/// What peers say to each other about chunks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChunkFrame {
     /// "Send me these chunks" (at most [`MAX_CHUNK_WANT`]).
-    Want { root: Hash, chunks: Vec<u64> },
+    Want {
+        key: AttachmentKey,
+        chunks: Vec<u64>,
+    },
     /// One chunk and its proof.
     Chunk {
-        root: Hash,
+        key: AttachmentKey,
         index: u64,
         proof: Vec<Hash>,
         data: Vec<u8>,
     },
     /// "I do not hold these."
-    Missing { root: Hash, chunks: Vec<u64> },
+    Missing {
+        key: AttachmentKey,
+        chunks: Vec<u64>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TransferInput {
-    /// Fetch the attachment of `size` bytes whose tree has `root`, of which the chunks `held`
-    /// are already stored (none for a new fetch). Fetching one already being fetched changes
-    /// nothing.
+    /// Fetch the attachment `key`, of which the chunks `held` are already stored (none for a
+    /// new fetch). Fetching one already being fetched changes nothing.
     Fetch {
-        root: Hash,
-        size: u64,
+        key: AttachmentKey,
         held: Vec<u64>,
     },
     Cancel {
-        root: Hash,
+        key: AttachmentKey,
     },
     PeerUp {
         peer: PeerId,
@@ -100,10 +123,10 @@ pub enum TransferInput {
         frame: ChunkFrame,
     },
     /// The chunk read for a [`TransferOutput::ReadChunk`], with the proof stored beside it, or
-    /// `None` when the store does not hold it.
+    /// `None` when the store does not hold it (or could not read it).
     ChunkRead {
         peer: PeerId,
-        root: Hash,
+        key: AttachmentKey,
         index: u64,
         chunk: Option<(Vec<u8>, Vec<Hash>)>,
     },
@@ -116,29 +139,29 @@ pub enum TransferOutput {
         peer: PeerId,
         frame: ChunkFrame,
     },
-    /// Read chunk `index` of `root` and its proof, and hand them back as
-    /// [`TransferInput::ChunkRead`].
+    /// Read chunk `index` of `key` and its proof, and hand them back as
+    /// [`TransferInput::ChunkRead`] (always, with `None` when it cannot).
     ReadChunk {
         peer: PeerId,
-        root: Hash,
+        key: AttachmentKey,
         index: u64,
     },
     /// Store this verified chunk with its proof (which serves it to others later).
     StoreChunk {
-        root: Hash,
+        key: AttachmentKey,
         index: u64,
         data: Vec<u8>,
         proof: Vec<Hash>,
         from: PeerId,
     },
-    /// Every chunk of `root` is stored.
+    /// Every chunk of `key` is stored.
     Complete {
-        root: Hash,
+        key: AttachmentKey,
     },
-    /// Chunks of `root` are missing and no linked peer is left to ask: fetching resumes when a
-    /// peer comes.
+    /// Chunks of `key` are missing and no linked peer is left to ask: fetching resumes when a
+    /// peer comes, or when one left alone may be asked again.
     Unavailable {
-        root: Hash,
+        key: AttachmentKey,
     },
     Disconnect {
         peer: PeerId,
@@ -146,67 +169,98 @@ pub enum TransferOutput {
     },
 }
 
+/// One bit per chunk.
+#[derive(Debug, Clone, Default)]
+struct ChunkSet(Vec<u64>);
+
+impl ChunkSet {
+    fn contains(&self, index: u64) -> bool {
+        self.0
+            .get((index / 64) as usize)
+            .is_some_and(|word| word & (1 << (index % 64)) != 0)
+    }
+
+    /// Adds `index` (below `count`); false when it was there already.
+    fn insert(&mut self, index: u64, count: u64) -> bool {
+        if index >= count {
+            return false;
+        }
+        let word = (index / 64) as usize;
+        if self.0.len() <= word {
+            self.0.resize(count.div_ceil(64) as usize, 0);
+        }
+        let bit = 1 << (index % 64);
+        let added = self.0[word] & bit == 0;
+        self.0[word] |= bit;
+        added
+    }
+}
+
+/// What is known of one peer for one attachment being fetched.
+#[derive(Debug, Default)]
+struct Source {
+    /// Chunks it said it lacks.
+    lacks: ChunkSet,
+    /// Expiry rounds in a row in which a request to it expired.
+    failed_rounds: u32,
+    /// Not asked until then.
+    left_alone_until: Option<UnixMillis>,
+}
+
 /// One attachment being fetched.
 #[derive(Debug)]
 struct Fetching {
-    size: u64,
-    /// One bit per chunk: stored.
-    held: Vec<u64>,
+    count: u64,
+    held: ChunkSet,
     held_count: u64,
     /// Chunk → who was asked and until when.
     in_flight: BTreeMap<u64, (PeerId, UnixMillis)>,
-    /// Peers that lack it or failed too often.
-    not_asked: BTreeSet<PeerId>,
-    failures: HashMap<PeerId, u32>,
+    /// No chunk below this is missing.
+    lowest_missing: u64,
+    sources: BTreeMap<PeerId, Source>,
     said_unavailable: bool,
 }
 
 impl Fetching {
     fn new(size: u64) -> Self {
-        let count = chunk_count(size);
         Self {
-            size,
-            held: vec![0; count.div_ceil(64) as usize],
+            count: chunk_count(size),
+            held: ChunkSet::default(),
             held_count: 0,
             in_flight: BTreeMap::new(),
-            not_asked: BTreeSet::new(),
-            failures: HashMap::new(),
+            lowest_missing: 0,
+            sources: BTreeMap::new(),
             said_unavailable: false,
         }
     }
 
-    fn count(&self) -> u64 {
-        chunk_count(self.size)
-    }
-
-    fn holds(&self, index: u64) -> bool {
-        self.held
-            .get((index / 64) as usize)
-            .is_some_and(|word| word & (1 << (index % 64)) != 0)
-    }
-
-    /// Marks a chunk stored; false when it already was.
-    fn hold(&mut self, index: u64) -> bool {
-        let Some(word) = self.held.get_mut((index / 64) as usize) else {
-            return false;
-        };
-        let bit = 1 << (index % 64);
-        if *word & bit != 0 {
-            return false;
+    fn hold(&mut self, index: u64) {
+        if self.held.insert(index, self.count) {
+            self.held_count += 1;
         }
-        *word |= bit;
-        self.held_count += 1;
-        true
+        while self.lowest_missing < self.count && self.held.contains(self.lowest_missing) {
+            self.lowest_missing += 1;
+        }
     }
 
     fn is_complete(&self) -> bool {
-        self.held_count == self.count()
+        self.held_count == self.count
     }
 
-    /// The next chunks nobody holds or was asked for, lowest first, at most `limit`.
-    fn next_wanted(&self, limit: usize) -> Vec<u64> {
-        (0..self.count())
-            .filter(|index| !self.holds(*index) && !self.in_flight.contains_key(index))
+    fn may_ask(&self, peer: PeerId, now: UnixMillis) -> bool {
+        self.sources
+            .get(&peer)
+            .and_then(|source| source.left_alone_until)
+            .is_none_or(|until| until <= now)
+    }
+
+    /// Up to `limit` chunks nobody holds or was asked for and `peer` is not known to lack,
+    /// lowest first.
+    fn next_for(&self, peer: PeerId, limit: usize) -> Vec<u64> {
+        let lacks = self.sources.get(&peer).map(|source| &source.lacks);
+        (self.lowest_missing..self.count)
+            .filter(|index| !self.held.contains(*index) && !self.in_flight.contains_key(index))
+            .filter(|index| lacks.is_none_or(|lacks| !lacks.contains(*index)))
             .take(limit)
             .collect()
     }
@@ -224,7 +278,9 @@ struct PeerState {
 #[derive(Debug)]
 pub struct TransferEngine {
     limits: TransferLimits,
-    fetching: BTreeMap<Hash, Fetching>,
+    fetching: BTreeMap<AttachmentKey, Fetching>,
+    /// Recently completed or cancelled, newest last.
+    recent: VecDeque<AttachmentKey>,
     peers: BTreeMap<PeerId, PeerState>,
     outputs: VecDeque<TransferOutput>,
 }
@@ -234,6 +290,7 @@ impl TransferEngine {
         Self {
             limits,
             fetching: BTreeMap::new(),
+            recent: VecDeque::new(),
             peers: BTreeMap::new(),
             outputs: VecDeque::new(),
         }
@@ -244,66 +301,59 @@ impl TransferEngine {
     }
 
     pub fn poll_timeout(&self) -> Option<UnixMillis> {
-        self.fetching
+        let requests = self
+            .fetching
             .values()
-            .flat_map(|fetching| fetching.in_flight.values().map(|(_, deadline)| *deadline))
-            .min()
+            .flat_map(|fetching| fetching.in_flight.values().map(|(_, deadline)| *deadline));
+        let returns = self.fetching.values().flat_map(|fetching| {
+            fetching
+                .sources
+                .values()
+                .filter_map(|source| source.left_alone_until)
+        });
+        requests.chain(returns).min()
     }
 
-    /// Chunks of `root` stored so far, and in all; `None` when it is not being fetched.
-    pub fn progress(&self, root: &Hash) -> Option<(u64, u64)> {
+    /// Chunks of `key` stored so far, and in all; `None` when it is not being fetched.
+    pub fn progress(&self, key: &AttachmentKey) -> Option<(u64, u64)> {
         self.fetching
-            .get(root)
-            .map(|fetching| (fetching.held_count, fetching.count()))
+            .get(key)
+            .map(|fetching| (fetching.held_count, fetching.count))
     }
 
     pub fn handle(&mut self, now: UnixMillis, input: TransferInput) {
         match input {
-            TransferInput::Fetch { root, size, held } => self.fetch(root, size, held),
-            TransferInput::Cancel { root } => self.cancel(&root),
-            TransferInput::PeerUp { peer } => {
-                let served = Budget::full(
-                    self.limits.chunk_burst_per_peer,
-                    self.limits.chunks_per_second_per_peer,
-                    now,
-                );
-                self.peers.entry(peer).or_insert(PeerState {
-                    in_flight: 0,
-                    unasked_chunks: 0,
-                    serving: 0,
-                    served,
-                });
-                for fetching in self.fetching.values_mut() {
-                    fetching.said_unavailable = false;
-                }
-            }
+            TransferInput::Fetch { key, held } => self.fetch(key, held),
+            TransferInput::Cancel { key } => self.finish(key),
+            TransferInput::PeerUp { peer } => self.peer_up(now, peer),
             TransferInput::PeerDown { peer } => self.forget_peer(peer),
             TransferInput::Frame { peer, frame } => self.on_frame(now, peer, frame),
             TransferInput::ChunkRead {
                 peer,
-                root,
+                key,
                 index,
                 chunk,
-            } => self.on_chunk_read(peer, root, index, chunk),
-            TransferInput::Timeout => self.expire_requests(now),
+            } => self.on_chunk_read(peer, key, index, chunk),
+            TransferInput::Timeout => self.on_timeout(now),
         }
         self.request_chunks(now);
     }
 
-    fn fetch(&mut self, root: Hash, size: u64, held: Vec<u64>) {
-        if self.fetching.contains_key(&root) {
+    fn fetch(&mut self, key: AttachmentKey, held: Vec<u64>) {
+        if key.size > MAX_ATTACHMENT_BYTES || self.fetching.contains_key(&key) {
             return;
         }
-        let mut fetching = Fetching::new(size);
+        let mut fetching = Fetching::new(key.size);
         for index in held {
             fetching.hold(index);
         }
-        self.fetching.insert(root, fetching);
-        self.finish_if_complete(root);
+        self.fetching.insert(key, fetching);
+        self.finish_if_complete(key);
     }
 
-    fn cancel(&mut self, root: &Hash) {
-        let Some(fetching) = self.fetching.remove(root) else {
+    /// Stops fetching `key`; its requests are released and their late answers dropped.
+    fn finish(&mut self, key: AttachmentKey) {
+        let Some(fetching) = self.fetching.remove(&key) else {
             return;
         };
         for (peer, _) in fetching.in_flight.values() {
@@ -311,14 +361,34 @@ impl TransferEngine {
                 state.in_flight = state.in_flight.saturating_sub(1);
             }
         }
+        self.recent.push_back(key);
+        if self.recent.len() > RECENT_KEYS {
+            self.recent.pop_front();
+        }
+    }
+
+    fn peer_up(&mut self, now: UnixMillis, peer: PeerId) {
+        let served = Budget::full(
+            self.limits.chunk_burst_per_peer,
+            self.limits.chunks_per_second_per_peer,
+            now,
+        );
+        self.peers.entry(peer).or_insert(PeerState {
+            in_flight: 0,
+            unasked_chunks: 0,
+            serving: 0,
+            served,
+        });
+        for fetching in self.fetching.values_mut() {
+            fetching.said_unavailable = false;
+        }
     }
 
     fn forget_peer(&mut self, peer: PeerId) {
         self.peers.remove(&peer);
         for fetching in self.fetching.values_mut() {
             fetching.in_flight.retain(|_, (asked, _)| *asked != peer);
-            fetching.not_asked.remove(&peer);
-            fetching.failures.remove(&peer);
+            fetching.sources.remove(&peer);
         }
     }
 
@@ -333,18 +403,18 @@ impl TransferEngine {
             return;
         }
         match frame {
-            ChunkFrame::Want { root, chunks } => self.on_want(now, peer, root, chunks),
+            ChunkFrame::Want { key, chunks } => self.on_want(now, peer, key, chunks),
             ChunkFrame::Chunk {
-                root,
+                key,
                 index,
                 proof,
                 data,
-            } => self.on_chunk(peer, root, index, proof, data),
-            ChunkFrame::Missing { root, chunks } => self.on_missing(peer, root, &chunks),
+            } => self.on_chunk(peer, key, index, proof, data),
+            ChunkFrame::Missing { key, chunks } => self.on_missing(peer, key, &chunks),
         }
     }
 
-    fn on_want(&mut self, now: UnixMillis, peer: PeerId, root: Hash, chunks: Vec<u64>) {
+    fn on_want(&mut self, now: UnixMillis, peer: PeerId, key: AttachmentKey, chunks: Vec<u64>) {
         if chunks.len() > MAX_CHUNK_WANT {
             return self.disconnect(peer, format!("a chunk_want of {} chunks", chunks.len()));
         }
@@ -359,14 +429,14 @@ impl TransferEngine {
             }
             state.serving += 1;
             self.outputs
-                .push_back(TransferOutput::ReadChunk { peer, root, index });
+                .push_back(TransferOutput::ReadChunk { peer, key, index });
         }
     }
 
     fn on_chunk_read(
         &mut self,
         peer: PeerId,
-        root: Hash,
+        key: AttachmentKey,
         index: u64,
         chunk: Option<(Vec<u8>, Vec<Hash>)>,
     ) {
@@ -376,31 +446,38 @@ impl TransferEngine {
         state.serving = state.serving.saturating_sub(1);
         let frame = match chunk {
             Some((data, proof)) => ChunkFrame::Chunk {
-                root,
+                key,
                 index,
                 proof,
                 data,
             },
             None => ChunkFrame::Missing {
-                root,
+                key,
                 chunks: vec![index],
             },
         };
         self.outputs.push_back(TransferOutput::Send { peer, frame });
     }
 
-    fn on_chunk(&mut self, peer: PeerId, root: Hash, index: u64, proof: Vec<Hash>, data: Vec<u8>) {
-        let wanted = self
-            .fetching
-            .get(&root)
-            .is_some_and(|fetching| index < fetching.count() && !fetching.holds(index));
-        if !wanted {
-            return self.note_unasked(peer);
-        }
-        let Some(fetching) = self.fetching.get_mut(&root) else {
+    fn on_chunk(
+        &mut self,
+        peer: PeerId,
+        key: AttachmentKey,
+        index: u64,
+        proof: Vec<Hash>,
+        data: Vec<u8>,
+    ) {
+        let Some(fetching) = self.fetching.get_mut(&key) else {
+            if !self.recent.contains(&key) {
+                self.note_unasked(peer);
+            }
             return;
         };
-        if !verify_chunk(&root, fetching.size, index, &data, &proof) {
+        if index >= fetching.count || fetching.held.contains(index) {
+            // A late answer to a request asked again elsewhere: no offence, no use.
+            return;
+        }
+        if !verify_chunk(&key.root, key.size, index, &data, &proof) {
             return self.disconnect(
                 peer,
                 format!("chunk {index} does not match the attachment's tree"),
@@ -411,16 +488,18 @@ impl TransferEngine {
                 state.in_flight = state.in_flight.saturating_sub(1);
             }
         }
-        fetching.failures.remove(&peer);
+        if let Some(source) = fetching.sources.get_mut(&peer) {
+            source.failed_rounds = 0;
+        }
         fetching.hold(index);
         self.outputs.push_back(TransferOutput::StoreChunk {
-            root,
+            key,
             index,
             data,
             proof,
             from: peer,
         });
-        self.finish_if_complete(root);
+        self.finish_if_complete(key);
     }
 
     fn note_unasked(&mut self, peer: PeerId) {
@@ -430,17 +509,22 @@ impl TransferEngine {
         };
         state.unasked_chunks += 1;
         if state.unasked_chunks > limit {
-            self.disconnect(peer, "too many chunks nobody asked for".into());
+            self.disconnect(
+                peer,
+                "too many chunks of attachments nobody asked for".into(),
+            );
         }
     }
 
-    fn on_missing(&mut self, peer: PeerId, root: Hash, chunks: &[u64]) {
-        let Some(fetching) = self.fetching.get_mut(&root) else {
+    fn on_missing(&mut self, peer: PeerId, key: AttachmentKey, chunks: &[u64]) {
+        let Some(fetching) = self.fetching.get_mut(&key) else {
             return;
         };
-        fetching.not_asked.insert(peer);
+        let count = fetching.count;
+        let source = fetching.sources.entry(peer).or_default();
         let mut released = 0;
         for index in chunks {
+            source.lacks.insert(*index, count);
             if fetching
                 .in_flight
                 .get(index)
@@ -455,8 +539,9 @@ impl TransferEngine {
         }
     }
 
-    fn expire_requests(&mut self, now: UnixMillis) {
+    fn on_timeout(&mut self, now: UnixMillis) {
         let give_up_after = self.limits.failures_before_giving_up;
+        let left_alone_until = now.saturating_add_millis(self.limits.give_up_millis);
         for fetching in self.fetching.values_mut() {
             let expired: Vec<(u64, PeerId)> = fetching
                 .in_flight
@@ -464,24 +549,35 @@ impl TransferEngine {
                 .filter(|(_, (_, deadline))| *deadline <= now)
                 .map(|(index, (peer, _))| (*index, *peer))
                 .collect();
+            let mut failed = BTreeSet::new();
             for (index, peer) in expired {
                 fetching.in_flight.remove(&index);
                 if let Some(state) = self.peers.get_mut(&peer) {
                     state.in_flight = state.in_flight.saturating_sub(1);
                 }
-                let failures = fetching.failures.entry(peer).or_insert(0);
-                *failures += 1;
-                if *failures >= give_up_after {
-                    fetching.not_asked.insert(peer);
+                failed.insert(peer);
+            }
+            for peer in failed {
+                let source = fetching.sources.entry(peer).or_default();
+                source.failed_rounds += 1;
+                if source.failed_rounds >= give_up_after {
+                    source.failed_rounds = 0;
+                    source.left_alone_until = Some(left_alone_until);
+                }
+            }
+            for source in fetching.sources.values_mut() {
+                if source.left_alone_until.is_some_and(|until| until <= now) {
+                    source.left_alone_until = None;
+                    fetching.said_unavailable = false;
                 }
             }
         }
     }
 
-    fn finish_if_complete(&mut self, root: Hash) {
-        if self.fetching.get(&root).is_some_and(Fetching::is_complete) {
-            self.cancel(&root);
-            self.outputs.push_back(TransferOutput::Complete { root });
+    fn finish_if_complete(&mut self, key: AttachmentKey) {
+        if self.fetching.get(&key).is_some_and(Fetching::is_complete) {
+            self.finish(key);
+            self.outputs.push_back(TransferOutput::Complete { key });
         }
     }
 
@@ -489,23 +585,19 @@ impl TransferEngine {
     fn request_chunks(&mut self, now: UnixMillis) {
         let deadline = now.saturating_add_millis(self.limits.request_timeout_millis);
         let room = self.limits.chunks_in_flight_per_peer;
-        for (root, fetching) in &mut self.fetching {
-            let someone_to_ask = self
-                .peers
-                .keys()
-                .any(|peer| !fetching.not_asked.contains(peer));
-            if !someone_to_ask && !fetching.said_unavailable {
-                fetching.said_unavailable = true;
-                self.outputs
-                    .push_back(TransferOutput::Unavailable { root: *root });
-            }
+        for (key, fetching) in &mut self.fetching {
+            let mut someone_holds_more = false;
             for (peer, state) in &mut self.peers {
-                if fetching.not_asked.contains(peer) || state.in_flight >= room {
+                if !fetching.may_ask(*peer, now) {
                     continue;
                 }
-                let chunks = fetching.next_wanted((room - state.in_flight).min(MAX_CHUNK_WANT));
+                someone_holds_more |= !fetching.next_for(*peer, 1).is_empty();
+                if state.in_flight >= room {
+                    continue;
+                }
+                let chunks = fetching.next_for(*peer, (room - state.in_flight).min(MAX_CHUNK_WANT));
                 if chunks.is_empty() {
-                    break;
+                    continue;
                 }
                 for index in &chunks {
                     fetching.in_flight.insert(*index, (*peer, deadline));
@@ -513,11 +605,14 @@ impl TransferEngine {
                 state.in_flight += chunks.len();
                 self.outputs.push_back(TransferOutput::Send {
                     peer: *peer,
-                    frame: ChunkFrame::Want {
-                        root: *root,
-                        chunks,
-                    },
+                    frame: ChunkFrame::Want { key: *key, chunks },
                 });
+            }
+            let stalled = fetching.in_flight.is_empty() && !someone_holds_more;
+            if stalled && !fetching.said_unavailable {
+                fetching.said_unavailable = true;
+                self.outputs
+                    .push_back(TransferOutput::Unavailable { key: *key });
             }
         }
     }

@@ -16,7 +16,7 @@ use peerchat_shared::chunk_tree::{leaf_hash, ChunkTree, Hash, CHUNK_BYTES};
 use peerchat_shared::sync::PeerId;
 use peerchat_shared::time::UnixMillis;
 use peerchat_shared::transfer::{
-    ChunkFrame, TransferEngine, TransferInput, TransferLimits, TransferOutput,
+    AttachmentKey, ChunkFrame, TransferEngine, TransferInput, TransferLimits, TransferOutput,
 };
 use sha2::{Digest as _, Sha256};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -38,8 +38,11 @@ impl File {
         Self { bytes, tree }
     }
 
-    fn root(&self) -> Hash {
-        self.tree.root()
+    fn key(&self) -> AttachmentKey {
+        AttachmentKey {
+            root: self.tree.root(),
+            size: self.bytes.len() as u64,
+        }
     }
 
     fn chunk(&self, index: u64) -> (Vec<u8>, Vec<Hash>) {
@@ -53,9 +56,11 @@ impl File {
 }
 
 /// How a source behaves.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 enum Source {
     Honest,
+    /// Holds only these chunks.
+    Partial(BTreeSet<u64>),
     /// Flips a bit in every chunk it serves.
     Tampering,
     /// Never answers.
@@ -66,6 +71,8 @@ enum Source {
 struct Network<'a> {
     file: &'a File,
     now: UnixMillis,
+    /// What the fetcher asks for (the file's own key unless a test says otherwise).
+    key: AttachmentKey,
     fetcher: TransferEngine,
     sources: BTreeMap<PeerId, (Source, TransferEngine)>,
     /// Frames in flight: (to, from, frame); the fetcher is `FETCHER`.
@@ -81,6 +88,7 @@ impl<'a> Network<'a> {
     fn new(file: &'a File, sources: &[Source]) -> Self {
         let mut network = Self {
             file,
+            key: file.key(),
             now: START,
             fetcher: TransferEngine::new(TransferLimits::default()),
             sources: BTreeMap::new(),
@@ -96,7 +104,7 @@ impl<'a> Network<'a> {
             engine.handle(START, TransferInput::PeerUp { peer: FETCHER });
             network
                 .sources
-                .insert(10 + offset as PeerId, (*source, engine));
+                .insert(10 + offset as PeerId, (source.clone(), engine));
         }
         network
     }
@@ -115,8 +123,7 @@ impl<'a> Network<'a> {
 
     fn fetch_holding(&mut self, held: Vec<u64>) {
         let input = TransferInput::Fetch {
-            root: self.file.root(),
-            size: self.file.bytes.len() as u64,
+            key: self.key,
             held,
         };
         self.fetcher.handle(self.now, input);
@@ -155,7 +162,7 @@ impl<'a> Network<'a> {
         let mut reads = Vec::new();
         while let Some(output) = engine.poll_output() {
             match output {
-                TransferOutput::ReadChunk { peer, root, index } => reads.push((peer, root, index)),
+                TransferOutput::ReadChunk { peer, key, index } => reads.push((peer, key, index)),
                 TransferOutput::Send { peer, frame } => {
                     if *behaviour != Source::Silent {
                         self.wire.push_back((peer, id, frame));
@@ -164,16 +171,24 @@ impl<'a> Network<'a> {
                 other => panic!("a source only serves: {other:?}"),
             }
         }
-        for (peer, root, index) in reads {
-            let (mut data, proof) = file.chunk(index);
-            if *behaviour == Source::Tampering {
-                data[0] ^= 1;
-            }
+        for (peer, key, index) in reads {
+            let holds = key == file.key()
+                && match &*behaviour {
+                    Source::Partial(chunks) => chunks.contains(&index),
+                    _ => true,
+                };
+            let chunk = holds.then(|| {
+                let (mut data, proof) = file.chunk(index);
+                if *behaviour == Source::Tampering {
+                    data[0] ^= 1;
+                }
+                (data, proof)
+            });
             let input = TransferInput::ChunkRead {
                 peer,
-                root,
+                key,
                 index,
-                chunk: Some((data, proof)),
+                chunk,
             };
             engine.handle(self.now, input);
         }
@@ -227,7 +242,7 @@ impl<'a> Network<'a> {
 #[test]
 fn a_file_comes_from_several_peers_at_once_and_matches_its_digest() {
     let file = File::new(40 * CHUNK_BYTES + 123);
-    let mut network = Network::new(&file, &[Source::Honest; 3]);
+    let mut network = Network::new(&file, &[Source::Honest, Source::Honest, Source::Honest]);
     network.link_all();
     network.fetch();
     network.run(10);
@@ -242,7 +257,7 @@ fn a_file_comes_from_several_peers_at_once_and_matches_its_digest() {
         "every holder served a share"
     );
     assert_eq!(
-        network.fetcher.progress(&file.root()),
+        network.fetcher.progress(&file.key()),
         None,
         "nothing is kept once complete"
     );
@@ -316,7 +331,7 @@ fn a_peer_that_asks_for_the_same_chunk_in_a_loop_is_served_within_its_bounds() {
     let want = || TransferInput::Frame {
         peer: greedy,
         frame: ChunkFrame::Want {
-            root: file.root(),
+            key: file.key(),
             chunks: vec![0; 16],
         },
     };
@@ -333,11 +348,11 @@ fn a_peer_that_asks_for_the_same_chunk_in_a_loop_is_served_within_its_bounds() {
         source.handle(START, want());
         let outputs: Vec<_> = std::iter::from_fn(|| source.poll_output()).collect();
         for output in outputs {
-            if let TransferOutput::ReadChunk { peer, root, index } = output {
+            if let TransferOutput::ReadChunk { peer, key, index } = output {
                 served += 1;
                 let input = TransferInput::ChunkRead {
                     peer,
-                    root,
+                    key,
                     index,
                     chunk: Some(file.chunk(index)),
                 };
@@ -358,7 +373,7 @@ fn oversized_requests_and_floods_of_unasked_chunks_cost_the_peer_its_link() {
     let mut engine = TransferEngine::new(TransferLimits::default());
     engine.handle(START, TransferInput::PeerUp { peer: 5 });
     let too_many = ChunkFrame::Want {
-        root: file.root(),
+        key: file.key(),
         chunks: (0..17).collect(),
     };
     engine.handle(
@@ -378,7 +393,7 @@ fn oversized_requests_and_floods_of_unasked_chunks_cost_the_peer_its_link() {
     let mut disconnected = false;
     for _ in 0..=TransferLimits::default().unasked_chunks_per_peer {
         let unasked = ChunkFrame::Chunk {
-            root: file.root(),
+            key: file.key(),
             index: 0,
             proof: proof.clone(),
             data: data.clone(),
@@ -395,4 +410,90 @@ fn oversized_requests_and_floods_of_unasked_chunks_cost_the_peer_its_link() {
         }
     }
     assert!(disconnected);
+}
+
+#[test]
+fn a_description_with_someone_elses_root_and_another_size_costs_no_honest_holder_its_link() {
+    let file = File::new(5 * CHUNK_BYTES + 10);
+    let mut network = Network::new(&file, &[Source::Honest, Source::Honest]);
+    network.key = AttachmentKey {
+        root: file.key().root,
+        size: file.key().size + 1,
+    };
+    network.link_all();
+    network.fetch();
+    network.run(5);
+    assert!(network.disconnected.is_empty());
+    assert!(!network.complete);
+    assert!(network.unavailable, "nobody holds that attachment");
+}
+
+#[test]
+fn members_still_fetching_serve_each_other_the_chunks_they_hold() {
+    let file = File::new(10 * CHUNK_BYTES);
+    let first = Source::Partial(BTreeSet::from([0, 9]));
+    let second = Source::Partial((1..9).collect());
+    let mut network = Network::new(&file, &[first, second]);
+    network.link_all();
+    network.fetch();
+    network.run(10);
+    assert!(network.complete);
+    assert_eq!(network.assembled(), file.bytes);
+    assert!(network.disconnected.is_empty());
+}
+
+#[test]
+fn a_peer_left_alone_after_failing_is_asked_again_later() {
+    let file = File::new(4 * CHUNK_BYTES);
+    let mut network = Network::new(&file, &[Source::Silent]);
+    network.link_all();
+    network.fetch();
+    network.run(4);
+    assert!(
+        network.unavailable,
+        "the only holder failed three rounds and is left alone"
+    );
+    let wanted_before = network.wanted.len();
+    let retry = network.fetcher.poll_timeout().expect("a time to ask again");
+    assert!(retry >= START.saturating_add_millis(TransferLimits::default().give_up_millis));
+    network.now = retry;
+    network.fetcher.handle(retry, TransferInput::Timeout);
+    network.drain_fetcher();
+    assert!(network.wanted.len() > wanted_before, "asked again");
+}
+
+#[test]
+fn late_answers_to_requests_asked_again_or_cancelled_are_no_offence() {
+    let file = File::new(2 * CHUNK_BYTES);
+    let mut engine = TransferEngine::new(TransferLimits::default());
+    engine.handle(START, TransferInput::PeerUp { peer: 5 });
+    for _ in 0..=TransferLimits::default().unasked_chunks_per_peer {
+        let fetch = TransferInput::Fetch {
+            key: file.key(),
+            held: vec![],
+        };
+        engine.handle(START, fetch);
+        engine.handle(START, TransferInput::Cancel { key: file.key() });
+        let (data, proof) = file.chunk(0);
+        let late = ChunkFrame::Chunk {
+            key: file.key(),
+            index: 0,
+            proof,
+            data,
+        };
+        engine.handle(
+            START,
+            TransferInput::Frame {
+                peer: 5,
+                frame: late,
+            },
+        );
+    }
+    let outputs: Vec<_> = std::iter::from_fn(|| engine.poll_output()).collect();
+    assert!(
+        !outputs
+            .iter()
+            .any(|output| matches!(output, TransferOutput::Disconnect { .. })),
+        "{outputs:?}"
+    );
 }
