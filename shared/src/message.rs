@@ -115,7 +115,7 @@ pub enum InvalidBody {
     #[error("attachment is larger than {MAX_ATTACHMENT_BYTES} bytes")]
     AttachmentTooLarge,
     #[error(
-        "attachment name must be 1 to {MAX_ATTACHMENT_NAME_BYTES} bytes, without control characters, slashes or backslashes, and not . or .."
+        "attachment name must be 1 to {MAX_ATTACHMENT_NAME_BYTES} bytes, without control or format characters, slashes or backslashes, and not . or .."
     )]
     BadAttachmentName,
     #[error("media type must look like type/subtype and be at most {MAX_MEDIA_TYPE_BYTES} bytes")]

@@ -55,7 +55,8 @@ pub fn attachment() -> impl Strategy<Value = Attachment> {
         preview: "LEHV6nWB2yk8pyo0adR*.7kCMdnj".into(),
     });
     (
-        "[^\\p{Cc}/\\\\]{1,40}".prop_filter("not . or ..", |name| name != "." && name != ".."),
+        "[^\\p{Cc}\\p{Cf}/\\\\]{1,40}"
+            .prop_filter("not . or ..", |name| name != "." && name != ".."),
         "[a-z]{1,12}/[a-z0-9][a-z0-9.+-]{0,20}",
         0..=MAX_ATTACHMENT_BYTES,
         bytes::<32>(),
@@ -69,6 +70,12 @@ pub fn attachment() -> impl Strategy<Value = Attachment> {
             sha256: Sha256Digest(sha256),
             root: Sha256Digest(root),
             image,
+        })
+        // The protocol's own rules decide (its list of format characters, say).
+        .prop_filter("a valid attachment", |attachment| {
+            MessageBody::with_attachments("", vec![attachment.clone()])
+                .validate()
+                .is_ok()
         })
 }
 
