@@ -253,6 +253,18 @@ fn test(root: &Path) -> Result<()> {
     )?;
     wasm::clippy(root, &toolchain)?;
     process::run(process::cargo(root).args(["test", "--workspace", "--locked"]))?;
+    // The relay without its default features, as an operator may build it: its command line,
+    // with no WebRTC stack compiled (it refuses `--virtual-clients` then, saying why).
+    process::run(
+        process::cargo(root)
+            .args([
+                "test",
+                "--package",
+                "peerchat-server",
+                "--no-default-features",
+            ])
+            .args(["--locked", "--test", "relay", "--", "command_line::"]),
+    )?;
     wasm::test_in_browser(root, &toolchain, "peerchat-shared")?;
     wasm::test_in_browser(root, &toolchain, "peerchat-client-wasm")?;
     if setup::has_cargo_fuzz() {
