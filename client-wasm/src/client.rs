@@ -2,6 +2,8 @@
 //! session from what earlier visits kept, and starts the driver task; its methods queue the
 //! member's actions for that task or read history straight from IndexedDB.
 
+use crate::attachment_store::{AttachmentRecord, DEFAULT_STORAGE_LIMIT};
+use crate::attachments::{assemble, prepare_upload, ImageSample, UploadWatch};
 use crate::driver::{fresh_nonce, Driver, Feed, INPUT_QUEUE};
 use crate::identity_store::{random_bytes, IdentityStore, IDENTITY_DATABASE};
 use crate::indexeddb::IndexedDbStore;
@@ -9,13 +11,15 @@ use crate::page::EventSink;
 use futures_channel::mpsc;
 use peerchat_shared::channel::ChannelName;
 use peerchat_shared::client::{ClientConfig, MessageView};
+use peerchat_shared::encoding::fixed_from_base64url;
 use peerchat_shared::identity_export::Identity;
 use peerchat_shared::ids::MessageId;
 use peerchat_shared::membership::{DisplayName, InviteToken};
-use peerchat_shared::message::MessageBody;
+use peerchat_shared::message::{Attachment, MessageBody};
 use peerchat_shared::node::{MemberAction, Node, NodeConfig, NodeInput};
 use peerchat_shared::store::HistoryStore as _;
 use peerchat_shared::sync::SyncLimits;
+use peerchat_shared::transfer::AttachmentKey;
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 
@@ -35,6 +39,18 @@ fn to_js(value: &impl serde::Serialize) -> Result<JsValue, JsError> {
 
 fn channel(name: &str) -> Result<ChannelName, JsError> {
     ChannelName::new(name).map_err(|error| JsError::new(&format!("{name:?}: {error}")))
+}
+
+/// An attachment named by its root (base64url) and size, as the page's events give them.
+fn attachment_key(root: &str, size: f64) -> Result<AttachmentKey, JsError> {
+    let root = fixed_from_base64url(root).map_err(|_| JsError::new("not an attachment root"))?;
+    if !(0.0..=9_007_199_254_740_991.0).contains(&size) || size.fract() != 0.0 {
+        return Err(JsError::new("not an attachment size"));
+    }
+    Ok(AttachmentKey {
+        root,
+        size: size as u64,
+    })
 }
 
 /// One member's connection to one relay. See the module documentation.
@@ -108,14 +124,144 @@ impl Client {
     }
 
     fn queue(&mut self, action: MemberAction) -> Result<(), JsError> {
+        self.feed_driver(Feed::Input(NodeInput::Member(action)))
+    }
+
+    fn feed_driver(&mut self, feed: Feed) -> Result<(), JsError> {
         self.feed
-            .try_send(Feed::Input(NodeInput::Member(action)))
+            .try_send(feed)
             .map_err(|_| JsError::new("The client is busy; try again in a moment."))
     }
 
     /// Queues a text message; returns its nonce, which the `pending` and `message` events carry.
     pub fn send(&mut self, channel_name: &str, text: &str) -> Result<String, JsError> {
-        let body = MessageBody::text(text);
+        self.send_body(channel_name, MessageBody::text(text))
+    }
+
+    /// Queues a message carrying `attachments` (descriptions from `prepareAttachment`) with
+    /// `text` as its caption (may be empty); returns its nonce.
+    #[wasm_bindgen(js_name = sendWithAttachments)]
+    pub fn send_with_attachments(
+        &mut self,
+        channel_name: &str,
+        text: &str,
+        attachments: JsValue,
+    ) -> Result<String, JsError> {
+        let attachments: Vec<Attachment> = serde_wasm_bindgen::from_value(attachments)
+            .map_err(|error| JsError::new(&format!("not attachment descriptions: {error}")))?;
+        self.send_body(
+            channel_name,
+            MessageBody::with_attachments(text, attachments),
+        )
+    }
+
+    /// Hashes `file` and stores it chunk by chunk, ready to be served, and resolves to its
+    /// description for [`Self::send_with_attachments`]. `image` is `null` or what the page
+    /// measured of an image: `{width, height, sample_width, sample_height, pixels}` (RGBA of
+    /// a small drawing, for the preview). `on_progress(done, total)` is called as it goes;
+    /// aborting `signal` cancels it.
+    #[wasm_bindgen(js_name = prepareAttachment)]
+    pub fn prepare_attachment(
+        &self,
+        file: web_sys::File,
+        image: JsValue,
+        on_progress: js_sys::Function,
+        signal: Option<web_sys::AbortSignal>,
+    ) -> js_sys::Promise {
+        let history = self.history.clone();
+        let image = ImageSample::from_js(&image);
+        wasm_bindgen_futures::future_to_promise(async move {
+            let limit = history
+                .storage_limit()
+                .await
+                .map_err(JsError::from)?
+                .unwrap_or(DEFAULT_STORAGE_LIMIT);
+            let watch = UploadWatch {
+                on_progress,
+                signal,
+            };
+            let attachment = prepare_upload(&history, &file, image, limit, &watch)
+                .await
+                .map_err(|error| JsError::new(&error))?;
+            Ok(to_js(&attachment)?)
+        })
+    }
+
+    /// Opens an attachment (its description, as in a message): fetches what this browser does
+    /// not hold of it; `attachment` events follow.
+    #[wasm_bindgen(js_name = openAttachment)]
+    pub fn open_attachment(&mut self, attachment: JsValue) -> Result<(), JsError> {
+        let attachment: Attachment = serde_wasm_bindgen::from_value(attachment)
+            .map_err(|error| JsError::new(&format!("not an attachment description: {error}")))?;
+        MessageBody::with_attachments("", vec![attachment.clone()])
+            .validate()
+            .map_err(|error| JsError::new(&error.to_string()))?;
+        self.feed_driver(Feed::Download(AttachmentRecord {
+            attachment,
+            own: false,
+            opened_at: 0,
+            complete: false,
+            verified: None,
+        }))
+    }
+
+    /// Stops fetching the attachment `root`/`size` (the chunks stored so far are kept).
+    #[wasm_bindgen(js_name = cancelAttachment)]
+    pub fn cancel_attachment(&mut self, root: &str, size: f64) -> Result<(), JsError> {
+        let key = attachment_key(root, size)?;
+        self.feed_driver(Feed::CancelDownload(key))
+    }
+
+    /// Resolves to the attachment `root`/`size` as a `Blob` of its media type, put together from
+    /// its chunks and checked against its SHA-256, or `null` when it is not all here or does
+    /// not match its description.
+    #[wasm_bindgen(js_name = attachmentBlob)]
+    pub fn attachment_blob(&self, root: &str, size: f64) -> Result<js_sys::Promise, JsError> {
+        let key = attachment_key(root, size)?;
+        let history = self.history.clone();
+        Ok(wasm_bindgen_futures::future_to_promise(async move {
+            let Some(record) = history.attachment(&key).await.map_err(JsError::from)? else {
+                return Ok(JsValue::NULL);
+            };
+            let blob = assemble(&history, &record)
+                .await
+                .map_err(|error| JsError::new(&error))?;
+            Ok(blob.map_or(JsValue::NULL, JsValue::from))
+        }))
+    }
+
+    /// Resolves to `{used, limit}`: the bytes the attachments kept take, and the member's
+    /// storage limit (`null` until one is set).
+    #[wasm_bindgen(js_name = storageUse)]
+    pub fn storage_use(&self) -> js_sys::Promise {
+        let history = self.history.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let records = history.attachments().await.map_err(JsError::from)?;
+            let used: u64 = records.iter().map(|record| record.attachment.size).sum();
+            let limit = history.storage_limit().await.map_err(JsError::from)?;
+            Ok(to_js(&serde_json::json!({ "used": used, "limit": limit }))?)
+        })
+    }
+
+    /// Sets the storage limit for attachments, in bytes.
+    #[wasm_bindgen(js_name = setStorageLimit)]
+    pub fn set_storage_limit(&mut self, bytes: f64) -> Result<js_sys::Promise, JsError> {
+        if !(bytes.is_finite() && bytes >= 0.0) {
+            return Err(JsError::new("a storage limit is a number of bytes"));
+        }
+        let bytes = bytes as u64;
+        self.feed_driver(Feed::StorageLimit(bytes))?;
+        let history = self.history.clone();
+        Ok(wasm_bindgen_futures::future_to_promise(async move {
+            history
+                .save_storage_limit(bytes)
+                .await
+                .map_err(JsError::from)?;
+            Ok(JsValue::UNDEFINED)
+        }))
+    }
+
+    fn send_body(&mut self, channel_name: &str, body: MessageBody) -> Result<String, JsError> {
         body.validate()
             .map_err(|error| JsError::new(&format!("This message cannot be sent: {error}.")))?;
         let nonce = fresh_nonce()?;

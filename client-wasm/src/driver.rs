@@ -3,20 +3,26 @@
 //! bounded queue, and carries out each output before the next input, writing to IndexedDB
 //! before the page is told. The UI gets plain JavaScript objects through one callback.
 
+use crate::attachment_store::{AttachmentRecord, RoomError, DEFAULT_STORAGE_LIMIT};
+use crate::attachments::{matches_description, Download, Downloads};
 use crate::history_writer::{write_history, HistoryWork};
 use crate::identity_store::{random_bytes, IdentityStore};
 use crate::indexeddb::IndexedDbStore;
-use crate::page::{EventSink, HistoryStateForPage, MessageEventForPage, PeersForPage};
+use crate::page::{
+    AttachmentForPage, EventSink, HistoryStateForPage, MessageEventForPage, PeersForPage,
+};
 use crate::peer_links::PeerLinks;
 use crate::relay_socket::Socket;
 use futures_channel::mpsc;
 use futures_util::future::{poll_fn, select, Either};
 use futures_util::StreamExt as _;
 use peerchat_shared::client::{ClientEvent, MessageView};
+use peerchat_shared::encoding::to_base64url;
 use peerchat_shared::message::VerifiedEnvelope;
 use peerchat_shared::node::{Delivered, Node, NodeInput, NodeOutput, SocketEvent, SocketNumber};
 use peerchat_shared::store::HistoryStore as _;
 use peerchat_shared::time::UnixMillis;
+use peerchat_shared::transfer::AttachmentKey;
 use serde::Serialize;
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
@@ -28,6 +34,8 @@ pub const INPUT_QUEUE: usize = 4_096;
 const FRAMES_PER_BATCH: usize = 256;
 /// Batches of peer history waiting to be written while the driver verifies the next ones.
 const HISTORY_WRITES_AHEAD: usize = 4;
+/// A download's progress is reported at most this often (ms).
+const PROGRESS_INTERVAL_MILLIS: f64 = 250.0;
 
 /// What the driver task is fed: the node's inputs, and word that a socket overflowed.
 #[derive(Debug)]
@@ -35,6 +43,11 @@ pub(crate) enum Feed {
     Input(NodeInput),
     /// The socket could not queue an input: drop the connection.
     SocketOverflow(SocketNumber),
+    /// The member opened an attachment: fetch what is missing of it.
+    Download(AttachmentRecord),
+    CancelDownload(AttachmentKey),
+    /// The member changed the storage limit for attachments.
+    StorageLimit(u64),
 }
 
 pub(crate) fn now() -> UnixMillis {
@@ -52,6 +65,8 @@ pub(crate) struct Driver {
     feed: mpsc::Sender<Feed>,
     history_writes: mpsc::Sender<HistoryWork>,
     socket: Option<Socket>,
+    downloads: Downloads,
+    storage_limit: u64,
 }
 
 impl Driver {
@@ -75,11 +90,14 @@ impl Driver {
             feed,
             history_writes,
             socket: None,
+            downloads: Downloads::new(),
+            storage_limit: DEFAULT_STORAGE_LIMIT,
         }
     }
 
     /// Runs until the page drops every sender (the client is freed).
     pub(crate) async fn run(mut self, mut inputs: mpsc::Receiver<Feed>) {
+        self.resume_downloads().await;
         self.carry_out_outputs().await;
         loop {
             let next = match self.node.poll_timeout() {
@@ -96,19 +114,27 @@ impl Driver {
                 None => inputs.next().await,
             };
             let Some(feed) = next else { break };
-            self.on_feed(feed);
+            self.on_feed(feed).await;
             let held_back = self.take_queued_frames(&mut inputs);
             self.carry_out_outputs().await;
             if let Some(feed) = held_back {
-                self.on_feed(feed);
+                self.on_feed(feed).await;
                 self.carry_out_outputs().await;
             }
         }
         self.socket = None;
     }
 
-    fn on_feed(&mut self, feed: Feed) {
+    async fn on_feed(&mut self, feed: Feed) {
         match feed {
+            Feed::Download(record) => self.download(record).await,
+            Feed::CancelDownload(key) => {
+                if let Some(download) = self.downloads.remove(&key) {
+                    self.node.handle(now(), NodeInput::CancelAttachment { key });
+                    self.report(&download, "cancelled", None);
+                }
+            }
+            Feed::StorageLimit(bytes) => self.storage_limit = bytes,
             Feed::Input(input) => self.node.handle(now(), input),
             Feed::SocketOverflow(number) => {
                 if self
@@ -188,6 +214,35 @@ impl Driver {
             NodeOutput::SendOnLink { session, text } => {
                 if let Some(link) = self.links.send(session, &text) {
                     self.node.handle(now(), NodeInput::link_down(session, link));
+                }
+            }
+            NodeOutput::SendBinaryOnLink { session, bytes } => {
+                if let Some(link) = self.links.send_binary(session, &bytes) {
+                    self.node.handle(now(), NodeInput::link_down(session, link));
+                }
+            }
+            NodeOutput::ReadChunk { peer, key, index } => {
+                // Always answered: a chunk that cannot be read is one not held.
+                let chunk = self.history.read_chunk(&key, index).await.unwrap_or(None);
+                let read = NodeInput::ChunkRead {
+                    peer,
+                    key,
+                    index,
+                    chunk,
+                };
+                self.node.handle(now(), read);
+            }
+            NodeOutput::StoreChunk {
+                key,
+                index,
+                data,
+                proof,
+                from,
+            } => self.store_chunk(key, index, &data, &proof, from).await,
+            NodeOutput::AttachmentComplete(key) => self.finish_download(key).await,
+            NodeOutput::AttachmentUnavailable(key) => {
+                if let Some(download) = self.downloads.get(&key) {
+                    self.report(download, "unavailable", None);
                 }
             }
             NodeOutput::PinRelayKey(key) => {
@@ -329,6 +384,129 @@ impl Driver {
         }
         self.sink.emit(&event);
         Ok(())
+    }
+}
+
+impl Driver {
+    /// Fetches again what was being fetched when the page last closed.
+    async fn resume_downloads(&mut self) {
+        if let Ok(Some(limit)) = self.history.storage_limit().await {
+            self.storage_limit = limit;
+        }
+        let records = self.history.attachments().await.unwrap_or_default();
+        for record in records.into_iter().filter(|record| !record.complete) {
+            self.download(record).await;
+        }
+    }
+
+    /// Takes room for the attachment, then asks the node for the chunks not stored yet.
+    async fn download(&mut self, mut record: AttachmentRecord) {
+        let key = record.key();
+        if self.downloads.contains_key(&key) {
+            return;
+        }
+        if let Ok(Some(stored)) = self.history.attachment(&key).await {
+            record.own = stored.own;
+            record.complete = stored.complete;
+            record.verified = stored.verified;
+        }
+        record.opened_at = js_sys::Date::now() as u64;
+        let keep: Vec<AttachmentKey> = self.downloads.keys().copied().collect();
+        let room = self
+            .history
+            .make_room(&record, self.storage_limit, &keep)
+            .await;
+        let mut download = Download::new(record, 0);
+        if let Err(error) = room {
+            let state = match error {
+                RoomError::Full { .. } => "no_room",
+                RoomError::Store(_) => "failed",
+            };
+            return self.report(&download, state, Some(&error.to_string()));
+        }
+        if download.record.complete {
+            download.held = download.total();
+            let state = match download.record.verified {
+                Some(false) => "mismatch",
+                _ => "ready",
+            };
+            return self.report(&download, state, None);
+        }
+        let held = self.history.held_chunks(&key).await.unwrap_or_default();
+        download.held = held.len() as u64;
+        self.report(&download, "fetching", None);
+        self.downloads.insert(key, download);
+        self.node
+            .handle(now(), NodeInput::FetchAttachment { key, held });
+    }
+
+    async fn store_chunk(
+        &mut self,
+        key: AttachmentKey,
+        index: u64,
+        data: &[u8],
+        proof: &[peerchat_shared::chunk_tree::Hash],
+        from: peerchat_shared::identity::PublicKey,
+    ) {
+        if !self.downloads.contains_key(&key) {
+            return;
+        }
+        if let Err(error) = self.history.put_chunks(&key, &[(index, data, proof)]).await {
+            self.node.handle(now(), NodeInput::CancelAttachment { key });
+            if let Some(download) = self.downloads.remove(&key) {
+                self.report(&download, "failed", Some(&error.to_string()));
+            }
+            return;
+        }
+        let time = js_sys::Date::now();
+        let Some(download) = self.downloads.get_mut(&key) else {
+            return;
+        };
+        download.held += 1;
+        download.bytes += data.len() as u64;
+        download.senders.insert(from);
+        download.started_at.get_or_insert(time);
+        if time - download.reported_at >= PROGRESS_INTERVAL_MILLIS {
+            download.reported_at = time;
+            let download = &self.downloads[&key];
+            self.report(download, "fetching", None);
+        }
+    }
+
+    /// Checks a complete file against its description and tells the page.
+    async fn finish_download(&mut self, key: AttachmentKey) {
+        let Some(mut download) = self.downloads.remove(&key) else {
+            return;
+        };
+        let verified = matches_description(&self.history, &download.record)
+            .await
+            .unwrap_or(false);
+        download.record.complete = true;
+        download.record.verified = Some(verified);
+        download.held = download.total();
+        let saved = self.history.put_attachment(&download.record).await;
+        let state = if verified { "ready" } else { "mismatch" };
+        let message = saved.err().map(|error| error.to_string());
+        self.report(&download, state, message.as_deref());
+    }
+
+    fn report(&self, download: &Download, state: &'static str, message: Option<&str>) {
+        let key = download.record.key();
+        self.sink.emit(&AttachmentForPage {
+            kind: "attachment",
+            root: to_base64url(&key.root),
+            size: key.size,
+            state,
+            held: download.held,
+            total: download.total(),
+            peers: download
+                .senders
+                .iter()
+                .map(|key| key.fingerprint())
+                .collect(),
+            bytes_per_second: download.rate(js_sys::Date::now()),
+            message,
+        });
     }
 }
 

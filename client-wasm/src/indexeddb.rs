@@ -12,10 +12,11 @@ use std::collections::HashSet;
 use wasm_bindgen::JsValue;
 
 /// Version 1: the `envelopes` store (key path `id`) with the `by_channel` index on
-/// `[channel, id]`. Version 2 adds `outbox`, `meta` and `profiles` (see `relay_records`); the
-/// upgrade creates them and keeps the envelopes. A later schema raises this and lists its stores
+/// `[channel, id]`. Version 2 adds `outbox`, `meta` and `profiles` (see `relay_records`), version
+/// 3 `attachments` and `chunks` (see `attachment_store`); an upgrade creates them and keeps the
+/// rest. A later schema raises this and lists its stores
 /// in [`IndexedDbStore::open`]: IndexedDB creates the missing ones and keeps the rest.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 const ENVELOPES: &str = "envelopes";
 const BY_CHANNEL: &str = "by_channel";
 /// Sorts after every ULID text (they use `0-9A-Z` only).
@@ -110,6 +111,8 @@ impl IndexedDbStore {
             .add_object_store(ObjectStore::new(crate::relay_records::OUTBOX))
             .add_object_store(ObjectStore::new(crate::relay_records::META))
             .add_object_store(ObjectStore::new(crate::relay_records::PROFILES))
+            .add_object_store(ObjectStore::new(crate::attachment_store::ATTACHMENTS))
+            .add_object_store(ObjectStore::new(crate::attachment_store::CHUNKS))
             .build()
             .await
             .map_err(failed)?;

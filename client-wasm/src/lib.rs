@@ -22,6 +22,18 @@ pub fn key_fingerprint(public_key: &str) -> Result<String, JsError> {
     Ok(key.fingerprint())
 }
 
+/// The RGBA pixels (`width` × `height`, 4 bytes each) of an image preview (a BlurHash), to
+/// draw before the image itself arrives; `undefined` when it is not a BlurHash.
+#[cfg(target_arch = "wasm32")]
+#[wasm_bindgen(js_name = previewPixels)]
+pub fn preview_pixels(preview: &str, width: u32, height: u32) -> Option<Vec<u8>> {
+    attachments::preview_pixels(preview, width.min(64), height.min(64))
+}
+
+#[cfg(target_arch = "wasm32")]
+pub mod attachment_store;
+#[cfg(target_arch = "wasm32")]
+mod attachments;
 #[cfg(target_arch = "wasm32")]
 mod client;
 #[cfg(target_arch = "wasm32")]

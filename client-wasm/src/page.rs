@@ -77,3 +77,22 @@ pub(crate) struct PeersForPage {
     #[serde(flatten)]
     pub(crate) stats: MeshStats,
 }
+
+/// Where a download stands, for the page.
+#[derive(Serialize)]
+pub(crate) struct AttachmentForPage<'a> {
+    #[serde(rename = "type")]
+    pub(crate) kind: &'static str,
+    /// The attachment's root (base64url) and size: what the page matches it by.
+    pub(crate) root: String,
+    pub(crate) size: u64,
+    /// `fetching`, `ready`, `mismatch` (the bytes are not the described file), `unavailable`
+    /// (nobody linked holds it; retried when someone comes), `no_room` or `failed`.
+    pub(crate) state: &'static str,
+    pub(crate) held: u64,
+    pub(crate) total: u64,
+    /// Fingerprints of the peers that sent chunks.
+    pub(crate) peers: Vec<String>,
+    pub(crate) bytes_per_second: f64,
+    pub(crate) message: Option<&'a str>,
+}

@@ -11,7 +11,8 @@ use futures_channel::mpsc;
 use peerchat_shared::frames::{IceServer, SessionId};
 use peerchat_shared::mesh::LinkEvent;
 use peerchat_shared::node::{
-    LinkNumber, NodeInput, DATA_CHANNEL_LABEL, ICE_GATHERING_LIMIT_MILLIS, LINK_SEND_QUEUE_BYTES,
+    LinkNumber, NodeInput, DATA_CHANNEL_LABEL, ICE_GATHERING_LIMIT_MILLIS, LINK_CHUNK_QUEUE_BYTES,
+    LINK_SEND_QUEUE_BYTES,
 };
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -20,7 +21,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{
     Event, MessageEvent, RtcConfiguration, RtcDataChannel, RtcDataChannelEvent,
-    RtcDataChannelState, RtcIceGatheringState, RtcIceServer, RtcPeerConnection,
+    RtcDataChannelState, RtcDataChannelType, RtcIceGatheringState, RtcIceServer, RtcPeerConnection,
     RtcPeerConnectionState, RtcSdpType, RtcSessionDescriptionInit,
 };
 
@@ -63,9 +64,14 @@ impl DataChannel {
         let received = feed.clone();
         let receiving_channel = channel.clone();
         let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
-            // Peer frames are text; anything else is an unreadable frame for the mesh.
-            let text = event.data().as_string().unwrap_or_default();
-            if !received.send(LinkEvent::Frame(text)) {
+            // History frames are text, chunk frames binary (an ArrayBuffer); anything else is
+            // an unreadable frame for the mesh.
+            let data = event.data();
+            let event = match data.as_string() {
+                Some(text) => LinkEvent::Frame(text),
+                None => LinkEvent::Binary(js_sys::Uint8Array::new(&data).to_vec()),
+            };
+            if !received.send(event) {
                 receiving_channel.close();
             }
         });
@@ -73,6 +79,7 @@ impl DataChannel {
         let on_close = Closure::<dyn FnMut(Event)>::new(move |_| {
             closed.send(LinkEvent::Down);
         });
+        channel.set_binary_type(RtcDataChannelType::Arraybuffer);
         channel.set_onopen(Some(on_open.as_ref().unchecked_ref()));
         channel.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         channel.set_onclose(Some(on_close.as_ref().unchecked_ref()));
@@ -197,6 +204,27 @@ impl PeerLinks {
     /// Sends `text` on the data channel to `session`, or drops it when [`LINK_SEND_QUEUE_BYTES`]
     /// are already buffered; returns the link's number when no data channel is open.
     pub(crate) fn send(&self, session: SessionId, text: &str) -> Option<LinkNumber> {
+        self.send_with(session, text.len(), LINK_SEND_QUEUE_BYTES, |channel| {
+            channel.send_with_str(text)
+        })
+    }
+
+    /// Sends a chunk frame as a binary message, or drops it when [`LINK_CHUNK_QUEUE_BYTES`] are
+    /// already buffered (history goes first); returns the link's number when no data channel
+    /// is open.
+    pub(crate) fn send_binary(&self, session: SessionId, bytes: &[u8]) -> Option<LinkNumber> {
+        self.send_with(session, bytes.len(), LINK_CHUNK_QUEUE_BYTES, |channel| {
+            channel.send_with_u8_array(bytes)
+        })
+    }
+
+    fn send_with(
+        &self,
+        session: SessionId,
+        len: usize,
+        queue_limit: usize,
+        send: impl FnOnce(&RtcDataChannel) -> Result<(), JsValue>,
+    ) -> Option<LinkNumber> {
         let link = self.links.get(&session)?;
         let data_channel = link.data_channel.borrow();
         let open = match data_channel.as_ref() {
@@ -204,10 +232,10 @@ impl PeerLinks {
             _ => return Some(link.number),
         };
         let buffered = open.channel.buffered_amount() as usize;
-        if buffered + text.len() > LINK_SEND_QUEUE_BYTES {
+        if buffered + len > queue_limit {
             return None;
         }
-        open.channel.send_with_str(text).err().map(|_| link.number)
+        send(&open.channel).err().map(|_| link.number)
     }
 
     fn link_feed(&self, session: SessionId, link: LinkNumber) -> LinkFeed {

@@ -23,7 +23,7 @@ const CERTIFICATE: &str = "certificate";
 const CHANNELS: &str = "channels";
 
 impl IndexedDbStore {
-    async fn put_json(
+    pub(crate) async fn put_json(
         &self,
         store_name: &str,
         key: &str,
@@ -43,7 +43,7 @@ impl IndexedDbStore {
         Ok(())
     }
 
-    async fn get_json<T: DeserializeOwned>(
+    pub(crate) async fn get_json<T: DeserializeOwned>(
         &self,
         store_name: &str,
         key: &str,

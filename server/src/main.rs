@@ -455,6 +455,18 @@ impl peerchat_server::ArchiveStats for InProcessArchive {
     fn cached_bytes(&self) -> u64 {
         self.0.cached_bytes()
     }
+
+    fn cached_attachments(&self) -> u64 {
+        self.0.cached_attachments()
+    }
+
+    fn attachment_bytes(&self) -> u64 {
+        self.0.attachment_bytes()
+    }
+
+    fn chunks_served(&self) -> u64 {
+        self.0.chunks_served()
+    }
 }
 
 /// Starts `--virtual-clients` virtual clients against this relay (on loopback), admits their

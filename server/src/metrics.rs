@@ -13,6 +13,12 @@ pub trait ArchiveStats: std::fmt::Debug + Send + Sync {
     fn cached_messages(&self) -> u64;
     /// Envelope bytes in its cache.
     fn cached_bytes(&self) -> u64;
+    /// Attachments held whole in its cache.
+    fn cached_attachments(&self) -> u64;
+    /// Bytes taken by the attachments it keeps (or is fetching).
+    fn attachment_bytes(&self) -> u64;
+    /// Attachment chunks it served to peers.
+    fn chunks_served(&self) -> u64;
 }
 
 #[derive(Debug, Default)]
@@ -118,6 +124,33 @@ impl Metrics {
             virtual_clients
                 .iter()
                 .map(|stats| stats.cached_bytes())
+                .sum(),
+        );
+        gauge(
+            "peerchat_virtual_client_cached_attachments",
+            "gauge",
+            "Attachments held whole by the virtual clients running in this process.",
+            virtual_clients
+                .iter()
+                .map(|stats| stats.cached_attachments())
+                .sum(),
+        );
+        gauge(
+            "peerchat_virtual_client_attachment_bytes",
+            "gauge",
+            "Bytes of the attachments kept by the virtual clients running in this process.",
+            virtual_clients
+                .iter()
+                .map(|stats| stats.attachment_bytes())
+                .sum(),
+        );
+        gauge(
+            "peerchat_virtual_client_chunks_served_total",
+            "counter",
+            "Attachment chunks the virtual clients running in this process served to peers.",
+            virtual_clients
+                .iter()
+                .map(|stats| stats.chunks_served())
                 .sum(),
         );
         gauge(

@@ -24,10 +24,16 @@ impl Budget {
 
     /// Takes `amount` if that much is available; otherwise takes nothing.
     pub fn try_spend(&mut self, now: UnixMillis, amount: f64) -> bool {
+        self.try_spend_keeping(now, amount, 0.0)
+    }
+
+    /// Takes `amount` if that much is available with `reserve` left over; otherwise takes
+    /// nothing. Lower-priority spending keeps a reserve for the rest.
+    pub fn try_spend_keeping(&mut self, now: UnixMillis, amount: f64, reserve: f64) -> bool {
         let elapsed = now.0.saturating_sub(self.refilled_at.0) as f64 / 1000.0;
         self.available = (self.available + elapsed * self.per_second).min(self.burst);
         self.refilled_at = self.refilled_at.max(now);
-        let fits = self.available >= amount;
+        let fits = self.available - amount >= reserve;
         if fits {
             self.available -= amount;
         }
@@ -58,5 +64,17 @@ mod tests {
         assert!(budget.try_spend(much_later, 3.0));
         // A clock that steps back refills nothing.
         assert!(!budget.try_spend(UnixMillis(5_000), 1.0));
+    }
+
+    #[test]
+    fn spending_with_a_reserve_leaves_the_reserve_for_others() {
+        let start = UnixMillis(10_000);
+        let mut budget = Budget::full(10.0, 1.0, start);
+        assert!(budget.try_spend_keeping(start, 6.0, 4.0));
+        assert!(
+            !budget.try_spend_keeping(start, 1.0, 4.0),
+            "the reserve is kept"
+        );
+        assert!(budget.try_spend(start, 4.0), "and others may spend it");
     }
 }

@@ -75,6 +75,14 @@ impl AttachmentId {
     pub fn timestamp(self) -> UnixMillis {
         self.0.timestamp()
     }
+
+    pub fn from_bytes(bytes: [u8; 16]) -> Self {
+        Self(MessageId::from_bytes(bytes))
+    }
+
+    pub fn to_bytes(self) -> [u8; 16] {
+        self.0.to_bytes()
+    }
 }
 
 impl std::fmt::Display for AttachmentId {

@@ -227,6 +227,41 @@ fn validate_attachment(attachment: &Attachment) -> Result<(), InvalidBody> {
     }
 }
 
+/// A name the protocol accepts for a file called `name` on the author's system: forbidden
+/// characters become `_`, a name too long is cut (at a character boundary), an empty one or
+/// `.` or `..` becomes `file`.
+pub fn attachment_name_from(name: &str) -> String {
+    let mut safe = String::new();
+    for c in name.chars() {
+        let c = if c.is_control() || is_format_character(c) || c == '/' || c == '\\' {
+            '_'
+        } else {
+            c
+        };
+        if safe.len() + c.len_utf8() > MAX_ATTACHMENT_NAME_BYTES {
+            break;
+        }
+        safe.push(c);
+    }
+    if safe.is_empty() || safe == "." || safe == ".." {
+        return "file".into();
+    }
+    safe
+}
+
+/// The media type to describe a file with, from what the author's system declared: that type
+/// in lower case when the protocol accepts it, else `application/octet-stream`.
+pub fn media_type_from(declared: &str) -> String {
+    let lower = declared.trim().to_ascii_lowercase();
+    let accepted = lower.len() <= MAX_MEDIA_TYPE_BYTES
+        && matches!(lower.split_once('/'), Some((kind, sub)) if is_token(kind) && is_token(sub));
+    if accepted {
+        lower
+    } else {
+        "application/octet-stream".into()
+    }
+}
+
 /// A file's name and never a path: no control or format characters (a bidi control could make
 /// `invoice\u{202E}fdp.exe` read as `invoiceexe.pdf`), no path separators, not `.` or `..`.
 fn is_file_name(name: &str) -> bool {
@@ -671,6 +706,30 @@ mod tests {
         check_rejected(
             MessageBody::with_attachments("", eleven),
             InvalidBody::TooManyAttachments,
+        );
+    }
+
+    #[test]
+    fn any_file_name_or_declared_type_becomes_one_the_protocol_accepts() {
+        for (given, expected) in [
+            ("cat.jpg", "cat.jpg"),
+            ("../etc/passwd", ".._etc_passwd"),
+            ("a\\b\u{7}c", "a_b_c"),
+            ("invoice\u{202e}fdp.exe", "invoice_fdp.exe"),
+            ("", "file"),
+            ("..", "file"),
+        ] {
+            let name = attachment_name_from(given);
+            assert_eq!(name, expected);
+            assert!(is_file_name(&name));
+        }
+        let long = attachment_name_from(&"é".repeat(200));
+        assert!(long.len() <= MAX_ATTACHMENT_NAME_BYTES && is_file_name(&long));
+        assert_eq!(media_type_from("IMAGE/PNG"), "image/png");
+        assert_eq!(media_type_from(""), "application/octet-stream");
+        assert_eq!(
+            media_type_from("text/html; charset=utf-8"),
+            "application/octet-stream"
         );
     }
 

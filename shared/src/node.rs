@@ -21,8 +21,15 @@
 //!   closes it and offers another). A frame that would put more than [`LINK_SEND_QUEUE_BYTES`]
 //!   in the link's send queue is dropped (the peer is not keeping up); the sync engine's
 //!   time-outs ask again for what it carried.
+//! - **Chunks give way to history** ([`NodeOutput::SendBinaryOnLink`]): a chunk frame is sent
+//!   only while less than [`LINK_CHUNK_QUEUE_BYTES`] wait on the link, else dropped (the asker's
+//!   time-out asks again), so history frames never wait behind more than that.
+//! - **Attachments**: the driver asks for one with [`NodeInput::FetchAttachment`], naming the
+//!   chunks its store holds already; verified chunks come out as [`NodeOutput::StoreChunk`],
+//!   and peers' requests as [`NodeOutput::ReadChunk`], which the driver always answers.
 
 use crate::channel::ChannelName;
+use crate::chunk_tree::Hash;
 use crate::client::{
     ClientConfig, ClientEvent, ClientInput, ClientOutput, ClientSession, OutboxEntry,
 };
@@ -34,6 +41,7 @@ use crate::mesh::{LinkEvent, MeshInput, MeshOutput, MeshStats, PeerMesh, Transpo
 use crate::message::{ClientNonce, Envelope, MessageBody, VerifiedEnvelope};
 use crate::sync::{HistoryState, PeerId, SyncLimits};
 use crate::time::UnixMillis;
+use crate::transfer::AttachmentKey;
 use std::collections::{HashMap, VecDeque};
 
 /// The label of a link's one data channel.
@@ -43,6 +51,9 @@ pub const ICE_GATHERING_LIMIT_MILLIS: u64 = 5_000;
 /// Bytes that may wait to be sent on one link; a frame beyond it is dropped. What a peer may
 /// ask for at once (512 ids in flight) fits when messages are of a usual size.
 pub const LINK_SEND_QUEUE_BYTES: usize = 2 * 1024 * 1024;
+/// A chunk frame is sent on a link only while less than this waits to be sent on it. A peer
+/// asks for at most 8 chunks at once (264 KiB with proofs), so an honest one is never refused.
+pub const LINK_CHUNK_QUEUE_BYTES: usize = 512 * 1024;
 
 /// One relay socket the node asked for ([`NodeOutput::OpenSocket`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -114,6 +125,25 @@ pub enum NodeInput {
         channel: ChannelName,
         ids: Vec<MessageId>,
     },
+    /// Fetch attachment `key` from peers; the store holds the chunks `held` already (none for
+    /// a new download; some after a reload). Fetching one already being fetched changes
+    /// nothing.
+    FetchAttachment {
+        key: AttachmentKey,
+        held: Vec<u64>,
+    },
+    /// Stop fetching `key` (the member cancelled, or the store cannot take more).
+    CancelAttachment {
+        key: AttachmentKey,
+    },
+    /// The chunk read for a [`NodeOutput::ReadChunk`] with its proof, or `None` when the store
+    /// does not hold it (or could not read it).
+    ChunkRead {
+        peer: PeerId,
+        key: AttachmentKey,
+        index: u64,
+        chunk: Option<crate::transfer::ChunkWithProof>,
+    },
     /// The time given by [`Node::poll_timeout`] has come.
     Timeout,
 }
@@ -169,6 +199,33 @@ pub enum NodeOutput {
         session: SessionId,
         text: String,
     },
+    /// Send this chunk frame as a binary message on the link's data channel, or drop it when
+    /// [`LINK_CHUNK_QUEUE_BYTES`] or more wait there.
+    SendBinaryOnLink {
+        session: SessionId,
+        bytes: Vec<u8>,
+    },
+    /// Read chunk `index` of `key` and its proof, and feed them back as
+    /// [`NodeInput::ChunkRead`] (always: `None` when the store does not hold it).
+    ReadChunk {
+        peer: PeerId,
+        key: AttachmentKey,
+        index: u64,
+    },
+    /// Store this chunk of `key` with its proof: verified against the signed root. `from` is
+    /// the peer that sent it.
+    StoreChunk {
+        key: AttachmentKey,
+        index: u64,
+        data: Vec<u8>,
+        proof: Vec<Hash>,
+        from: PublicKey,
+    },
+    /// Every chunk of `key` is stored: check the file against its `sha256` and show it.
+    AttachmentComplete(AttachmentKey),
+    /// Chunks of `key` are missing and no linked peer holds them; fetching goes on when one
+    /// comes.
+    AttachmentUnavailable(AttachmentKey),
     /// Keep the relay key pinned at first contact.
     PinRelayKey(PublicKey),
     SaveCertificate(Option<MembershipCertificate>),
@@ -295,6 +352,21 @@ impl Node {
             NodeInput::Evicted { channel, ids } => {
                 self.feed_mesh(MeshInput::Evicted { channel, ids })
             }
+            NodeInput::FetchAttachment { key, held } => {
+                self.feed_mesh(MeshInput::Fetch { key, held })
+            }
+            NodeInput::CancelAttachment { key } => self.feed_mesh(MeshInput::CancelFetch { key }),
+            NodeInput::ChunkRead {
+                peer,
+                key,
+                index,
+                chunk,
+            } => self.feed_mesh(MeshInput::ChunkRead {
+                peer,
+                key,
+                index,
+                chunk,
+            }),
             NodeInput::Timeout => self.on_timeout(),
         }
         self.move_session_outputs();
@@ -429,6 +501,27 @@ impl Node {
             MeshOutput::SendOnDataChannel { session, text } => {
                 NodeOutput::SendOnLink { session, text }
             }
+            MeshOutput::SendBinaryOnDataChannel { session, bytes } => {
+                NodeOutput::SendBinaryOnLink { session, bytes }
+            }
+            MeshOutput::ReadChunk { peer, key, index } => {
+                NodeOutput::ReadChunk { peer, key, index }
+            }
+            MeshOutput::StoreChunk {
+                key,
+                index,
+                data,
+                proof,
+                from,
+            } => NodeOutput::StoreChunk {
+                key,
+                index,
+                data,
+                proof,
+                from,
+            },
+            MeshOutput::AttachmentComplete { key } => NodeOutput::AttachmentComplete(key),
+            MeshOutput::AttachmentUnavailable { key } => NodeOutput::AttachmentUnavailable(key),
             MeshOutput::ReadIds { channel } => NodeOutput::ReadIds { channel },
             MeshOutput::Load { peer, channel, ids } => NodeOutput::Load { peer, channel, ids },
             MeshOutput::Store {

@@ -17,20 +17,24 @@ wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 mod simulation;
 
 use peerchat_shared::channel::ChannelName;
+use peerchat_shared::chunk_tree::{leaf_hash, ChunkTree, CHUNK_BYTES};
 use peerchat_shared::client::{ChannelPeer, ClientInput, PeerNews};
 use peerchat_shared::codec::encode;
 use peerchat_shared::frames::{PeerAddress, SessionId};
 use peerchat_shared::identity::{PublicKey, SecretKey};
 use peerchat_shared::ids::MessageId;
+use peerchat_shared::limits::RELAYED_PEER_BURST_BYTES;
 use peerchat_shared::membership::Role;
 use peerchat_shared::mesh::{
     MeshInput, MeshOutput, PeerMesh, SignalPayload, Transport, LINK_OPEN_TIMEOUT_MILLIS,
     LINK_ROTATION_MILLIS, MAX_ARCHIVE_LINKS, MAX_LINKS, MAX_OFFERED_LINKS,
+    RELAY_RESERVE_FOR_HISTORY,
 };
 use peerchat_shared::message::{Envelope, MessageBody};
 use peerchat_shared::peer::PeerToPeer;
 use peerchat_shared::sync::{HistoryState, SyncLimits};
 use peerchat_shared::time::UnixMillis;
+use peerchat_shared::transfer::{AttachmentKey, ChunkWithProof};
 use simulation::{general, history};
 use std::collections::{BTreeMap, VecDeque};
 
@@ -64,6 +68,16 @@ struct Member {
     states: Vec<HistoryState>,
     /// Whether its descriptions list ICE candidates (a browser may gather none).
     gathers_candidates: bool,
+    /// Attachment chunks held, with their proofs.
+    chunks: BTreeMap<(AttachmentKey, u64), ChunkWithProof>,
+    /// Who sent each chunk stored.
+    chunk_senders: BTreeMap<PublicKey, usize>,
+    completed: Vec<AttachmentKey>,
+    unavailable: Vec<AttachmentKey>,
+    /// Serves every chunk with one bit flipped.
+    tampers: bool,
+    /// Bytes of peer frames it sent through the relay.
+    relayed_bytes: usize,
 }
 
 /// A description as a WebRTC stack signals it, with one host candidate or none.
@@ -145,6 +159,12 @@ impl World {
             refused: Vec::new(),
             states: Vec::new(),
             gathers_candidates: true,
+            chunks: BTreeMap::new(),
+            chunk_senders: BTreeMap::new(),
+            completed: Vec::new(),
+            unavailable: Vec::new(),
+            tampers: false,
+            relayed_bytes: 0,
         });
         index
     }
@@ -268,6 +288,7 @@ impl World {
                     .push_back((other, MeshInput::Relay(PeerNews::Signal { from, data })));
             }
             MeshOutput::ToRelay(ClientInput::PeerFrame { to, frame }) => {
+                self.members[member].relayed_bytes += frame.len();
                 let other = self.index_of(to);
                 self.queue
                     .push_back((other, MeshInput::Relay(PeerNews::PeerFrame { from, frame })));
@@ -317,6 +338,51 @@ impl World {
             }
             MeshOutput::State { state, .. } => self.members[member].states.push(state),
             MeshOutput::Refused { key, .. } => self.members[member].refused.push(key),
+            MeshOutput::SendBinaryOnDataChannel { session, bytes } => {
+                let other = self.index_of(session);
+                self.queue.push_back((
+                    other,
+                    MeshInput::DataChannelBinary {
+                        session: from.session,
+                        bytes,
+                    },
+                ));
+            }
+            MeshOutput::ReadChunk { peer, key, index } => {
+                let me = &self.members[member];
+                let chunk = me
+                    .chunks
+                    .get(&(key, index))
+                    .cloned()
+                    .map(|(mut data, proof)| {
+                        if me.tampers {
+                            data[0] ^= 1;
+                        }
+                        (data, proof)
+                    });
+                self.queue.push_back((
+                    member,
+                    MeshInput::ChunkRead {
+                        peer,
+                        key,
+                        index,
+                        chunk,
+                    },
+                ));
+            }
+            MeshOutput::StoreChunk {
+                key,
+                index,
+                data,
+                proof,
+                from,
+            } => {
+                let me = &mut self.members[member];
+                me.chunks.insert((key, index), (data, proof));
+                *me.chunk_senders.entry(from).or_insert(0) += 1;
+            }
+            MeshOutput::AttachmentComplete { key } => self.members[member].completed.push(key),
+            MeshOutput::AttachmentUnavailable { key } => self.members[member].unavailable.push(key),
         }
     }
 }
@@ -966,4 +1032,158 @@ fn links_that_bring_nothing_are_replaced_once_every_place_is_taken() {
     assert_eq!(mesh.stats().links_rotated, 1);
     // The key replaced does not take the place back.
     assert!(answered_busy(&arrive_and_offer(&mut mesh, later, 2), 2));
+}
+
+/// A file of `size` bytes, its key and its chunks with their proofs.
+fn attachment(size: usize) -> (Vec<u8>, AttachmentKey, Vec<ChunkWithProof>) {
+    let bytes: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
+    let tree = ChunkTree::from_leaves(bytes.chunks(CHUNK_BYTES).map(leaf_hash).collect());
+    let key = AttachmentKey {
+        root: tree.root(),
+        size: size as u64,
+    };
+    let chunks = bytes
+        .chunks(CHUNK_BYTES)
+        .enumerate()
+        .map(|(index, chunk)| (chunk.to_vec(), tree.proof(index)))
+        .collect();
+    (bytes, key, chunks)
+}
+
+impl World {
+    fn hold(&mut self, member: usize, key: AttachmentKey, chunks: &[ChunkWithProof]) {
+        for (index, chunk) in chunks.iter().enumerate() {
+            self.members[member]
+                .chunks
+                .insert((key, index as u64), chunk.clone());
+        }
+    }
+
+    fn fetch(&mut self, member: usize, key: AttachmentKey) {
+        self.queue
+            .push_back((member, MeshInput::Fetch { key, held: vec![] }));
+        self.run();
+    }
+
+    /// The file `member` holds under `key`, put together from its chunks.
+    fn assembled(&self, member: usize, key: AttachmentKey) -> Vec<u8> {
+        self.members[member]
+            .chunks
+            .range((key, 0)..=(key, u64::MAX))
+            .flat_map(|(_, (data, _))| data.clone())
+            .collect()
+    }
+}
+
+#[test]
+fn an_attachment_comes_over_data_channels_from_every_member_holding_it() {
+    let (bytes, key, chunks) = attachment(40 * CHUNK_BYTES + 1_000);
+    let mut world = World::new(true);
+    let members: Vec<usize> = (0..4).map(|_| world.add_member(&[])).collect();
+    for &member in &members {
+        world.join(member);
+    }
+    for &holder in &members[..3] {
+        world.hold(holder, key, &chunks);
+    }
+    let newcomer = members[3];
+    world.fetch(newcomer, key);
+    let me = &world.members[newcomer];
+    assert_eq!(me.completed, vec![key]);
+    assert_eq!(world.assembled(newcomer, key), bytes);
+    assert!(
+        me.chunk_senders.len() > 1,
+        "chunks from several holders: {:?}",
+        me.chunk_senders.values()
+    );
+    let stats = me.mesh.stats();
+    assert_eq!(stats.chunks_over_data_channel, 41);
+    assert_eq!(stats.chunks_over_relay, 0);
+}
+
+#[test]
+fn without_data_channels_a_photo_travels_through_the_relay_leaving_room_for_history() {
+    // 3 MiB in base64 is more than the quota's burst less the history reserve: some chunk
+    // frames are held back and asked again once the quota refills.
+    let (bytes, key, chunks) = attachment(3 * 1024 * 1024);
+    let mut world = World::new(false);
+    let (a, b) = (world.add_member(&[]), world.add_member(&[]));
+    world.join(a);
+    world.join(b);
+    world.advance(LINK_OPEN_TIMEOUT_MILLIS);
+    world.hold(a, key, &chunks);
+    let before = world.members[a].relayed_bytes;
+    world.fetch(b, key);
+    let burst = world.members[a].relayed_bytes - before;
+    assert!(
+        burst <= RELAYED_PEER_BURST_BYTES - RELAY_RESERVE_FOR_HISTORY,
+        "chunks took {burst} bytes of the quota at once"
+    );
+    for _ in 0..60 {
+        if !world.members[b].completed.is_empty() {
+            break;
+        }
+        world.advance(1_000);
+    }
+    assert_eq!(world.members[b].completed, vec![key]);
+    assert_eq!(world.assembled(b, key), bytes);
+    assert_eq!(world.members[b].mesh.stats().chunks_over_relay, 96);
+    assert!(world.members[a].mesh.stats().relayed_chunks_held_back > 0);
+}
+
+#[test]
+fn a_member_serving_tampered_chunks_is_refused_and_the_file_completes_from_another() {
+    let (bytes, key, chunks) = attachment(20 * CHUNK_BYTES);
+    let mut world = World::new(true);
+    let (liar, honest, newcomer) = (
+        world.add_member(&[]),
+        world.add_member(&[]),
+        world.add_member(&[]),
+    );
+    for member in [liar, honest, newcomer] {
+        world.join(member);
+    }
+    world.hold(liar, key, &chunks);
+    world.hold(honest, key, &chunks);
+    world.members[liar].tampers = true;
+    world.fetch(newcomer, key);
+    let me = &world.members[newcomer];
+    assert_eq!(me.refused, vec![member_key(liar as u8)]);
+    assert_eq!(me.completed, vec![key]);
+    assert_eq!(world.assembled(newcomer, key), bytes);
+    assert!(!me.chunk_senders.contains_key(&member_key(liar as u8)));
+}
+
+#[test]
+fn an_unreadable_chunk_frame_costs_the_sender_its_link() {
+    let mut world = World::new(true);
+    let (a, b) = (world.add_member(&[]), world.add_member(&[]));
+    world.join(a);
+    world.join(b);
+    let from = world.members[a].address.session;
+    world.queue.push_back((
+        b,
+        MeshInput::DataChannelBinary {
+            session: from,
+            bytes: vec![0x02; 60],
+        },
+    ));
+    world.run();
+    assert_eq!(world.members[b].refused, vec![member_key(a as u8)]);
+}
+
+#[test]
+fn an_attachment_nobody_linked_holds_is_reported_unavailable() {
+    let (_, key, _) = attachment(1_000);
+    let mut world = World::new(true);
+    let (a, b) = (world.add_member(&[]), world.add_member(&[]));
+    world.join(a);
+    world.join(b);
+    world.fetch(b, key);
+    assert_eq!(world.members[b].unavailable, vec![key]);
+    assert!(world.members[b].completed.is_empty());
+    assert!(
+        world.members[b].refused.is_empty(),
+        "lacking it is no offence"
+    );
 }

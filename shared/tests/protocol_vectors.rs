@@ -14,6 +14,7 @@ wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 use peerchat_shared::channel::ChannelName;
 use peerchat_shared::chunk_tree::{leaf_hash, ChunkTree, CHUNK_BYTES};
 use peerchat_shared::codec::encode;
+use peerchat_shared::encoding::to_base64url;
 use peerchat_shared::frames::{ClientToRelay, Login, RelayToClient};
 use peerchat_shared::identity::SecretKey;
 use peerchat_shared::ids::{AttachmentId, MessageId, MessageIdGenerator};
@@ -26,6 +27,7 @@ use peerchat_shared::message::{
     draft_signed_bytes, envelope_signed_bytes, ClientNonce, Draft, MessageBody,
 };
 use peerchat_shared::time::UnixMillis;
+use peerchat_shared::transfer::{AttachmentKey, ChunkFrame};
 
 const PROTOCOL_DOC: &str = include_str!("../../docs/protocol.md");
 
@@ -245,6 +247,46 @@ fn chunk_tree(vector: &Vector) {
     );
 }
 
+fn chunk_frames(vector: &Vector) {
+    assert_eq!(vector.get("file"), "byte i is i mod 251");
+    let size = vector.number("file_size");
+    let file = patterned_file(size as usize);
+    let tree = ChunkTree::from_leaves(file.chunks(CHUNK_BYTES).map(leaf_hash).collect());
+    let key = AttachmentKey {
+        root: tree.root(),
+        size,
+    };
+    let want = ChunkFrame::Want {
+        key,
+        chunks: vec![0, 1],
+    };
+    let missing = ChunkFrame::Missing {
+        key,
+        chunks: vec![1],
+    };
+    let last = file.chunks(CHUNK_BYTES).count() - 1;
+    let chunk = ChunkFrame::Chunk {
+        key,
+        index: last as u64,
+        proof: tree.proof(last),
+        data: file[last * CHUNK_BYTES..].to_vec(),
+    };
+    for frame in [&want, &missing, &chunk] {
+        assert_eq!(ChunkFrame::decode(&frame.encode()).as_ref(), Ok(frame));
+    }
+    check(
+        vector,
+        &["file", "file_size"],
+        vec![
+            ("root", to_hex(&key.root)),
+            ("chunk_want_0_1", to_hex(&want.encode())),
+            ("chunk_missing_1", to_hex(&missing.encode())),
+            ("chunk_1", to_hex(&chunk.encode())),
+            ("chunk_1_relayed", to_base64url(&chunk.encode())),
+        ],
+    );
+}
+
 fn attachment_ids(vector: &Vector) {
     let message: MessageId = vector.get("message_id").parse().unwrap();
     let ids: Vec<String> = (0..3)
@@ -438,6 +480,7 @@ fn protocol_document_vectors_match_the_implementation() {
         names,
         [
             "attachment_ids",
+            "chunk_frames",
             "chunk_tree",
             "content_attachments",
             "content_text",
@@ -457,6 +500,7 @@ fn protocol_document_vectors_match_the_implementation() {
             "content_text" => content_text(vector),
             "content_attachments" => content_attachments(vector),
             "chunk_tree" => chunk_tree(vector),
+            "chunk_frames" => chunk_frames(vector),
             "attachment_ids" => attachment_ids(vector),
             "message" => message(vector),
             "membership" => membership(vector),

@@ -4,8 +4,8 @@
 //! which is read back at the next start (and verified again before anything is served).
 //!
 //! The age of a message is its id's time (the relay's stamp). Its size is its envelope's JSON
-//! bytes, the form it travels in. Attachments, when they come, get a second budget beside this
-//! one, evicted the same way.
+//! bytes, the form it travels in. Attachments have a budget of their own, evicted the same way
+//! (`attachments.rs`).
 //!
 //! [`CacheStore`] puts a cache behind the members' [`HistoryStore`] interface, and so under the
 //! conformance suite every store passes.
@@ -292,7 +292,8 @@ impl HistoryCache {
         )
     }
 
-    fn oldest_kept(&self, now: UnixMillis) -> UnixMillis {
+    /// Messages stamped before this are outside the window.
+    pub fn oldest_kept(&self, now: UnixMillis) -> UnixMillis {
         let window = u64::try_from(self.limits.window.as_millis()).unwrap_or(u64::MAX);
         UnixMillis(now.0.saturating_sub(window))
     }

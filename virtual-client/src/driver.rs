@@ -1,18 +1,22 @@
 //! The tokio driver of `shared`'s [`Node`] for one virtual client: one task owns the node, the
-//! relay socket (tokio-tungstenite), the WebRTC links and the cache, takes inputs from one
+//! relay socket (tokio-tungstenite), the WebRTC links and the caches, takes inputs from one
 //! bounded queue, and carries out each output before the next input, as the browser's driver
-//! does.
+//! does. Every attachment of a message it keeps is fetched into the attachment cache, within
+//! its budget, so it can serve it after its author has left.
 
+use crate::attachments::AttachmentCache;
 use crate::cache::{Evicted, HistoryCache};
-use crate::peer_links::PeerLinks;
+use crate::peer_links::{Outgoing, PeerLinks};
 use crate::relay_socket::RelaySocket;
 use crate::state_files::StateFiles;
 use crate::VirtualClientStats;
 use peerchat_shared::channel::ChannelName;
 use peerchat_shared::client::{ClientEvent, ConnectionState};
+use peerchat_shared::ids::AttachmentId;
 use peerchat_shared::message::VerifiedEnvelope;
 use peerchat_shared::node::{MemberAction, Node, NodeInput, NodeOutput, SocketEvent};
 use peerchat_shared::time::UnixMillis;
+use peerchat_shared::transfer::AttachmentKey;
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -37,6 +41,7 @@ pub(crate) struct Driver {
     pub node: Node,
     pub links: PeerLinks,
     pub cache: HistoryCache,
+    pub attachments: AttachmentCache,
     pub files: StateFiles,
     pub relay_url: String,
     /// `None`: every channel the relay lists.
@@ -56,6 +61,7 @@ impl Driver {
         node: Node,
         links: PeerLinks,
         cache: HistoryCache,
+        attachments: AttachmentCache,
         files: StateFiles,
         relay_url: String,
         channels: Option<BTreeSet<ChannelName>>,
@@ -66,6 +72,7 @@ impl Driver {
             node,
             links,
             cache,
+            attachments,
             files,
             relay_url,
             channels,
@@ -82,6 +89,10 @@ impl Driver {
         mut inputs: mpsc::Receiver<NodeInput>,
         shutdown: CancellationToken,
     ) {
+        for (key, held) in self.attachments.incomplete() {
+            self.node
+                .handle(now(), NodeInput::FetchAttachment { key, held });
+        }
         self.carry_out_outputs();
         let mut eviction = tokio::time::interval(EVICTION_INTERVAL);
         loop {
@@ -101,6 +112,8 @@ impl Driver {
                 _ = eviction.tick() => {
                     let evicted = self.cache.evict(now());
                     self.forget(evicted);
+                    let aged_out = self.attachments.evict_older_than(self.cache.oldest_kept(now()));
+                    self.stop_fetching(aged_out);
                 }
             }
             self.carry_out_outputs();
@@ -118,6 +131,12 @@ impl Driver {
         self.stats
             .cached_bytes
             .store(self.cache.bytes() as u64, Ordering::Relaxed);
+        self.stats
+            .cached_attachments
+            .store(self.attachments.complete() as u64, Ordering::Relaxed);
+        self.stats
+            .attachment_bytes
+            .store(self.attachments.bytes(), Ordering::Relaxed);
     }
 
     fn carry_out(&mut self, output: NodeOutput) {
@@ -139,10 +158,46 @@ impl Driver {
             } => self.links.open(session, link, &ice_servers, offer),
             NodeOutput::AcceptAnswer { session, answer } => self.links.accept(session, answer),
             NodeOutput::CloseLink { session } => self.links.close(session),
-            NodeOutput::SendOnLink { session, text } => {
-                if let Some(link) = self.links.send(session, text) {
-                    self.node.handle(now(), NodeInput::link_down(session, link));
+            NodeOutput::SendOnLink { session, text } => self.send(session, Outgoing::Text(text)),
+            NodeOutput::SendBinaryOnLink { session, bytes } => {
+                self.send(session, Outgoing::Binary(bytes))
+            }
+            NodeOutput::ReadChunk { peer, key, index } => {
+                let chunk = self
+                    .attachments
+                    .read_chunk(key, index)
+                    .unwrap_or_else(|error| {
+                        tracing::error!("cannot read a chunk: {error}");
+                        None
+                    });
+                if chunk.is_some() {
+                    self.stats.chunks_served.fetch_add(1, Ordering::Relaxed);
                 }
+                let read = NodeInput::ChunkRead {
+                    peer,
+                    key,
+                    index,
+                    chunk,
+                };
+                self.node.handle(now(), read);
+            }
+            NodeOutput::StoreChunk {
+                key,
+                index,
+                data,
+                proof,
+                ..
+            } => {
+                if let Err(error) = self.attachments.put_chunk(key, index, data, proof) {
+                    tracing::error!("cannot store a chunk: {error}");
+                    self.node.handle(now(), NodeInput::CancelAttachment { key });
+                }
+            }
+            NodeOutput::AttachmentComplete(key) => {
+                tracing::debug!(size = key.size, "attachment cached")
+            }
+            NodeOutput::AttachmentUnavailable(key) => {
+                tracing::debug!(size = key.size, "attachment unavailable for now")
             }
             NodeOutput::PinRelayKey(key) => self.files.pin_relay(&key),
             NodeOutput::SaveCertificate(certificate) => {
@@ -240,11 +295,54 @@ impl Driver {
         }
     }
 
-    /// Stores envelopes in the cache and tells the node what was evicted.
+    fn send(&mut self, session: peerchat_shared::frames::SessionId, message: Outgoing) {
+        if let Some(link) = self.links.send(session, message) {
+            self.node.handle(now(), NodeInput::link_down(session, link));
+        }
+    }
+
+    /// Stores envelopes in the cache, tells the node what was evicted, and fetches the
+    /// attachments of those kept.
     fn store(&mut self, envelopes: Vec<VerifiedEnvelope>) {
         match self.cache.insert(&envelopes, now()) {
             Ok((_, evicted)) => self.forget(Ok(evicted)),
             Err(error) => tracing::error!("cannot store history: {error}"),
+        }
+        let oldest_kept = self.cache.oldest_kept(now());
+        for envelope in &envelopes {
+            let envelope = envelope.envelope();
+            if envelope.id.timestamp() < oldest_kept {
+                continue;
+            }
+            for (index, attachment) in envelope.body.attachments().iter().enumerate() {
+                let Some(id) = AttachmentId::of(envelope.id, index) else {
+                    continue;
+                };
+                let key = AttachmentKey::of(attachment);
+                match self.attachments.admit(key, id) {
+                    Ok(Some(evicted)) => {
+                        self.stop_fetching(Ok(evicted));
+                        let fetch = NodeInput::FetchAttachment { key, held: vec![] };
+                        self.node.handle(now(), fetch);
+                    }
+                    Ok(None) => {}
+                    Err(error) => tracing::error!("cannot keep an attachment: {error}"),
+                }
+            }
+        }
+    }
+
+    fn stop_fetching(
+        &mut self,
+        evicted: Result<Vec<AttachmentKey>, crate::attachments::AttachmentCacheError>,
+    ) {
+        match evicted {
+            Ok(keys) => {
+                for key in keys {
+                    self.node.handle(now(), NodeInput::CancelAttachment { key });
+                }
+            }
+            Err(error) => tracing::error!("cannot evict attachments: {error}"),
         }
     }
 

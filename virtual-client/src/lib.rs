@@ -6,6 +6,7 @@
 //!
 //! [`start`] runs one in a tokio task; [`Fleet`] names the files of several.
 
+pub mod attachments;
 pub mod cache;
 pub mod cli;
 mod driver;
@@ -14,6 +15,7 @@ mod relay_socket;
 mod state_files;
 mod throttle;
 
+pub use attachments::{AttachmentCache, AttachmentLimits};
 pub use cache::{CacheLimits, HistoryCache};
 pub use peer_links::LinkSettings;
 
@@ -70,6 +72,9 @@ pub struct VirtualClientConfig {
     pub cache: CacheLimits,
     /// The cache's redb file; `None`: in memory only.
     pub cache_file: Option<PathBuf>,
+    pub attachments: AttachmentLimits,
+    /// The attachment cache's redb file; `None`: in memory only.
+    pub attachment_file: Option<PathBuf>,
     pub links: LinkSettings,
     /// What its links may send per second, together.
     pub bytes_per_second: u64,
@@ -84,6 +89,11 @@ pub struct VirtualClientStats {
     /// Envelopes read from the cache for peers that asked.
     pub envelopes_served: AtomicU64,
     pub data_channels_open: AtomicU64,
+    /// Attachments held whole, and the bytes the attachments kept take.
+    pub cached_attachments: AtomicU64,
+    pub attachment_bytes: AtomicU64,
+    /// Attachment chunks read from the cache for peers that asked.
+    pub chunks_served: AtomicU64,
 }
 
 impl VirtualClientStats {
@@ -105,6 +115,18 @@ impl VirtualClientStats {
 
     pub fn data_channels_open(&self) -> u64 {
         self.data_channels_open.load(Ordering::Relaxed)
+    }
+
+    pub fn cached_attachments(&self) -> u64 {
+        self.cached_attachments.load(Ordering::Relaxed)
+    }
+
+    pub fn attachment_bytes(&self) -> u64 {
+        self.attachment_bytes.load(Ordering::Relaxed)
+    }
+
+    pub fn chunks_served(&self) -> u64 {
+        self.chunks_served.load(Ordering::Relaxed)
     }
 }
 
@@ -129,6 +151,11 @@ pub fn start(
         Some(path) => HistoryCache::open(path, config.cache)
             .with_context(|| format!("cannot open the cache {}", path.display()))?,
         None => HistoryCache::in_memory(config.cache),
+    };
+    let attachments = match &config.attachment_file {
+        Some(path) => AttachmentCache::open(path, config.attachments)
+            .with_context(|| format!("cannot open the attachment cache {}", path.display()))?,
+        None => AttachmentCache::in_memory(config.attachments),
     };
     let files = StateFiles::beside(&config.key_file);
     let now = driver::now();
@@ -163,6 +190,7 @@ pub fn start(
         node,
         links,
         cache,
+        attachments,
         files,
         config.relay_url,
         config.channels,
@@ -188,6 +216,14 @@ pub struct VirtualClientOptions {
     /// Keep at most this many megabytes of messages per virtual client.
     #[arg(long, env = "PEERCHAT_VIRTUAL_MEGABYTES", default_value_t = 32)]
     pub cache_megabytes: usize,
+    /// Keep at most this many megabytes of attachments per virtual client (posted within the
+    /// same hours); in memory unless there is a data directory.
+    #[arg(
+        long,
+        env = "PEERCHAT_VIRTUAL_ATTACHMENT_MEGABYTES",
+        default_value_t = 64
+    )]
+    pub attachment_megabytes: u64,
     /// What each virtual client's links may send, in kilobytes per second.
     #[arg(
         long = "upload-kbps",
@@ -224,6 +260,10 @@ impl VirtualClientOptions {
                 max_bytes: self.cache_megabytes.saturating_mul(1024 * 1024),
             },
             cache_file: None,
+            attachments: AttachmentLimits {
+                max_bytes: self.attachment_megabytes.saturating_mul(1024 * 1024),
+            },
+            attachment_file: None,
             links: LinkSettings {
                 udp_bind: self.udp.clone(),
                 mdns: self.mdns,
@@ -234,7 +274,8 @@ impl VirtualClientOptions {
 }
 
 /// Where the files of `count` virtual clients live: `virtual-<n>.key` (with its `.relay` and
-/// `.certificate`) in `key_dir`, and `virtual-<n>.redb` in `data_dir` when there is one.
+/// `.certificate`) in `key_dir`, and `virtual-<n>.redb` (history) and
+/// `virtual-<n>-attachments.redb` in `data_dir` when there is one.
 #[derive(Debug, Clone)]
 pub struct Fleet {
     pub key_dir: PathBuf,
@@ -250,6 +291,10 @@ impl Fleet {
                 .data_dir
                 .as_ref()
                 .map(|dir| dir.join(format!("virtual-{number}.redb"))),
+            attachment_file: self
+                .data_dir
+                .as_ref()
+                .map(|dir| dir.join(format!("virtual-{number}-attachments.redb"))),
             ..template.clone()
         }
     }

@@ -5,10 +5,12 @@
 //! is complete.
 
 use crate::throttle::Throttle;
+use bytes::BytesMut;
 use peerchat_shared::frames::{IceServer, SessionId};
 use peerchat_shared::mesh::LinkEvent;
 use peerchat_shared::node::{
-    LinkNumber, NodeInput, DATA_CHANNEL_LABEL, ICE_GATHERING_LIMIT_MILLIS, LINK_SEND_QUEUE_BYTES,
+    LinkNumber, NodeInput, DATA_CHANNEL_LABEL, ICE_GATHERING_LIMIT_MILLIS, LINK_CHUNK_QUEUE_BYTES,
+    LINK_SEND_QUEUE_BYTES,
 };
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -95,12 +97,12 @@ impl PeerLinks {
         self.links.remove(&session);
     }
 
-    /// Queues `text` for the data channel to `session`, or drops it when
-    /// [`LINK_SEND_QUEUE_BYTES`] are already waiting; returns the link's number once its task
-    /// has ended.
-    pub fn send(&mut self, session: SessionId, text: String) -> Option<LinkNumber> {
+    /// Queues a message for the data channel to `session`, or drops it when
+    /// [`LINK_SEND_QUEUE_BYTES`] (text) or [`LINK_CHUNK_QUEUE_BYTES`] (a chunk frame) are
+    /// already waiting; returns the link's number once its task has ended.
+    pub fn send(&mut self, session: SessionId, message: Outgoing) -> Option<LinkNumber> {
         let link = self.links.get(&session)?;
-        (!link.outgoing.push(session, text)).then_some(link.number)
+        (!link.outgoing.push(session, message)).then_some(link.number)
     }
 
     /// Opens link `number` to `session` (replacing any other): offers it, or answers `offer`.
@@ -234,7 +236,7 @@ async fn run_link(
     setup: LinkSetup,
     reporter: &Reporter,
     mut commands: mpsc::UnboundedReceiver<Command>,
-    outgoing: mpsc::UnboundedReceiver<String>,
+    outgoing: mpsc::UnboundedReceiver<Outgoing>,
 ) -> LinkResult {
     let (happening_sender, mut happenings) = mpsc::unbounded_channel();
     let mdns = if setup.settings.mdns {
@@ -318,11 +320,16 @@ async fn run_link(
             event = data_channel.poll() => match event {
                 Some(DataChannelEvent::OnOpen) => reporter.report(LinkEvent::Open).await,
                 Some(DataChannelEvent::OnMessage(message)) => {
-                    match String::from_utf8(message.data.to_vec()) {
-                        Ok(text) => reporter.report(LinkEvent::Frame(text)).await,
-                        // Binary is not part of the protocol: the mesh refuses the peer.
-                        Err(_) => reporter.report(LinkEvent::Frame(String::new())).await,
-                    }
+                    let event = if message.is_string {
+                        // Text that is not UTF-8 is an unreadable frame: the mesh refuses the
+                        // peer.
+                        LinkEvent::Frame(
+                            String::from_utf8(message.data.to_vec()).unwrap_or_default(),
+                        )
+                    } else {
+                        LinkEvent::Binary(message.data.to_vec())
+                    };
+                    reporter.report(event).await;
                 }
                 Some(DataChannelEvent::OnClose) | None => {
                     tracing::debug!("data channel closed");
@@ -345,36 +352,66 @@ async fn run_link(
 /// send buffer (a full buffer makes `send_text` wait).
 async fn send_frames(
     data_channel: Arc<dyn DataChannel>,
-    mut outgoing: mpsc::UnboundedReceiver<String>,
+    mut outgoing: mpsc::UnboundedReceiver<Outgoing>,
     throttle: Arc<Throttle>,
     queued: Arc<AtomicUsize>,
 ) {
-    while let Some(text) = outgoing.recv().await {
-        queued.fetch_sub(text.len(), Ordering::Relaxed);
-        throttle.wait_for(text.len()).await;
-        if let Err(error) = data_channel.send_text(&text).await {
-            tracing::warn!("data channel send failed ({} bytes): {error}", text.len());
+    while let Some(message) = outgoing.recv().await {
+        let bytes = message.len();
+        queued.fetch_sub(bytes, Ordering::Relaxed);
+        throttle.wait_for(bytes).await;
+        let sent = match message {
+            Outgoing::Text(text) => data_channel.send_text(&text).await,
+            Outgoing::Binary(data) => data_channel.send(BytesMut::from(data.as_slice())).await,
+        };
+        if let Err(error) = sent {
+            tracing::warn!("data channel send failed ({bytes} bytes): {error}");
             return;
+        }
+    }
+}
+
+/// A message for a link's data channel: a history frame or a chunk frame.
+#[derive(Debug)]
+pub enum Outgoing {
+    Text(String),
+    Binary(Vec<u8>),
+}
+
+impl Outgoing {
+    fn len(&self) -> usize {
+        match self {
+            Self::Text(text) => text.len(),
+            Self::Binary(data) => data.len(),
+        }
+    }
+
+    /// What may wait on a link before this is dropped (history goes before chunks).
+    fn queue_limit(&self) -> usize {
+        match self {
+            Self::Text(_) => LINK_SEND_QUEUE_BYTES,
+            Self::Binary(_) => LINK_CHUNK_QUEUE_BYTES,
         }
     }
 }
 
 /// A link's frames waiting for its sending task, bounded in bytes.
 struct OutgoingQueue {
-    frames: mpsc::UnboundedSender<String>,
+    frames: mpsc::UnboundedSender<Outgoing>,
     queued: Arc<AtomicUsize>,
 }
 
 impl OutgoingQueue {
-    /// Queues `text` (or drops it when the queue is full); false once the link's task has ended.
-    fn push(&self, session: SessionId, text: String) -> bool {
-        let bytes = text.len();
-        if self.queued.load(Ordering::Relaxed) + bytes > LINK_SEND_QUEUE_BYTES {
+    /// Queues `message` (or drops it when the queue is full); false once the link's task has
+    /// ended.
+    fn push(&self, session: SessionId, message: Outgoing) -> bool {
+        let bytes = message.len();
+        if self.queued.load(Ordering::Relaxed) + bytes > message.queue_limit() {
             tracing::debug!(session = session.0, "peer is not keeping up; frame dropped");
             return !self.frames.is_closed();
         }
         self.queued.fetch_add(bytes, Ordering::Relaxed);
-        self.frames.send(text).is_ok()
+        self.frames.send(message).is_ok()
     }
 }
 

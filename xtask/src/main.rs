@@ -290,6 +290,7 @@ fn fuzz_targets(root: &Path, seconds: u64) -> Result<()> {
         "decode_relay_frame",
         "decode_peer_frame",
         "sync_peer_frames",
+        "decode_chunk_frame",
     ] {
         // The first folder collects the corpus (git-ignored); the second holds committed seeds.
         let corpus = fuzz_dir.join("corpus").join(target);

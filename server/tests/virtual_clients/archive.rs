@@ -56,6 +56,8 @@ pub fn virtual_client_template(
         channels: None,
         cache: peerchat_virtual::CacheLimits::default(),
         cache_file: None,
+        attachments: peerchat_virtual::AttachmentLimits::default(),
+        attachment_file: None,
         links: peerchat_virtual::LinkSettings {
             udp_bind: vec![udp.parse().unwrap()],
             mdns: false,

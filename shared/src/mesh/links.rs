@@ -9,6 +9,7 @@ use crate::frames::{PeerAddress, SessionId};
 use crate::identity::PublicKey;
 use crate::sync::SyncInput;
 use crate::time::UnixMillis;
+use crate::transfer::TransferInput;
 
 impl PeerMesh {
     pub(super) fn is_other_member(&self, member: &PeerAddress) -> bool {
@@ -197,6 +198,7 @@ impl PeerMesh {
                 archive,
             },
         );
+        self.transfer_input(now, TransferInput::PeerUp { peer });
     }
 
     pub(super) fn on_link_down(&mut self, now: UnixMillis, session: SessionId) {

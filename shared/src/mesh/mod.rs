@@ -24,14 +24,19 @@
 //!   take the places of members; the engine asks them only for what no member serves in time.
 //! - **Trust**: a peer the sync engine drops (a forged or altered envelope, a broken rule) has
 //!   its key refused for the rest of the session, whatever session it comes back as.
+//! - **Attachments**: the [`TransferEngine`] beside the sync engine moves chunks over the same
+//!   links, as binary frames. History comes first: through the relay, chunk frames leave
+//!   [`RELAY_RESERVE_FOR_HISTORY`] of the quota to history frames; on a data channel the driver
+//!   sends a chunk frame only while less than [`crate::node::LINK_CHUNK_QUEUE_BYTES`] wait.
 //! - Links belong to one relay connection: when it is lost they are all closed, and made again
 //!   after the next login.
 //!
 //! Who links with whom is in `links.rs`, the offer/answer exchange in `signalling.rs`, how frames
-//! travel (data channel or relay) and reach the sync engine in `transport.rs`.
+//! travel (data channel or relay) and reach the engines in `transport.rs`.
 
 use crate::budget::Budget;
 use crate::channel::ChannelName;
+use crate::chunk_tree::Hash;
 use crate::client::{ChannelPeer, ClientInput, PeerNews};
 use crate::frames::{IceServer, SessionId};
 use crate::identity::{PublicKey, Verifier};
@@ -42,6 +47,7 @@ use crate::message::{Envelope, VerifiedEnvelope};
 use crate::random::SeededRandom;
 use crate::sync::{HistoryState, PeerId, SyncEngine, SyncInput, SyncLimits};
 use crate::time::UnixMillis;
+use crate::transfer::{AttachmentKey, TransferEngine, TransferInput, TransferLimits};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
@@ -63,6 +69,8 @@ pub const LINK_OPEN_TIMEOUT_MILLIS: u64 = 10_000;
 pub const LINK_ROTATION_MILLIS: u64 = 60_000;
 /// How long a member whose link was replaced is not linked with again.
 pub const ROTATED_OUT_MILLIS: u64 = 10 * 60_000;
+/// Of the relay's quota for forwarded frames, what chunk frames leave to history frames.
+pub const RELAY_RESERVE_FOR_HISTORY: usize = 512 * 1024;
 /// Keys refused for the session after misbehaving, oldest forgotten first.
 pub const MAX_REFUSED_KEYS: usize = 256;
 
@@ -101,6 +109,8 @@ pub enum LinkEvent {
     /// The connection failed or the data channel closed.
     Down,
     Frame(String),
+    /// A binary message: a chunk frame.
+    Binary(Vec<u8>),
 }
 
 impl LinkEvent {
@@ -111,6 +121,7 @@ impl LinkEvent {
             Self::Open => MeshInput::LinkOpen { session },
             Self::Down => MeshInput::LinkDown { session },
             Self::Frame(text) => MeshInput::DataChannelFrame { session, text },
+            Self::Binary(bytes) => MeshInput::DataChannelBinary { session, bytes },
         }
     }
 }
@@ -141,6 +152,28 @@ pub enum MeshInput {
     DataChannelFrame {
         session: SessionId,
         text: String,
+    },
+    /// A binary message arrived on the data channel from `session`.
+    DataChannelBinary {
+        session: SessionId,
+        bytes: Vec<u8>,
+    },
+    /// Fetch the attachment `key` from peers; the chunks `held` are stored already.
+    Fetch {
+        key: AttachmentKey,
+        held: Vec<u64>,
+    },
+    /// Stop fetching `key`.
+    CancelFetch {
+        key: AttachmentKey,
+    },
+    /// The chunk read for a [`MeshOutput::ReadChunk`] with its proof, or `None` when the store
+    /// does not hold it.
+    ChunkRead {
+        peer: PeerId,
+        key: AttachmentKey,
+        index: u64,
+        chunk: Option<crate::transfer::ChunkWithProof>,
     },
     /// The envelopes read for a [`MeshOutput::Load`].
     Loaded {
@@ -183,6 +216,28 @@ pub enum MeshOutput {
     ToRelay(ClientInput),
     /// Send this text on the data channel to `session`.
     SendOnDataChannel { session: SessionId, text: String },
+    /// Send this chunk frame on the data channel to `session`.
+    SendBinaryOnDataChannel { session: SessionId, bytes: Vec<u8> },
+    /// Read chunk `index` of `key` with its proof for `peer`, and feed them back as
+    /// [`MeshInput::ChunkRead`] (always: `None` when it is not held).
+    ReadChunk {
+        peer: PeerId,
+        key: AttachmentKey,
+        index: u64,
+    },
+    /// Store this verified chunk of `key` and its proof; `from` sent it.
+    StoreChunk {
+        key: AttachmentKey,
+        index: u64,
+        data: Vec<u8>,
+        proof: Vec<Hash>,
+        from: PublicKey,
+    },
+    /// Every chunk of `key` is stored.
+    AttachmentComplete { key: AttachmentKey },
+    /// Chunks of `key` are missing and no linked peer is left to ask; fetching goes on when
+    /// one comes.
+    AttachmentUnavailable { key: AttachmentKey },
     /// Read the ids the store holds for `channel` and feed them back as [`MeshInput::Ids`].
     ReadIds { channel: ChannelName },
     /// Read these envelopes and feed them back as [`MeshInput::Loaded`].
@@ -226,6 +281,12 @@ pub struct MeshStats {
     pub links_timed_out: u64,
     /// Links replaced for bringing nothing new while every place was taken.
     pub links_rotated: u64,
+    /// Verified attachment chunks received, by path, and of those, from archive peers.
+    pub chunks_over_data_channel: u64,
+    pub chunks_over_relay: u64,
+    pub chunks_from_archive_peers: u64,
+    /// Chunk frames not sent through the relay, to keep its quota for history.
+    pub relayed_chunks_held_back: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -272,6 +333,7 @@ struct Login {
 pub struct PeerMesh {
     login: Option<Login>,
     engine: Option<SyncEngine<Verifier>>,
+    transfer: TransferEngine,
     random: SeededRandom,
     /// Channels joined, and for each the other sessions there with their keys and roles.
     present: BTreeMap<ChannelName, BTreeMap<SessionId, (PublicKey, Role)>>,
@@ -307,6 +369,7 @@ impl PeerMesh {
         Self {
             login: None,
             engine: None,
+            transfer: TransferEngine::new(TransferLimits::default()),
             random: SeededRandom::new(random_seed),
             present: BTreeMap::new(),
             listed: BTreeSet::new(),
@@ -343,6 +406,7 @@ impl PeerMesh {
         negotiating
             .chain(rotation)
             .chain(self.engine.as_ref().and_then(SyncEngine::poll_timeout))
+            .chain(self.transfer.poll_timeout())
             .min()
     }
 
@@ -367,6 +431,29 @@ impl PeerMesh {
             MeshInput::DataChannelFrame { session, text } => {
                 self.on_data_channel_frame(now, session, &text)
             }
+            MeshInput::DataChannelBinary { session, bytes } => {
+                self.on_data_channel_binary(now, session, &bytes)
+            }
+            MeshInput::Fetch { key, held } => {
+                self.transfer_input(now, TransferInput::Fetch { key, held })
+            }
+            MeshInput::CancelFetch { key } => {
+                self.transfer_input(now, TransferInput::Cancel { key })
+            }
+            MeshInput::ChunkRead {
+                peer,
+                key,
+                index,
+                chunk,
+            } => self.transfer_input(
+                now,
+                TransferInput::ChunkRead {
+                    peer,
+                    key,
+                    index,
+                    chunk,
+                },
+            ),
             MeshInput::Loaded {
                 peer,
                 channel,
@@ -595,6 +682,7 @@ impl PeerMesh {
         self.outputs.push_back(MeshOutput::Close { session });
         if link.transport().is_some() {
             self.sync(now, SyncInput::PeerDown { peer: link.peer });
+            self.transfer_input(now, TransferInput::PeerDown { peer: link.peer });
         }
     }
 
@@ -618,6 +706,9 @@ impl PeerMesh {
         }
         self.rotate_links(now);
         self.sync(now, SyncInput::Timeout);
+        if self.transfer.poll_timeout().is_some_and(|at| at <= now) {
+            self.transfer_input(now, TransferInput::Timeout);
+        }
     }
 
     fn count_links(&mut self) {

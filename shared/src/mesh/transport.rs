@@ -1,13 +1,21 @@
 //! Peer frames over a link's data channel, or through the relay paced to its quota, between
-//! the sync engine and the peers; and what happens to a peer that breaks the rules.
+//! the engines (history sync and attachment transfer) and the peers; and what happens to a peer
+//! that breaks the rules.
+//!
+//! History frames are JSON text; chunk frames are binary on a data channel and unpadded
+//! base64url through the relay, where a JSON frame starts with `{` and base64url never does.
 
-use super::{Link, LinkState, MeshOutput, PeerMesh, Transport, MAX_REFUSED_KEYS};
+use super::{
+    Link, LinkState, MeshOutput, PeerMesh, Transport, MAX_REFUSED_KEYS, RELAY_RESERVE_FOR_HISTORY,
+};
 use crate::client::ClientInput;
 use crate::codec::{decode_peer_frame, encode};
+use crate::encoding::{from_base64url, to_base64url};
 use crate::frames::{PeerAddress, SessionId};
 use crate::peer::PeerToPeer;
 use crate::sync::{PeerId, SyncInput, SyncOutput};
 use crate::time::UnixMillis;
+use crate::transfer::{ChunkFrame, TransferInput, TransferOutput};
 
 impl PeerMesh {
     pub(super) fn fall_back_to_relay(&mut self, now: UnixMillis, session: SessionId) {
@@ -34,6 +42,22 @@ impl PeerMesh {
         self.on_peer_frame(now, peer, text);
     }
 
+    pub(super) fn on_data_channel_binary(
+        &mut self,
+        now: UnixMillis,
+        session: SessionId,
+        bytes: &[u8],
+    ) {
+        let Some(link) = self.links.get(&session) else {
+            return;
+        };
+        if link.state != LinkState::Open {
+            return;
+        }
+        let peer = link.peer;
+        self.on_chunk_frame(now, peer, bytes);
+    }
+
     pub(super) fn on_forwarded_frame(&mut self, now: UnixMillis, from: PeerAddress, text: &str) {
         if self.key_of(from.session) != Some(from.key) || self.is_refused(&from.key) {
             return;
@@ -47,8 +71,117 @@ impl PeerMesh {
             Some(LinkState::Open | LinkState::Relayed) => {}
             None => return,
         }
-        if let Some(peer) = self.links.get(&from.session).map(|link| link.peer) {
+        let Some(peer) = self.links.get(&from.session).map(|link| link.peer) else {
+            return;
+        };
+        if text.starts_with('{') {
             self.on_peer_frame(now, peer, text);
+        } else {
+            match from_base64url(text) {
+                Ok(bytes) => self.on_chunk_frame(now, peer, &bytes),
+                Err(error) => {
+                    self.refuse_peer(now, peer, &format!("unreadable peer frame: {error}"))
+                }
+            }
+        }
+    }
+
+    fn on_chunk_frame(&mut self, now: UnixMillis, peer: PeerId, bytes: &[u8]) {
+        match ChunkFrame::decode(bytes) {
+            Ok(frame) => self.transfer_input(now, TransferInput::Frame { peer, frame }),
+            Err(error) => self.refuse_peer(now, peer, &format!("unreadable chunk frame: {error}")),
+        }
+    }
+
+    /// Feeds the transfer engine and carries out what it asks for.
+    pub(super) fn transfer_input(&mut self, now: UnixMillis, input: TransferInput) {
+        self.transfer.handle(now, input);
+        let mut outputs = Vec::new();
+        while let Some(output) = self.transfer.poll_output() {
+            outputs.push(output);
+        }
+        for output in outputs {
+            self.on_transfer_output(now, output);
+        }
+    }
+
+    fn on_transfer_output(&mut self, now: UnixMillis, output: TransferOutput) {
+        let output = match output {
+            TransferOutput::Send { peer, frame } => {
+                return self.send_chunk_frame(now, peer, &frame)
+            }
+            TransferOutput::Disconnect { peer, reason } => {
+                return self.refuse_peer(now, peer, &reason)
+            }
+            TransferOutput::ReadChunk { peer, key, index } => {
+                MeshOutput::ReadChunk { peer, key, index }
+            }
+            TransferOutput::StoreChunk {
+                key,
+                index,
+                data,
+                proof,
+                from,
+            } => {
+                let Some(link) = self
+                    .sessions_by_peer
+                    .get(&from)
+                    .and_then(|session| self.links.get(session))
+                else {
+                    return;
+                };
+                match link.transport() {
+                    Some(Transport::DataChannel) => self.stats.chunks_over_data_channel += 1,
+                    Some(Transport::Relay) | None => self.stats.chunks_over_relay += 1,
+                }
+                if link.archive {
+                    self.stats.chunks_from_archive_peers += 1;
+                }
+                MeshOutput::StoreChunk {
+                    key,
+                    index,
+                    data,
+                    proof,
+                    from: link.key,
+                }
+            }
+            TransferOutput::Complete { key } => MeshOutput::AttachmentComplete { key },
+            TransferOutput::Unavailable { key } => MeshOutput::AttachmentUnavailable { key },
+        };
+        self.outputs.push_back(output);
+    }
+
+    /// Sends a chunk frame, on the data channel, or through the relay if the quota keeps
+    /// [`RELAY_RESERVE_FOR_HISTORY`] for history frames (else it is left out: the asker's
+    /// time-out asks again).
+    fn send_chunk_frame(&mut self, now: UnixMillis, peer: PeerId, frame: &ChunkFrame) {
+        let Some(session) = self.sessions_by_peer.get(&peer).copied() else {
+            return;
+        };
+        match self.links.get(&session).and_then(Link::transport) {
+            Some(Transport::DataChannel) => {
+                self.outputs.push_back(MeshOutput::SendBinaryOnDataChannel {
+                    session,
+                    bytes: frame.encode(),
+                })
+            }
+            Some(Transport::Relay) => {
+                let text = to_base64url(&frame.encode());
+                let reserve = RELAY_RESERVE_FOR_HISTORY as f64;
+                if self
+                    .relay_budget
+                    .try_spend_keeping(now, text.len() as f64, reserve)
+                {
+                    self.outputs
+                        .push_back(MeshOutput::ToRelay(ClientInput::PeerFrame {
+                            to: session,
+                            frame: text,
+                        }));
+                } else {
+                    self.stats.relayed_chunks_held_back += 1;
+                }
+            }
+            None => {}
         }
     }
 

@@ -1,7 +1,7 @@
 //! Attachment transfer between peers, sans-IO: which chunks to ask of whom, every chunk checked
 //! against the signed chunk tree before it is stored, and serving what this member holds within
-//! per-peer bounds. The node will drive it beside the sync engine; its frames are not on the
-//! wire yet (docs/protocol.md §10.5).
+//! per-peer bounds. The mesh drives it beside the sync engine; its frames are binary
+//! ([`ChunkFrame`], docs/protocol.md §10.6).
 //!
 //! - **Naming**: an attachment is its chunk tree root *and* its size ([`AttachmentKey`]). The
 //!   root alone does not fix the size (an author could describe someone else's file with another
@@ -30,12 +30,14 @@
 use crate::budget::Budget;
 use crate::chunk_tree::{chunk_count, verify_chunk, Hash};
 use crate::limits::MAX_ATTACHMENT_BYTES;
+use crate::message::Attachment;
 use crate::sync::PeerId;
 use crate::time::UnixMillis;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-/// Most chunks one `chunk_want` asks for.
-pub const MAX_CHUNK_WANT: usize = 16;
+mod frame;
+
+pub use frame::{ChunkFrame, ChunkFrameError, MAX_CHUNK_FRAME_BYTES, MAX_CHUNK_WANT};
 /// Attachments remembered as recently fetched or cancelled, whose late chunks are no offence.
 const RECENT_KEYS: usize = 64;
 
@@ -72,6 +74,9 @@ impl Default for TransferLimits {
     }
 }
 
+/// A chunk's data and its proof, as stored and served.
+pub type ChunkWithProof = (Vec<u8>, Vec<Hash>);
+
 /// An attachment as the transfer names it: its chunk tree root and its size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AttachmentKey {
@@ -79,26 +84,14 @@ pub struct AttachmentKey {
     pub size: u64,
 }
 
-/// What peers say to each other about chunks.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ChunkFrame {
-    /// "Send me these chunks" (at most [`MAX_CHUNK_WANT`]).
-    Want {
-        key: AttachmentKey,
-        chunks: Vec<u64>,
-    },
-    /// One chunk and its proof.
-    Chunk {
-        key: AttachmentKey,
-        index: u64,
-        proof: Vec<Hash>,
-        data: Vec<u8>,
-    },
-    /// "I do not hold these."
-    Missing {
-        key: AttachmentKey,
-        chunks: Vec<u64>,
-    },
+impl AttachmentKey {
+    /// The key of an attachment as a message describes it.
+    pub fn of(attachment: &Attachment) -> Self {
+        Self {
+            root: attachment.root.0,
+            size: attachment.size,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,7 +121,7 @@ pub enum TransferInput {
         peer: PeerId,
         key: AttachmentKey,
         index: u64,
-        chunk: Option<(Vec<u8>, Vec<Hash>)>,
+        chunk: Option<ChunkWithProof>,
     },
     Timeout,
 }
@@ -438,7 +431,7 @@ impl TransferEngine {
         peer: PeerId,
         key: AttachmentKey,
         index: u64,
-        chunk: Option<(Vec<u8>, Vec<Hash>)>,
+        chunk: Option<ChunkWithProof>,
     ) {
         let Some(state) = self.peers.get_mut(&peer) else {
             return;

@@ -1,0 +1,320 @@
+//! Attachments in the relay's IndexedDB database: one record per attachment (its signed
+//! description and what this browser did with it) and its chunks, each with its proof, so that
+//! this member serves them to others as soon as they are stored. Files are put together from
+//! the chunks when the member opens or saves one; no whole file is held anywhere else.
+//!
+//! Room: the attachments together take at most the member's storage limit (set in You; by
+//! default half of what the browser grants the site, at most 4 GiB). Room for a whole file is
+//! taken when its download or upload begins, by dropping the least recently opened attachments
+//! that are not the member's own uploads first, then its own; the file being fetched and one
+//! being uploaded are never dropped.
+
+use crate::indexeddb::{failed, IndexedDbStore};
+use crate::relay_records::META;
+use peerchat_shared::chunk_tree::Hash;
+use peerchat_shared::encoding::to_base64url;
+use peerchat_shared::message::Attachment;
+use peerchat_shared::store::StoreError;
+use peerchat_shared::transfer::{AttachmentKey, ChunkWithProof};
+use rexie::{KeyRange, TransactionMode};
+use serde::{Deserialize, Serialize};
+use wasm_bindgen::JsValue;
+
+/// Attachment records, keyed by [`key_text`].
+pub const ATTACHMENTS: &str = "attachments";
+/// Chunks, keyed by `[key_text, index]`: the proof's hashes, then the data.
+pub const CHUNKS: &str = "chunks";
+/// The member's storage limit, in `meta`.
+const STORAGE_LIMIT: &str = "attachment_storage_limit";
+/// The storage limit when the browser says nothing of its quota.
+pub const DEFAULT_STORAGE_LIMIT: u64 = 1024 * 1024 * 1024;
+
+/// What this browser keeps about one attachment.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AttachmentRecord {
+    /// The description from the signed message.
+    pub attachment: Attachment,
+    /// Posted from this browser: dropped last.
+    pub own: bool,
+    /// When the member last opened or saved it (ms), for dropping the least recently opened.
+    pub opened_at: u64,
+    /// Every chunk is stored.
+    pub complete: bool,
+    /// The whole file was checked against its `sha256`: `Some(true)` matches, `Some(false)`
+    /// does not (its author described another file).
+    pub verified: Option<bool>,
+}
+
+impl AttachmentRecord {
+    pub fn key(&self) -> AttachmentKey {
+        AttachmentKey::of(&self.attachment)
+    }
+}
+
+/// The text that names an attachment in the stores: its root (base64url), `:`, its size.
+pub fn key_text(key: &AttachmentKey) -> String {
+    format!("{}:{}", to_base64url(&key.root), key.size)
+}
+
+fn chunk_key(key: &str, index: u64) -> JsValue {
+    // Indices are below 2^15: exact as JavaScript numbers.
+    js_sys::Array::of2(&JsValue::from_str(key), &JsValue::from_f64(index as f64)).into()
+}
+
+fn all_chunks(key: &str) -> Result<KeyRange, StoreError> {
+    KeyRange::bound(
+        &chunk_key(key, 0),
+        &chunk_key(key, u64::from(u32::MAX)),
+        Some(false),
+        Some(false),
+    )
+    .map_err(failed)
+}
+
+/// A chunk as stored: the number of proof hashes, the hashes, the data.
+fn chunk_record(data: &[u8], proof: &[Hash]) -> JsValue {
+    let mut bytes = Vec::with_capacity(1 + 32 * proof.len() + data.len());
+    // A proof has at most 15 hashes.
+    bytes.push(proof.len() as u8);
+    for hash in proof {
+        bytes.extend_from_slice(hash);
+    }
+    bytes.extend_from_slice(data);
+    js_sys::Uint8Array::from(bytes.as_slice()).into()
+}
+
+fn from_chunk_record(record: &JsValue) -> Option<ChunkWithProof> {
+    let bytes = js_sys::Uint8Array::new(record).to_vec();
+    let (&hashes, rest) = bytes.split_first()?;
+    let proof_len = 32 * usize::from(hashes);
+    if rest.len() < proof_len {
+        return None;
+    }
+    let (proof, data) = rest.split_at(proof_len);
+    let proof = proof
+        .chunks_exact(32)
+        .filter_map(|hash| Hash::try_from(hash).ok())
+        .collect();
+    Some((data.to_vec(), proof))
+}
+
+impl IndexedDbStore {
+    pub async fn attachment(
+        &self,
+        key: &AttachmentKey,
+    ) -> Result<Option<AttachmentRecord>, StoreError> {
+        let transaction = self
+            .database
+            .transaction(&[ATTACHMENTS], TransactionMode::ReadOnly)
+            .map_err(failed)?;
+        let store = transaction.store(ATTACHMENTS).map_err(failed)?;
+        let record = store
+            .get(JsValue::from_str(&key_text(key)))
+            .await
+            .map_err(failed)?;
+        record
+            .and_then(|value| value.as_string())
+            .map(|text| serde_json::from_str(&text).map_err(failed))
+            .transpose()
+    }
+
+    pub async fn put_attachment(&self, record: &AttachmentRecord) -> Result<(), StoreError> {
+        let text = serde_json::to_string(record).map_err(failed)?;
+        let transaction = self
+            .database
+            .transaction(&[ATTACHMENTS], TransactionMode::ReadWrite)
+            .map_err(failed)?;
+        let store = transaction.store(ATTACHMENTS).map_err(failed)?;
+        let key = JsValue::from_str(&key_text(&record.key()));
+        store
+            .put(&JsValue::from_str(&text), Some(&key))
+            .await
+            .map_err(failed)?;
+        transaction.done().await.map_err(failed)?;
+        Ok(())
+    }
+
+    /// Every attachment record.
+    pub async fn attachments(&self) -> Result<Vec<AttachmentRecord>, StoreError> {
+        let transaction = self
+            .database
+            .transaction(&[ATTACHMENTS], TransactionMode::ReadOnly)
+            .map_err(failed)?;
+        let store = transaction.store(ATTACHMENTS).map_err(failed)?;
+        let records = store.get_all(None, None).await.map_err(failed)?;
+        Ok(records
+            .into_iter()
+            .filter_map(|value| value.as_string())
+            .filter_map(|text| serde_json::from_str(&text).ok())
+            .collect())
+    }
+
+    /// The indices of the chunks of `key` stored.
+    pub async fn held_chunks(&self, key: &AttachmentKey) -> Result<Vec<u64>, StoreError> {
+        let transaction = self
+            .database
+            .transaction(&[CHUNKS], TransactionMode::ReadOnly)
+            .map_err(failed)?;
+        let store = transaction.store(CHUNKS).map_err(failed)?;
+        let keys = store
+            .get_all_keys(Some(all_chunks(&key_text(key))?), None)
+            .await
+            .map_err(failed)?;
+        Ok(keys
+            .iter()
+            .filter_map(|key| js_sys::Array::from(key).get(1).as_f64())
+            .map(|index| index as u64)
+            .collect())
+    }
+
+    /// Stores chunks of `key` with their proofs, in one transaction.
+    pub async fn put_chunks(
+        &self,
+        key: &AttachmentKey,
+        chunks: &[(u64, &[u8], &[Hash])],
+    ) -> Result<(), StoreError> {
+        let key = key_text(key);
+        let transaction = self
+            .database
+            .transaction(&[CHUNKS], TransactionMode::ReadWrite)
+            .map_err(failed)?;
+        let store = transaction.store(CHUNKS).map_err(failed)?;
+        let records = chunks
+            .iter()
+            .map(|(index, data, proof)| (chunk_record(data, proof), Some(chunk_key(&key, *index))));
+        store.put_all(records).await.map_err(failed)?;
+        transaction.done().await.map_err(failed)?;
+        Ok(())
+    }
+
+    /// Chunk `index` of `key` and its proof, when stored.
+    pub async fn read_chunk(
+        &self,
+        key: &AttachmentKey,
+        index: u64,
+    ) -> Result<Option<ChunkWithProof>, StoreError> {
+        let transaction = self
+            .database
+            .transaction(&[CHUNKS], TransactionMode::ReadOnly)
+            .map_err(failed)?;
+        let store = transaction.store(CHUNKS).map_err(failed)?;
+        let record = store
+            .get(chunk_key(&key_text(key), index))
+            .await
+            .map_err(failed)?;
+        Ok(record.as_ref().and_then(from_chunk_record))
+    }
+
+    /// The data of up to `count` chunks of `key` from `first` on, in order (chunks not stored
+    /// are left out).
+    pub async fn chunk_data(
+        &self,
+        key: &AttachmentKey,
+        first: u64,
+        count: u32,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let text = key_text(key);
+        let range = KeyRange::bound(
+            &chunk_key(&text, first),
+            &chunk_key(&text, u64::from(u32::MAX)),
+            Some(false),
+            Some(false),
+        )
+        .map_err(failed)?;
+        let transaction = self
+            .database
+            .transaction(&[CHUNKS], TransactionMode::ReadOnly)
+            .map_err(failed)?;
+        let store = transaction.store(CHUNKS).map_err(failed)?;
+        let records = store
+            .get_all(Some(range), Some(count))
+            .await
+            .map_err(failed)?;
+        Ok(records
+            .iter()
+            .filter_map(from_chunk_record)
+            .map(|(data, _)| data)
+            .collect())
+    }
+
+    /// Drops attachment `key` and its chunks.
+    pub async fn delete_attachment(&self, key: &AttachmentKey) -> Result<(), StoreError> {
+        let text = key_text(key);
+        let transaction = self
+            .database
+            .transaction(&[ATTACHMENTS, CHUNKS], TransactionMode::ReadWrite)
+            .map_err(failed)?;
+        let chunks = transaction.store(CHUNKS).map_err(failed)?;
+        chunks
+            .delete(all_chunks(&text)?.into())
+            .await
+            .map_err(failed)?;
+        let records = transaction.store(ATTACHMENTS).map_err(failed)?;
+        records
+            .delete(JsValue::from_str(&text))
+            .await
+            .map_err(failed)?;
+        transaction.done().await.map_err(failed)?;
+        Ok(())
+    }
+
+    pub async fn storage_limit(&self) -> Result<Option<u64>, StoreError> {
+        self.get_json(META, STORAGE_LIMIT).await
+    }
+
+    pub async fn save_storage_limit(&self, bytes: u64) -> Result<(), StoreError> {
+        self.put_json(META, STORAGE_LIMIT, &bytes).await
+    }
+
+    /// Takes room for `record` (added to the store, or updated) within `limit`: drops the least
+    /// recently opened other attachments, others' before the member's own, until every
+    /// attachment's size together fits; `keep` is never dropped. Returns what was dropped, or
+    /// an error saying how much room is missing.
+    pub async fn make_room(
+        &self,
+        record: &AttachmentRecord,
+        limit: u64,
+        keep: &[AttachmentKey],
+    ) -> Result<Vec<AttachmentKey>, RoomError> {
+        let key = record.key();
+        let mut others: Vec<AttachmentRecord> = self
+            .attachments()
+            .await?
+            .into_iter()
+            .filter(|other| other.key() != key)
+            .collect();
+        let mut used: u64 = others.iter().map(|other| other.attachment.size).sum();
+        let needed = record.attachment.size;
+        // Dropped first: others' before own, least recently opened first.
+        others.sort_by_key(|other| (other.own, other.opened_at));
+        let mut dropped = Vec::new();
+        for other in &others {
+            if used + needed <= limit {
+                break;
+            }
+            let other_key = other.key();
+            if keep.contains(&other_key) {
+                continue;
+            }
+            self.delete_attachment(&other_key).await?;
+            used -= other.attachment.size;
+            dropped.push(other_key);
+        }
+        if used + needed > limit {
+            return Err(RoomError::Full {
+                needed,
+                free: limit.saturating_sub(used),
+            });
+        }
+        self.put_attachment(record).await?;
+        Ok(dropped)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RoomError {
+    #[error("{needed} bytes are needed and only {free} are free within the storage limit")]
+    Full { needed: u64, free: u64 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}

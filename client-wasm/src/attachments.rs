@@ -1,0 +1,312 @@
+//! Attachments in the browser: an upload is hashed and stored chunk by chunk before its message
+//! is sent (so this member serves it from the first request), a download's progress is followed
+//! for the page, and a complete file is put together from its chunks and checked against its
+//! signed `sha256` before the page may show or save it.
+
+use crate::attachment_store::{AttachmentRecord, RoomError};
+use crate::indexeddb::IndexedDbStore;
+use peerchat_shared::chunk_tree::{chunk_count, FileHasher, CHUNK_BYTES};
+use peerchat_shared::identity::PublicKey;
+use peerchat_shared::message::{
+    attachment_name_from, media_type_from, Attachment, ImageInfo, Sha256Digest,
+};
+use peerchat_shared::transfer::AttachmentKey;
+use sha2::{Digest as _, Sha256};
+use std::collections::{BTreeSet, HashMap};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+
+/// Bytes read from a file at once while uploading.
+const READ_BYTES: usize = 32 * CHUNK_BYTES;
+/// Chunks read from the store at once while putting a file together.
+const ASSEMBLE_CHUNKS: u32 = 32;
+
+/// What the page measured of an image: its size, and its pixels drawn small (RGBA), from which
+/// the preview is made.
+#[derive(Debug)]
+pub struct ImageSample {
+    pub width: u32,
+    pub height: u32,
+    pub sample_width: u32,
+    pub sample_height: u32,
+    pub pixels: Vec<u8>,
+}
+
+impl ImageSample {
+    /// Reads `{width, height, sample_width, sample_height, pixels}` (pixels: RGBA bytes).
+    pub fn from_js(value: &JsValue) -> Option<Self> {
+        let number = |name: &str| {
+            js_sys::Reflect::get(value, &JsValue::from_str(name))
+                .ok()?
+                .as_f64()
+                .filter(|n| (1.0..=f64::from(u32::MAX)).contains(n))
+                .map(|n| n as u32)
+        };
+        let pixels = js_sys::Reflect::get(value, &JsValue::from_str("pixels")).ok()?;
+        let sample = Self {
+            width: number("width")?,
+            height: number("height")?,
+            sample_width: number("sample_width")?,
+            sample_height: number("sample_height")?,
+            pixels: js_sys::Uint8Array::new(&pixels).to_vec(),
+        };
+        let expected = 4 * sample.sample_width as usize * sample.sample_height as usize;
+        (sample.pixels.len() == expected).then_some(sample)
+    }
+}
+
+/// A BlurHash of the sample, with about as many components across as its shape suggests.
+fn preview(sample: &ImageSample) -> Option<String> {
+    let (w, h) = (sample.sample_width.max(1), sample.sample_height.max(1));
+    let across = if w >= h { 4 } else { 3 };
+    let down = if h > w { 4 } else { 3 };
+    blurhash::encode(across, down, w, h, &sample.pixels).ok()
+}
+
+/// The RGBA pixels of `preview` drawn `width` × `height` (small: the page scales it up).
+pub fn preview_pixels(preview: &str, width: u32, height: u32) -> Option<Vec<u8>> {
+    blurhash::decode(preview, width, height, 1.0).ok()
+}
+
+fn js_error(error: JsValue) -> String {
+    error
+        .as_string()
+        .or_else(|| {
+            error
+                .dyn_ref::<js_sys::Error>()
+                .map(|error| String::from(error.message()))
+        })
+        .unwrap_or_else(|| "unknown error".into())
+}
+
+async fn read_slice(file: &web_sys::File, start: usize, end: usize) -> Result<Vec<u8>, String> {
+    let slice = file
+        .slice_with_f64_and_f64(start as f64, end as f64)
+        .map_err(js_error)?;
+    let buffer = JsFuture::from(slice.array_buffer())
+        .await
+        .map_err(js_error)?;
+    Ok(js_sys::Uint8Array::new(&buffer).to_vec())
+}
+
+/// What [`prepare_upload`] reports as it goes.
+pub struct UploadWatch {
+    pub on_progress: js_sys::Function,
+    pub signal: Option<web_sys::AbortSignal>,
+}
+
+impl UploadWatch {
+    fn progress(&self, done: u64, total: u64) -> Result<(), String> {
+        if self
+            .signal
+            .as_ref()
+            .is_some_and(web_sys::AbortSignal::aborted)
+        {
+            return Err("cancelled".into());
+        }
+        // An exception in the page's handler is the page's to report.
+        let _ = self.on_progress.call2(
+            &JsValue::NULL,
+            &JsValue::from_f64(done as f64),
+            &JsValue::from_f64(total as f64),
+        );
+        Ok(())
+    }
+}
+
+/// Hashes `file`, stores it chunk by chunk with the proofs (as the member's own, within the
+/// storage limit) and returns its description for a message. Reads the file twice: once for the
+/// tree, once to store each chunk with its proof; never all of it at once.
+pub async fn prepare_upload(
+    store: &IndexedDbStore,
+    file: &web_sys::File,
+    image: Option<ImageSample>,
+    limit: u64,
+    watch: &UploadWatch,
+) -> Result<Attachment, String> {
+    let size = file.size() as usize;
+    let mut hasher = FileHasher::default();
+    let mut at = 0;
+    while at < size {
+        let end = (at + READ_BYTES).min(size);
+        hasher.update(&read_slice(file, at, end).await?);
+        at = end;
+        watch.progress(at as u64 / 2, size as u64)?;
+    }
+    let (hashed_size, sha256, tree) = hasher.finish();
+    if hashed_size != size as u64 {
+        return Err("the file changed while it was read".into());
+    }
+    let attachment = Attachment {
+        name: attachment_name_from(&file.name()),
+        media_type: media_type_from(&file.type_()),
+        size: size as u64,
+        sha256: Sha256Digest(sha256),
+        root: Sha256Digest(tree.root()),
+        image: image.as_ref().and_then(|sample| {
+            Some(ImageInfo {
+                width: sample.width,
+                height: sample.height,
+                preview: preview(sample)?,
+            })
+        }),
+    };
+    let key = AttachmentKey::of(&attachment);
+    let mut record = AttachmentRecord {
+        attachment: attachment.clone(),
+        own: true,
+        opened_at: js_sys::Date::now() as u64,
+        complete: false,
+        verified: None,
+    };
+    store
+        .make_room(&record, limit, &[])
+        .await
+        .map_err(|error| match error {
+            RoomError::Full { .. } => format!(
+                "There is no room for it within this browser's storage limit ({error}); raise the limit in You."
+            ),
+            RoomError::Store(error) => error.to_string(),
+        })?;
+    let mut index = 0;
+    let mut at = 0;
+    while at < size || index == 0 {
+        let end = (at + READ_BYTES).min(size);
+        let bytes = read_slice(file, at, end).await?;
+        let proofs: Vec<_> = (0..chunk_count_in(bytes.len()))
+            .map(|offset| tree.proof(index + offset))
+            .collect();
+        let chunks: Vec<_> = chunks_of(&bytes)
+            .zip(&proofs)
+            .enumerate()
+            .map(|(offset, (data, proof))| ((index + offset) as u64, data, proof.as_slice()))
+            .collect();
+        store
+            .put_chunks(&key, &chunks)
+            .await
+            .map_err(|error| error.to_string())?;
+        index += chunks.len();
+        at = end;
+        watch.progress(size as u64 / 2 + at as u64 / 2, size as u64)?;
+        if size == 0 {
+            break;
+        }
+    }
+    record.complete = true;
+    record.verified = Some(true);
+    store
+        .put_attachment(&record)
+        .await
+        .map_err(|error| error.to_string())?;
+    Ok(attachment)
+}
+
+/// The chunks of a piece of a file read at a chunk boundary (one empty chunk for nothing).
+fn chunks_of(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let empty: &[u8] = &[];
+    let first = bytes.is_empty().then_some(empty);
+    first.into_iter().chain(bytes.chunks(CHUNK_BYTES))
+}
+
+fn chunk_count_in(len: usize) -> usize {
+    len.div_ceil(CHUNK_BYTES).max(1)
+}
+
+/// Puts the file of `record` together from its chunks, as a `Blob` of its media type, checking
+/// its SHA-256 on the way. `None` when a chunk is missing or the bytes are not the described
+/// file.
+pub async fn assemble(
+    store: &IndexedDbStore,
+    record: &AttachmentRecord,
+) -> Result<Option<web_sys::Blob>, String> {
+    let parts = js_sys::Array::new();
+    let whole = read_whole(store, record, |data| {
+        parts.push(&js_sys::Uint8Array::from(data));
+    })
+    .await?;
+    if !whole {
+        return Ok(None);
+    }
+    let options = web_sys::BlobPropertyBag::new();
+    options.set_type(&record.attachment.media_type);
+    web_sys::Blob::new_with_u8_array_sequence_and_options(&parts, &options)
+        .map(Some)
+        .map_err(js_error)
+}
+
+/// Whether the chunks of `record` are all stored and together are the described file.
+pub async fn matches_description(
+    store: &IndexedDbStore,
+    record: &AttachmentRecord,
+) -> Result<bool, String> {
+    read_whole(store, record, |_| {}).await
+}
+
+/// Reads the chunks of `record` in order, handing each to `take`; true when all were there and
+/// their SHA-256 is the described one.
+async fn read_whole(
+    store: &IndexedDbStore,
+    record: &AttachmentRecord,
+    mut take: impl FnMut(&[u8]),
+) -> Result<bool, String> {
+    let key = record.key();
+    let count = chunk_count(key.size);
+    let mut hasher = Sha256::new();
+    let mut next = 0;
+    while next < count {
+        let chunks = store
+            .chunk_data(&key, next, ASSEMBLE_CHUNKS)
+            .await
+            .map_err(|error| error.to_string())?;
+        if chunks.is_empty() {
+            return Ok(false);
+        }
+        for data in &chunks {
+            hasher.update(data);
+            take(data);
+        }
+        next += chunks.len() as u64;
+    }
+    Ok(next == count && <[u8; 32]>::from(hasher.finalize()) == record.attachment.sha256.0)
+}
+
+/// A download the driver follows for the page.
+#[derive(Debug)]
+pub struct Download {
+    pub record: AttachmentRecord,
+    pub held: u64,
+    pub senders: BTreeSet<PublicKey>,
+    /// When the first chunk came (ms), and bytes since.
+    pub started_at: Option<f64>,
+    pub bytes: u64,
+    /// When the page was last told (ms).
+    pub reported_at: f64,
+}
+
+impl Download {
+    pub fn new(record: AttachmentRecord, held: u64) -> Self {
+        Self {
+            record,
+            held,
+            senders: BTreeSet::new(),
+            started_at: None,
+            bytes: 0,
+            reported_at: 0.0,
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        chunk_count(self.record.attachment.size)
+    }
+
+    /// Bytes per second since the first chunk came.
+    pub fn rate(&self, now: f64) -> f64 {
+        match self.started_at {
+            Some(start) if now > start => self.bytes as f64 * 1000.0 / (now - start),
+            _ => 0.0,
+        }
+    }
+}
+
+/// The downloads in progress.
+pub type Downloads = HashMap<AttachmentKey, Download>;
