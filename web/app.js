@@ -3,7 +3,7 @@
 // All protocol work (login, signatures, outbox, history) happens in the client. Text from other
 // people is only ever set with textContent, never parsed as HTML. Lists are drawn by key
 // (`renderList`), so an update touches only what changed.
-import init, { Client, importIdentity, protocolVersion } from "./pkg/peerchat_client_wasm.js";
+import init, { Client, importIdentity, previewPixels, protocolVersion } from "./pkg/peerchat_client_wasm.js";
 
 // ---- what the client reports ----------------------------------------------------------------
 // The objects `Client.start` hands to its callback, and what `history` and `profiles` resolve
@@ -11,7 +11,7 @@ import init, { Client, importIdentity, protocolVersion } from "./pkg/peerchat_cl
 // membership.rs; client-wasm/src/page.rs). Keys, ids, nonces and tokens are strings; times are
 // Unix milliseconds.
 
-/** `Attachment`: a file a message carries (its bytes are not fetched yet).
+/** `Attachment`: a file a message carries, described (its bytes come from peers).
  * @typedef {{ name: string, media_type: string, size: number, sha256: string, root: string,
  *   image?: { width: number, height: number, preview: string } }} Attachment */
 /** `MessageBody`: a text, or a caption (possibly empty) with attachments.
@@ -34,7 +34,14 @@ import init, { Client, importIdentity, protocolVersion } from "./pkg/peerchat_cl
  * @typedef {{ data_channels_open: number, relayed_links: number,
  *   envelopes_over_data_channel: number, envelopes_over_relay: number,
  *   envelopes_from_archive_peers: number, relayed_frames_held_back: number,
- *   links_without_candidates: number, links_timed_out: number, links_rotated: number }} MeshStats */
+ *   links_without_candidates: number, links_timed_out: number, links_rotated: number,
+ *   chunks_over_data_channel: number, chunks_over_relay: number,
+ *   chunks_from_archive_peers: number, relayed_chunks_held_back: number }} MeshStats */
+/** `AttachmentForPage`: where a file stands in this browser (client-wasm/src/page.rs).
+ * @typedef {{ root: string, size: number,
+ *   state: "fetching" | "ready" | "mismatch" | "unavailable" | "no_room" | "failed" | "cancelled",
+ *   held: number, total: number, peers: string[], bytes_per_second: number,
+ *   message: string | null }} FileProgress */
 /** `Profile`: a member's signed display name, as `Client.profiles` returns them.
  * @typedef {{ member: string, display_name: string, updated_at: number, signature: string }} Profile */
 /** `ConnectionState`: the relay connection. @typedef {"connecting" | "online" | "offline" | "stopped"} ConnectionState */
@@ -43,7 +50,7 @@ import init, { Client, importIdentity, protocolVersion } from "./pkg/peerchat_cl
 /** @typedef {{ type: "connection", state: ConnectionState, retry_in_millis?: number }} ConnectionEvent */
 /** @typedef {{ type: "history_state", channel: string } & HistoryState} HistoryStateEvent */
 /** Everything the callback is given: `ClientEvent`, and the driver's `message`, `history`,
- * `history_state` and `peers`.
+ * `history_state`, `peers` and `attachment`.
  * @typedef {ConnectionEvent
  *   | { type: "welcome", session: number, role: Role, relay: string }
  *   | { type: "channels", channels: ChannelSummary[], joined: string[] }
@@ -56,7 +63,8 @@ import init, { Client, importIdentity, protocolVersion } from "./pkg/peerchat_cl
  *   | { type: "message", acknowledged: boolean } & MessageView
  *   | { type: "history", channel: string, messages: MessageView[] }
  *   | HistoryStateEvent
- *   | { type: "peers" } & MeshStats} ClientEvent */
+ *   | { type: "peers" } & MeshStats
+ *   | { type: "attachment" } & FileProgress} ClientEvent */
 /** Each event by its `type`. @typedef {{ [E in ClientEvent as E["type"]]: E }} EventOfType */
 
 // ---- the page's state ---------------------------------------------------------------------
@@ -99,6 +107,12 @@ const ui = {
   settings: $("settings", HTMLDialogElement), fingerprint: $("fingerprint", HTMLElement),
   nameForm: $("name-form", HTMLFormElement), displayName: $("display-name", HTMLInputElement),
   importIdentity: $("import-identity", HTMLInputElement),
+  conversation: $("conversation", HTMLElement), uploads: $("uploads", HTMLUListElement),
+  attach: $("attach", HTMLButtonElement), attachInput: $("attach-input", HTMLInputElement),
+  storageUse: $("storage-use", HTMLElement), storageForm: $("storage-form", HTMLFormElement),
+  storageLimit: $("storage-limit", HTMLInputElement),
+  lightbox: $("lightbox", HTMLDialogElement), lightboxImage: $("lightbox-image", HTMLImageElement),
+  lightboxCaption: $("lightbox-caption", HTMLElement),
 };
 
 /**
@@ -572,12 +586,452 @@ function messageBody(body) {
   const part = element("div", "body");
   if (body.text) part.append(element("p", "text", body.text));
   const list = element("ul", "attachments");
-  for (const attachment of attachments) {
-    const size = formatBytes(attachment.size);
-    list.append(element("li", "attachment", `${attachment.name} (${attachment.media_type}, ${size})`));
-  }
+  for (const attachment of attachments) list.append(attachmentItem(attachment));
   part.append(list);
   return part;
+}
+
+// ---- attachments --------------------------------------------------------------------------
+// A file's bytes come from peers, checked chunk by chunk in the client and as a whole against
+// the signed SHA-256; the page shows a file only from those bytes (a `blob:` URL), never from
+// anything a message names. Raster images are shown inline: first their preview (a BlurHash in
+// the signed message), then the image. Everything else, SVG and HTML included, is offered as a
+// download only, so no file can run script in the page.
+
+/** Images up to this size load as soon as they are shown; larger ones, and other files, when
+ * the member asks. */
+const AUTO_LOAD_BYTES = 16 * 1024 * 1024;
+/** Media types drawn inline. */
+const INLINE_TYPES = new Set(["image/png", "image/jpeg", "image/gif", "image/webp", "image/avif", "image/bmp"]);
+/** An image's preview is drawn this many pixels on its longer side (then scaled up). */
+const PREVIEW_SIDE = 32;
+/** Files one message carries at most (docs/protocol.md §8). */
+const MAX_ATTACHMENTS = 10;
+
+/** What the page knows of a file, by `root:size`: its description, whether the client was
+ * asked for it, where its bytes stand, and its `blob:` URL once shown.
+ * @type {Map<string, { attachment: Attachment, asked: boolean, progress: FileProgress | null,
+ *   url: string | null, saveWhenReady: boolean }>} */
+const files = new Map();
+
+/** @param {{ root: string, size: number }} file */
+function fileKey(file) {
+  return `${file.root}:${file.size}`;
+}
+
+/** @param {Attachment} attachment */
+function isInline(attachment) {
+  return attachment.image !== undefined && INLINE_TYPES.has(attachment.media_type);
+}
+
+/** @param {Attachment} attachment */
+function fileEntry(attachment) {
+  const key = fileKey(attachment);
+  let entry = files.get(key);
+  if (!entry) {
+    entry = { attachment, asked: false, progress: null, url: null, saveWhenReady: false };
+    files.set(key, entry);
+  }
+  return entry;
+}
+
+/** One attachment in a message. @param {Attachment} attachment */
+function attachmentItem(attachment) {
+  const entry = fileEntry(attachment);
+  const inline = isInline(attachment);
+  const item = element("li", inline ? "attachment image" : "attachment file");
+  item.dataset.file = fileKey(attachment);
+  if (inline) {
+    item.append(imageTile(attachment), element("p", "file-status"));
+    if (attachment.size <= AUTO_LOAD_BYTES && entry.progress === null) queueMicrotask(() => openFile(attachment));
+  } else {
+    const card = element("div", "file-card");
+    card.append(element("span", "file-name", attachment.name),
+      element("span", "file-meta", `${attachment.media_type}, ${formatBytes(attachment.size)}`),
+      element("span", "file-status"));
+    const action = element("button", "file-action");
+    if (action instanceof HTMLButtonElement) action.type = "button";
+    card.append(action);
+    item.append(card);
+  }
+  showFileState(item, entry);
+  return item;
+}
+
+/** An image: its preview at once, the image over it once its bytes are here.
+ * @param {Attachment} attachment */
+function imageTile(attachment) {
+  const image = attachment.image;
+  const tile = element("button", "image-tile");
+  if (tile instanceof HTMLButtonElement) tile.type = "button";
+  tile.setAttribute("aria-label", `Open image ${attachment.name}`);
+  if (!image) return tile;
+  tile.style.aspectRatio = `${image.width} / ${image.height}`;
+  tile.style.width = `${Math.min(image.width, 320)}px`;
+  const scale = PREVIEW_SIDE / Math.max(image.width, image.height);
+  const width = Math.max(1, Math.round(image.width * scale));
+  const height = Math.max(1, Math.round(image.height * scale));
+  const pixels = previewPixels(image.preview, width, height);
+  const canvas = document.createElement("canvas");
+  canvas.className = "preview";
+  canvas.width = width;
+  canvas.height = height;
+  const context = canvas.getContext("2d");
+  if (pixels && context) context.putImageData(new ImageData(new Uint8ClampedArray(pixels), width, height), 0, 0);
+  tile.append(canvas);
+  return tile;
+}
+
+/** Brings a shown attachment up to date with what the page knows of its file.
+ * @param {HTMLElement} item @param {{ attachment: Attachment, progress: FileProgress | null, url: string | null }} entry */
+function showFileState(item, entry) {
+  const { attachment, progress, url } = entry;
+  item.dataset.state = progress?.state ?? "not_fetched";
+  item.dataset.peers = (progress?.peers ?? []).join(",");
+  item.dataset.held = String(progress?.held ?? 0);
+  const tile = item.querySelector(".image-tile");
+  if (tile && url && !tile.querySelector("img")) {
+    const img = document.createElement("img");
+    img.alt = attachment.name;
+    img.src = url;
+    tile.append(img);
+  }
+  const status = item.querySelector(".file-status");
+  const action = item.querySelector(".file-action");
+  if (status) status.textContent = fileStatusText(progress);
+  if (action instanceof HTMLButtonElement) {
+    const state = progress?.state;
+    action.textContent = state === "fetching" ? "Cancel" : state === "ready" ? "Save" : "Download";
+    action.hidden = state === "mismatch";
+    action.setAttribute("aria-label", `${action.textContent} ${attachment.name}`);
+  }
+}
+
+/** @param {FileProgress | null} progress */
+function fileStatusText(progress) {
+  if (!progress) return "";
+  switch (progress.state) {
+    case "fetching": {
+      const share = progress.total > 0 ? Math.floor((100 * progress.held) / progress.total) : 0;
+      const peers = progress.peers.length;
+      const from = peers > 0 ? ` from ${peers} ${peers === 1 ? "peer" : "peers"}, ${formatBytes(progress.bytes_per_second)}/s` : "";
+      return `Downloading: ${share}%${from}`;
+    }
+    case "ready": return "";
+    case "mismatch": return "This file does not match its description and was not opened.";
+    case "unavailable": return "Nobody online has this file now; it comes when someone who has it is online.";
+    case "no_room": return `No room for it within this browser's storage limit (You → Files). ${progress.message ?? ""}`;
+    case "failed": return `It could not be kept: ${progress.message ?? "unknown error"}`;
+    default: return "";
+  }
+}
+
+/** Asks the client for a file (it fetches what this browser does not hold yet).
+ * @param {Attachment} attachment */
+function openFile(attachment) {
+  const entry = fileEntry(attachment);
+  const state = entry.progress?.state;
+  if (entry.asked && (state === undefined || state === "fetching" || state === "ready")) return;
+  entry.asked = true;
+  try {
+    client().openAttachment(attachment);
+  } catch (error) {
+    showProblem(describe(error));
+  }
+}
+
+/** The page's files shown in the open log, drawn again from what the page knows.
+ * @param {string} key */
+function redrawFile(key) {
+  const entry = files.get(key);
+  if (!entry) return;
+  for (const item of ui.messages.querySelectorAll(`li.attachment[data-file="${CSS.escape(key)}"]`)) {
+    if (item instanceof HTMLElement) showFileState(item, entry);
+  }
+}
+
+/** @param {FileProgress} progress */
+async function onFileProgress(progress) {
+  const key = fileKey(progress);
+  const entry = files.get(key);
+  if (!entry) return;
+  entry.progress = progress;
+  if (progress.state === "ready" && (isInline(entry.attachment) || entry.saveWhenReady)) {
+    const blob = await client().attachmentBlob(progress.root, progress.size);
+    if (!(blob instanceof Blob)) {
+      entry.progress = { ...progress, state: "mismatch" };
+    } else if (isInline(entry.attachment)) {
+      entry.url ??= URL.createObjectURL(blob);
+    }
+    if (blob instanceof Blob && entry.saveWhenReady) {
+      entry.saveWhenReady = false;
+      saveBlob(blob, entry.attachment.name);
+    }
+  }
+  redrawFile(key);
+}
+
+/** Offers `blob` as a download named `name` (the browser makes the name safe for its disk).
+ * @param {Blob} blob @param {string} name */
+function saveBlob(blob, name) {
+  const url = URL.createObjectURL(blob);
+  saveUrl(url, name);
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+}
+
+/** Offers the `blob:` URL `url` as a download named `name`. @param {string} url @param {string} name */
+function saveUrl(url, name) {
+  const link = element("a");
+  if (!(link instanceof HTMLAnchorElement)) return;
+  link.href = url;
+  link.download = name;
+  link.click();
+}
+
+/** The file buttons in the log: one listener for all. @param {MouseEvent} event */
+function clickedInLog(event) {
+  const target = event.target instanceof Element ? event.target : null;
+  const item = target?.closest("li.attachment");
+  if (!(item instanceof HTMLElement) || !item.dataset.file) return;
+  const entry = files.get(item.dataset.file);
+  if (!entry) return;
+  if (target?.closest(".image-tile")) {
+    if (entry.url) openLightbox(entry.url);
+    else openFile(entry.attachment);
+  } else if (target?.closest(".file-action")) {
+    const state = entry.progress?.state;
+    if (state === "fetching") {
+      client().cancelAttachment(entry.attachment.root, entry.attachment.size);
+    } else {
+      entry.saveWhenReady = true;
+      if (state === "ready") onFileProgress(entry.progress ?? { ...entry.attachment, state: "ready", held: 0,
+        total: 0, peers: [], bytes_per_second: 0, message: null });
+      else openFile(entry.attachment);
+    }
+  }
+}
+
+// ---- the lightbox -------------------------------------------------------------------------
+
+/** The images shown in the open log, in order. */
+function imagesInLog() {
+  return [...ui.messages.querySelectorAll("li.attachment.image img")]
+    .filter((img) => img instanceof HTMLImageElement);
+}
+
+/** @param {string} url */
+function openLightbox(url) {
+  const image = imagesInLog().find((img) => img instanceof HTMLImageElement && img.src === url);
+  if (!(image instanceof HTMLImageElement)) return;
+  showInLightbox(image);
+  if (!ui.lightbox.open) ui.lightbox.showModal();
+}
+
+/** @param {HTMLImageElement} image */
+function showInLightbox(image) {
+  ui.lightboxImage.src = image.src;
+  ui.lightboxImage.alt = image.alt;
+  ui.lightboxCaption.textContent = image.alt;
+}
+
+/** Shows the image `step` places from the one shown. @param {number} step */
+function stepLightbox(step) {
+  const images = imagesInLog();
+  const at = images.findIndex((img) => img instanceof HTMLImageElement && img.src === ui.lightboxImage.src);
+  const next = images[at + step];
+  if (next instanceof HTMLImageElement) showInLightbox(next);
+}
+
+function wireLightbox() {
+  $("lightbox-previous", HTMLButtonElement).addEventListener("click", () => stepLightbox(-1));
+  $("lightbox-next", HTMLButtonElement).addEventListener("click", () => stepLightbox(1));
+  $("lightbox-save", HTMLButtonElement).addEventListener("click", () => {
+    saveUrl(ui.lightboxImage.src, ui.lightboxImage.alt);
+  });
+  ui.lightbox.addEventListener("keydown", (event) => {
+    if (event.key === "ArrowLeft") stepLightbox(-1);
+    else if (event.key === "ArrowRight") stepLightbox(1);
+  });
+}
+
+// ---- files to send ------------------------------------------------------------------------
+
+/** A file being hashed and stored in this browser before its message goes.
+ * @typedef {{ id: number, file: File, abort: AbortController, done: number, total: number,
+ *   attachment: Attachment | null, error: string | null, ready: Promise<void> }} Upload */
+/** @type {Upload[]} */
+let uploads = [];
+let nextUpload = 0;
+
+/** Starts preparing each of `list` to be sent with the next message. @param {Iterable<File>} list */
+function addFiles(list) {
+  for (const file of list) {
+    const abort = new AbortController();
+    /** @type {Upload} */
+    const upload = { id: nextUpload++, file, abort, done: 0, total: file.size, attachment: null, error: null,
+      ready: Promise.resolve() };
+    upload.ready = prepareUpload(upload);
+    uploads.push(upload);
+  }
+  renderUploads();
+}
+
+/** @param {Upload} upload */
+async function prepareUpload(upload) {
+  try {
+    const image = await measureImage(upload.file);
+    upload.attachment = await client().prepareAttachment(upload.file, image, (/** @type {number} */ done, /** @type {number} */ total) => {
+      upload.done = done;
+      upload.total = total;
+      renderUploads();
+    }, upload.abort.signal);
+  } catch (error) {
+    upload.error = upload.abort.signal.aborted ? "cancelled" : describe(error);
+  }
+  renderUploads();
+}
+
+/** A raster image's size and its pixels drawn small, for the preview; null for anything else
+ * (or an image this browser cannot decode, which is then sent as a plain file).
+ * @param {File} file */
+async function measureImage(file) {
+  if (!INLINE_TYPES.has(file.type.toLowerCase())) return null;
+  try {
+    const bitmap = await createImageBitmap(file);
+    const { width, height } = bitmap;
+    if (width < 1 || height < 1 || width > 65535 || height > 65535) return null;
+    const scale = PREVIEW_SIDE / Math.max(width, height);
+    const sampleWidth = Math.max(1, Math.round(width * scale));
+    const sampleHeight = Math.max(1, Math.round(height * scale));
+    const canvas = new OffscreenCanvas(sampleWidth, sampleHeight);
+    const context = canvas.getContext("2d");
+    if (!context) return null;
+    context.drawImage(bitmap, 0, 0, sampleWidth, sampleHeight);
+    bitmap.close();
+    const pixels = context.getImageData(0, 0, sampleWidth, sampleHeight).data;
+    return { width, height, sample_width: sampleWidth, sample_height: sampleHeight,
+      pixels: new Uint8Array(pixels.buffer) };
+  } catch {
+    return null;
+  }
+}
+
+function renderUploads() {
+  renderList(ui.uploads, uploads.map((upload) => {
+    const state = upload.error ? "failed" : upload.attachment ? "ready" : "preparing";
+    return { key: String(upload.id), signature: JSON.stringify([state, upload.done, upload.error]),
+      build: () => uploadItem(upload, state) };
+  }));
+}
+
+/** @param {Upload} upload @param {string} state */
+function uploadItem(upload, state) {
+  const item = element("li", "upload");
+  item.dataset.state = state;
+  item.dataset.upload = String(upload.id);
+  item.append(element("span", "file-name", upload.file.name));
+  if (state === "preparing") {
+    const bar = document.createElement("progress");
+    bar.max = Math.max(1, upload.total);
+    bar.value = upload.done;
+    bar.setAttribute("aria-label", `Preparing ${upload.file.name}`);
+    item.append(bar);
+  } else {
+    item.append(element("span", "file-meta", state === "failed" ? `Not attached: ${upload.error}` : formatBytes(upload.file.size)));
+  }
+  const remove = element("button", "remove-upload", state === "preparing" ? "Cancel" : "Remove");
+  if (remove instanceof HTMLButtonElement) remove.type = "button";
+  remove.setAttribute("aria-label", `${remove.textContent} ${upload.file.name}`);
+  remove.dataset.upload = String(upload.id);
+  item.append(remove);
+  return item;
+}
+
+/** @param {MouseEvent} event */
+function clickedInUploads(event) {
+  const button = event.target instanceof Element ? event.target.closest("button.remove-upload") : null;
+  if (!(button instanceof HTMLButtonElement)) return;
+  const upload = uploads.find((candidate) => String(candidate.id) === button.dataset.upload);
+  if (!upload) return;
+  upload.abort.abort();
+  uploads = uploads.filter((candidate) => candidate !== upload);
+  renderUploads();
+  ui.text.focus();
+}
+
+function wireAttaching() {
+  ui.attach.addEventListener("click", () => ui.attachInput.click());
+  ui.attachInput.addEventListener("change", () => {
+    addFiles(ui.attachInput.files ?? []);
+    ui.attachInput.value = "";
+  });
+  ui.text.addEventListener("paste", (event) => {
+    const pasted = event.clipboardData?.files;
+    if (pasted && pasted.length > 0) {
+      event.preventDefault();
+      addFiles(pasted);
+    }
+  });
+  const carriesFiles = (/** @type {DragEvent} */ event) => event.dataTransfer?.types.includes("Files") ?? false;
+  ui.conversation.addEventListener("dragover", (event) => {
+    if (!carriesFiles(event)) return;
+    event.preventDefault();
+    ui.conversation.classList.add("dropping");
+  });
+  ui.conversation.addEventListener("dragleave", () => ui.conversation.classList.remove("dropping"));
+  ui.conversation.addEventListener("drop", (event) => {
+    ui.conversation.classList.remove("dropping");
+    if (!carriesFiles(event)) return;
+    event.preventDefault();
+    addFiles(event.dataTransfer?.files ?? []);
+  });
+  ui.uploads.addEventListener("click", clickedInUploads);
+  ui.messages.addEventListener("click", clickedInLog);
+}
+
+// ---- storage ------------------------------------------------------------------------------
+
+/** The storage limit when the member has not set one: half of what the browser grants the site,
+ * at most 4 GiB. */
+async function defaultStorageLimit() {
+  const estimate = await navigator.storage?.estimate?.();
+  const quota = estimate?.quota ?? 2 * 1024 ** 3;
+  return Math.min(Math.floor(quota / 2), 4 * 1024 ** 3);
+}
+
+/** Sets the default limit once, and asks the browser (once) not to clear the site's storage
+ * under pressure: files here may be the only copy some peer can get. */
+async function prepareStorage() {
+  const use = await client().storageUse();
+  if (use.limit === null) await client().setStorageLimit(await defaultStorageLimit());
+  if (navigator.storage?.persist && localStorage.getItem("peerchat-persist-asked") === null) {
+    localStorage.setItem("peerchat-persist-asked", "yes");
+    await navigator.storage.persist();
+  }
+}
+
+async function showStorage() {
+  const use = await client().storageUse();
+  const limit = use.limit ?? (await defaultStorageLimit());
+  ui.storageUse.textContent = `Files in this browser: ${formatBytes(use.used)} of ${formatBytes(limit)}.`;
+  ui.storageLimit.value = String(Math.round(limit / 1024 ** 2));
+}
+
+function wireStorage() {
+  ui.storageForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const megabytes = Number(ui.storageLimit.value);
+    if (!Number.isFinite(megabytes) || megabytes < 16) {
+      showProblem("The storage limit is at least 16 megabytes.");
+      return;
+    }
+    try {
+      await client().setStorageLimit(megabytes * 1024 ** 2);
+      await showStorage();
+    } catch (error) {
+      showProblem(describe(error));
+    }
+  });
 }
 
 /** @param {number} bytes */
@@ -899,11 +1353,15 @@ const handlers = {
     data.envelopesFromArchivePeers = String(event.envelopes_from_archive_peers);
     data.linksWithoutCandidates = String(event.links_without_candidates);
     data.linksTimedOut = String(event.links_timed_out);
+    data.chunksOverDataChannel = String(event.chunks_over_data_channel);
+    data.chunksOverRelay = String(event.chunks_over_relay);
+    data.chunksFromArchivePeers = String(event.chunks_from_archive_peers);
     if (event.envelopes_over_data_channel + event.envelopes_over_relay > 0) {
       data.firstPeerEnvelopeMs ??= performance.now().toFixed(1);
       data.lastPeerEnvelopeMs = performance.now().toFixed(1);
     }
   },
+  attachment(event) { onFileProgress(event); },
   problem(event) { showProblem(event.message); },
   stopped(event) { showProblem(event.message); },
   invite_minted(event) {
@@ -931,11 +1389,30 @@ function handle(type, event) {
 
 // ---- the member's actions -----------------------------------------------------------------
 
-function sendFromComposer() {
+async function sendFromComposer() {
   const text = ui.text.value;
-  if (text.trim() === "" || !state.active) return;
+  const channel = state.active;
+  if (!channel || (text.trim() === "" && uploads.length === 0)) return;
+  const sending = uploads;
   try {
-    client().send(state.active, text);
+    if (sending.length === 0) {
+      client().send(channel, text);
+    } else {
+      uploads = [];
+      ui.text.value = "";
+      autoGrow();
+      await Promise.all(sending.map((upload) => upload.ready));
+      const attachments = sending.flatMap((upload) => (upload.attachment ? [upload.attachment] : []));
+      const failed = sending.filter((upload) => upload.error && upload.error !== "cancelled");
+      uploads = failed;
+      renderUploads();
+      if (attachments.length === 0 && text.trim() === "") return;
+      if (attachments.length === 0) client().send(channel, text);
+      for (let first = 0; first < attachments.length; first += MAX_ATTACHMENTS) {
+        client().sendWithAttachments(channel, first === 0 ? text : "", attachments.slice(first, first + MAX_ATTACHMENTS));
+      }
+      return;
+    }
     ui.text.value = "";
     autoGrow();
   } catch (error) {
@@ -1006,6 +1483,7 @@ function wireSettings() {
   $("open-settings", HTMLButtonElement).addEventListener("click", () => {
     ui.displayName.value = state.client?.displayName ?? "";
     ui.settings.showModal();
+    if (state.client) showStorage().catch((error) => showProblem(describe(error)));
   });
   ui.nameForm.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -1067,6 +1545,9 @@ async function start() {
   wireComposer();
   wirePanels();
   wireSettings();
+  wireAttaching();
+  wireLightbox();
+  wireStorage();
   try {
     await init();
     const started = await Client.start(relayUrl(), inviteFromLink(), onClientEvent);
@@ -1080,6 +1561,7 @@ async function start() {
     state.client = started;
     markTime("clientReadyMs");
     for (const event of early.splice(0)) onClientEvent(event);
+    prepareStorage().catch((error) => console.warn("Storage for files:", error));
   } catch (error) {
     ui.connection.textContent = "Not started";
     document.body.dataset.connection = "failed";

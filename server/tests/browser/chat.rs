@@ -133,7 +133,7 @@ async fn a_message_written_while_the_relay_is_down_is_delivered_once_when_it_ret
     ada.send_message("written while the relay was down").await;
     ada.wait_until(
         "the message to show as pending",
-        "return document.querySelectorAll('#messages li[data-state=\"pending\"]').length === 1",
+        "return document.querySelectorAll('#messages > li[data-state=\"pending\"]').length === 1",
     )
     .await;
 
@@ -749,7 +749,7 @@ async fn a_long_history_keeps_a_bounded_log_that_scrolls_back_through_the_store(
         .await;
     ada.wait_until(
         "the oldest messages to load back from IndexedDB",
-        "return document.querySelector('#messages li .text')?.textContent === 'message 0'",
+        "return document.querySelector('#messages > li .text')?.textContent === 'message 0'",
     )
     .await;
     let shown = ada.messages().await;

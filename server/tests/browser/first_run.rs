@@ -192,7 +192,7 @@ async fn the_dockerfile_builds_the_relay_and_the_readmes_first_command_serves_a_
     member
         .wait_until(
             "the message to be sent",
-            "const last = [...document.querySelectorAll('#messages li')].at(-1); \
+            "const last = [...document.querySelectorAll('#messages > li')].at(-1); \
              return last?.dataset.state === 'sent' && last.querySelector('.text').textContent === 'hello from a fresh clone'",
         )
         .await;

@@ -305,7 +305,7 @@ impl Browser {
             }
             if tokio::time::Instant::now() > deadline {
                 let state = self
-                    .eval("return document.body.dataset.connection + ' / ' + document.getElementById('problem').textContent + ' / ' + [...document.querySelectorAll('#messages li')].slice(-10).map(li => li.dataset.state + ':' + li.textContent).join(' | ') + ' / ' + JSON.stringify(document.body.dataset)")
+                    .eval("return document.body.dataset.connection + ' / ' + document.getElementById('problem').textContent + ' / ' + [...document.querySelectorAll('#messages > li')].slice(-10).map(li => li.dataset.state + ':' + li.textContent).join(' | ') + ' / ' + JSON.stringify(document.body.dataset)")
                     .await;
                 panic!("gave up waiting for {what}; page state: {state}");
             }
@@ -330,7 +330,7 @@ impl Browser {
         self.wait_until(
             &format!("{count} messages shown"),
             &format!(
-                "return document.querySelectorAll('#messages li[data-state=\"sent\"]').length === {count}"
+                "return document.querySelectorAll('#messages > li[data-state=\"sent\"]').length === {count}"
             ),
         )
         .await;
@@ -374,7 +374,7 @@ impl Browser {
         self.wait_until(
             &format!("{count} messages shown, the newest {newest}"),
             &format!(
-                "const shown = document.querySelectorAll('#messages li[data-state=\"sent\"]'); \
+                "const shown = document.querySelectorAll('#messages > li[data-state=\"sent\"]'); \
                  return shown.length === {count} && shown[{count} - 1].querySelector('.text').textContent === {newest}"
             ),
         )
@@ -395,8 +395,8 @@ impl Browser {
     pub async fn messages(&self) -> Vec<ShownMessage> {
         let shown = self
             .eval(
-                "return [...document.querySelectorAll('#messages li')].map(li => \
-                 [li.querySelector('.text').textContent, li.dataset.state, li.dataset.author])",
+                "return [...document.querySelectorAll('#messages > li')].map(li => \
+                 [li.querySelector('.text')?.textContent ?? '', li.dataset.state, li.dataset.author])",
             )
             .await;
         shown
@@ -425,7 +425,7 @@ impl Browser {
     /// The ids of the messages shown, in order.
     pub async fn message_ids(&self) -> Vec<String> {
         let ids = self
-            .eval("return [...document.querySelectorAll('#messages li')].map(li => li.dataset.id ?? '')")
+            .eval("return [...document.querySelectorAll('#messages > li')].map(li => li.dataset.id ?? '')")
             .await;
         ids.as_array()
             .unwrap()

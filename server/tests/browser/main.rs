@@ -14,6 +14,7 @@ mod browser;
 #[path = "../support/mod.rs"]
 mod support;
 
+mod attachments;
 mod chat;
 mod first_run;
 mod history_newcomer;

@@ -259,3 +259,80 @@ async fn benchmark_a_browser_newcomer_receiving_a_virtual_clients_seeded_history
         report.to_first, report.first_to_all, report.to_all, report.envelopes_served
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_whose_sender_left_comes_to_a_newcomer_from_the_virtual_client() {
+    if browser::run_sealed() {
+        return;
+    }
+    let keys = tempfile::tempdir().unwrap();
+    let fleet = fleet(keys.path());
+    let relay = TestRelay::start(config_admitting(&fleet, 1)).await;
+    let shutdown = CancellationToken::new();
+    let mut template = virtual_client_template(&relay, "0.0.0.0:0");
+    // Its links' budget is not what this test is about.
+    template.bytes_per_second = 256 * 1024 * 1024;
+    let archive = peerchat_virtual::start(fleet.config(&template, 1), shutdown.clone()).unwrap();
+    wait_until_relay_counts_virtual_clients(&relay, 1).await;
+    let driver = ChromeDriver::start().await;
+    let ada = open_online(&driver, &relay.url("/")).await;
+    // 20 MB.
+    let file: Vec<u8> = (0..20 * 1024 * 1024)
+        .map(|index: usize| ((index * 17 + index / 1013) % 256) as u8)
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("recording.ogg");
+    std::fs::write(&path, &file).unwrap();
+    ada.choose_file("#attach-input", &path).await;
+    ada.wait_until(
+        "the file to be ready to send",
+        "return document.querySelector('#uploads li[data-state=\"ready\"]') !== null",
+    )
+    .await;
+    ada.send_message("the whole meeting").await;
+    ada.wait_for_message_count(1).await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while archive.stats.cached_attachments() < 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the virtual client never had the file"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ada.close().await;
+
+    let bea = open_online(&driver, &relay.url("/")).await;
+    bea.wait_for_message_count(1).await;
+    bea.eval("document.querySelector('#messages .file-action').click(); return true;")
+        .await;
+    bea.wait_until(
+        "the file to be here",
+        "return document.querySelector('#messages li.attachment[data-state=\"ready\"]') !== null",
+    )
+    .await;
+    let peers = bea
+        .eval("return document.querySelector('#messages li.attachment').dataset.peers")
+        .await;
+    assert_eq!(peers, archive.public_key.fingerprint().as_str());
+    bea.eval("document.querySelector('#messages .file-action').click(); return true;")
+        .await;
+    let saved = bea.downloads.path().join("recording.ogg");
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let partial = bea.downloads.path().join("recording.ogg.crdownload");
+        if saved.exists() && !partial.exists() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never saved");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        std::fs::read(&saved).unwrap() == file,
+        "byte for byte the original"
+    );
+    assert!(archive.stats.chunks_served() >= 640);
+    assert_eq!(bea.dataset("chunksFromArchivePeers").await, "640");
+    bea.close().await;
+    shutdown.cancel();
+    relay.stop().await;
+}

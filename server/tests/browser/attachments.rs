@@ -1,0 +1,517 @@
+//! Photos and files between members, end to end: real Chromium profiles in a network namespace
+//! of their own, real WebRTC data channels (or the relay's `peer` frames where there are none),
+//! and the real relay, which never holds a byte of a file. Each test checks the bytes a member
+//! ends up with against the file's SHA-256, and which peers served them.
+
+use crate::{browser, support};
+
+use browser::{Browser, ChromeDriver};
+use peerchat_server::Admission;
+use peerchat_shared::channel::ChannelName;
+use peerchat_shared::chunk_tree::{leaf_hash, ChunkTree, CHUNK_BYTES};
+use peerchat_shared::encoding::{from_base64url, to_base64url};
+use peerchat_shared::frames::{ClientToRelay, PresenceChange, RelayToClient};
+use peerchat_shared::peer::PeerToPeer;
+use peerchat_shared::transfer::{AttachmentKey, ChunkFrame};
+use sha2::{Digest as _, Sha256};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use support::{config, TestClient, TestRelay};
+
+/// Guards against a hung test; never an assertion about speed.
+const PATIENCE: Duration = Duration::from_secs(120);
+
+async fn open_online(driver: &ChromeDriver, url: &str) -> Browser {
+    let browser = Browser::open(driver, url).await;
+    browser.wait_until_online().await;
+    browser
+}
+
+/// A 24-bit BMP of `width` × `height` pixels in a pattern `seed` varies: a real image any
+/// browser decodes, of a predictable size (54 + 3 × width × height bytes, rows padded to 4).
+fn bmp(width: u32, height: u32, seed: u32) -> Vec<u8> {
+    let row = (3 * width).div_ceil(4) * 4;
+    let pixels = row * height;
+    let mut bytes = Vec::with_capacity(54 + pixels as usize);
+    bytes.extend_from_slice(b"BM");
+    bytes.extend_from_slice(&(54 + pixels).to_le_bytes());
+    bytes.extend_from_slice(&[0; 4]);
+    bytes.extend_from_slice(&54u32.to_le_bytes());
+    bytes.extend_from_slice(&40u32.to_le_bytes());
+    bytes.extend_from_slice(&width.to_le_bytes());
+    bytes.extend_from_slice(&height.to_le_bytes());
+    bytes.extend_from_slice(&1u16.to_le_bytes());
+    bytes.extend_from_slice(&24u16.to_le_bytes());
+    bytes.extend_from_slice(&[0; 4]);
+    bytes.extend_from_slice(&pixels.to_le_bytes());
+    bytes.extend_from_slice(&[0; 16]);
+    for y in 0..height {
+        for x in 0..width {
+            let value = x.wrapping_mul(7) ^ y.wrapping_mul(13) ^ seed;
+            bytes.extend_from_slice(&[(value % 251) as u8, (x % 256) as u8, (y % 256) as u8]);
+        }
+        bytes.resize(bytes.len() + (row - 3 * width) as usize, 0);
+    }
+    bytes
+}
+
+/// `size` bytes that do not repeat within a chunk.
+fn data_file(size: usize, seed: u8) -> Vec<u8> {
+    (0..size)
+        .map(|index| ((index * 31 + index / 977) as u8) ^ seed)
+        .collect()
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// Attaches `path` with the Attach button's file input, and waits until it is ready to send.
+async fn attach(browser: &Browser, path: &Path) {
+    browser.choose_file("#attach-input", path).await;
+    wait_until_uploads_ready(browser, 1).await;
+}
+
+async fn wait_until_uploads_ready(browser: &Browser, count: usize) {
+    browser
+        .wait_until(
+            &format!("{count} files ready to send"),
+            &format!(
+                "return document.querySelectorAll('#uploads li[data-state=\"ready\"]').length === {count}"
+            ),
+        )
+        .await;
+}
+
+/// Waits until the attachment named `name` is in this browser, checked.
+async fn wait_until_ready(browser: &Browser, name: &str) {
+    browser
+        .wait_until(
+            &format!("{name} to be here"),
+            &format!(
+                "return [...document.querySelectorAll('#messages li.attachment[data-state=\"ready\"]')]\
+                 .some(li => li.querySelector('img')?.alt === {name:?} \
+                 || li.querySelector('.file-name')?.textContent === {name:?})"
+            ),
+        )
+        .await;
+}
+
+/// The SHA-256 (hex) of the image `name` as the page shows it: opened in the lightbox and
+/// saved from there, as a member would.
+async fn shown_image_sha256(browser: &Browser, name: &str) -> String {
+    let script = format!(
+        "[...document.querySelectorAll('#messages li.attachment')].find(li => \
+         li.querySelector('img')?.alt === {name:?}).querySelector('.image-tile').click(); \
+         document.getElementById('lightbox-save').click(); \
+         document.getElementById('lightbox').close(); return true;"
+    );
+    browser.eval(&script).await;
+    sha256_hex(&saved_file(browser, name).await)
+}
+
+/// The fingerprints of the peers that served the attachment `name`, as the page shows them.
+async fn served_by(browser: &Browser, name: &str) -> Vec<String> {
+    let script = format!(
+        "const li = [...document.querySelectorAll('#messages li.attachment')].find(li => \
+         li.querySelector('img')?.alt === {name:?} || li.querySelector('.file-name')?.textContent === {name:?}); \
+         return li.dataset.peers;"
+    );
+    let peers = browser.eval(&script).await;
+    peers
+        .as_str()
+        .unwrap()
+        .split(',')
+        .filter(|peer| !peer.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Clicks the button of the file attachment `name` (Download, Cancel or Save).
+async fn click_file_action(browser: &Browser, name: &str) {
+    let script = format!(
+        "const li = [...document.querySelectorAll('#messages li.attachment.file')].find(li => \
+         li.querySelector('.file-name').textContent === {name:?}); \
+         li.querySelector('.file-action').click(); return true;"
+    );
+    browser.eval(&script).await;
+}
+
+/// Waits for `name` to be saved in this profile's downloads and returns its bytes.
+async fn saved_file(browser: &Browser, name: &str) -> Vec<u8> {
+    let path = browser.downloads.path().join(name);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Ok(bytes) = std::fs::read(&path) {
+            let partial = browser.downloads.path().join(format!("{name}.crdownload"));
+            if !partial.exists() {
+                return bytes;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name} was never saved"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_photo_shows_first_as_its_preview_and_a_newcomer_gets_it_from_a_member_after_its_sender_left(
+) {
+    if browser::run_sealed() {
+        return;
+    }
+    let relay = TestRelay::start(config(Admission::Open)).await;
+    let address = relay.address;
+    let driver = ChromeDriver::start().await;
+    let ada = open_online(&driver, &relay.url("/")).await;
+    let bob = open_online(&driver, &relay.url("/")).await;
+    let dir = tempfile::tempdir().unwrap();
+    // 5 MB.
+    let photo = bmp(1280, 1365, 7);
+    attach(&ada, &write(dir.path(), "holiday.bmp", &photo)).await;
+    ada.send_message("The view from the top").await;
+
+    bob.wait_for_message_count(1).await;
+    assert_eq!(bob.messages().await[0].text, "The view from the top");
+    let preview_drawn = bob
+        .eval(
+            "const canvas = document.querySelector('#messages li.attachment canvas.preview'); \
+             const pixels = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data; \
+             return pixels.some((value, index) => index % 4 === 3 && value > 0);",
+        )
+        .await;
+    assert_eq!(
+        preview_drawn, true,
+        "the preview is drawn from the message alone"
+    );
+    wait_until_ready(&bob, "holiday.bmp").await;
+    assert_eq!(
+        shown_image_sha256(&bob, "holiday.bmp").await,
+        sha256_hex(&photo)
+    );
+    assert_eq!(
+        served_by(&bob, "holiday.bmp").await,
+        [ada.fingerprint().await]
+    );
+    let bob_fingerprint = bob.fingerprint().await;
+    ada.close().await;
+    relay.stop().await;
+
+    let relay = TestRelay::start_on(address, config(Admission::Open)).await;
+    let cleo = open_online(&driver, &relay.url("/")).await;
+    cleo.wait_for_message_count(1).await;
+    wait_until_ready(&cleo, "holiday.bmp").await;
+    assert_eq!(
+        shown_image_sha256(&cleo, "holiday.bmp").await,
+        sha256_hex(&photo)
+    );
+    assert_eq!(served_by(&cleo, "holiday.bmp").await, [bob_fingerprint]);
+    assert!(
+        cleo.dataset("chunksOverDataChannel")
+            .await
+            .parse::<u64>()
+            .unwrap()
+            >= 160
+    );
+    assert_eq!(cleo.dataset("chunksOverRelay").await, "0");
+    bob.close().await;
+    cleo.close().await;
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_held_by_three_members_comes_to_a_fourth_from_more_than_one() {
+    if browser::run_sealed() {
+        return;
+    }
+    let relay = TestRelay::start(config(Admission::Open)).await;
+    let driver = ChromeDriver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    // 50 MB.
+    let file = data_file(50 * 1024 * 1024, 3);
+    let ada = open_online(&driver, &relay.url("/")).await;
+    let bob = open_online(&driver, &relay.url("/")).await;
+    let cleo = open_online(&driver, &relay.url("/")).await;
+    attach(&ada, &write(dir.path(), "dataset.bin", &file)).await;
+    ada.send_message("").await;
+    for holder in [&bob, &cleo] {
+        holder.wait_for_message_count(1).await;
+        click_file_action(holder, "dataset.bin").await;
+    }
+    for holder in [&bob, &cleo] {
+        wait_until_ready(holder, "dataset.bin").await;
+    }
+    let dan = open_online(&driver, &relay.url("/")).await;
+    dan.wait_for_message_count(1).await;
+    click_file_action(&dan, "dataset.bin").await;
+    wait_until_ready(&dan, "dataset.bin").await;
+    let servers = served_by(&dan, "dataset.bin").await;
+    assert!(servers.len() > 1, "chunks from {servers:?}");
+    click_file_action(&dan, "dataset.bin").await;
+    assert!(
+        saved_file(&dan, "dataset.bin").await == file,
+        "the saved file is the original"
+    );
+    for browser in [ada, bob, cleo, dan] {
+        browser.close().await;
+    }
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_data_channels_a_photo_travels_through_the_relay() {
+    if browser::run_sealed() {
+        return;
+    }
+    let relay = TestRelay::start(config(Admission::Open)).await;
+    let driver = ChromeDriver::start().await;
+    let ada = Browser::open_without_data_channels(&driver, &relay.url("/")).await;
+    ada.wait_until_online().await;
+    let bob = Browser::open_without_data_channels(&driver, &relay.url("/")).await;
+    bob.wait_until_online().await;
+    let dir = tempfile::tempdir().unwrap();
+    // 500 KB.
+    let photo = bmp(400, 416, 11);
+    attach(&ada, &write(dir.path(), "small.bmp", &photo)).await;
+    ada.send_message("through the relay").await;
+    bob.wait_for_message_count(1).await;
+    wait_until_ready(&bob, "small.bmp").await;
+    assert_eq!(
+        shown_image_sha256(&bob, "small.bmp").await,
+        sha256_hex(&photo)
+    );
+    assert_eq!(bob.dataset("chunksOverRelay").await, "16");
+    assert_eq!(bob.dataset("chunksOverDataChannel").await, "0");
+    ada.close().await;
+    bob.close().await;
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_download_interrupted_by_a_reload_resumes_from_the_chunks_kept() {
+    if browser::run_sealed() {
+        return;
+    }
+    // Through the relay, paced to its quota (256 KiB/s after a burst), the download takes
+    // long enough to reload in the middle of it.
+    let relay = TestRelay::start(config(Admission::Open)).await;
+    let driver = ChromeDriver::start().await;
+    let ada = Browser::open_without_data_channels(&driver, &relay.url("/")).await;
+    ada.wait_until_online().await;
+    let bob = Browser::open_without_data_channels(&driver, &relay.url("/")).await;
+    bob.wait_until_online().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = data_file(4 * 1024 * 1024, 5);
+    attach(&ada, &write(dir.path(), "archive.tar", &file)).await;
+    ada.send_message("").await;
+    bob.wait_for_message_count(1).await;
+    click_file_action(&bob, "archive.tar").await;
+    bob.wait_until(
+        "a third of the file",
+        "const li = document.querySelector('#messages li.attachment'); \
+         return Number(li.dataset.held) >= 43;",
+    )
+    .await;
+    bob.reload().await;
+    bob.wait_until_online().await;
+    bob.wait_for_message_count(1).await;
+    wait_until_ready(&bob, "archive.tar").await;
+    click_file_action(&bob, "archive.tar").await;
+    assert!(saved_file(&bob, "archive.tar").await == file);
+    let forwarded: u64 = relay
+        .metrics()
+        .await
+        .lines()
+        .find_map(|line| line.strip_prefix("peerchat_peer_bytes_forwarded_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let once = (file.len() as u64) * 4 / 3;
+    assert!(
+        forwarded < once + once / 5,
+        "{forwarded} bytes forwarded: the download started over"
+    );
+    ada.close().await;
+    bob.close().await;
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn files_attach_by_button_drop_and_paste_and_a_cancelled_one_is_left_out() {
+    if browser::run_sealed() {
+        return;
+    }
+    let relay = TestRelay::start(config(Admission::Open)).await;
+    let driver = ChromeDriver::start().await;
+    let ada = open_online(&driver, &relay.url("/")).await;
+    let bob = open_online(&driver, &relay.url("/")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let chosen = data_file(100_000, 1);
+    attach(&ada, &write(dir.path(), "chosen.txt", &chosen)).await;
+    ada.eval(
+        "const dropped = new DataTransfer(); \
+         dropped.items.add(new File(['dropped bytes'], 'dropped.txt', { type: 'text/plain' })); \
+         const target = document.getElementById('conversation'); \
+         target.dispatchEvent(new DragEvent('dragover', { dataTransfer: dropped, bubbles: true, cancelable: true })); \
+         target.dispatchEvent(new DragEvent('drop', { dataTransfer: dropped, bubbles: true, cancelable: true })); \
+         const pasted = new DataTransfer(); \
+         pasted.items.add(new File(['pasted bytes'], 'pasted.txt', { type: 'text/plain' })); \
+         document.getElementById('message-text').dispatchEvent( \
+           new ClipboardEvent('paste', { clipboardData: pasted, bubbles: true, cancelable: true })); \
+         return true;",
+    )
+    .await;
+    wait_until_uploads_ready(&ada, 3).await;
+    let unwanted = data_file(200_000, 2);
+    ada.choose_file(
+        "#attach-input",
+        &write(dir.path(), "unwanted.txt", &unwanted),
+    )
+    .await;
+    ada.eval(
+        "[...document.querySelectorAll('#uploads li')].find(li => \
+         li.querySelector('.file-name').textContent === 'unwanted.txt') \
+         .querySelector('button').click(); return true;",
+    )
+    .await;
+    assert_eq!(
+        ada.eval("return document.querySelectorAll('#uploads li').length")
+            .await,
+        3
+    );
+    ada.send_message("three files").await;
+    bob.wait_for_message_count(1).await;
+    let names = bob
+        .eval(
+            "return [...document.querySelectorAll('#messages .file-name')].map(n => n.textContent)",
+        )
+        .await;
+    assert_eq!(
+        names,
+        serde_json::json!(["chosen.txt", "dropped.txt", "pasted.txt"])
+    );
+    click_file_action(&bob, "chosen.txt").await;
+    wait_until_ready(&bob, "chosen.txt").await;
+    click_file_action(&bob, "chosen.txt").await;
+    assert!(saved_file(&bob, "chosen.txt").await == chosen);
+    assert_eq!(
+        ada.eval("return document.querySelectorAll('#uploads li').length")
+            .await,
+        0,
+        "the tray is empty once they are sent"
+    );
+    ada.close().await;
+    bob.close().await;
+    relay.stop().await;
+}
+
+/// A member that serves every chunk asked of it with one bit flipped: it holds the real file's
+/// key and proofs, so only the check of each chunk against the tree can catch it.
+async fn play_tamperer(mut tamperer: TestClient, file: Vec<u8>) {
+    let tree = ChunkTree::from_leaves(file.chunks(CHUNK_BYTES).map(leaf_hash).collect());
+    let key = AttachmentKey {
+        root: tree.root(),
+        size: file.len() as u64,
+    };
+    let general = ChannelName::new("general").unwrap();
+    let newcomer = loop {
+        if let RelayToClient::Presence {
+            change: PresenceChange::Joined,
+            member,
+            ..
+        } = tamperer.next().await
+        {
+            break member.session;
+        }
+    };
+    // Any frame makes the link the newcomer offered take the relay path.
+    let hello = PeerToPeer::Have {
+        channel: general,
+        ids: vec![],
+    };
+    tamperer
+        .send(&ClientToRelay::Peer {
+            to: newcomer,
+            frame: peerchat_shared::codec::encode(&hello),
+        })
+        .await;
+    loop {
+        let RelayToClient::Peer { from, frame } = tamperer.next().await else {
+            continue;
+        };
+        let Ok(bytes) = from_base64url(&frame) else {
+            continue;
+        };
+        let Ok(ChunkFrame::Want { chunks, .. }) = ChunkFrame::decode(&bytes) else {
+            continue;
+        };
+        for index in chunks {
+            let start = index as usize * CHUNK_BYTES;
+            let mut data = file[start..(start + CHUNK_BYTES).min(file.len())].to_vec();
+            data[0] ^= 1;
+            let chunk = ChunkFrame::Chunk {
+                key,
+                index,
+                proof: tree.proof(index as usize),
+                data,
+            };
+            tamperer
+                .send(&ClientToRelay::Peer {
+                    to: from.session,
+                    frame: to_base64url(&chunk.encode()),
+                })
+                .await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_peer_serving_tampered_chunks_is_dropped_and_the_photo_completes_from_another() {
+    if browser::run_sealed() {
+        return;
+    }
+    let relay = TestRelay::start(config(Admission::Open)).await;
+    let driver = ChromeDriver::start().await;
+    let bob = open_online(&driver, &relay.url("/")).await;
+    let dir = tempfile::tempdir().unwrap();
+    // 2 MB: asked of both peers at once.
+    let photo = bmp(800, 870, 9);
+    attach(&bob, &write(dir.path(), "sunset.bmp", &photo)).await;
+    bob.send_message("").await;
+    bob.wait_for_message_count(1).await;
+    let mut tamperer = relay.member(42).await;
+    tamperer.join("general").await;
+    let tamperer_task = tokio::spawn(play_tamperer(tamperer, photo.clone()));
+
+    let cleo = open_online(&driver, &relay.url("/")).await;
+    cleo.wait_for_message_count(1).await;
+    cleo.wait_until(
+        "Cleo to refuse the tamperer",
+        "return document.getElementById('problem').textContent.includes('does not match the attachment')",
+    )
+    .await;
+    wait_until_ready(&cleo, "sunset.bmp").await;
+    assert_eq!(
+        shown_image_sha256(&cleo, "sunset.bmp").await,
+        sha256_hex(&photo)
+    );
+    assert_eq!(
+        served_by(&cleo, "sunset.bmp").await,
+        [bob.fingerprint().await]
+    );
+    tamperer_task.abort();
+    bob.close().await;
+    cleo.close().await;
+    relay.stop().await;
+}
