@@ -281,6 +281,8 @@ pub struct Download {
     pub bytes: u64,
     /// When the page was last told (ms).
     pub reported_at: f64,
+    /// `fetching`, or `unavailable` while nobody linked holds the missing chunks.
+    pub state: &'static str,
 }
 
 impl Download {
@@ -292,6 +294,7 @@ impl Download {
             started_at: None,
             bytes: 0,
             reported_at: 0.0,
+            state: "fetching",
         }
     }
 

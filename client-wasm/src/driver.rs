@@ -36,6 +36,10 @@ const FRAMES_PER_BATCH: usize = 256;
 const HISTORY_WRITES_AHEAD: usize = 4;
 /// A download's progress is reported at most this often (ms).
 const PROGRESS_INTERVAL_MILLIS: f64 = 250.0;
+/// Attachments up to this size of the messages the relay delivers are fetched at once, so a
+/// photo spreads through the channel as it is posted (docs/protocol.md §10.6); larger ones,
+/// and those of history from peers, when the member opens them.
+pub(crate) const FETCH_AT_ONCE_BYTES: u64 = 2 * 1024 * 1024;
 
 /// What the driver task is fed: the node's inputs, and word that a socket overflowed.
 #[derive(Debug)]
@@ -241,7 +245,9 @@ impl Driver {
             } => self.store_chunk(key, index, &data, &proof, from).await,
             NodeOutput::AttachmentComplete(key) => self.finish_download(key).await,
             NodeOutput::AttachmentUnavailable(key) => {
-                if let Some(download) = self.downloads.get(&key) {
+                if let Some(download) = self.downloads.get_mut(&key) {
+                    download.state = "unavailable";
+                    let download = &self.downloads[&key];
                     self.report(download, "unavailable", None);
                 }
             }
@@ -370,6 +376,24 @@ impl Driver {
                 acknowledged,
             });
         }
+        for envelope in &envelopes {
+            let small = envelope
+                .envelope()
+                .body
+                .attachments()
+                .iter()
+                .filter(|attachment| attachment.size <= FETCH_AT_ONCE_BYTES);
+            for attachment in small {
+                self.download(AttachmentRecord {
+                    attachment: attachment.clone(),
+                    own: false,
+                    opened_at: 0,
+                    complete: false,
+                    verified: None,
+                })
+                .await;
+            }
+        }
         Ok(())
     }
 
@@ -402,8 +426,9 @@ impl Driver {
     /// Takes room for the attachment, then asks the node for the chunks not stored yet.
     async fn download(&mut self, mut record: AttachmentRecord) {
         let key = record.key();
-        if self.downloads.contains_key(&key) {
-            return;
+        if let Some(download) = self.downloads.get(&key) {
+            // Opened while fetching already (its small size had it fetched at once).
+            return self.report(download, download.state, None);
         }
         if let Ok(Some(stored)) = self.history.attachment(&key).await {
             record.own = stored.own;
@@ -463,6 +488,7 @@ impl Driver {
             return;
         };
         download.held += 1;
+        download.state = "fetching";
         download.bytes += data.len() as u64;
         download.senders.insert(from);
         download.started_at.get_or_insert(time);

@@ -86,7 +86,8 @@ pub enum SocketEvent {
 /// What the member does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MemberAction {
-    /// Sends `body`; `nonce` is 16 fresh random bytes.
+    /// Sends `body`; `nonce` is 16 fresh random bytes. The store holds every attachment of it
+    /// whole (the linked peers are told so at once).
     Send {
         channel: ChannelName,
         body: MessageBody,
@@ -329,7 +330,16 @@ impl Node {
         self.now = now;
         match input {
             NodeInput::Socket { socket, event } => self.on_socket(socket, event),
-            NodeInput::Member(action) => self.session.handle(now, action.into()),
+            NodeInput::Member(action) => {
+                // Messages are sent with attachments the store holds whole already.
+                if let MemberAction::Send { body, .. } = &action {
+                    for attachment in body.attachments() {
+                        let key = AttachmentKey::of(attachment);
+                        self.feed_mesh(MeshInput::Holding { key });
+                    }
+                }
+                self.session.handle(now, action.into())
+            }
             NodeInput::Link {
                 session,
                 link,

@@ -31,7 +31,7 @@ fn type_field(json: &str) -> String {
 fn chunk_frame() -> impl Strategy<Value = ChunkFrame> {
     let key = (any::<[u8; 32]>(), 0..=MAX_ATTACHMENT_BYTES)
         .prop_map(|(root, size)| AttachmentKey { root, size });
-    (key, 0..3u8, any::<prop::sample::Index>(), any::<u64>()).prop_flat_map(
+    (key, 0..4u8, any::<prop::sample::Index>(), any::<u64>()).prop_flat_map(
         |(key, kind, first, seed)| {
             let count = chunk_count(key.size);
             let index = first.index(count as usize) as u64;
@@ -48,6 +48,7 @@ fn chunk_frame() -> impl Strategy<Value = ChunkFrame> {
                 .prop_map(|(key, kind, index, chunks, proof, seed)| match kind {
                     0 => ChunkFrame::Want { key, chunks },
                     1 => ChunkFrame::Missing { key, chunks },
+                    2 => ChunkFrame::Have { key },
                     _ => ChunkFrame::Chunk {
                         key,
                         index,

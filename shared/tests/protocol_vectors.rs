@@ -271,7 +271,8 @@ fn chunk_frames(vector: &Vector) {
         proof: tree.proof(last),
         data: file[last * CHUNK_BYTES..].to_vec(),
     };
-    for frame in [&want, &missing, &chunk] {
+    let have = ChunkFrame::Have { key };
+    for frame in [&want, &missing, &chunk, &have] {
         assert_eq!(ChunkFrame::decode(&frame.encode()).as_ref(), Ok(frame));
     }
     check(
@@ -283,6 +284,7 @@ fn chunk_frames(vector: &Vector) {
             ("chunk_missing_1", to_hex(&missing.encode())),
             ("chunk_1", to_hex(&chunk.encode())),
             ("chunk_1_relayed", to_base64url(&chunk.encode())),
+            ("chunk_have", to_hex(&have.encode())),
         ],
     );
 }

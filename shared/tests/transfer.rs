@@ -322,6 +322,56 @@ fn with_nobody_to_ask_the_attachment_is_unavailable_until_a_peer_comes() {
 }
 
 #[test]
+fn a_peer_that_lacked_the_attachment_is_asked_again_once_it_announces_holding_it() {
+    let file = File::new(3 * CHUNK_BYTES);
+    let mut network = Network::new(&file, &[Source::Partial(BTreeSet::new())]);
+    network.link_all();
+    network.fetch();
+    network.run(1);
+    assert!(network.unavailable && !network.complete);
+    network.sources.get_mut(&10).unwrap().0 = Source::Honest;
+    let key = network.key;
+    network
+        .wire
+        .push_back((FETCHER, 10, ChunkFrame::Have { key }));
+    network.run(5);
+    assert!(network.complete);
+    assert_eq!(network.assembled(), file.bytes);
+}
+
+#[test]
+fn completing_an_attachment_announces_it_to_every_linked_peer() {
+    let file = File::new(2 * CHUNK_BYTES);
+    let mut network = Network::new(&file, &[Source::Honest, Source::Honest]);
+    network.link_all();
+    network.fetch();
+    network.drain_fetcher();
+    let mut announced = Vec::new();
+    while let Some((to, from, frame)) = network.wire.pop_front() {
+        if to == FETCHER {
+            network
+                .fetcher
+                .handle(network.now, TransferInput::Frame { peer: from, frame });
+            while let Some(output) = network.fetcher.poll_output() {
+                if let TransferOutput::Send {
+                    peer,
+                    frame: ChunkFrame::Have { key },
+                } = output
+                {
+                    assert_eq!(key, network.key);
+                    announced.push(peer);
+                }
+            }
+        } else if let Some((_, engine)) = network.sources.get_mut(&to) {
+            engine.handle(network.now, TransferInput::Frame { peer: from, frame });
+            network.drain_source(to);
+        }
+    }
+    announced.sort_unstable();
+    assert_eq!(announced, [10, 11]);
+}
+
+#[test]
 fn a_peer_that_asks_for_the_same_chunk_in_a_loop_is_served_within_its_bounds() {
     let file = File::new(4 * CHUNK_BYTES);
     let limits = TransferLimits::default();

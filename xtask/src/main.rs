@@ -82,6 +82,8 @@ enum BenchTarget {
     },
     /// The history sync engine in simulation: 1,000 peers, 10,000 messages, loss and churn.
     Sync,
+    /// A 2 MiB photo spreading through a 50- and a 1,000-member channel, in simulation.
+    Gossip,
     /// A newcomer's page getting a member's whole history over a data channel, in Chromium.
     Newcomer {
         #[arg(long, default_value_t = 10_000)]
@@ -143,6 +145,20 @@ fn main() -> Result<()> {
             "peerchat-shared",
             "--example",
             "sync_benchmark",
+        ])),
+        Command::Bench {
+            target: BenchTarget::Gossip,
+        } => process::run(process::cargo(&root).args([
+            "test",
+            "--release",
+            "--locked",
+            "--package",
+            "peerchat-shared",
+            "--test",
+            "attachment_gossip",
+            "--",
+            "--include-ignored",
+            "--nocapture",
         ])),
         Command::Bench {
             target: BenchTarget::Page,

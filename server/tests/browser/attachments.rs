@@ -515,3 +515,49 @@ async fn a_peer_serving_tampered_chunks_is_dropped_and_the_photo_completes_from_
     cleo.close().await;
     relay.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_small_photo_spreads_to_members_who_never_opened_it_and_stays_after_its_sender_left() {
+    if browser::run_sealed() {
+        return;
+    }
+    let relay = TestRelay::start(config(Admission::Open)).await;
+    let driver = ChromeDriver::start().await;
+    let ada = open_online(&driver, &relay.url("/")).await;
+    let bob = open_online(&driver, &relay.url("/")).await;
+    // Bob reads another channel: #general's messages reach his store, not his screen.
+    bob.eval(
+        "document.getElementById('join-name').value = 'random'; \
+         document.getElementById('join-form').requestSubmit(); return true;",
+    )
+    .await;
+    bob.wait_until(
+        "Bob to read #random",
+        "return document.getElementById('channel-title').textContent.includes('random')",
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    // 1 MB: small enough to be fetched as soon as it is posted.
+    let photo = bmp(600, 580, 13);
+    attach(&ada, &write(dir.path(), "cake.bmp", &photo)).await;
+    ada.send_message("").await;
+    bob.wait_until(
+        "Bob to hold the photo without opening it",
+        "return Number(document.body.dataset.chunksOverDataChannel) === 32",
+    )
+    .await;
+    let bob_fingerprint = bob.fingerprint().await;
+    ada.close().await;
+
+    let cleo = open_online(&driver, &relay.url("/")).await;
+    cleo.wait_for_message_count(1).await;
+    wait_until_ready(&cleo, "cake.bmp").await;
+    assert_eq!(served_by(&cleo, "cake.bmp").await, [bob_fingerprint]);
+    assert_eq!(
+        shown_image_sha256(&cleo, "cake.bmp").await,
+        sha256_hex(&photo)
+    );
+    bob.close().await;
+    cleo.close().await;
+    relay.stop().await;
+}

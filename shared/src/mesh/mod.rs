@@ -167,6 +167,10 @@ pub enum MeshInput {
     CancelFetch {
         key: AttachmentKey,
     },
+    /// This member holds all of `key`: tell the links.
+    Holding {
+        key: AttachmentKey,
+    },
     /// The chunk read for a [`MeshOutput::ReadChunk`] with its proof, or `None` when the store
     /// does not hold it.
     ChunkRead {
@@ -440,6 +444,7 @@ impl PeerMesh {
             MeshInput::CancelFetch { key } => {
                 self.transfer_input(now, TransferInput::Cancel { key })
             }
+            MeshInput::Holding { key } => self.transfer_input(now, TransferInput::Holding { key }),
             MeshInput::ChunkRead {
                 peer,
                 key,

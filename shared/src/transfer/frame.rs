@@ -9,6 +9,7 @@
 //! kind (1) ‖ root (32) ‖ size (8, big-endian)
 //! chunk_want, chunk_missing: count (1, 1 to 16) ‖ count × index (8 each)
 //! chunk:                     index (8) ‖ proof length (1, at most 15) ‖ proof (32 each) ‖ data
+//! chunk_have:                nothing more
 //! ```
 //!
 //! Decoding checks everything that can be checked without the store: the size is within the
@@ -30,6 +31,7 @@ pub const MAX_CHUNK_FRAME_BYTES: usize = HEADER_BYTES + 8 + 1 + 32 * MAX_PROOF_H
 const KIND_WANT: u8 = 0x01;
 const KIND_CHUNK: u8 = 0x02;
 const KIND_MISSING: u8 = 0x03;
+const KIND_HAVE: u8 = 0x04;
 
 /// What peers say to each other about chunks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +53,8 @@ pub enum ChunkFrame {
         key: AttachmentKey,
         chunks: Vec<u64>,
     },
+    /// "I hold all of it now."
+    Have { key: AttachmentKey },
 }
 
 /// Why bytes are not a chunk frame.
@@ -83,7 +87,10 @@ pub enum ChunkFrameError {
 impl ChunkFrame {
     pub fn key(&self) -> &AttachmentKey {
         match self {
-            Self::Want { key, .. } | Self::Chunk { key, .. } | Self::Missing { key, .. } => key,
+            Self::Want { key, .. }
+            | Self::Chunk { key, .. }
+            | Self::Missing { key, .. }
+            | Self::Have { key } => key,
         }
     }
 
@@ -92,6 +99,7 @@ impl ChunkFrame {
             Self::Want { key, .. } => (KIND_WANT, key),
             Self::Chunk { key, .. } => (KIND_CHUNK, key),
             Self::Missing { key, .. } => (KIND_MISSING, key),
+            Self::Have { key } => (KIND_HAVE, key),
         };
         let mut bytes = Vec::with_capacity(self.encoded_len());
         bytes.push(kind);
@@ -116,6 +124,7 @@ impl ChunkFrame {
                 }
                 bytes.extend_from_slice(data);
             }
+            Self::Have { .. } => {}
         }
         bytes
     }
@@ -125,6 +134,7 @@ impl ChunkFrame {
             + match self {
                 Self::Want { chunks, .. } | Self::Missing { chunks, .. } => 1 + 8 * chunks.len(),
                 Self::Chunk { proof, data, .. } => 8 + 1 + 32 * proof.len() + data.len(),
+                Self::Have { .. } => 0,
             }
     }
 
@@ -185,6 +195,7 @@ impl ChunkFrame {
                     data,
                 }
             }
+            KIND_HAVE => Self::Have { key },
             other => return Err(ChunkFrameError::UnknownKind(other)),
         };
         if !reader.0.is_empty() {

@@ -20,6 +20,12 @@
 //! - **Memory**: the engine holds a few bits per chunk and the requests in flight, never the
 //!   bytes: a verified chunk goes straight out to the store, so a 1 GiB file never sits in
 //!   memory.
+//! - **Spreading** (push by announcement): a member that completes an attachment, or posts
+//!   one ([`TransferInput::Holding`]), tells every linked peer with `chunk_have`; a peer
+//!   fetching it forgets what that member lacked or failed and asks it. Members fetch the small
+//!   attachments of the messages they receive at once (the drivers' rule), so a photo spreads
+//!   hop by hop through the links, and a member that holds it already simply does not ask: no
+//!   byte moves twice to anyone.
 //! - **Resuming**: chunks already stored (after a reload, say) are handed in with
 //!   [`TransferInput::Fetch`] and never asked for again.
 //! - **Serving**: a peer may have [`TransferLimits::serving_per_peer`] chunks being read for it
@@ -103,6 +109,11 @@ pub enum TransferInput {
         held: Vec<u64>,
     },
     Cancel {
+        key: AttachmentKey,
+    },
+    /// This member holds all of `key` (it posted it, say): every linked peer is told, and those
+    /// fetching it ask this member too.
+    Holding {
         key: AttachmentKey,
     },
     PeerUp {
@@ -318,6 +329,7 @@ impl TransferEngine {
         match input {
             TransferInput::Fetch { key, held } => self.fetch(key, held),
             TransferInput::Cancel { key } => self.finish(key),
+            TransferInput::Holding { key } => self.announce(key),
             TransferInput::PeerUp { peer } => self.peer_up(now, peer),
             TransferInput::PeerDown { peer } => self.forget_peer(peer),
             TransferInput::Frame { peer, frame } => self.on_frame(now, peer, frame),
@@ -404,6 +416,7 @@ impl TransferEngine {
                 data,
             } => self.on_chunk(peer, key, index, proof, data),
             ChunkFrame::Missing { key, chunks } => self.on_missing(peer, key, &chunks),
+            ChunkFrame::Have { key } => self.on_have(peer, key),
         }
     }
 
@@ -532,6 +545,24 @@ impl TransferEngine {
         }
     }
 
+    /// `peer` holds all of `key` now: whatever it lacked or failed before is forgotten.
+    fn on_have(&mut self, peer: PeerId, key: AttachmentKey) {
+        if let Some(fetching) = self.fetching.get_mut(&key) {
+            fetching.sources.remove(&peer);
+            fetching.said_unavailable = false;
+        }
+    }
+
+    /// Tells every linked peer that this member holds all of `key`.
+    fn announce(&mut self, key: AttachmentKey) {
+        for peer in self.peers.keys() {
+            self.outputs.push_back(TransferOutput::Send {
+                peer: *peer,
+                frame: ChunkFrame::Have { key },
+            });
+        }
+    }
+
     fn on_timeout(&mut self, now: UnixMillis) {
         let give_up_after = self.limits.failures_before_giving_up;
         let left_alone_until = now.saturating_add_millis(self.limits.give_up_millis);
@@ -571,6 +602,7 @@ impl TransferEngine {
         if self.fetching.get(&key).is_some_and(Fetching::is_complete) {
             self.finish(key);
             self.outputs.push_back(TransferOutput::Complete { key });
+            self.announce(key);
         }
     }
 
