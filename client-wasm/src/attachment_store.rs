@@ -287,33 +287,35 @@ impl IndexedDbStore {
         let needed = record.attachment.size;
         // Dropped first: others' before own, least recently opened first.
         others.sort_by_key(|other| (other.own, other.opened_at));
-        let mut dropped = Vec::new();
+        let mut dropping = Vec::new();
         for other in &others {
             if used + needed <= limit {
                 break;
             }
             let other_key = other.key();
-            if keep.contains(&other_key) {
-                continue;
+            if !keep.contains(&other_key) {
+                used -= other.attachment.size;
+                dropping.push(other_key);
             }
-            self.delete_attachment(&other_key).await?;
-            used -= other.attachment.size;
-            dropped.push(other_key);
         }
+        // Nothing is dropped for a file that would not fit even then.
         if used + needed > limit {
             return Err(RoomError::Full {
                 needed,
                 free: limit.saturating_sub(used),
             });
         }
+        for other_key in &dropping {
+            self.delete_attachment(other_key).await?;
+        }
         self.put_attachment(record).await?;
-        Ok(dropped)
+        Ok(dropping)
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum RoomError {
-    #[error("{needed} bytes are needed and only {free} are free within the storage limit")]
+    #[error("{needed} bytes are needed and at most {free} can be freed within the storage limit")]
     Full { needed: u64, free: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -227,7 +227,10 @@ fn drain(
     }
 }
 
-#[allow(clippy::print_stdout, reason = "the figures are what `bench gossip` shows")]
+#[allow(
+    clippy::print_stdout,
+    reason = "the figures are what `bench gossip` shows"
+)]
 fn report(outcome: &Outcome) {
     println!(
         "{} members: 80% after {} hops ({} ms), all after {} hops ({} ms); \
