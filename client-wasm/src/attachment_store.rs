@@ -6,8 +6,8 @@
 //! Room: the attachments together take at most the member's storage limit (set in You; by
 //! default half of what the browser grants the site, at most 4 GiB). Room for a whole file is
 //! taken when its download or upload begins, by dropping the least recently opened attachments
-//! that are not the member's own uploads first, then its own; the file being fetched and one
-//! being uploaded are never dropped.
+//! that are not the member's own uploads first, then its own; files the driver is fetching are
+//! never dropped (an upload in progress is not yet protected).
 
 use crate::indexeddb::{failed, IndexedDbStore};
 use crate::relay_records::META;
@@ -103,50 +103,17 @@ impl IndexedDbStore {
         &self,
         key: &AttachmentKey,
     ) -> Result<Option<AttachmentRecord>, StoreError> {
-        let transaction = self
-            .database
-            .transaction(&[ATTACHMENTS], TransactionMode::ReadOnly)
-            .map_err(failed)?;
-        let store = transaction.store(ATTACHMENTS).map_err(failed)?;
-        let record = store
-            .get(JsValue::from_str(&key_text(key)))
-            .await
-            .map_err(failed)?;
-        record
-            .and_then(|value| value.as_string())
-            .map(|text| serde_json::from_str(&text).map_err(failed))
-            .transpose()
+        self.get_json(ATTACHMENTS, &key_text(key)).await
     }
 
     pub async fn put_attachment(&self, record: &AttachmentRecord) -> Result<(), StoreError> {
-        let text = serde_json::to_string(record).map_err(failed)?;
-        let transaction = self
-            .database
-            .transaction(&[ATTACHMENTS], TransactionMode::ReadWrite)
-            .map_err(failed)?;
-        let store = transaction.store(ATTACHMENTS).map_err(failed)?;
-        let key = JsValue::from_str(&key_text(&record.key()));
-        store
-            .put(&JsValue::from_str(&text), Some(&key))
+        self.put_json(ATTACHMENTS, &key_text(&record.key()), record)
             .await
-            .map_err(failed)?;
-        transaction.done().await.map_err(failed)?;
-        Ok(())
     }
 
     /// Every attachment record.
     pub async fn attachments(&self) -> Result<Vec<AttachmentRecord>, StoreError> {
-        let transaction = self
-            .database
-            .transaction(&[ATTACHMENTS], TransactionMode::ReadOnly)
-            .map_err(failed)?;
-        let store = transaction.store(ATTACHMENTS).map_err(failed)?;
-        let records = store.get_all(None, None).await.map_err(failed)?;
-        Ok(records
-            .into_iter()
-            .filter_map(|value| value.as_string())
-            .filter_map(|text| serde_json::from_str(&text).ok())
-            .collect())
+        self.all_json(ATTACHMENTS).await
     }
 
     /// The indices of the chunks of `key` stored.

@@ -168,18 +168,20 @@ pub async fn prepare_upload(
             ),
             RoomError::Store(error) => error.to_string(),
         })?;
-    let mut index = 0;
-    let mut at = 0;
-    while at < size || index == 0 {
+    // Once through for an empty file too: it has one empty chunk.
+    let (mut index, mut at) = (0, 0);
+    loop {
         let end = (at + READ_BYTES).min(size);
         let bytes = read_slice(file, at, end).await?;
-        let proofs: Vec<_> = (0..chunk_count_in(bytes.len()))
+        let pieces: Vec<&[u8]> = chunks_of(&bytes).collect();
+        let proofs: Vec<_> = (0..pieces.len())
             .map(|offset| tree.proof(index + offset))
             .collect();
-        let chunks: Vec<_> = chunks_of(&bytes)
+        let chunks: Vec<_> = pieces
+            .iter()
             .zip(&proofs)
             .enumerate()
-            .map(|(offset, (data, proof))| ((index + offset) as u64, data, proof.as_slice()))
+            .map(|(offset, (data, proof))| ((index + offset) as u64, *data, proof.as_slice()))
             .collect();
         store
             .put_chunks(&key, &chunks)
@@ -188,7 +190,7 @@ pub async fn prepare_upload(
         index += chunks.len();
         at = end;
         watch.progress(size as u64 / 2 + at as u64 / 2, size as u64)?;
-        if size == 0 {
+        if at >= size {
             break;
         }
     }
@@ -206,10 +208,6 @@ fn chunks_of(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
     let empty: &[u8] = &[];
     let first = bytes.is_empty().then_some(empty);
     first.into_iter().chain(bytes.chunks(CHUNK_BYTES))
-}
-
-fn chunk_count_in(len: usize) -> usize {
-    len.div_ceil(CHUNK_BYTES).max(1)
 }
 
 /// Puts the file of `record` together from its chunks, as a `Blob` of its media type, checking
@@ -286,10 +284,10 @@ pub struct Download {
 }
 
 impl Download {
-    pub fn new(record: AttachmentRecord, held: u64) -> Self {
+    pub fn new(record: AttachmentRecord) -> Self {
         Self {
             record,
-            held,
+            held: 0,
             senders: BTreeSet::new(),
             started_at: None,
             bytes: 0,

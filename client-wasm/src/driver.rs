@@ -441,7 +441,7 @@ impl Driver {
             .history
             .make_room(&record, self.storage_limit, &keep)
             .await;
-        let mut download = Download::new(record, 0);
+        let mut download = Download::new(record);
         if let Err(error) = room {
             let state = match error {
                 RoomError::Full { .. } => "no_room",

@@ -73,7 +73,10 @@ impl IndexedDbStore {
 
     /// Every record of `store_name`. Records that no longer parse are skipped (they were written
     /// by this code, so this only happens if the browser's storage was damaged).
-    async fn all_json<T: DeserializeOwned>(&self, store_name: &str) -> Result<Vec<T>, StoreError> {
+    pub(crate) async fn all_json<T: DeserializeOwned>(
+        &self,
+        store_name: &str,
+    ) -> Result<Vec<T>, StoreError> {
         let transaction = self
             .database
             .transaction(&[store_name], TransactionMode::ReadOnly)

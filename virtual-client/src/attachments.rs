@@ -228,13 +228,6 @@ impl AttachmentCache {
         Ok(Some((data.to_vec(), proof)))
     }
 
-    /// The chunks of `key` held, when it is admitted.
-    pub fn held(&self, key: &AttachmentKey) -> Option<Vec<u64>> {
-        self.entries
-            .get(key)
-            .map(|held| held.iter().copied().collect())
-    }
-
     /// The attachments admitted and not complete (to fetch again after a restart), with the
     /// chunks held.
     pub fn incomplete(&self) -> Vec<(AttachmentKey, Vec<u64>)> {
@@ -247,7 +240,10 @@ impl AttachmentCache {
 
     /// Attachments held whole.
     pub fn complete(&self) -> usize {
-        self.entries.len() - self.incomplete().len()
+        self.entries
+            .iter()
+            .filter(|(key, held)| held.len() as u64 == chunk_count(key.size))
+            .count()
     }
 
     /// Bytes taken by the attachments admitted.
@@ -388,7 +384,7 @@ mod tests {
                 cache.evict_older_than(UnixMillis(2_500)).unwrap(),
                 vec![key(2, MIB)]
             );
-            assert_eq!(cache.held(&key(3, 2 * MIB)), Some(vec![]));
+            assert_eq!(cache.incomplete(), vec![(key(3, 2 * MIB), vec![])]);
         });
     }
 

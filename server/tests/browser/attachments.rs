@@ -27,6 +27,13 @@ async fn open_online(driver: &ChromeDriver, url: &str) -> Browser {
     browser
 }
 
+/// A page whose browser has no `RTCPeerConnection`: its links take the relay path.
+async fn open_online_without_data_channels(driver: &ChromeDriver, url: &str) -> Browser {
+    let browser = Browser::open_without_data_channels(driver, url).await;
+    browser.wait_until_online().await;
+    browser
+}
+
 /// A 24-bit BMP of `width` × `height` pixels in a pattern `seed` varies: a real image any
 /// browser decodes, of a predictable size (54 + 3 × width × height bytes, rows padded to 4).
 fn bmp(width: u32, height: u32, seed: u32) -> Vec<u8> {
@@ -276,10 +283,8 @@ async fn without_data_channels_a_photo_travels_through_the_relay() {
     }
     let relay = TestRelay::start(config(Admission::Open)).await;
     let driver = ChromeDriver::start().await;
-    let ada = Browser::open_without_data_channels(&driver, &relay.url("/")).await;
-    ada.wait_until_online().await;
-    let bob = Browser::open_without_data_channels(&driver, &relay.url("/")).await;
-    bob.wait_until_online().await;
+    let ada = open_online_without_data_channels(&driver, &relay.url("/")).await;
+    let bob = open_online_without_data_channels(&driver, &relay.url("/")).await;
     let dir = tempfile::tempdir().unwrap();
     // 500 KB.
     let photo = bmp(400, 416, 11);
@@ -307,10 +312,8 @@ async fn a_download_interrupted_by_a_reload_resumes_from_the_chunks_kept() {
     // long enough to reload in the middle of it.
     let relay = TestRelay::start(config(Admission::Open)).await;
     let driver = ChromeDriver::start().await;
-    let ada = Browser::open_without_data_channels(&driver, &relay.url("/")).await;
-    ada.wait_until_online().await;
-    let bob = Browser::open_without_data_channels(&driver, &relay.url("/")).await;
-    bob.wait_until_online().await;
+    let ada = open_online_without_data_channels(&driver, &relay.url("/")).await;
+    let bob = open_online_without_data_channels(&driver, &relay.url("/")).await;
     let dir = tempfile::tempdir().unwrap();
     let file = data_file(4 * 1024 * 1024, 5);
     attach(&ada, &write(dir.path(), "archive.tar", &file)).await;

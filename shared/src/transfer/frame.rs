@@ -26,7 +26,7 @@ pub const MAX_CHUNK_WANT: usize = 16;
 const MAX_PROOF_HASHES: usize = 15;
 const HEADER_BYTES: usize = 1 + 32 + 8;
 /// The largest chunk frame: a full chunk with the longest proof.
-pub const MAX_CHUNK_FRAME_BYTES: usize = HEADER_BYTES + 8 + 1 + 32 * MAX_PROOF_HASHES + CHUNK_BYTES;
+const MAX_CHUNK_FRAME_BYTES: usize = HEADER_BYTES + 8 + 1 + 32 * MAX_PROOF_HASHES + CHUNK_BYTES;
 
 const KIND_WANT: u8 = 0x01;
 const KIND_CHUNK: u8 = 0x02;
@@ -85,15 +85,6 @@ pub enum ChunkFrameError {
 }
 
 impl ChunkFrame {
-    pub fn key(&self) -> &AttachmentKey {
-        match self {
-            Self::Want { key, .. }
-            | Self::Chunk { key, .. }
-            | Self::Missing { key, .. }
-            | Self::Have { key } => key,
-        }
-    }
-
     pub fn encode(&self) -> Vec<u8> {
         let (kind, key) = match self {
             Self::Want { key, .. } => (KIND_WANT, key),

@@ -43,7 +43,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 mod frame;
 
-pub use frame::{ChunkFrame, ChunkFrameError, MAX_CHUNK_FRAME_BYTES, MAX_CHUNK_WANT};
+pub use frame::{ChunkFrame, ChunkFrameError, MAX_CHUNK_WANT};
 /// Attachments remembered as recently fetched or cancelled, whose late chunks are no offence.
 const RECENT_KEYS: usize = 64;
 
