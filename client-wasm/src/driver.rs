@@ -220,8 +220,12 @@ impl Driver {
                     self.node.handle(now(), NodeInput::link_down(session, link));
                 }
             }
-            NodeOutput::SendBinaryOnLink { session, bytes } => {
-                if let Some(link) = self.links.send_binary(session, &bytes) {
+            NodeOutput::SendBinaryOnLink {
+                session,
+                bytes,
+                queue_limit,
+            } => {
+                if let Some(link) = self.links.send_binary(session, &bytes, queue_limit) {
                     self.node.handle(now(), NodeInput::link_down(session, link));
                 }
             }

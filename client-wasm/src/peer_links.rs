@@ -11,8 +11,7 @@ use futures_channel::mpsc;
 use peerchat_shared::frames::{IceServer, SessionId};
 use peerchat_shared::mesh::LinkEvent;
 use peerchat_shared::node::{
-    LinkNumber, NodeInput, DATA_CHANNEL_LABEL, ICE_GATHERING_LIMIT_MILLIS, LINK_CHUNK_QUEUE_BYTES,
-    LINK_SEND_QUEUE_BYTES,
+    LinkNumber, NodeInput, DATA_CHANNEL_LABEL, ICE_GATHERING_LIMIT_MILLIS, LINK_SEND_QUEUE_BYTES,
 };
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -209,11 +208,16 @@ impl PeerLinks {
         })
     }
 
-    /// Sends a chunk frame as a binary message, or drops it when [`LINK_CHUNK_QUEUE_BYTES`] are
+    /// Sends a chunk frame as a binary message, or drops it when `queue_limit` bytes are
     /// already buffered (history goes first); returns the link's number when no data channel
     /// is open.
-    pub(crate) fn send_binary(&self, session: SessionId, bytes: &[u8]) -> Option<LinkNumber> {
-        self.send_with(session, bytes.len(), LINK_CHUNK_QUEUE_BYTES, |channel| {
+    pub(crate) fn send_binary(
+        &self,
+        session: SessionId,
+        bytes: &[u8],
+        queue_limit: usize,
+    ) -> Option<LinkNumber> {
+        self.send_with(session, bytes.len(), queue_limit, |channel| {
             channel.send_with_u8_array(bytes)
         })
     }

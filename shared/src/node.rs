@@ -21,9 +21,10 @@
 //!   closes it and offers another). A frame that would put more than [`LINK_SEND_QUEUE_BYTES`]
 //!   in the link's send queue is dropped (the peer is not keeping up); the sync engine's
 //!   time-outs ask again for what it carried.
-//! - **Chunks give way to history** ([`NodeOutput::SendBinaryOnLink`]): a chunk frame is sent
-//!   only while less than [`LINK_CHUNK_QUEUE_BYTES`] wait on the link, else dropped (the asker's
-//!   time-out asks again), so history frames never wait behind more than that.
+//! - **Chunks give way to history** ([`NodeOutput::SendBinaryOnLink`]): a chunk is sent only
+//!   while less than [`LINK_CHUNK_QUEUE_BYTES`] wait on the link, else dropped (the asker's
+//!   time-out asks again), so history frames never wait behind more than that. The other chunk
+//!   frames (`chunk_want`, `chunk_missing`, `chunk_have`: a few dozen bytes) queue like history.
 //! - **Attachments**: the driver asks for one with [`NodeInput::FetchAttachment`], naming the
 //!   chunks its store holds already; verified chunks come out as [`NodeOutput::StoreChunk`],
 //!   and peers' requests as [`NodeOutput::ReadChunk`], which the driver always answers.
@@ -137,6 +138,15 @@ pub enum NodeInput {
     CancelAttachment {
         key: AttachmentKey,
     },
+    /// The store holds these attachments whole (told once the driver has read its store, and
+    /// for each upload once stored): peers asking for them are served.
+    AttachmentsHeld {
+        keys: Vec<AttachmentKey>,
+    },
+    /// The store dropped `key` (evicted, or an upload cancelled): it is no longer served.
+    AttachmentDropped {
+        key: AttachmentKey,
+    },
     /// The chunk read for a [`NodeOutput::ReadChunk`] with its proof, or `None` when the store
     /// does not hold it (or could not read it).
     ChunkRead {
@@ -201,10 +211,12 @@ pub enum NodeOutput {
         text: String,
     },
     /// Send this chunk frame as a binary message on the link's data channel, or drop it when
-    /// [`LINK_CHUNK_QUEUE_BYTES`] or more wait there.
+    /// `bytes` would take more than `queue_limit` waiting there: [`LINK_CHUNK_QUEUE_BYTES`] for a
+    /// chunk, [`LINK_SEND_QUEUE_BYTES`] (like history) for the small requests and answers.
     SendBinaryOnLink {
         session: SessionId,
         bytes: Vec<u8>,
+        queue_limit: usize,
     },
     /// Read chunk `index` of `key` and its proof, and feed them back as
     /// [`NodeInput::ChunkRead`] (always: `None` when the store does not hold it).
@@ -227,6 +239,9 @@ pub enum NodeOutput {
     /// Chunks of `key` are missing and no linked peer holds them; fetching goes on when one
     /// comes.
     AttachmentUnavailable(AttachmentKey),
+    /// `key` is not fetched: too many attachments are being fetched already
+    /// ([`crate::transfer::TransferLimits::fetches_at_once`]).
+    AttachmentDeclined(AttachmentKey),
     /// Keep the relay key pinned at first contact.
     PinRelayKey(PublicKey),
     SaveCertificate(Option<MembershipCertificate>),
@@ -335,7 +350,10 @@ impl Node {
                 if let MemberAction::Send { body, .. } = &action {
                     for attachment in body.attachments() {
                         let key = AttachmentKey::of(attachment);
-                        self.feed_mesh(MeshInput::Holding { key });
+                        self.feed_mesh(MeshInput::Holding {
+                            key,
+                            announce: true,
+                        });
                     }
                 }
                 self.session.handle(now, action.into())
@@ -366,6 +384,15 @@ impl Node {
                 self.feed_mesh(MeshInput::Fetch { key, held })
             }
             NodeInput::CancelAttachment { key } => self.feed_mesh(MeshInput::CancelFetch { key }),
+            NodeInput::AttachmentsHeld { keys } => {
+                for key in keys {
+                    self.feed_mesh(MeshInput::Holding {
+                        key,
+                        announce: false,
+                    });
+                }
+            }
+            NodeInput::AttachmentDropped { key } => self.feed_mesh(MeshInput::Dropped { key }),
             NodeInput::ChunkRead {
                 peer,
                 key,
@@ -511,9 +538,15 @@ impl Node {
             MeshOutput::SendOnDataChannel { session, text } => {
                 NodeOutput::SendOnLink { session, text }
             }
-            MeshOutput::SendBinaryOnDataChannel { session, bytes } => {
-                NodeOutput::SendBinaryOnLink { session, bytes }
-            }
+            MeshOutput::SendBinaryOnDataChannel {
+                session,
+                bytes,
+                queue_limit,
+            } => NodeOutput::SendBinaryOnLink {
+                session,
+                bytes,
+                queue_limit,
+            },
             MeshOutput::ReadChunk { peer, key, index } => {
                 NodeOutput::ReadChunk { peer, key, index }
             }
@@ -532,6 +565,7 @@ impl Node {
             },
             MeshOutput::AttachmentComplete { key } => NodeOutput::AttachmentComplete(key),
             MeshOutput::AttachmentUnavailable { key } => NodeOutput::AttachmentUnavailable(key),
+            MeshOutput::AttachmentDeclined { key } => NodeOutput::AttachmentDeclined(key),
             MeshOutput::ReadIds { channel } => NodeOutput::ReadIds { channel },
             MeshOutput::Load { peer, channel, ids } => NodeOutput::Load { peer, channel, ids },
             MeshOutput::Store {

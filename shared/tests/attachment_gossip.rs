@@ -119,7 +119,13 @@ fn spread(count: usize, seed: u64) -> Outcome {
     let author = &mut members[0];
     author.chunks = (0..chunk_count as u64).collect();
     author.done = Some((0, 0));
-    author.engine.handle(now, TransferInput::Holding { key });
+    author.engine.handle(
+        now,
+        TransferInput::Holding {
+            key,
+            announce: true,
+        },
+    );
     for member in members.iter_mut().skip(1) {
         let fetch = TransferInput::Fetch { key, held: vec![] };
         member.engine.handle(now, fetch);
@@ -222,6 +228,7 @@ fn drain(
                 member.done = Some((hop, step));
             }
             TransferOutput::Unavailable { .. } => {}
+            TransferOutput::Declined { .. } => panic!("one fetch each is never declined"),
             TransferOutput::Disconnect { reason, .. } => panic!("nobody misbehaves: {reason}"),
         }
     }

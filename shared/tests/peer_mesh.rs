@@ -31,10 +31,11 @@ use peerchat_shared::mesh::{
     RELAY_RESERVE_FOR_HISTORY,
 };
 use peerchat_shared::message::{Envelope, MessageBody};
+use peerchat_shared::node::{LINK_CHUNK_QUEUE_BYTES, LINK_SEND_QUEUE_BYTES};
 use peerchat_shared::peer::PeerToPeer;
 use peerchat_shared::sync::{HistoryState, SyncLimits};
 use peerchat_shared::time::UnixMillis;
-use peerchat_shared::transfer::{AttachmentKey, ChunkWithProof};
+use peerchat_shared::transfer::{AttachmentKey, ChunkFrame, ChunkWithProof};
 use simulation::{general, history};
 use std::collections::{BTreeMap, VecDeque};
 
@@ -78,6 +79,9 @@ struct Member {
     tampers: bool,
     /// Bytes of peer frames it sent through the relay.
     relayed_bytes: usize,
+    /// Each binary frame it sent on a data channel: whether it was a chunk, and the queue
+    /// limit it went with.
+    binary_sent: Vec<(bool, usize)>,
 }
 
 /// A description as a WebRTC stack signals it, with one host candidate or none.
@@ -165,6 +169,7 @@ impl World {
             unavailable: Vec::new(),
             tampers: false,
             relayed_bytes: 0,
+            binary_sent: Vec::new(),
         });
         index
     }
@@ -338,7 +343,13 @@ impl World {
             }
             MeshOutput::State { state, .. } => self.members[member].states.push(state),
             MeshOutput::Refused { key, .. } => self.members[member].refused.push(key),
-            MeshOutput::SendBinaryOnDataChannel { session, bytes } => {
+            MeshOutput::SendBinaryOnDataChannel {
+                session,
+                bytes,
+                queue_limit,
+            } => {
+                let chunk = matches!(ChunkFrame::decode(&bytes), Ok(ChunkFrame::Chunk { .. }));
+                self.members[member].binary_sent.push((chunk, queue_limit));
                 let other = self.index_of(session);
                 self.queue.push_back((
                     other,
@@ -383,6 +394,7 @@ impl World {
             }
             MeshOutput::AttachmentComplete { key } => self.members[member].completed.push(key),
             MeshOutput::AttachmentUnavailable { key } => self.members[member].unavailable.push(key),
+            MeshOutput::AttachmentDeclined { key } => panic!("declined {key:?}"),
         }
     }
 }
@@ -1057,6 +1069,12 @@ impl World {
                 .chunks
                 .insert((key, index as u64), chunk.clone());
         }
+        let holding = MeshInput::Holding {
+            key,
+            announce: false,
+        };
+        self.queue.push_back((member, holding));
+        self.run();
     }
 
     fn fetch(&mut self, member: usize, key: AttachmentKey) {
@@ -1099,6 +1117,20 @@ fn an_attachment_comes_over_data_channels_from_every_member_holding_it() {
     let stats = me.mesh.stats();
     assert_eq!(stats.chunks_over_data_channel, 41);
     assert_eq!(stats.chunks_over_relay, 0);
+    // Chunks give way to history; the requests and answers about them queue like history.
+    let sent: Vec<(bool, usize)> = world
+        .members
+        .iter()
+        .flat_map(|member| member.binary_sent.iter().copied())
+        .collect();
+    assert!(sent.contains(&(true, LINK_CHUNK_QUEUE_BYTES)));
+    assert!(sent.contains(&(false, LINK_SEND_QUEUE_BYTES)));
+    assert!(sent.iter().all(|(chunk, limit)| *limit
+        == if *chunk {
+            LINK_CHUNK_QUEUE_BYTES
+        } else {
+            LINK_SEND_QUEUE_BYTES
+        }));
 }
 
 #[test]

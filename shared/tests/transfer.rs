@@ -102,6 +102,12 @@ impl<'a> Network<'a> {
         for (offset, source) in sources.iter().enumerate() {
             let mut engine = TransferEngine::new(TransferLimits::default());
             engine.handle(START, TransferInput::PeerUp { peer: FETCHER });
+            // A partial source's store answers for the chunks it lacks.
+            let holding = TransferInput::Holding {
+                key: file.key(),
+                announce: false,
+            };
+            engine.handle(START, holding);
             network
                 .sources
                 .insert(10 + offset as PeerId, (source.clone(), engine));
@@ -145,6 +151,7 @@ impl<'a> Network<'a> {
                 }
                 TransferOutput::Complete { .. } => self.complete = true,
                 TransferOutput::Unavailable { .. } => self.unavailable = true,
+                TransferOutput::Declined { .. } => panic!("one fetch is never declined"),
                 TransferOutput::Disconnect { peer, .. } => {
                     self.disconnected.insert(peer);
                     self.sources.remove(&peer);
@@ -372,30 +379,38 @@ fn completing_an_attachment_announces_it_to_every_linked_peer() {
 }
 
 #[test]
-fn a_peer_that_asks_for_the_same_chunk_in_a_loop_is_served_within_its_bounds() {
-    let file = File::new(4 * CHUNK_BYTES);
+fn a_peer_that_asks_for_chunks_in_a_loop_is_served_within_its_bounds() {
+    let file = File::new(64 * CHUNK_BYTES);
     let limits = TransferLimits::default();
     let mut source = TransferEngine::new(limits.clone());
     let greedy = 7;
     source.handle(START, TransferInput::PeerUp { peer: greedy });
-    let want = || TransferInput::Frame {
+    source.handle(
+        START,
+        TransferInput::Holding {
+            key: file.key(),
+            announce: false,
+        },
+    );
+    let want = |round: u64| TransferInput::Frame {
         peer: greedy,
         frame: ChunkFrame::Want {
             key: file.key(),
-            chunks: vec![0; 16],
+            chunks: (0..16).map(|offset| (round * 16 + offset) % 64).collect(),
         },
     };
     // Reads not answered yet: at most `serving_per_peer` at once.
-    for _ in 0..100 {
-        source.handle(START, want());
+    for round in 0..100 {
+        source.handle(START, want(round));
     }
     let reads = std::iter::from_fn(|| source.poll_output()).count();
     assert_eq!(reads, limits.serving_per_peer);
 
-    // Reads answered at once: at most the burst within one instant.
+    // Reads answered at once: each chunk once while its request stands, and at most the
+    // burst in all.
     let mut served = 0;
-    for _ in 0..1_000 {
-        source.handle(START, want());
+    for round in 0..1_000 {
+        source.handle(START, want(round));
         let outputs: Vec<_> = std::iter::from_fn(|| source.poll_output()).collect();
         for output in outputs {
             if let TransferOutput::ReadChunk { peer, key, index } = output {
@@ -411,10 +426,7 @@ fn a_peer_that_asks_for_the_same_chunk_in_a_loop_is_served_within_its_bounds() {
         }
         while source.poll_output().is_some() {}
     }
-    assert!(
-        served <= limits.chunk_burst_per_peer as usize,
-        "{served} chunks served in one instant"
-    );
+    assert!(served <= 64, "{served} chunks served in one instant");
 }
 
 #[test]
@@ -546,4 +558,215 @@ fn late_answers_to_requests_asked_again_or_cancelled_are_no_offence() {
             .any(|output| matches!(output, TransferOutput::Disconnect { .. })),
         "{outputs:?}"
     );
+}
+
+#[test]
+fn a_peer_announcing_it_holds_the_file_again_and_again_cannot_stall_a_fetch_another_can_finish() {
+    let file = File::new(24 * CHUNK_BYTES);
+    let mut network = Network::new(&file, &[Source::Silent, Source::Honest]);
+    network.link_all();
+    network.fetch();
+    let liar = 10;
+    for _ in 0..6 {
+        network.run(1);
+        let have = TransferInput::Frame {
+            peer: liar,
+            frame: ChunkFrame::Have { key: file.key() },
+        };
+        network.fetcher.handle(network.now, have);
+    }
+    network.run(1);
+    assert!(network.complete, "the honest peer finished the file");
+    assert_eq!(network.assembled(), file.bytes);
+    assert_eq!(network.sources_used(), BTreeSet::from([11]));
+}
+
+/// The outputs of `engine` after `input`.
+fn outputs_after(
+    engine: &mut TransferEngine,
+    now: UnixMillis,
+    input: TransferInput,
+) -> Vec<TransferOutput> {
+    engine.handle(now, input);
+    std::iter::from_fn(|| engine.poll_output()).collect()
+}
+
+fn want(peer: PeerId, key: AttachmentKey, chunks: Vec<u64>) -> TransferInput {
+    TransferInput::Frame {
+        peer,
+        frame: ChunkFrame::Want { key, chunks },
+    }
+}
+
+#[test]
+fn a_request_for_what_this_member_does_not_hold_is_answered_missing_without_a_read() {
+    let file = File::new(4 * CHUNK_BYTES);
+    let key = file.key();
+    let mut engine = TransferEngine::new(TransferLimits::default());
+    engine.handle(START, TransferInput::PeerUp { peer: 5 });
+    let missing = |chunks: Vec<u64>| TransferOutput::Send {
+        peer: 5,
+        frame: ChunkFrame::Missing { key, chunks },
+    };
+    assert_eq!(
+        outputs_after(&mut engine, START, want(5, key, vec![0, 1])),
+        [missing(vec![0, 1])]
+    );
+
+    let holding = TransferInput::Holding {
+        key,
+        announce: false,
+    };
+    assert!(outputs_after(&mut engine, START, holding).is_empty());
+    assert_eq!(
+        outputs_after(&mut engine, START, want(5, key, vec![2])),
+        [TransferOutput::ReadChunk {
+            peer: 5,
+            key,
+            index: 2
+        }]
+    );
+
+    engine.handle(START, TransferInput::Dropped { key });
+    assert_eq!(
+        outputs_after(&mut engine, START, want(5, key, vec![3])),
+        [missing(vec![3])]
+    );
+
+    // Chunks of a fetch in progress are served as they come.
+    let fetch = TransferInput::Fetch { key, held: vec![1] };
+    engine.handle(START, fetch);
+    while engine.poll_output().is_some() {}
+    let outputs = outputs_after(&mut engine, START, want(5, key, vec![1, 2]));
+    assert!(outputs.contains(&missing(vec![2])), "{outputs:?}");
+    assert!(outputs.contains(&TransferOutput::ReadChunk {
+        peer: 5,
+        key,
+        index: 1
+    }));
+}
+
+#[test]
+fn a_chunk_served_to_a_peer_is_not_served_to_it_again_while_its_request_stands() {
+    let file = File::new(CHUNK_BYTES);
+    let key = file.key();
+    let limits = TransferLimits::default();
+    let mut engine = TransferEngine::new(limits.clone());
+    engine.handle(START, TransferInput::PeerUp { peer: 5 });
+    engine.handle(
+        START,
+        TransferInput::Holding {
+            key,
+            announce: false,
+        },
+    );
+    let reads = |outputs: Vec<TransferOutput>| {
+        outputs
+            .iter()
+            .filter(|output| matches!(output, TransferOutput::ReadChunk { .. }))
+            .count()
+    };
+    assert_eq!(
+        reads(outputs_after(&mut engine, START, want(5, key, vec![0]))),
+        1
+    );
+    let read = TransferInput::ChunkRead {
+        peer: 5,
+        key,
+        index: 0,
+        chunk: Some(file.chunk(0)),
+    };
+    engine.handle(START, read);
+    while engine.poll_output().is_some() {}
+    assert_eq!(
+        reads(outputs_after(&mut engine, START, want(5, key, vec![0; 16]))),
+        0
+    );
+    let later = START.saturating_add_millis(limits.request_timeout_millis + 1);
+    assert_eq!(
+        reads(outputs_after(&mut engine, later, want(5, key, vec![0]))),
+        1
+    );
+}
+
+#[test]
+fn reads_for_all_peers_together_stay_within_the_serving_limit() {
+    let file = File::new(64 * CHUNK_BYTES);
+    let key = file.key();
+    let limits = TransferLimits::default();
+    let mut engine = TransferEngine::new(limits.clone());
+    engine.handle(
+        START,
+        TransferInput::Holding {
+            key,
+            announce: false,
+        },
+    );
+    let mut reads = 0;
+    for peer in 0..10 {
+        engine.handle(START, TransferInput::PeerUp { peer });
+        let chunks = (0..16).map(|offset| (peer * 16 + offset) % 64).collect();
+        reads += outputs_after(&mut engine, START, want(peer, key, chunks))
+            .iter()
+            .filter(|output| matches!(output, TransferOutput::ReadChunk { .. }))
+            .count();
+    }
+    assert_eq!(reads, limits.serving_at_once);
+}
+
+#[test]
+fn fetches_beyond_the_limit_are_declined() {
+    let limits = TransferLimits::default();
+    let mut engine = TransferEngine::new(limits.clone());
+    let mut declined = Vec::new();
+    for seed in 0..=limits.fetches_at_once {
+        let key = AttachmentKey {
+            root: [seed as u8; 32],
+            size: 0,
+        };
+        let fetch = TransferInput::Fetch { key, held: vec![] };
+        declined.extend(
+            outputs_after(&mut engine, START, fetch)
+                .into_iter()
+                .filter(|output| matches!(output, TransferOutput::Declined { .. })),
+        );
+    }
+    let last = AttachmentKey {
+        root: [limits.fetches_at_once as u8; 32],
+        size: 0,
+    };
+    assert_eq!(declined, [TransferOutput::Declined { key: last }]);
+}
+
+#[test]
+fn unasked_chunks_are_forgiven_over_time() {
+    let file = File::new(CHUNK_BYTES);
+    let limits = TransferLimits::default();
+    let mut engine = TransferEngine::new(limits.clone());
+    engine.handle(START, TransferInput::PeerUp { peer: 6 });
+    let (data, proof) = file.chunk(0);
+    let send_unasked = |engine: &mut TransferEngine, now: UnixMillis, count: u32| {
+        let mut disconnected = false;
+        for _ in 0..count {
+            let unasked = ChunkFrame::Chunk {
+                key: file.key(),
+                index: 0,
+                proof: proof.clone(),
+                data: data.clone(),
+            };
+            let frame = TransferInput::Frame {
+                peer: 6,
+                frame: unasked,
+            };
+            disconnected |= outputs_after(engine, now, frame)
+                .iter()
+                .any(|output| matches!(output, TransferOutput::Disconnect { .. }));
+        }
+        disconnected
+    };
+    let limit = limits.unasked_chunks_per_peer;
+    assert!(!send_unasked(&mut engine, START, limit));
+    let a_minute_later = START.saturating_add_millis(60_000);
+    assert!(!send_unasked(&mut engine, a_minute_later, limit));
+    assert!(send_unasked(&mut engine, a_minute_later, 1));
 }

@@ -159,9 +159,11 @@ impl Driver {
             NodeOutput::AcceptAnswer { session, answer } => self.links.accept(session, answer),
             NodeOutput::CloseLink { session } => self.links.close(session),
             NodeOutput::SendOnLink { session, text } => self.send(session, Outgoing::Text(text)),
-            NodeOutput::SendBinaryOnLink { session, bytes } => {
-                self.send(session, Outgoing::Binary(bytes))
-            }
+            NodeOutput::SendBinaryOnLink {
+                session,
+                bytes,
+                queue_limit,
+            } => self.send(session, Outgoing::Binary { bytes, queue_limit }),
             NodeOutput::ReadChunk { peer, key, index } => {
                 let chunk = self
                     .attachments

@@ -9,8 +9,7 @@ use bytes::BytesMut;
 use peerchat_shared::frames::{IceServer, SessionId};
 use peerchat_shared::mesh::LinkEvent;
 use peerchat_shared::node::{
-    LinkNumber, NodeInput, DATA_CHANNEL_LABEL, ICE_GATHERING_LIMIT_MILLIS, LINK_CHUNK_QUEUE_BYTES,
-    LINK_SEND_QUEUE_BYTES,
+    LinkNumber, NodeInput, DATA_CHANNEL_LABEL, ICE_GATHERING_LIMIT_MILLIS, LINK_SEND_QUEUE_BYTES,
 };
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -98,7 +97,7 @@ impl PeerLinks {
     }
 
     /// Queues a message for the data channel to `session`, or drops it when
-    /// [`LINK_SEND_QUEUE_BYTES`] (text) or [`LINK_CHUNK_QUEUE_BYTES`] (a chunk frame) are
+    /// [`LINK_SEND_QUEUE_BYTES`] (text) or its `queue_limit` (a chunk frame) are
     /// already waiting; returns the link's number once its task has ended.
     pub fn send(&mut self, session: SessionId, message: Outgoing) -> Option<LinkNumber> {
         let link = self.links.get(&session)?;
@@ -362,7 +361,9 @@ async fn send_frames(
         throttle.wait_for(bytes).await;
         let sent = match message {
             Outgoing::Text(text) => data_channel.send_text(&text).await,
-            Outgoing::Binary(data) => data_channel.send(BytesMut::from(data.as_slice())).await,
+            Outgoing::Binary { bytes, .. } => {
+                data_channel.send(BytesMut::from(bytes.as_slice())).await
+            }
         };
         if let Err(error) = sent {
             tracing::warn!("data channel send failed ({bytes} bytes): {error}");
@@ -375,14 +376,14 @@ async fn send_frames(
 #[derive(Debug)]
 pub enum Outgoing {
     Text(String),
-    Binary(Vec<u8>),
+    Binary { bytes: Vec<u8>, queue_limit: usize },
 }
 
 impl Outgoing {
     fn len(&self) -> usize {
         match self {
             Self::Text(text) => text.len(),
-            Self::Binary(data) => data.len(),
+            Self::Binary { bytes, .. } => bytes.len(),
         }
     }
 
@@ -390,7 +391,7 @@ impl Outgoing {
     fn queue_limit(&self) -> usize {
         match self {
             Self::Text(_) => LINK_SEND_QUEUE_BYTES,
-            Self::Binary(_) => LINK_CHUNK_QUEUE_BYTES,
+            Self::Binary { queue_limit, .. } => *queue_limit,
         }
     }
 }

@@ -167,8 +167,13 @@ pub enum MeshInput {
     CancelFetch {
         key: AttachmentKey,
     },
-    /// This member holds all of `key`: tell the links.
+    /// This member holds all of `key`: serve it, and with `announce` tell the links.
     Holding {
+        key: AttachmentKey,
+        announce: bool,
+    },
+    /// The store no longer holds `key`.
+    Dropped {
         key: AttachmentKey,
     },
     /// The chunk read for a [`MeshOutput::ReadChunk`] with its proof, or `None` when the store
@@ -213,15 +218,28 @@ pub enum MeshOutput {
         offer: String,
     },
     /// Apply `session`'s answer to the offer made.
-    Accept { session: SessionId, answer: String },
+    Accept {
+        session: SessionId,
+        answer: String,
+    },
     /// Close the peer connection to `session`, if there is one, and feed nothing more from it.
-    Close { session: SessionId },
+    Close {
+        session: SessionId,
+    },
     /// Hand this to the relay session (signals and forwarded peer frames).
     ToRelay(ClientInput),
     /// Send this text on the data channel to `session`.
-    SendOnDataChannel { session: SessionId, text: String },
+    SendOnDataChannel {
+        session: SessionId,
+        text: String,
+    },
     /// Send this chunk frame on the data channel to `session`.
-    SendBinaryOnDataChannel { session: SessionId, bytes: Vec<u8> },
+    /// A chunk frame, sent only while less than `queue_limit` bytes wait on the data channel.
+    SendBinaryOnDataChannel {
+        session: SessionId,
+        bytes: Vec<u8>,
+        queue_limit: usize,
+    },
     /// Read chunk `index` of `key` with its proof for `peer`, and feed them back as
     /// [`MeshInput::ChunkRead`] (always: `None` when it is not held).
     ReadChunk {
@@ -238,12 +256,21 @@ pub enum MeshOutput {
         from: PublicKey,
     },
     /// Every chunk of `key` is stored.
-    AttachmentComplete { key: AttachmentKey },
+    AttachmentComplete {
+        key: AttachmentKey,
+    },
     /// Chunks of `key` are missing and no linked peer is left to ask; fetching goes on when
     /// one comes.
-    AttachmentUnavailable { key: AttachmentKey },
+    AttachmentUnavailable {
+        key: AttachmentKey,
+    },
+    AttachmentDeclined {
+        key: AttachmentKey,
+    },
     /// Read the ids the store holds for `channel` and feed them back as [`MeshInput::Ids`].
-    ReadIds { channel: ChannelName },
+    ReadIds {
+        channel: ChannelName,
+    },
     /// Read these envelopes and feed them back as [`MeshInput::Loaded`].
     Load {
         peer: PeerId,
@@ -265,7 +292,10 @@ pub enum MeshOutput {
     Stats(MeshStats),
     /// A peer broke the rules (a forged envelope, an unreadable frame): its key is refused for
     /// the session.
-    Refused { key: PublicKey, reason: String },
+    Refused {
+        key: PublicKey,
+        reason: String,
+    },
 }
 
 /// Counters for the UI and for tests that must know which path history took.
@@ -444,7 +474,10 @@ impl PeerMesh {
             MeshInput::CancelFetch { key } => {
                 self.transfer_input(now, TransferInput::Cancel { key })
             }
-            MeshInput::Holding { key } => self.transfer_input(now, TransferInput::Holding { key }),
+            MeshInput::Holding { key, announce } => {
+                self.transfer_input(now, TransferInput::Holding { key, announce })
+            }
+            MeshInput::Dropped { key } => self.transfer_input(now, TransferInput::Dropped { key }),
             MeshInput::ChunkRead {
                 peer,
                 key,

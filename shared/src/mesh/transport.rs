@@ -12,6 +12,7 @@ use crate::client::ClientInput;
 use crate::codec::{decode_peer_frame, encode};
 use crate::encoding::{from_base64url, to_base64url};
 use crate::frames::{PeerAddress, SessionId};
+use crate::node::{LINK_CHUNK_QUEUE_BYTES, LINK_SEND_QUEUE_BYTES};
 use crate::peer::PeerToPeer;
 use crate::sync::{PeerId, SyncInput, SyncOutput};
 use crate::time::UnixMillis;
@@ -147,27 +148,39 @@ impl PeerMesh {
             }
             TransferOutput::Complete { key } => MeshOutput::AttachmentComplete { key },
             TransferOutput::Unavailable { key } => MeshOutput::AttachmentUnavailable { key },
+            TransferOutput::Declined { key } => MeshOutput::AttachmentDeclined { key },
         };
         self.outputs.push_back(output);
     }
 
-    /// Sends a chunk frame, on the data channel, or through the relay if the quota keeps
-    /// [`RELAY_RESERVE_FOR_HISTORY`] for history frames (else it is left out: the asker's
-    /// time-out asks again).
+    /// Sends a chunk frame, on the data channel, or through the relay. A chunk goes only if the
+    /// quota keeps [`RELAY_RESERVE_FOR_HISTORY`] for history frames (else it is left out: the
+    /// asker's time-out asks again); the small frames about chunks go as history does.
     fn send_chunk_frame(&mut self, now: UnixMillis, peer: PeerId, frame: &ChunkFrame) {
         let Some(session) = self.sessions_by_peer.get(&peer).copied() else {
             return;
         };
+        let bulk = matches!(frame, ChunkFrame::Chunk { .. });
         match self.links.get(&session).and_then(Link::transport) {
             Some(Transport::DataChannel) => {
+                let queue_limit = if bulk {
+                    LINK_CHUNK_QUEUE_BYTES
+                } else {
+                    LINK_SEND_QUEUE_BYTES
+                };
                 self.outputs.push_back(MeshOutput::SendBinaryOnDataChannel {
                     session,
                     bytes: frame.encode(),
+                    queue_limit,
                 })
             }
             Some(Transport::Relay) => {
                 let text = to_base64url(&frame.encode());
-                let reserve = RELAY_RESERVE_FOR_HISTORY as f64;
+                let reserve = if bulk {
+                    RELAY_RESERVE_FOR_HISTORY as f64
+                } else {
+                    0.0
+                };
                 if self
                     .relay_budget
                     .try_spend_keeping(now, text.len() as f64, reserve)

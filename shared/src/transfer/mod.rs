@@ -11,27 +11,40 @@
 //!   each, so chunks come from several peers at once and a fast peer serves more. A request
 //!   unanswered within [`TransferLimits::request_timeout_millis`] is asked again, of any peer; a
 //!   peer whose requests expire in [`TransferLimits::failures_before_giving_up`] rounds in a row
-//!   is left alone for [`TransferLimits::give_up_millis`], then asked again. `chunk_missing`
-//!   takes a peer off those chunks only, so members still fetching serve each other.
+//!   is left alone for [`TransferLimits::give_up_millis`], then asked again; a chunk whose
+//!   request to a peer expired is asked of the others first, so a peer that answers all but the
+//!   last chunks cannot stall a fetch that someone else can finish. `chunk_missing` takes a
+//!   peer off those chunks only, so members still fetching serve each other. At most
+//!   [`TransferLimits::fetches_at_once`] attachments are fetched at once; a fetch beyond them
+//!   is declined ([`TransferOutput::Declined`]), so descriptions nobody can serve (an empty
+//!   file with a made-up root costs nothing to describe) cannot grow the engine.
 //! - **Verification**: a chunk is stored only when its proof leads to the root; a peer that
-//!   sends one that does not, or chunks of attachments nobody here fetches, beyond
-//!   [`TransferLimits::unasked_chunks_per_peer`], is disconnected. A late answer to a request
-//!   asked again elsewhere, or to a cancelled fetch, is dropped without blame.
+//!   sends one that does not, or chunks of attachments nobody here fetches faster than
+//!   [`TransferLimits::unasked_chunks_per_peer`] a minute, is disconnected. A late answer to a
+//!   request asked again elsewhere, or to a cancelled fetch, is dropped without blame.
 //! - **Memory**: the engine holds a few bits per chunk and the requests in flight, never the
 //!   bytes: a verified chunk goes straight out to the store, so a 1 GiB file never sits in
 //!   memory.
 //! - **Spreading** (push by announcement): a member that completes an attachment, or posts
 //!   one ([`TransferInput::Holding`]), tells every linked peer with `chunk_have`; a peer
-//!   fetching it forgets what that member lacked or failed and asks it. Members fetch the small
+//!   fetching it forgets which chunks that member lacked and asks it (but not sooner than a
+//!   peer left alone for failing is asked again: `chunk_have` is no way to reset that). Members
+//!   fetch the small
 //!   attachments of the messages they receive at once (the drivers' rule), so a photo spreads
 //!   hop by hop through the links, and a member that holds it already simply does not ask: no
 //!   byte moves twice to anyone.
 //! - **Resuming**: chunks already stored (after a reload, say) are handed in with
 //!   [`TransferInput::Fetch`] and never asked for again.
-//! - **Serving**: a peer may have [`TransferLimits::serving_per_peer`] chunks being read for it
-//!   at once and is served at most [`TransferLimits::chunks_per_second_per_peer`]; requests
-//!   beyond either are ignored (its time-outs ask elsewhere), so a peer that asks for the same
-//!   chunk in a loop costs little. The driver answers every [`TransferOutput::ReadChunk`].
+//! - **Serving**: the engine knows what this member holds (whole attachments from
+//!   [`TransferInput::Holding`] and completed fetches, until [`TransferInput::Dropped`]; chunks
+//!   of fetches in progress), so a request for anything else is answered `chunk_missing` at
+//!   once, without a read. A peer may have [`TransferLimits::serving_per_peer`] chunks being
+//!   read for it at once, [`TransferLimits::serving_at_once`] for all peers together, and is
+//!   served at most [`TransferLimits::chunks_per_second_per_peer`]; a chunk served to a peer is
+//!   not served to it again within [`TransferLimits::request_timeout_millis`]. Requests beyond
+//!   these are ignored (the asker's time-outs ask elsewhere), so a peer that asks for the same
+//!   chunk in a loop costs next to nothing. The driver answers every
+//!   [`TransferOutput::ReadChunk`].
 
 use crate::budget::Budget;
 use crate::chunk_tree::{chunk_count, verify_chunk, Hash};
@@ -46,6 +59,8 @@ mod frame;
 pub use frame::{ChunkFrame, ChunkFrameError, MAX_CHUNK_WANT};
 /// Attachments remembered as recently fetched or cancelled, whose late chunks are no offence.
 const RECENT_KEYS: usize = 64;
+/// Chunks remembered per peer as served to it lately, which it is not served again so soon.
+const RECENTLY_SERVED: usize = 64;
 
 /// The engine's tunables; [`TransferLimits::default`] is what clients use.
 #[derive(Debug, Clone)]
@@ -55,11 +70,14 @@ pub struct TransferLimits {
     pub request_timeout_millis: u64,
     pub failures_before_giving_up: u32,
     pub give_up_millis: u64,
-    /// Chunks of attachments nobody here fetches that a peer may send before it is
-    /// disconnected.
+    /// Attachments fetched at once; more are declined.
+    pub fetches_at_once: usize,
+    /// Chunks of attachments nobody here fetches that a peer may send in a minute (and at
+    /// once) before it is disconnected.
     pub unasked_chunks_per_peer: u32,
-    /// Chunks being read from the store for one peer at once.
+    /// Chunks being read from the store for one peer at once, and for all together.
     pub serving_per_peer: usize,
+    pub serving_at_once: usize,
     /// Chunks served to one peer per second, and the burst above it.
     pub chunks_per_second_per_peer: f64,
     pub chunk_burst_per_peer: f64,
@@ -72,10 +90,13 @@ impl Default for TransferLimits {
             request_timeout_millis: 4_000,
             failures_before_giving_up: 3,
             give_up_millis: 30_000,
+            fetches_at_once: 64,
             unasked_chunks_per_peer: 64,
             serving_per_peer: 16,
-            chunks_per_second_per_peer: 640.0,
-            chunk_burst_per_peer: 1_280.0,
+            serving_at_once: 64,
+            // 60 MiB/s: above what a data channel carries here, so only a greedy peer meets it.
+            chunks_per_second_per_peer: 1_920.0,
+            chunk_burst_per_peer: 3_840.0,
         }
     }
 }
@@ -111,9 +132,14 @@ pub enum TransferInput {
     Cancel {
         key: AttachmentKey,
     },
-    /// This member holds all of `key` (it posted it, say): every linked peer is told, and those
-    /// fetching it ask this member too.
+    /// This member holds all of `key` (it posted it, or held it when it started): it is served,
+    /// and with `announce` every linked peer is told, so those fetching it ask this member too.
     Holding {
+        key: AttachmentKey,
+        announce: bool,
+    },
+    /// The store no longer holds `key` (evicted, or its upload cancelled): it is not served.
+    Dropped {
         key: AttachmentKey,
     },
     PeerUp {
@@ -167,6 +193,10 @@ pub enum TransferOutput {
     Unavailable {
         key: AttachmentKey,
     },
+    /// `key` is not fetched: [`TransferLimits::fetches_at_once`] are being fetched already.
+    Declined {
+        key: AttachmentKey,
+    },
     Disconnect {
         peer: PeerId,
         reason: String,
@@ -205,6 +235,8 @@ impl ChunkSet {
 struct Source {
     /// Chunks it said it lacks.
     lacks: ChunkSet,
+    /// Chunks whose request to it expired: asked of others first.
+    timed_out: ChunkSet,
     /// Expiry rounds in a row in which a request to it expired.
     failed_rounds: u32,
     /// Not asked until then.
@@ -259,23 +291,40 @@ impl Fetching {
     }
 
     /// Up to `limit` chunks nobody holds or was asked for and `peer` is not known to lack,
-    /// lowest first.
+    /// nor failed to send, lowest first.
     fn next_for(&self, peer: PeerId, limit: usize) -> Vec<u64> {
-        let lacks = self.sources.get(&peer).map(|source| &source.lacks);
+        let source = self.sources.get(&peer);
         (self.lowest_missing..self.count)
             .filter(|index| !self.held.contains(*index) && !self.in_flight.contains_key(index))
-            .filter(|index| lacks.is_none_or(|lacks| !lacks.contains(*index)))
+            .filter(|index| {
+                source.is_none_or(|source| {
+                    !source.lacks.contains(*index) && !source.timed_out.contains(*index)
+                })
+            })
             .take(limit)
             .collect()
+    }
+
+    /// Every peer may be asked again for the chunks whose requests to it expired: used when
+    /// nobody else is left to ask for them.
+    fn forgive_time_outs(&mut self) -> bool {
+        let mut forgave = false;
+        for source in self.sources.values_mut() {
+            forgave |= source.timed_out.0.iter().any(|word| *word != 0);
+            source.timed_out = ChunkSet::default();
+        }
+        forgave
     }
 }
 
 #[derive(Debug)]
 struct PeerState {
     in_flight: usize,
-    unasked_chunks: u32,
+    unasked_chunks: Budget,
     serving: usize,
     served: Budget,
+    /// Chunks served lately, and when, oldest first.
+    recently_served: VecDeque<(AttachmentKey, u64, UnixMillis)>,
 }
 
 /// See the module documentation.
@@ -285,7 +334,11 @@ pub struct TransferEngine {
     fetching: BTreeMap<AttachmentKey, Fetching>,
     /// Recently completed or cancelled, newest last.
     recent: VecDeque<AttachmentKey>,
+    /// Attachments this member holds whole.
+    held: BTreeSet<AttachmentKey>,
     peers: BTreeMap<PeerId, PeerState>,
+    /// Chunks being read for all peers.
+    serving: usize,
     outputs: VecDeque<TransferOutput>,
 }
 
@@ -295,7 +348,9 @@ impl TransferEngine {
             limits,
             fetching: BTreeMap::new(),
             recent: VecDeque::new(),
+            held: BTreeSet::new(),
             peers: BTreeMap::new(),
+            serving: 0,
             outputs: VecDeque::new(),
         }
     }
@@ -329,7 +384,15 @@ impl TransferEngine {
         match input {
             TransferInput::Fetch { key, held } => self.fetch(key, held),
             TransferInput::Cancel { key } => self.finish(key),
-            TransferInput::Holding { key } => self.announce(key),
+            TransferInput::Holding { key, announce } => {
+                self.held.insert(key);
+                if announce {
+                    self.announce(key);
+                }
+            }
+            TransferInput::Dropped { key } => {
+                self.held.remove(&key);
+            }
             TransferInput::PeerUp { peer } => self.peer_up(now, peer),
             TransferInput::PeerDown { peer } => self.forget_peer(peer),
             TransferInput::Frame { peer, frame } => self.on_frame(now, peer, frame),
@@ -347,6 +410,9 @@ impl TransferEngine {
     fn fetch(&mut self, key: AttachmentKey, held: Vec<u64>) {
         if key.size > MAX_ATTACHMENT_BYTES || self.fetching.contains_key(&key) {
             return;
+        }
+        if self.fetching.len() >= self.limits.fetches_at_once {
+            return self.outputs.push_back(TransferOutput::Declined { key });
         }
         let mut fetching = Fetching::new(key.size);
         for index in held {
@@ -378,11 +444,13 @@ impl TransferEngine {
             self.limits.chunks_per_second_per_peer,
             now,
         );
+        let unasked = f64::from(self.limits.unasked_chunks_per_peer);
         self.peers.entry(peer).or_insert(PeerState {
             in_flight: 0,
-            unasked_chunks: 0,
+            unasked_chunks: Budget::full(unasked, unasked / 60.0, now),
             serving: 0,
             served,
+            recently_served: VecDeque::new(),
         });
         for fetching in self.fetching.values_mut() {
             fetching.said_unavailable = false;
@@ -390,7 +458,9 @@ impl TransferEngine {
     }
 
     fn forget_peer(&mut self, peer: PeerId) {
-        self.peers.remove(&peer);
+        if let Some(state) = self.peers.remove(&peer) {
+            self.serving = self.serving.saturating_sub(state.serving);
+        }
         for fetching in self.fetching.values_mut() {
             fetching.in_flight.retain(|_, (asked, _)| *asked != peer);
             fetching.sources.remove(&peer);
@@ -414,7 +484,7 @@ impl TransferEngine {
                 index,
                 proof,
                 data,
-            } => self.on_chunk(peer, key, index, proof, data),
+            } => self.on_chunk(now, peer, key, index, proof, data),
             ChunkFrame::Missing { key, chunks } => self.on_missing(peer, key, &chunks),
             ChunkFrame::Have { key } => self.on_have(peer, key),
         }
@@ -424,19 +494,62 @@ impl TransferEngine {
         if chunks.len() > MAX_CHUNK_WANT {
             return self.disconnect(peer, format!("a chunk_want of {} chunks", chunks.len()));
         }
-        let serving_per_peer = self.limits.serving_per_peer;
+        let (not_held, held): (Vec<u64>, Vec<u64>) = chunks
+            .into_iter()
+            .partition(|index| !self.holds(key, *index));
+        if !not_held.is_empty() {
+            let frame = ChunkFrame::Missing {
+                key,
+                chunks: not_held,
+            };
+            self.outputs.push_back(TransferOutput::Send { peer, frame });
+        }
+        let limits = &self.limits;
         let Some(state) = self.peers.get_mut(&peer) else {
             return;
         };
-        for index in chunks {
-            if state.serving >= serving_per_peer || !state.served.try_spend(now, 1.0) {
+        let since = UnixMillis(now.0.saturating_sub(limits.request_timeout_millis));
+        while state
+            .recently_served
+            .front()
+            .is_some_and(|(_, _, at)| *at < since)
+        {
+            state.recently_served.pop_front();
+        }
+        for index in held {
+            if state
+                .recently_served
+                .iter()
+                .any(|(served_key, served, _)| *served_key == key && *served == index)
+            {
+                continue;
+            }
+            if state.serving >= limits.serving_per_peer
+                || self.serving >= limits.serving_at_once
+                || !state.served.try_spend(now, 1.0)
+            {
                 // Ignored: the peer's time-out asks again, here or elsewhere.
                 return;
             }
+            if state.recently_served.len() >= RECENTLY_SERVED {
+                state.recently_served.pop_front();
+            }
+            state.recently_served.push_back((key, index, now));
             state.serving += 1;
+            self.serving += 1;
             self.outputs
                 .push_back(TransferOutput::ReadChunk { peer, key, index });
         }
+    }
+
+    /// Whether this member holds chunk `index` of `key`, as far as the engine knows.
+    fn holds(&self, key: AttachmentKey, index: u64) -> bool {
+        if self.held.contains(&key) {
+            return index < chunk_count(key.size);
+        }
+        self.fetching
+            .get(&key)
+            .is_some_and(|fetching| fetching.held.contains(index))
     }
 
     fn on_chunk_read(
@@ -450,6 +563,7 @@ impl TransferEngine {
             return;
         };
         state.serving = state.serving.saturating_sub(1);
+        self.serving = self.serving.saturating_sub(1);
         let frame = match chunk {
             Some((data, proof)) => ChunkFrame::Chunk {
                 key,
@@ -467,6 +581,7 @@ impl TransferEngine {
 
     fn on_chunk(
         &mut self,
+        now: UnixMillis,
         peer: PeerId,
         key: AttachmentKey,
         index: u64,
@@ -475,7 +590,7 @@ impl TransferEngine {
     ) {
         let Some(fetching) = self.fetching.get_mut(&key) else {
             if !self.recent.contains(&key) {
-                self.note_unasked(peer);
+                self.note_unasked(now, peer);
             }
             return;
         };
@@ -508,13 +623,11 @@ impl TransferEngine {
         self.finish_if_complete(key);
     }
 
-    fn note_unasked(&mut self, peer: PeerId) {
-        let limit = self.limits.unasked_chunks_per_peer;
+    fn note_unasked(&mut self, now: UnixMillis, peer: PeerId) {
         let Some(state) = self.peers.get_mut(&peer) else {
             return;
         };
-        state.unasked_chunks += 1;
-        if state.unasked_chunks > limit {
+        if !state.unasked_chunks.try_spend(now, 1.0) {
             self.disconnect(
                 peer,
                 "too many chunks of attachments nobody asked for".into(),
@@ -545,10 +658,13 @@ impl TransferEngine {
         }
     }
 
-    /// `peer` holds all of `key` now: whatever it lacked or failed before is forgotten.
+    /// `peer` holds all of `key` now: what it lacked before is forgotten (what it failed to
+    /// send is not: a peer left alone stays alone until its time is up).
     fn on_have(&mut self, peer: PeerId, key: AttachmentKey) {
         if let Some(fetching) = self.fetching.get_mut(&key) {
-            fetching.sources.remove(&peer);
+            if let Some(source) = fetching.sources.get_mut(&peer) {
+                source.lacks = ChunkSet::default();
+            }
             fetching.said_unavailable = false;
         }
     }
@@ -574,11 +690,18 @@ impl TransferEngine {
                 .map(|(index, (peer, _))| (*index, *peer))
                 .collect();
             let mut failed = BTreeSet::new();
+            let count = fetching.count;
             for (index, peer) in expired {
                 fetching.in_flight.remove(&index);
                 if let Some(state) = self.peers.get_mut(&peer) {
                     state.in_flight = state.in_flight.saturating_sub(1);
                 }
+                fetching
+                    .sources
+                    .entry(peer)
+                    .or_default()
+                    .timed_out
+                    .insert(index, count);
                 failed.insert(peer);
             }
             for peer in failed {
@@ -601,6 +724,7 @@ impl TransferEngine {
     fn finish_if_complete(&mut self, key: AttachmentKey) {
         if self.fetching.get(&key).is_some_and(Fetching::is_complete) {
             self.finish(key);
+            self.held.insert(key);
             self.outputs.push_back(TransferOutput::Complete { key });
             self.announce(key);
         }
@@ -611,29 +735,25 @@ impl TransferEngine {
         let deadline = now.saturating_add_millis(self.limits.request_timeout_millis);
         let room = self.limits.chunks_in_flight_per_peer;
         for (key, fetching) in &mut self.fetching {
-            let mut someone_holds_more = false;
-            for (peer, state) in &mut self.peers {
-                if !fetching.may_ask(*peer, now) {
-                    continue;
-                }
-                someone_holds_more |= !fetching.next_for(*peer, 1).is_empty();
-                if state.in_flight >= room {
-                    continue;
-                }
-                let chunks = fetching.next_for(*peer, (room - state.in_flight).min(MAX_CHUNK_WANT));
-                if chunks.is_empty() {
-                    continue;
-                }
-                for index in &chunks {
-                    fetching.in_flight.insert(*index, (*peer, deadline));
-                }
-                state.in_flight += chunks.len();
-                self.outputs.push_back(TransferOutput::Send {
-                    peer: *peer,
-                    frame: ChunkFrame::Want { key: *key, chunks },
-                });
+            let mut someone_holds_more = ask_peers(
+                *key,
+                fetching,
+                &mut self.peers,
+                &mut self.outputs,
+                (now, deadline, room),
+            );
+            let mut stalled = fetching.in_flight.is_empty() && !someone_holds_more;
+            if stalled && fetching.forgive_time_outs() {
+                // Nobody else is left: those that timed out are asked again.
+                someone_holds_more = ask_peers(
+                    *key,
+                    fetching,
+                    &mut self.peers,
+                    &mut self.outputs,
+                    (now, deadline, room),
+                );
+                stalled = fetching.in_flight.is_empty() && !someone_holds_more;
             }
-            let stalled = fetching.in_flight.is_empty() && !someone_holds_more;
             if stalled && !fetching.said_unavailable {
                 fetching.said_unavailable = true;
                 self.outputs
@@ -641,4 +761,38 @@ impl TransferEngine {
             }
         }
     }
+}
+
+/// Asks each peer that may be asked for the lowest chunks of `key` it may have, within its room;
+/// true when some peer could be asked for more than its room took.
+fn ask_peers(
+    key: AttachmentKey,
+    fetching: &mut Fetching,
+    peers: &mut BTreeMap<PeerId, PeerState>,
+    outputs: &mut VecDeque<TransferOutput>,
+    (now, deadline, room): (UnixMillis, UnixMillis, usize),
+) -> bool {
+    let mut someone_holds_more = false;
+    for (peer, state) in peers {
+        if !fetching.may_ask(*peer, now) {
+            continue;
+        }
+        someone_holds_more |= !fetching.next_for(*peer, 1).is_empty();
+        if state.in_flight >= room {
+            continue;
+        }
+        let chunks = fetching.next_for(*peer, (room - state.in_flight).min(MAX_CHUNK_WANT));
+        if chunks.is_empty() {
+            continue;
+        }
+        for index in &chunks {
+            fetching.in_flight.insert(*index, (*peer, deadline));
+        }
+        state.in_flight += chunks.len();
+        outputs.push_back(TransferOutput::Send {
+            peer: *peer,
+            frame: ChunkFrame::Want { key, chunks },
+        });
+    }
+    someone_holds_more
 }
