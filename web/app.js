@@ -39,8 +39,8 @@ import init, { Client, importIdentity, previewPixels, protocolVersion } from "./
  *   chunks_from_archive_peers: number, relayed_chunks_held_back: number }} MeshStats */
 /** `AttachmentForPage`: where a file stands in this browser (client-wasm/src/page.rs).
  * @typedef {{ root: string, size: number,
- *   state: "fetching" | "ready" | "mismatch" | "unavailable" | "no_room" | "failed" | "cancelled",
- *   held: number, total: number, peers: string[], bytes_per_second: number,
+ *   state: "fetching" | "ready" | "mismatch" | "unavailable" | "declined" | "no_room" | "failed" | "cancelled" | "dropped",
+ *   sha256: string | null, held: number, total: number, peers: string[], bytes_per_second: number,
  *   message: string | null }} FileProgress */
 /** `Profile`: a member's signed display name, as `Client.profiles` returns them.
  * @typedef {{ member: string, display_name: string, updated_at: number, signature: string }} Profile */
@@ -608,14 +608,23 @@ const PREVIEW_SIDE = 32;
 /** Files one message carries at most (docs/protocol.md §8). */
 const MAX_ATTACHMENTS = 10;
 
-/** What the page knows of a file, by `root:size`: its description, whether the client was
- * asked for it, where its bytes stand, and its `blob:` URL once shown.
+/** What the page knows of a file as one description has it, by `root:size:sha256`: the
+ * description, whether the client was asked for it, where its bytes stand, and its `blob:` URL
+ * once shown. Two descriptions of the same bytes (`root:size`) may claim other digests: each
+ * is checked on its own, so one that lies shows as not matching and the other still opens.
  * @type {Map<string, { attachment: Attachment, asked: boolean, progress: FileProgress | null,
  *   url: string | null, saveWhenReady: boolean }>} */
 const files = new Map();
+/** The keys in `files` of each `root:size`. @type {Map<string, Set<string>>} */
+const descriptionsOf = new Map();
+
+/** @param {Attachment} attachment */
+function fileKey(attachment) {
+  return `${attachment.root}:${attachment.size}:${attachment.sha256}`;
+}
 
 /** @param {{ root: string, size: number }} file */
-function fileKey(file) {
+function contentKey(file) {
   return `${file.root}:${file.size}`;
 }
 
@@ -631,6 +640,10 @@ function fileEntry(attachment) {
   if (!entry) {
     entry = { attachment, asked: false, progress: null, url: null, saveWhenReady: false };
     files.set(key, entry);
+    const content = contentKey(attachment);
+    const keys = descriptionsOf.get(content) ?? new Set();
+    keys.add(key);
+    descriptionsOf.set(content, keys);
   }
   return entry;
 }
@@ -720,6 +733,8 @@ function fileStatusText(progress) {
     case "ready": return "";
     case "mismatch": return "This file does not match its description and was not opened.";
     case "unavailable": return "Nobody online has this file now; it comes when someone who has it is online.";
+    case "declined": return "Too many files are downloading at once; open it again in a moment.";
+    case "dropped": return "Removed from this browser to make room for newer files; open it to fetch it again.";
     case "no_room": return `No room for it within this browser's storage limit (You → Files). ${progress.message ?? ""}`;
     case "failed": return `It could not be kept: ${progress.message ?? "unknown error"}`;
     default: return "";
@@ -731,7 +746,7 @@ function fileStatusText(progress) {
 function openFile(attachment) {
   const entry = fileEntry(attachment);
   const state = entry.progress?.state;
-  if (entry.asked && (state === undefined || state === "fetching" || state === "ready")) return;
+  if (entry.asked && (state === undefined || state === "fetching" || state === "ready" || state === "mismatch")) return;
   entry.asked = true;
   try {
     client().openAttachment(attachment);
@@ -750,14 +765,31 @@ function redrawFile(key) {
   }
 }
 
-/** @param {FileProgress} progress */
+/** Where the bytes of a file stand, for each description of them.
+ * @param {FileProgress} progress */
 async function onFileProgress(progress) {
-  const key = fileKey(progress);
-  const entry = files.get(key);
-  if (!entry) return;
+  for (const key of descriptionsOf.get(contentKey(progress)) ?? []) {
+    const entry = files.get(key);
+    if (!entry) continue;
+    const matches = progress.state !== "ready" || progress.sha256 === entry.attachment.sha256;
+    await showProgress(key, entry, matches ? progress : { ...progress, state: "mismatch" });
+  }
+}
+
+/** @param {string} key
+ * @param {{ attachment: Attachment, asked: boolean, progress: FileProgress | null, url: string | null,
+ *   saveWhenReady: boolean }} entry
+ * @param {FileProgress} progress */
+async function showProgress(key, entry, progress) {
   entry.progress = progress;
+  if (progress.state === "dropped") {
+    entry.asked = false;
+    if (entry.url) URL.revokeObjectURL(entry.url);
+    entry.url = null;
+    for (const img of ui.messages.querySelectorAll(`li.attachment[data-file="${CSS.escape(key)}"] .image-tile img`)) img.remove();
+  }
   if (progress.state === "ready" && (isInline(entry.attachment) || entry.saveWhenReady)) {
-    const blob = await client().attachmentBlob(progress.root, progress.size);
+    const blob = await client().attachmentBlob(entry.attachment);
     if (!(blob instanceof Blob)) {
       entry.progress = { ...progress, state: "mismatch" };
     } else if (isInline(entry.attachment)) {

@@ -4,16 +4,16 @@
 //! the chunks when the member opens or saves one; no whole file is held anywhere else.
 //!
 //! Room: the attachments together take at most the member's storage limit (set in You; by
-//! default half of what the browser grants the site, at most 4 GiB). Room for a whole file is
-//! taken when its download or upload begins, by dropping the least recently opened attachments
-//! that are not the member's own uploads first, then its own; files the driver is fetching are
-//! never dropped (an upload in progress is not yet protected).
+//! default half of what the browser grants the site, at most 4 GiB). The driver keeps the
+//! ledger ([`peerchat_shared::transfer::Room`], ranked by [`rank`]) and deletes here what it
+//! drops.
 
 use crate::indexeddb::{failed, IndexedDbStore};
 use crate::relay_records::META;
 use peerchat_shared::chunk_tree::Hash;
+use peerchat_shared::chunk_tree::CHUNK_BYTES;
 use peerchat_shared::encoding::to_base64url;
-use peerchat_shared::message::Attachment;
+use peerchat_shared::message::{Attachment, Sha256Digest};
 use peerchat_shared::store::StoreError;
 use peerchat_shared::transfer::{AttachmentKey, ChunkWithProof};
 use rexie::{KeyRange, TransactionMode};
@@ -40,15 +40,52 @@ pub struct AttachmentRecord {
     pub opened_at: u64,
     /// Every chunk is stored.
     pub complete: bool,
-    /// The whole file was checked against its `sha256`: `Some(true)` matches, `Some(false)`
-    /// does not (its author described another file).
-    pub verified: Option<bool>,
+    /// The SHA-256 of the bytes, once complete and read through. The chunk tree fixes the
+    /// bytes, but a message may claim another `sha256` for them: each description is checked
+    /// against this, so one that lies shows as not matching without touching the others.
+    #[serde(default)]
+    pub bytes_sha256: Option<Sha256Digest>,
 }
 
 impl AttachmentRecord {
     pub fn key(&self) -> AttachmentKey {
         AttachmentKey::of(&self.attachment)
     }
+
+    /// A record of an attachment not stored yet, as a message describes it.
+    pub fn described(attachment: Attachment, own: bool) -> Self {
+        Self {
+            attachment,
+            own,
+            opened_at: js_sys::Date::now() as u64,
+            complete: false,
+            bytes_sha256: None,
+        }
+    }
+
+    /// The bytes stored under `key`, as far as the record says.
+    pub fn stored_bytes(&self, held_chunks: u64) -> u64 {
+        if self.complete {
+            self.attachment.size
+        } else {
+            held_chunks
+                .saturating_mul(CHUNK_BYTES as u64)
+                .min(self.attachment.size)
+        }
+    }
+}
+
+/// Where an attachment stands in line to be dropped, the first first: fetches left unfinished
+/// and not followed, then others' files least recently opened first, then the member's own.
+pub type Rank = (u8, u64);
+
+pub fn rank(record: &AttachmentRecord) -> Rank {
+    let class = match (record.own, record.complete) {
+        (true, _) => 2,
+        (false, true) => 1,
+        (false, false) => 0,
+    };
+    (class, record.opened_at)
 }
 
 /// The text that names an attachment in the stores: its root (base64url), `:`, its size.
@@ -232,58 +269,4 @@ impl IndexedDbStore {
     pub async fn save_storage_limit(&self, bytes: u64) -> Result<(), StoreError> {
         self.put_json(META, STORAGE_LIMIT, &bytes).await
     }
-
-    /// Takes room for `record` (added to the store, or updated) within `limit`: drops the least
-    /// recently opened other attachments, others' before the member's own, until every
-    /// attachment's size together fits; `keep` is never dropped. Returns what was dropped, or
-    /// an error saying how much room is missing.
-    pub async fn make_room(
-        &self,
-        record: &AttachmentRecord,
-        limit: u64,
-        keep: &[AttachmentKey],
-    ) -> Result<Vec<AttachmentKey>, RoomError> {
-        let key = record.key();
-        let mut others: Vec<AttachmentRecord> = self
-            .attachments()
-            .await?
-            .into_iter()
-            .filter(|other| other.key() != key)
-            .collect();
-        let mut used: u64 = others.iter().map(|other| other.attachment.size).sum();
-        let needed = record.attachment.size;
-        // Dropped first: others' before own, least recently opened first.
-        others.sort_by_key(|other| (other.own, other.opened_at));
-        let mut dropping = Vec::new();
-        for other in &others {
-            if used + needed <= limit {
-                break;
-            }
-            let other_key = other.key();
-            if !keep.contains(&other_key) {
-                used -= other.attachment.size;
-                dropping.push(other_key);
-            }
-        }
-        // Nothing is dropped for a file that would not fit even then.
-        if used + needed > limit {
-            return Err(RoomError::Full {
-                needed,
-                free: limit.saturating_sub(used),
-            });
-        }
-        for other_key in &dropping {
-            self.delete_attachment(other_key).await?;
-        }
-        self.put_attachment(record).await?;
-        Ok(dropping)
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum RoomError {
-    #[error("{needed} bytes are needed and at most {free} can be freed within the storage limit")]
-    Full { needed: u64, free: u64 },
-    #[error(transparent)]
-    Store(#[from] StoreError),
 }

@@ -1,11 +1,15 @@
 //! Attachments in the browser: an upload is hashed and stored chunk by chunk before its message
-//! is sent (so this member serves it from the first request), a download's progress is followed
-//! for the page, and a complete file is put together from its chunks and checked against its
-//! signed `sha256` before the page may show or save it.
+//! is sent (so this member serves it from the first request), in room the driver keeps for it;
+//! a download's progress is followed for the page; and a complete file is put together from its
+//! chunks and checked against the `sha256` of the description it is opened by, before the page
+//! may show or save it.
 
-use crate::attachment_store::{AttachmentRecord, RoomError};
+use crate::attachment_store::AttachmentRecord;
+use crate::driver::Feed;
 use crate::indexeddb::IndexedDbStore;
-use peerchat_shared::chunk_tree::{chunk_count, FileHasher, CHUNK_BYTES};
+use futures_channel::{mpsc, oneshot};
+use futures_util::SinkExt as _;
+use peerchat_shared::chunk_tree::{chunk_count, verify_chunk, FileHasher, CHUNK_BYTES};
 use peerchat_shared::identity::PublicKey;
 use peerchat_shared::message::{
     attachment_name_from, media_type_from, Attachment, ImageInfo, Sha256Digest,
@@ -114,14 +118,15 @@ impl UploadWatch {
     }
 }
 
-/// Hashes `file`, stores it chunk by chunk with the proofs (as the member's own, within the
-/// storage limit) and returns its description for a message. Reads the file twice: once for the
-/// tree, once to store each chunk with its proof; never all of it at once.
+/// Hashes `file`, stores it chunk by chunk with the proofs as the member's own, in room the
+/// driver takes for it, and returns its description for a message. Reads the file twice: once
+/// for the tree, once to store each chunk with its proof (each checked against the tree, so a
+/// file changed in between is refused); never all of it at once.
 pub async fn prepare_upload(
     store: &IndexedDbStore,
+    feed: &mpsc::Sender<Feed>,
     file: &web_sys::File,
     image: Option<ImageSample>,
-    limit: u64,
     watch: &UploadWatch,
 ) -> Result<Attachment, String> {
     let size = file.size() as usize;
@@ -152,22 +157,38 @@ pub async fn prepare_upload(
         }),
     };
     let key = AttachmentKey::of(&attachment);
-    let mut record = AttachmentRecord {
-        attachment: attachment.clone(),
-        own: true,
-        opened_at: js_sys::Date::now() as u64,
-        complete: false,
-        verified: None,
+    let mut record = AttachmentRecord::described(attachment.clone(), true);
+    let (reply, room) = oneshot::channel();
+    let reserve = Feed::ReserveUpload {
+        record: record.clone(),
+        reply,
     };
-    store
-        .make_room(&record, limit, &[])
+    let mut feed = feed.clone();
+    feed.send(reserve)
         .await
-        .map_err(|error| match error {
-            RoomError::Full { .. } => format!(
-                "There is no room for it within this browser's storage limit ({error}); raise the limit in You."
-            ),
-            RoomError::Store(error) => error.to_string(),
-        })?;
+        .map_err(|_| "the client has stopped".to_owned())?;
+    room.await
+        .map_err(|_| "the client has stopped".to_owned())??;
+    let stored = store_upload(store, file, &tree, &mut record, watch).await;
+    // The driver lets go of the room it kept (and deletes what was stored on failure).
+    let done = Feed::UploadDone {
+        key,
+        stored: stored.is_ok(),
+    };
+    let _ = feed.send(done).await;
+    stored.map(|()| attachment)
+}
+
+/// The second pass of [`prepare_upload`]: every chunk with its proof, then the record.
+async fn store_upload(
+    store: &IndexedDbStore,
+    file: &web_sys::File,
+    tree: &peerchat_shared::chunk_tree::ChunkTree,
+    record: &mut AttachmentRecord,
+    watch: &UploadWatch,
+) -> Result<(), String> {
+    let key = record.key();
+    let size = key.size as usize;
     // Once through for an empty file too: it has one empty chunk.
     let (mut index, mut at) = (0, 0);
     loop {
@@ -183,6 +204,12 @@ pub async fn prepare_upload(
             .enumerate()
             .map(|(offset, (data, proof))| ((index + offset) as u64, *data, proof.as_slice()))
             .collect();
+        let unchanged = chunks
+            .iter()
+            .all(|(index, data, proof)| verify_chunk(&key.root, key.size, *index, data, proof));
+        if !unchanged {
+            return Err("the file changed while it was read".into());
+        }
         store
             .put_chunks(&key, &chunks)
             .await
@@ -195,12 +222,11 @@ pub async fn prepare_upload(
         }
     }
     record.complete = true;
-    record.verified = Some(true);
+    record.bytes_sha256 = Some(record.attachment.sha256);
     store
-        .put_attachment(&record)
+        .put_attachment(record)
         .await
-        .map_err(|error| error.to_string())?;
-    Ok(attachment)
+        .map_err(|error| error.to_string())
 }
 
 /// The chunks of a piece of a file read at a chunk boundary (one empty chunk for nothing).
@@ -210,54 +236,53 @@ fn chunks_of(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
     first.into_iter().chain(bytes.chunks(CHUNK_BYTES))
 }
 
-/// Puts the file of `record` together from its chunks, as a `Blob` of its media type, checking
-/// its SHA-256 on the way. `None` when a chunk is missing or the bytes are not the described
-/// file.
+/// Puts the file `attachment` describes together from its chunks, as a `Blob` of its media
+/// type, checking its SHA-256 on the way. `None` when a chunk is missing or the bytes are not
+/// the described file.
 pub async fn assemble(
     store: &IndexedDbStore,
-    record: &AttachmentRecord,
+    attachment: &Attachment,
 ) -> Result<Option<web_sys::Blob>, String> {
     let parts = js_sys::Array::new();
-    let whole = read_whole(store, record, |data| {
+    let sha256 = read_whole(store, &AttachmentKey::of(attachment), |data| {
         parts.push(&js_sys::Uint8Array::from(data));
     })
     .await?;
-    if !whole {
+    if sha256 != Some(attachment.sha256) {
         return Ok(None);
     }
     let options = web_sys::BlobPropertyBag::new();
-    options.set_type(&record.attachment.media_type);
+    options.set_type(&attachment.media_type);
     web_sys::Blob::new_with_u8_array_sequence_and_options(&parts, &options)
         .map(Some)
         .map_err(js_error)
 }
 
-/// Whether the chunks of `record` are all stored and together are the described file.
-pub async fn matches_description(
+/// The SHA-256 of the bytes stored under `key`; `None` when a chunk is missing.
+pub async fn bytes_sha256(
     store: &IndexedDbStore,
-    record: &AttachmentRecord,
-) -> Result<bool, String> {
-    read_whole(store, record, |_| {}).await
+    key: &AttachmentKey,
+) -> Result<Option<Sha256Digest>, String> {
+    read_whole(store, key, |_| {}).await
 }
 
-/// Reads the chunks of `record` in order, handing each to `take`; true when all were there and
-/// their SHA-256 is the described one.
+/// Reads the chunks of `key` in order, handing each to `take`; their SHA-256 when all were
+/// there.
 async fn read_whole(
     store: &IndexedDbStore,
-    record: &AttachmentRecord,
+    key: &AttachmentKey,
     mut take: impl FnMut(&[u8]),
-) -> Result<bool, String> {
-    let key = record.key();
+) -> Result<Option<Sha256Digest>, String> {
     let count = chunk_count(key.size);
     let mut hasher = Sha256::new();
     let mut next = 0;
     while next < count {
         let chunks = store
-            .chunk_data(&key, next, ASSEMBLE_CHUNKS)
+            .chunk_data(key, next, ASSEMBLE_CHUNKS)
             .await
             .map_err(|error| error.to_string())?;
         if chunks.is_empty() {
-            return Ok(false);
+            return Ok(None);
         }
         for data in &chunks {
             hasher.update(data);
@@ -265,13 +290,15 @@ async fn read_whole(
         }
         next += chunks.len() as u64;
     }
-    Ok(next == count && <[u8; 32]>::from(hasher.finalize()) == record.attachment.sha256.0)
+    Ok((next == count).then(|| Sha256Digest(hasher.finalize().into())))
 }
 
 /// A download the driver follows for the page.
 #[derive(Debug)]
 pub struct Download {
     pub record: AttachmentRecord,
+    /// Started by the driver itself (a small file of a message delivered), not the member.
+    pub automatic: bool,
     pub held: u64,
     pub senders: BTreeSet<PublicKey>,
     /// When the first chunk came (ms), and bytes since.
@@ -284,9 +311,10 @@ pub struct Download {
 }
 
 impl Download {
-    pub fn new(record: AttachmentRecord) -> Self {
+    pub fn new(record: AttachmentRecord, automatic: bool) -> Self {
         Self {
             record,
+            automatic,
             held: 0,
             senders: BTreeSet::new(),
             started_at: None,

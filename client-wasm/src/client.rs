@@ -2,7 +2,7 @@
 //! session from what earlier visits kept, and starts the driver task; its methods queue the
 //! member's actions for that task or read history straight from IndexedDB.
 
-use crate::attachment_store::{AttachmentRecord, DEFAULT_STORAGE_LIMIT};
+use crate::attachment_store::AttachmentRecord;
 use crate::attachments::{assemble, prepare_upload, ImageSample, UploadWatch};
 use crate::driver::{fresh_nonce, Driver, Feed, INPUT_QUEUE};
 use crate::identity_store::{random_bytes, IdentityStore, IDENTITY_DATABASE};
@@ -169,18 +169,14 @@ impl Client {
         signal: Option<web_sys::AbortSignal>,
     ) -> js_sys::Promise {
         let history = self.history.clone();
+        let feed = self.feed.clone();
         let image = ImageSample::from_js(&image);
         wasm_bindgen_futures::future_to_promise(async move {
-            let limit = history
-                .storage_limit()
-                .await
-                .map_err(JsError::from)?
-                .unwrap_or(DEFAULT_STORAGE_LIMIT);
             let watch = UploadWatch {
                 on_progress,
                 signal,
             };
-            let attachment = prepare_upload(&history, &file, image, limit, &watch)
+            let attachment = prepare_upload(&history, &feed, &file, image, &watch)
                 .await
                 .map_err(|error| JsError::new(&error))?;
             Ok(to_js(&attachment)?)
@@ -196,13 +192,9 @@ impl Client {
         MessageBody::with_attachments("", vec![attachment.clone()])
             .validate()
             .map_err(|error| JsError::new(&error.to_string()))?;
-        self.feed_driver(Feed::Download(AttachmentRecord {
-            attachment,
-            own: false,
-            opened_at: 0,
-            complete: false,
-            verified: None,
-        }))
+        self.feed_driver(Feed::Download(AttachmentRecord::described(
+            attachment, false,
+        )))
     }
 
     /// Stops fetching the attachment `root`/`size` (the chunks stored so far are kept).
@@ -212,18 +204,16 @@ impl Client {
         self.feed_driver(Feed::CancelDownload(key))
     }
 
-    /// Resolves to the attachment `root`/`size` as a `Blob` of its media type, put together from
-    /// its chunks and checked against its SHA-256, or `null` when it is not all here or does
-    /// not match its description.
+    /// Resolves to the file `attachment` (its description, as in a message) describes, as a
+    /// `Blob` of its media type, put together from its chunks and checked against its SHA-256,
+    /// or `null` when it is not all here or does not match that description.
     #[wasm_bindgen(js_name = attachmentBlob)]
-    pub fn attachment_blob(&self, root: &str, size: f64) -> Result<js_sys::Promise, JsError> {
-        let key = attachment_key(root, size)?;
+    pub fn attachment_blob(&self, attachment: JsValue) -> Result<js_sys::Promise, JsError> {
+        let attachment: Attachment = serde_wasm_bindgen::from_value(attachment)
+            .map_err(|error| JsError::new(&format!("not an attachment description: {error}")))?;
         let history = self.history.clone();
         Ok(wasm_bindgen_futures::future_to_promise(async move {
-            let Some(record) = history.attachment(&key).await.map_err(JsError::from)? else {
-                return Ok(JsValue::NULL);
-            };
-            let blob = assemble(&history, &record)
+            let blob = assemble(&history, &attachment)
                 .await
                 .map_err(|error| JsError::new(&error))?;
             Ok(blob.map_or(JsValue::NULL, JsValue::from))
@@ -233,14 +223,17 @@ impl Client {
     /// Resolves to `{used, limit}`: the bytes the attachments kept take, and the member's
     /// storage limit (`null` until one is set).
     #[wasm_bindgen(js_name = storageUse)]
-    pub fn storage_use(&self) -> js_sys::Promise {
+    pub fn storage_use(&mut self) -> Result<js_sys::Promise, JsError> {
+        let (reply, answer) = futures_channel::oneshot::channel();
+        self.feed_driver(Feed::StorageUse(reply))?;
         let history = self.history.clone();
-        wasm_bindgen_futures::future_to_promise(async move {
-            let records = history.attachments().await.map_err(JsError::from)?;
-            let used: u64 = records.iter().map(|record| record.attachment.size).sum();
+        Ok(wasm_bindgen_futures::future_to_promise(async move {
+            let (used, _) = answer
+                .await
+                .map_err(|_| JsError::new("the client has stopped"))?;
             let limit = history.storage_limit().await.map_err(JsError::from)?;
             Ok(to_js(&serde_json::json!({ "used": used, "limit": limit }))?)
-        })
+        }))
     }
 
     /// Sets the storage limit for attachments, in bytes.

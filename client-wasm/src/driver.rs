@@ -3,8 +3,8 @@
 //! bounded queue, and carries out each output before the next input, writing to IndexedDB
 //! before the page is told. The UI gets plain JavaScript objects through one callback.
 
-use crate::attachment_store::{AttachmentRecord, RoomError, DEFAULT_STORAGE_LIMIT};
-use crate::attachments::{matches_description, Download, Downloads};
+use crate::attachment_store::{rank, AttachmentRecord, Rank, DEFAULT_STORAGE_LIMIT};
+use crate::attachments::{bytes_sha256, Download, Downloads};
 use crate::history_writer::{write_history, HistoryWork};
 use crate::identity_store::{random_bytes, IdentityStore};
 use crate::indexeddb::IndexedDbStore;
@@ -13,16 +13,18 @@ use crate::page::{
 };
 use crate::peer_links::PeerLinks;
 use crate::relay_socket::Socket;
-use futures_channel::mpsc;
+use futures_channel::{mpsc, oneshot};
 use futures_util::future::{poll_fn, select, Either};
+use futures_util::SinkExt as _;
 use futures_util::StreamExt as _;
+use peerchat_shared::chunk_tree::chunk_count;
 use peerchat_shared::client::{ClientEvent, MessageView};
 use peerchat_shared::encoding::to_base64url;
-use peerchat_shared::message::VerifiedEnvelope;
+use peerchat_shared::message::{Sha256Digest, VerifiedEnvelope};
 use peerchat_shared::node::{Delivered, Node, NodeInput, NodeOutput, SocketEvent, SocketNumber};
 use peerchat_shared::store::HistoryStore as _;
 use peerchat_shared::time::UnixMillis;
-use peerchat_shared::transfer::AttachmentKey;
+use peerchat_shared::transfer::{AttachmentKey, Room};
 use serde::Serialize;
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
@@ -40,6 +42,9 @@ const PROGRESS_INTERVAL_MILLIS: f64 = 250.0;
 /// photo spreads through the channel as it is posted (docs/protocol.md §10.6); larger ones,
 /// and those of history from peers, when the member opens them.
 pub(crate) const FETCH_AT_ONCE_BYTES: u64 = 2 * 1024 * 1024;
+/// Downloads the driver starts itself (files of [`FETCH_AT_ONCE_BYTES`] or less) at once, at
+/// most; the others are fetched when the member opens them.
+const AUTOMATIC_DOWNLOADS: usize = 16;
 
 /// What the driver task is fed: the node's inputs, and word that a socket overflowed.
 #[derive(Debug)]
@@ -52,6 +57,23 @@ pub(crate) enum Feed {
     CancelDownload(AttachmentKey),
     /// The member changed the storage limit for attachments.
     StorageLimit(u64),
+    /// What the attachments take, and the limit.
+    StorageUse(oneshot::Sender<(u64, u64)>),
+    /// An upload about to store its chunks: keep room for it, or say why there is none.
+    ReserveUpload {
+        record: AttachmentRecord,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// An upload has stored all of its chunks (`stored`), or given up.
+    UploadDone {
+        key: AttachmentKey,
+        stored: bool,
+    },
+    /// The SHA-256 of a completed download's bytes (`None`: a chunk was missing).
+    Checked {
+        key: AttachmentKey,
+        sha256: Option<Sha256Digest>,
+    },
 }
 
 pub(crate) fn now() -> UnixMillis {
@@ -70,7 +92,7 @@ pub(crate) struct Driver {
     history_writes: mpsc::Sender<HistoryWork>,
     socket: Option<Socket>,
     downloads: Downloads,
-    storage_limit: u64,
+    room: Room<Rank>,
 }
 
 impl Driver {
@@ -95,13 +117,13 @@ impl Driver {
             history_writes,
             socket: None,
             downloads: Downloads::new(),
-            storage_limit: DEFAULT_STORAGE_LIMIT,
+            room: Room::new(DEFAULT_STORAGE_LIMIT),
         }
     }
 
     /// Runs until the page drops every sender (the client is freed).
     pub(crate) async fn run(mut self, mut inputs: mpsc::Receiver<Feed>) {
-        self.resume_downloads().await;
+        self.load_attachments().await;
         self.carry_out_outputs().await;
         loop {
             let next = match self.node.poll_timeout() {
@@ -131,14 +153,20 @@ impl Driver {
 
     async fn on_feed(&mut self, feed: Feed) {
         match feed {
-            Feed::Download(record) => self.download(record).await,
-            Feed::CancelDownload(key) => {
-                if let Some(download) = self.downloads.remove(&key) {
-                    self.node.handle(now(), NodeInput::CancelAttachment { key });
-                    self.report(&download, "cancelled", None);
-                }
+            Feed::Download(record) => self.download(record, false).await,
+            Feed::CancelDownload(key) => self.stop_download(key, "cancelled", None),
+            Feed::StorageLimit(bytes) => {
+                let dropped = self.room.set_limit(bytes);
+                self.delete_attachments(dropped).await;
             }
-            Feed::StorageLimit(bytes) => self.storage_limit = bytes,
+            Feed::StorageUse(reply) => {
+                let _ = reply.send((self.room.used(), self.room.limit()));
+            }
+            Feed::ReserveUpload { record, reply } => {
+                let _ = reply.send(self.reserve_upload(record).await);
+            }
+            Feed::UploadDone { key, stored } => self.upload_done(key, stored).await,
+            Feed::Checked { key, sha256 } => self.checked(key, sha256).await,
             Feed::Input(input) => self.node.handle(now(), input),
             Feed::SocketOverflow(number) => {
                 if self
@@ -230,15 +258,20 @@ impl Driver {
                 }
             }
             NodeOutput::ReadChunk { peer, key, index } => {
-                // Always answered: a chunk that cannot be read is one not held.
-                let chunk = self.history.read_chunk(&key, index).await.unwrap_or(None);
-                let read = NodeInput::ChunkRead {
-                    peer,
-                    key,
-                    index,
-                    chunk,
-                };
-                self.node.handle(now(), read);
+                // Read beside the driver (the node bounds how many at once) and always
+                // answered: a chunk that cannot be read is one not held.
+                let history = self.history.clone();
+                let mut feed = self.feed.clone();
+                wasm_bindgen_futures::spawn_local(async move {
+                    let chunk = history.read_chunk(&key, index).await.unwrap_or(None);
+                    let read = NodeInput::ChunkRead {
+                        peer,
+                        key,
+                        index,
+                        chunk,
+                    };
+                    let _ = feed.send(Feed::Input(read)).await;
+                });
             }
             NodeOutput::StoreChunk {
                 key,
@@ -255,6 +288,7 @@ impl Driver {
                     self.report(download, "unavailable", None);
                 }
             }
+            NodeOutput::AttachmentDeclined(key) => self.stop_download(key, "declined", None),
             NodeOutput::PinRelayKey(key) => {
                 self.identity
                     .check_relay_key(&self.relay_url, &key)
@@ -388,14 +422,11 @@ impl Driver {
                 .iter()
                 .filter(|attachment| attachment.size <= FETCH_AT_ONCE_BYTES);
             for attachment in small {
-                self.download(AttachmentRecord {
-                    attachment: attachment.clone(),
-                    own: false,
+                let record = AttachmentRecord {
                     opened_at: 0,
-                    complete: false,
-                    verified: None,
-                })
-                .await;
+                    ..AttachmentRecord::described(attachment.clone(), false)
+                };
+                self.download(record, true).await;
             }
         }
         Ok(())
@@ -416,57 +447,126 @@ impl Driver {
 }
 
 impl Driver {
-    /// Fetches again what was being fetched when the page last closed.
-    async fn resume_downloads(&mut self) {
+    /// Counts what the store holds within the member's limit, tells the node what it may
+    /// serve, and fetches again what was being fetched when the page last closed. An upload
+    /// left unfinished, and a file fetched without being opened of which nothing came, are
+    /// deleted.
+    async fn load_attachments(&mut self) {
         if let Ok(Some(limit)) = self.history.storage_limit().await {
-            self.storage_limit = limit;
+            self.room.set_limit(limit);
         }
         let records = self.history.attachments().await.unwrap_or_default();
-        for record in records.into_iter().filter(|record| !record.complete) {
-            self.download(record).await;
+        let mut held_whole = Vec::new();
+        let mut resume = Vec::new();
+        let mut leftovers = Vec::new();
+        for record in records {
+            let key = record.key();
+            let held = if record.complete {
+                Vec::new()
+            } else {
+                self.history.held_chunks(&key).await.unwrap_or_default()
+            };
+            if record.complete {
+                held_whole.push(key);
+            } else if record.own || (held.is_empty() && record.opened_at == 0) {
+                leftovers.push(key);
+                continue;
+            } else {
+                resume.push(record.clone());
+            }
+            self.room
+                .insert(key, rank(&record), record.stored_bytes(held.len() as u64));
+        }
+        self.node
+            .handle(now(), NodeInput::AttachmentsHeld { keys: held_whole });
+        let dropped = self.room.set_limit(self.room.limit());
+        self.delete_attachments(leftovers.into_iter().chain(dropped).collect())
+            .await;
+        for record in resume {
+            let automatic = record.opened_at == 0;
+            if self.room.contains(&record.key()) {
+                self.download(record, automatic).await;
+            }
         }
     }
 
-    /// Takes room for the attachment, then asks the node for the chunks not stored yet.
-    async fn download(&mut self, mut record: AttachmentRecord) {
+    /// Fetches the attachment `record` describes (`automatic`: not opened by the member), once
+    /// it could fit; the page hears where it stands.
+    async fn download(&mut self, mut record: AttachmentRecord, automatic: bool) {
         let key = record.key();
-        if let Some(download) = self.downloads.get(&key) {
+        if let Some(download) = self.downloads.get_mut(&key) {
             // Opened while fetching already (its small size had it fetched at once).
+            download.automatic &= automatic;
+            let download = &self.downloads[&key];
             return self.report(download, download.state, None);
         }
-        if let Ok(Some(stored)) = self.history.attachment(&key).await {
+        let stored = self.history.attachment(&key).await.ok().flatten();
+        if let Some(stored) = &stored {
             record.own = stored.own;
             record.complete = stored.complete;
-            record.verified = stored.verified;
+            record.bytes_sha256 = stored.bytes_sha256;
+            record.opened_at = stored.opened_at;
         }
-        record.opened_at = js_sys::Date::now() as u64;
-        let keep: Vec<AttachmentKey> = self.downloads.keys().copied().collect();
-        let room = self
-            .history
-            .make_room(&record, self.storage_limit, &keep)
-            .await;
-        let mut download = Download::new(record);
-        if let Err(error) = room {
-            let state = match error {
-                RoomError::Full { .. } => "no_room",
-                RoomError::Store(_) => "failed",
-            };
-            return self.report(&download, state, Some(&error.to_string()));
+        if !automatic {
+            record.opened_at = js_sys::Date::now() as u64;
         }
+        let mut download = Download::new(record, automatic);
         if download.record.complete {
             download.held = download.total();
-            let state = match download.record.verified {
-                Some(false) => "mismatch",
-                _ => "ready",
+            self.room.rank(&key, rank(&download.record));
+            if let Some(stored) = stored {
+                // The opening time, on the record as first described.
+                let opened = AttachmentRecord {
+                    opened_at: download.record.opened_at,
+                    ..stored
+                };
+                let _ = self.history.put_attachment(&opened).await;
+            }
+            return match download.record.bytes_sha256 {
+                Some(sha256) => self.report_ready(&download, sha256),
+                // Stored before the bytes' digest was kept: read them through once.
+                None => {
+                    self.downloads.insert(key, download);
+                    self.check(key);
+                }
             };
-            return self.report(&download, state, None);
         }
+        let automatic_now = self.downloads.values().filter(|d| d.automatic).count();
+        if automatic && automatic_now >= AUTOMATIC_DOWNLOADS {
+            return;
+        }
+        if !self.room.could_fit(&key, key.size) {
+            let message = format!(
+                "{} bytes do not fit within the storage limit of {} bytes",
+                key.size,
+                self.room.limit()
+            );
+            return self.report(&download, "no_room", Some(&message));
+        }
+        if stored.is_none() {
+            // The record keeps the first description; each opening is checked on its own.
+            if let Err(error) = self.history.put_attachment(&download.record).await {
+                return self.report(&download, "failed", Some(&error.to_string()));
+            }
+        }
+        self.room.pin(key, rank(&download.record));
         let held = self.history.held_chunks(&key).await.unwrap_or_default();
         download.held = held.len() as u64;
         self.report(&download, "fetching", None);
         self.downloads.insert(key, download);
         self.node
             .handle(now(), NodeInput::FetchAttachment { key, held });
+    }
+
+    /// Stops following `key`, tells the node and the page; the chunks stored so far stay, to
+    /// be dropped first when room is needed.
+    fn stop_download(&mut self, key: AttachmentKey, state: &'static str, message: Option<&str>) {
+        let Some(download) = self.downloads.remove(&key) else {
+            return;
+        };
+        self.node.handle(now(), NodeInput::CancelAttachment { key });
+        self.room.unpin(&key, rank(&download.record));
+        self.report(&download, state, message);
     }
 
     async fn store_chunk(
@@ -480,12 +580,12 @@ impl Driver {
         if !self.downloads.contains_key(&key) {
             return;
         }
+        match self.room.take(key, data.len() as u64) {
+            Ok(dropped) => self.delete_attachments(dropped).await,
+            Err(full) => return self.stop_download(key, "no_room", Some(&full.to_string())),
+        }
         if let Err(error) = self.history.put_chunks(&key, &[(index, data, proof)]).await {
-            self.node.handle(now(), NodeInput::CancelAttachment { key });
-            if let Some(download) = self.downloads.remove(&key) {
-                self.report(&download, "failed", Some(&error.to_string()));
-            }
-            return;
+            return self.stop_download(key, "failed", Some(&error.to_string()));
         }
         let time = js_sys::Date::now();
         let Some(download) = self.downloads.get_mut(&key) else {
@@ -503,30 +603,131 @@ impl Driver {
         }
     }
 
-    /// Checks a complete file against its description and tells the page.
+    /// Every chunk of `key` is stored: its bytes are read through beside the driver.
     async fn finish_download(&mut self, key: AttachmentKey) {
+        if let Some(download) = self.downloads.get_mut(&key) {
+            download.held = download.total();
+            self.check(key);
+        }
+    }
+
+    /// Reads the bytes of `key` through beside the driver, which hears [`Feed::Checked`].
+    fn check(&self, key: AttachmentKey) {
+        let history = self.history.clone();
+        let mut feed = self.feed.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            let sha256 = bytes_sha256(&history, &key).await.unwrap_or(None);
+            let _ = feed.send(Feed::Checked { key, sha256 }).await;
+        });
+    }
+
+    /// Keeps the digest of a completed download's bytes and tells the page.
+    async fn checked(&mut self, key: AttachmentKey, sha256: Option<Sha256Digest>) {
         let Some(mut download) = self.downloads.remove(&key) else {
             return;
         };
-        let verified = matches_description(&self.history, &download.record)
-            .await
-            .unwrap_or(false);
+        let Some(sha256) = sha256 else {
+            self.room.unpin(&key, rank(&download.record));
+            return self.report(&download, "failed", Some("a chunk could not be read"));
+        };
+        let mut record = match self.history.attachment(&key).await {
+            Ok(Some(stored)) => stored,
+            _ => download.record.clone(),
+        };
+        record.complete = true;
+        record.bytes_sha256 = Some(sha256);
+        record.opened_at = download.record.opened_at;
         download.record.complete = true;
-        download.record.verified = Some(verified);
-        download.held = download.total();
-        let saved = self.history.put_attachment(&download.record).await;
-        let state = if verified { "ready" } else { "mismatch" };
-        let message = saved.err().map(|error| error.to_string());
-        self.report(&download, state, message.as_deref());
+        self.room.unpin(&key, rank(&record));
+        if let Err(error) = self.history.put_attachment(&record).await {
+            return self.report(&download, "failed", Some(&error.to_string()));
+        }
+        self.report_ready(&download, sha256);
+    }
+
+    /// Keeps room for an upload, pinned while it stores its chunks.
+    async fn reserve_upload(&mut self, record: AttachmentRecord) -> Result<(), String> {
+        let key = record.key();
+        if self.downloads.contains_key(&key) {
+            self.stop_download(key, "cancelled", None);
+        }
+        self.room.remove(&key);
+        if !self.room.could_fit(&key, key.size) {
+            return Err(format!(
+                "There is no room for it within this browser's storage limit ({} bytes); raise the limit in You.",
+                self.room.limit()
+            ));
+        }
+        self.room.pin(key, rank(&record));
+        let dropped = self
+            .room
+            .take(key, key.size)
+            .map_err(|full| full.to_string())?;
+        self.delete_attachments(dropped).await;
+        self.history
+            .put_attachment(&record)
+            .await
+            .map_err(|error| error.to_string())
+    }
+
+    async fn upload_done(&mut self, key: AttachmentKey, stored: bool) {
+        if stored {
+            self.room.unpin(&key, (2, js_sys::Date::now() as u64));
+            let keys = vec![key];
+            self.node.handle(now(), NodeInput::AttachmentsHeld { keys });
+        } else {
+            self.room.remove(&key);
+            self.delete_attachments(vec![key]).await;
+        }
+    }
+
+    /// Deletes attachments the room dropped; the node serves them no more, and the page offers
+    /// them to be fetched again.
+    async fn delete_attachments(&mut self, keys: Vec<AttachmentKey>) {
+        for key in keys {
+            self.node
+                .handle(now(), NodeInput::AttachmentDropped { key });
+            self.sink.emit(&AttachmentForPage {
+                kind: "attachment",
+                root: to_base64url(&key.root),
+                size: key.size,
+                state: "dropped",
+                sha256: None,
+                held: 0,
+                total: chunk_count(key.size),
+                peers: Vec::new(),
+                bytes_per_second: 0.0,
+                message: None,
+            });
+            if let Err(error) = self.history.delete_attachment(&key).await {
+                self.sink
+                    .problem(format!("This browser could not delete a file: {error}"));
+            }
+        }
+    }
+
+    fn report_ready(&self, download: &Download, sha256: Sha256Digest) {
+        self.emit_report(download, "ready", Some(sha256), None);
     }
 
     fn report(&self, download: &Download, state: &'static str, message: Option<&str>) {
+        self.emit_report(download, state, None, message);
+    }
+
+    fn emit_report(
+        &self,
+        download: &Download,
+        state: &'static str,
+        sha256: Option<Sha256Digest>,
+        message: Option<&str>,
+    ) {
         let key = download.record.key();
         self.sink.emit(&AttachmentForPage {
             kind: "attachment",
             root: to_base64url(&key.root),
             size: key.size,
             state,
+            sha256: sha256.map(|digest| to_base64url(&digest.0)),
             held: download.held,
             total: download.total(),
             peers: download

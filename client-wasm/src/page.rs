@@ -86,9 +86,13 @@ pub(crate) struct AttachmentForPage<'a> {
     /// The attachment's root (base64url) and size: what the page matches it by.
     pub(crate) root: String,
     pub(crate) size: u64,
-    /// `fetching`, `ready`, `mismatch` (the bytes are not the described file), `unavailable`
-    /// (nobody linked holds it; retried when someone comes), `no_room` or `failed`.
+    /// `fetching`, `ready` (all here: the page compares `sha256` with each description of it),
+    /// `unavailable` (nobody linked holds it; retried when someone comes), `declined` (too
+    /// many files are being fetched; open it again later), `no_room`, `failed`, `cancelled` or
+    /// `dropped` (deleted to make room for another; open it to fetch it again).
     pub(crate) state: &'static str,
+    /// The SHA-256 of the bytes (base64url, as descriptions have it), once `ready`.
+    pub(crate) sha256: Option<String>,
     pub(crate) held: u64,
     pub(crate) total: u64,
     /// Fingerprints of the peers that sent chunks.

@@ -1,7 +1,6 @@
 //! Attachments in IndexedDB, in headless Chromium: chunks and their proofs read back as stored,
-//! held chunks listed for resuming, and the storage limit: the least recently opened files of
-//! others go first, the member's own uploads last, a file being fetched never, and a file that
-//! cannot fit is refused with how much room is missing.
+//! held chunks listed for resuming, records with the digest of their bytes, and the order in
+//! which the storage limit drops files (the ledger itself is tested in `shared`).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -9,10 +8,10 @@
 )]
 #![cfg(target_arch = "wasm32")]
 
-use peerchat_client_wasm::attachment_store::{AttachmentRecord, RoomError};
+use peerchat_client_wasm::attachment_store::{rank, AttachmentRecord};
 use peerchat_client_wasm::indexeddb::IndexedDbStore;
 use peerchat_shared::message::{Attachment, Sha256Digest};
-use peerchat_shared::transfer::AttachmentKey;
+use peerchat_shared::transfer::{AttachmentKey, Room};
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -37,7 +36,7 @@ fn record(n: u8, size: u64, own: bool, opened_at: u64) -> AttachmentRecord {
         own,
         opened_at,
         complete: true,
-        verified: Some(true),
+        bytes_sha256: None,
     }
 }
 
@@ -89,57 +88,44 @@ async fn chunks_read_back_with_their_proofs_and_the_held_ones_are_listed() {
 }
 
 #[wasm_bindgen_test]
-async fn the_storage_limit_drops_others_least_recently_opened_files_first_and_own_uploads_last() {
-    let store = fresh_store("peerchat-attachments-test-room").await;
-    let limit = 10 * MIB;
-    for record in [
-        record(1, 3 * MIB, true, 100),
-        record(2, 3 * MIB, false, 300),
-        record(3, 3 * MIB, false, 200),
-    ] {
-        store.make_room(&record, limit, &[]).await.unwrap();
+async fn records_read_back_with_the_digest_of_their_bytes() {
+    let store = fresh_store("peerchat-attachments-test-records").await;
+    let mut kept_record = record(1, 3 * MIB, true, 100);
+    kept_record.bytes_sha256 = Some(Sha256Digest([9; 32]));
+    store.put_attachment(&kept_record).await.unwrap();
+    let read = store.attachment(&kept_record.key()).await.unwrap().unwrap();
+    assert_eq!(read.bytes_sha256, Some(Sha256Digest([9; 32])));
+    assert_eq!(kept(&store).await, ["file 1"]);
+    store.delete_attachment(&kept_record.key()).await.unwrap();
+    assert!(kept(&store).await.is_empty());
+}
+
+#[wasm_bindgen_test]
+fn the_storage_limit_drops_unfinished_fetches_then_others_least_recently_opened_then_own() {
+    let mut room = Room::new(10 * MIB);
+    let unfinished = AttachmentRecord {
+        complete: false,
+        ..record(1, 3 * MIB, false, 900)
+    };
+    let records = [
+        record(2, 3 * MIB, true, 100),
+        record(3, 2 * MIB, false, 300),
+        record(4, 2 * MIB, false, 200),
+        unfinished,
+    ];
+    for record in &records {
+        room.insert(record.key(), rank(record), MIB);
     }
-    let chunk = vec![0u8; 16];
-    store
-        .put_chunks(&record(3, 0, false, 0).key(), &[(0, &chunk, &[])])
-        .await
-        .unwrap();
-    // 4 MiB more: one 3 MiB file goes, the least recently opened of others' (3).
-    let dropped = store
-        .make_room(&record(4, 4 * MIB, false, 400), limit, &[])
-        .await
-        .unwrap();
-    assert_eq!(dropped, [record(3, 3 * MIB, false, 0).key()]);
-    assert_eq!(kept(&store).await, ["file 1", "file 2", "file 4"]);
+    let fetching = record(5, 9 * MIB, false, 1_000);
+    room.pin(fetching.key(), rank(&fetching));
+    let dropped = room.take(fetching.key(), 9 * MIB).unwrap();
+    let order: Vec<AttachmentKey> = [1, 4, 3]
+        .iter()
+        .map(|n| records[*n as usize - 1].key())
+        .collect();
+    assert_eq!(dropped, order);
     assert!(
-        store
-            .held_chunks(&record(3, 3 * MIB, false, 0).key())
-            .await
-            .unwrap()
-            .is_empty(),
-        "its chunks went with it"
+        room.contains(&records[0].key()),
+        "the member's own goes last"
     );
-    // 6 MiB more, keeping 4 (being fetched): 2 goes, then the member's own 1.
-    let dropped = store
-        .make_room(
-            &record(5, 6 * MIB, false, 500),
-            limit,
-            &[record(4, 4 * MIB, false, 0).key()],
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        dropped,
-        [
-            record(2, 3 * MIB, false, 0).key(),
-            record(1, 3 * MIB, true, 0).key()
-        ]
-    );
-    assert_eq!(kept(&store).await, ["file 4", "file 5"]);
-    // A file larger than what can be freed is refused, and nothing is dropped for it.
-    let refused = store
-        .make_room(&record(6, 11 * MIB, false, 600), limit, &[])
-        .await;
-    assert!(matches!(refused, Err(RoomError::Full { needed, .. }) if needed == 11 * MIB));
-    assert_eq!(kept(&store).await, ["file 4", "file 5"]);
 }

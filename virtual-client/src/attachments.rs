@@ -4,10 +4,15 @@
 //! its sender closed the tab. With a data directory the chunks live in a redb file (only the
 //! index is in memory) and survive a restart; without one they are in memory.
 //!
+//! Room is taken chunk by chunk as verified chunks arrive, never for the size a description
+//! claims: a made-up description nobody can serve evicts nothing. At most
+//! [`MAX_INCOMPLETE`] attachments are admitted unfinished at once, and one that gains no chunk
+//! for [`STALLED_MILLIS`] is dropped ([`AttachmentCache::drop_stalled`]).
+//!
 //! Chunks are stored only after the transfer engine checked them against the signed root, and
 //! every receiver checks them again, so the file is trusted as the operator's own disk is.
 
-use peerchat_shared::chunk_tree::{chunk_count, Hash};
+use peerchat_shared::chunk_tree::{chunk_count, chunk_len, Hash};
 use peerchat_shared::ids::AttachmentId;
 use peerchat_shared::time::UnixMillis;
 use peerchat_shared::transfer::{AttachmentKey, ChunkWithProof};
@@ -19,6 +24,11 @@ use std::path::Path;
 const CHUNKS: TableDefinition<'_, (&[u8], u64, u64), &[u8]> = TableDefinition::new("chunks");
 /// The attachments kept, by (root, size): their id's 16 bytes.
 const ATTACHMENTS: TableDefinition<'_, (&[u8], u64), u128> = TableDefinition::new("attachments");
+
+/// Attachments admitted and not yet complete, at most.
+pub const MAX_INCOMPLETE: usize = 32;
+/// An incomplete attachment that gains no chunk for this long is dropped (10 minutes).
+pub const STALLED_MILLIS: u64 = 10 * 60 * 1000;
 
 /// How much a virtual client keeps of attachments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,14 +55,39 @@ fn disk_error(error: impl std::fmt::Display) -> AttachmentCacheError {
     AttachmentCacheError::Disk(error.to_string())
 }
 
+/// One attachment kept or being fetched.
+#[derive(Debug)]
+struct Entry {
+    held: BTreeSet<u64>,
+    held_bytes: u64,
+    /// When it was admitted or last gained a chunk.
+    progress_at: UnixMillis,
+}
+
+impl Entry {
+    fn is_complete(&self, key: &AttachmentKey) -> bool {
+        self.held.len() as u64 == chunk_count(key.size)
+    }
+}
+
+/// What [`AttachmentCache::put_chunk`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub struct PutChunk {
+    /// The chunk is kept (false: its attachment is not admitted, or was the oldest and did not
+    /// fit).
+    pub kept: bool,
+    /// The attachments evicted to make room (their fetches are to be cancelled).
+    pub evicted: Vec<AttachmentKey>,
+}
+
 /// See the module documentation.
 pub struct AttachmentCache {
     limits: AttachmentLimits,
     /// Each attachment kept (or being fetched), with the chunks held.
-    entries: BTreeMap<AttachmentKey, BTreeSet<u64>>,
+    entries: BTreeMap<AttachmentKey, Entry>,
     /// Oldest first.
     by_age: BTreeSet<(AttachmentId, AttachmentKey)>,
-    /// The sizes of the attachments kept (room is taken when a fetch begins).
+    /// The bytes of the chunks held.
     bytes: u64,
     memory: HashMap<(AttachmentKey, u64), ChunkWithProof>,
     disk: Option<Database>,
@@ -98,7 +133,8 @@ impl AttachmentCache {
                     continue;
                 };
                 let key = AttachmentKey { root, size };
-                cache.add(key, AttachmentId::from_bytes(id.value().to_be_bytes()));
+                let id = AttachmentId::from_bytes(id.value().to_be_bytes());
+                cache.add(key, id, id.timestamp());
             }
             let chunks = read.open_table(CHUNKS).map_err(disk_error)?;
             for entry in chunks.iter().map_err(disk_error)? {
@@ -107,8 +143,13 @@ impl AttachmentCache {
                 let Ok(root) = Hash::try_from(root) else {
                     continue;
                 };
-                if let Some(held) = cache.entries.get_mut(&AttachmentKey { root, size }) {
-                    held.insert(index);
+                let key = AttachmentKey { root, size };
+                if let Some(entry) = cache.entries.get_mut(&key) {
+                    if entry.held.insert(index) {
+                        let bytes = chunk_len(size, index) as u64;
+                        entry.held_bytes += bytes;
+                        cache.bytes += bytes;
+                    }
                 }
             }
         }
@@ -116,26 +157,36 @@ impl AttachmentCache {
         Ok(cache)
     }
 
-    /// Takes in attachment `key` posted as `id`, to be fetched, if it fits: room is made by
-    /// evicting older ones (returned, for their fetches to be cancelled). `None` when it is
-    /// held already, larger than the whole budget, or older than everything kept in a full
-    /// cache.
+    /// Takes in attachment `key` posted as `id`, to be fetched, if it may fit; room is taken as
+    /// its chunks come ([`Self::put_chunk`]). False when it is held already, larger than the
+    /// whole budget, older than everything kept in a full cache, or [`MAX_INCOMPLETE`] others
+    /// are being fetched.
     pub fn admit(
         &mut self,
         key: AttachmentKey,
         id: AttachmentId,
-    ) -> Result<Option<Vec<AttachmentKey>>, AttachmentCacheError> {
+        now: UnixMillis,
+    ) -> Result<bool, AttachmentCacheError> {
         if self.entries.contains_key(&key) || key.size > self.limits.max_bytes {
-            return Ok(None);
+            return Ok(false);
+        }
+        let incomplete = self
+            .entries
+            .iter()
+            .filter(|(key, entry)| !entry.is_complete(key))
+            .count();
+        if incomplete >= MAX_INCOMPLETE {
+            return Ok(false);
         }
         let room_after_older = self
             .by_age
             .range(..(id, key))
-            .map(|(_, older)| older.size)
+            .filter_map(|(_, older)| self.entries.get(older))
+            .map(|entry| entry.held_bytes)
             .sum::<u64>()
             + self.limits.max_bytes.saturating_sub(self.bytes);
         if room_after_older < key.size {
-            return Ok(None);
+            return Ok(false);
         }
         if let Some(database) = &self.disk {
             let write = database.begin_write().map_err(disk_error)?;
@@ -148,9 +199,29 @@ impl AttachmentCache {
             }
             write.commit().map_err(disk_error)?;
         }
-        self.add(key, id);
-        let evicted = self.evict_while(|cache| cache.bytes > cache.limits.max_bytes)?;
-        Ok(Some(evicted))
+        self.add(key, id, now);
+        Ok(true)
+    }
+
+    /// Drops the incomplete attachments that gained no chunk for [`STALLED_MILLIS`]; returns
+    /// them.
+    pub fn drop_stalled(
+        &mut self,
+        now: UnixMillis,
+    ) -> Result<Vec<AttachmentKey>, AttachmentCacheError> {
+        let stalled: Vec<AttachmentKey> = self
+            .entries
+            .iter()
+            .filter(|(key, entry)| {
+                !entry.is_complete(key)
+                    && entry.progress_at.saturating_add_millis(STALLED_MILLIS) <= now
+            })
+            .map(|(key, _)| *key)
+            .collect();
+        for key in &stalled {
+            self.remove(*key)?;
+        }
+        Ok(stalled)
     }
 
     /// Evicts the attachments posted before `oldest_kept`; returns them.
@@ -166,18 +237,27 @@ impl AttachmentCache {
         })
     }
 
-    /// Keeps a verified chunk of an attachment admitted; false when it is not (any more).
+    /// Keeps a verified chunk of an attachment admitted, evicting the oldest attachments while
+    /// the budget is exceeded.
     pub fn put_chunk(
         &mut self,
         key: AttachmentKey,
         index: u64,
         data: Vec<u8>,
         proof: Vec<Hash>,
-    ) -> Result<bool, AttachmentCacheError> {
-        let Some(held) = self.entries.get_mut(&key) else {
-            return Ok(false);
+        now: UnixMillis,
+    ) -> Result<PutChunk, AttachmentCacheError> {
+        let Some(entry) = self.entries.get_mut(&key) else {
+            return Ok(PutChunk {
+                kept: false,
+                evicted: Vec::new(),
+            });
         };
-        held.insert(index);
+        if entry.held.insert(index) {
+            entry.held_bytes += data.len() as u64;
+            self.bytes += data.len() as u64;
+        }
+        entry.progress_at = now;
         match &self.disk {
             Some(database) => {
                 let mut value = proof.concat();
@@ -195,7 +275,11 @@ impl AttachmentCache {
                 self.memory.insert((key, index), (data, proof));
             }
         }
-        Ok(true)
+        let evicted = self.evict_while(|cache| cache.bytes > cache.limits.max_bytes)?;
+        Ok(PutChunk {
+            kept: !evicted.contains(&key),
+            evicted,
+        })
     }
 
     /// Chunk `index` of `key` and its proof, when held.
@@ -233,28 +317,51 @@ impl AttachmentCache {
     pub fn incomplete(&self) -> Vec<(AttachmentKey, Vec<u64>)> {
         self.entries
             .iter()
-            .filter(|(key, held)| (held.len() as u64) < chunk_count(key.size))
-            .map(|(key, held)| (*key, held.iter().copied().collect()))
+            .filter(|(key, entry)| !entry.is_complete(key))
+            .map(|(key, entry)| (*key, entry.held.iter().copied().collect()))
             .collect()
     }
 
-    /// Attachments held whole.
-    pub fn complete(&self) -> usize {
+    /// The attachments held whole.
+    pub fn complete(&self) -> Vec<AttachmentKey> {
         self.entries
             .iter()
-            .filter(|(key, held)| held.len() as u64 == chunk_count(key.size))
+            .filter(|(key, entry)| entry.is_complete(key))
+            .map(|(key, _)| *key)
+            .collect()
+    }
+
+    /// How many attachments are held whole.
+    pub fn complete_count(&self) -> usize {
+        self.entries
+            .iter()
+            .filter(|(key, entry)| entry.is_complete(key))
             .count()
     }
 
-    /// Bytes taken by the attachments admitted.
+    /// Bytes of the chunks held.
     pub fn bytes(&self) -> u64 {
         self.bytes
     }
 
-    fn add(&mut self, key: AttachmentKey, id: AttachmentId) {
-        self.entries.insert(key, BTreeSet::new());
+    fn add(&mut self, key: AttachmentKey, id: AttachmentId, now: UnixMillis) {
+        let entry = Entry {
+            held: BTreeSet::new(),
+            held_bytes: 0,
+            progress_at: now,
+        };
+        self.entries.insert(key, entry);
         self.by_age.insert((id, key));
-        self.bytes += key.size;
+    }
+
+    /// Drops `key` and its chunks.
+    pub fn remove(&mut self, key: AttachmentKey) -> Result<(), AttachmentCacheError> {
+        self.by_age.retain(|(_, kept)| *kept != key);
+        if let Some(entry) = self.entries.remove(&key) {
+            self.bytes -= entry.held_bytes;
+            self.forget_chunks(key, &entry.held)?;
+        }
+        Ok(())
     }
 
     fn evict_while(
@@ -266,9 +373,9 @@ impl AttachmentCache {
             let Some((_, key)) = self.by_age.pop_first() else {
                 break;
             };
-            if let Some(held) = self.entries.remove(&key) {
-                self.bytes -= key.size;
-                self.forget_chunks(key, &held)?;
+            if let Some(entry) = self.entries.remove(&key) {
+                self.bytes -= entry.held_bytes;
+                self.forget_chunks(key, &entry.held)?;
             }
             evicted.push(key);
         }
@@ -328,8 +435,6 @@ mod tests {
     use peerchat_shared::chunk_tree::{leaf_hash, ChunkTree, CHUNK_BYTES};
     use peerchat_shared::ids::MessageId;
 
-    const MIB: u64 = 1024 * 1024;
-
     fn key(n: u8, size: u64) -> AttachmentKey {
         AttachmentKey {
             root: [n; 32],
@@ -349,42 +454,114 @@ mod tests {
         check(&mut AttachmentCache::open(&dir.path().join("a.redb"), limits).unwrap());
     }
 
+    const CHUNK: u64 = CHUNK_BYTES as u64;
+
+    /// Stores chunk `index` of `key` (full-sized, made up: the cache trusts the engine's check).
+    fn put(cache: &mut AttachmentCache, key: AttachmentKey, index: u64) -> PutChunk {
+        put_at(cache, key, index, UnixMillis(0))
+    }
+
+    fn put_at(
+        cache: &mut AttachmentCache,
+        key: AttachmentKey,
+        index: u64,
+        now: UnixMillis,
+    ) -> PutChunk {
+        let data = vec![7; chunk_len(key.size, index)];
+        cache.put_chunk(key, index, data, vec![], now).unwrap()
+    }
+
     #[test]
-    fn the_oldest_attachments_make_room_for_new_ones_within_the_budget() {
-        for_each_cache(AttachmentLimits { max_bytes: 3 * MIB }, |cache| {
-            assert_eq!(
-                cache.admit(key(1, MIB), posted_at(1_000)).unwrap(),
-                Some(vec![])
-            );
-            assert_eq!(
-                cache.admit(key(2, MIB), posted_at(2_000)).unwrap(),
-                Some(vec![])
-            );
-            assert_eq!(
-                cache.admit(key(3, 2 * MIB), posted_at(3_000)).unwrap(),
-                Some(vec![key(1, MIB)])
-            );
-            assert_eq!(cache.bytes(), 3 * MIB);
-            assert_eq!(
-                cache.admit(key(3, 2 * MIB), posted_at(3_000)).unwrap(),
-                None,
-                "held"
-            );
-            assert_eq!(
-                cache.admit(key(4, 4 * MIB), posted_at(4_000)).unwrap(),
-                None,
-                "larger than the budget"
-            );
-            assert_eq!(
-                cache.admit(key(5, 2 * MIB), posted_at(500)).unwrap(),
-                None,
-                "older than everything a full cache keeps"
-            );
-            assert_eq!(
-                cache.evict_older_than(UnixMillis(2_500)).unwrap(),
-                vec![key(2, MIB)]
-            );
-            assert_eq!(cache.incomplete(), vec![(key(3, 2 * MIB), vec![])]);
+    fn the_oldest_attachments_make_room_for_new_chunks_within_the_budget() {
+        for_each_cache(
+            AttachmentLimits {
+                max_bytes: 3 * CHUNK,
+            },
+            |cache| {
+                let now = UnixMillis(0);
+                assert!(cache.admit(key(1, CHUNK), posted_at(1_000), now).unwrap());
+                assert!(put(cache, key(1, CHUNK), 0).evicted.is_empty());
+                assert!(cache.admit(key(2, CHUNK), posted_at(2_000), now).unwrap());
+                assert!(put(cache, key(2, CHUNK), 0).evicted.is_empty());
+                assert!(cache
+                    .admit(key(3, 2 * CHUNK), posted_at(3_000), now)
+                    .unwrap());
+                assert_eq!(cache.bytes(), 2 * CHUNK, "a description takes no room");
+                assert!(put(cache, key(3, 2 * CHUNK), 0).evicted.is_empty());
+                assert_eq!(
+                    put(cache, key(3, 2 * CHUNK), 1),
+                    PutChunk {
+                        kept: true,
+                        evicted: vec![key(1, CHUNK)]
+                    }
+                );
+                assert_eq!(cache.bytes(), 3 * CHUNK);
+                assert!(
+                    !cache
+                        .admit(key(3, 2 * CHUNK), posted_at(3_000), now)
+                        .unwrap(),
+                    "held"
+                );
+                assert!(
+                    !cache
+                        .admit(key(4, 4 * CHUNK), posted_at(4_000), now)
+                        .unwrap(),
+                    "larger than the budget"
+                );
+                assert!(
+                    !cache.admit(key(5, 2 * CHUNK), posted_at(500), now).unwrap(),
+                    "older than everything a full cache keeps"
+                );
+                assert_eq!(
+                    cache.evict_older_than(UnixMillis(2_500)).unwrap(),
+                    vec![key(2, CHUNK)]
+                );
+                assert_eq!(cache.complete(), vec![key(3, 2 * CHUNK)]);
+            },
+        );
+    }
+
+    #[test]
+    fn made_up_descriptions_evict_nothing_and_are_bounded() {
+        for_each_cache(
+            AttachmentLimits {
+                max_bytes: 4 * CHUNK,
+            },
+            |cache| {
+                let now = UnixMillis(0);
+                let real = key(0, 2 * CHUNK);
+                cache.admit(real, posted_at(1_000), now).unwrap();
+                put(cache, real, 0);
+                put(cache, real, 1);
+                let mut admitted = 0;
+                for n in 1..=(MAX_INCOMPLETE + 5) {
+                    let fake = key(n as u8, 4 * CHUNK);
+                    admitted += usize::from(cache.admit(fake, posted_at(2_000), now).unwrap());
+                }
+                assert_eq!(admitted, MAX_INCOMPLETE);
+                assert_eq!(cache.complete(), vec![real], "nothing evicted");
+                assert_eq!(cache.bytes(), 2 * CHUNK);
+            },
+        );
+    }
+
+    #[test]
+    fn an_attachment_that_gains_no_chunk_for_a_while_is_dropped() {
+        for_each_cache(AttachmentLimits::default(), |cache| {
+            let start = UnixMillis(5_000);
+            let (stalled, complete) = (key(1, 2 * CHUNK), key(2, CHUNK));
+            cache.admit(stalled, posted_at(1_000), start).unwrap();
+            cache.admit(complete, posted_at(1_000), start).unwrap();
+            put_at(cache, complete, 0, start);
+            let progress = start.saturating_add_millis(1_000);
+            put_at(cache, stalled, 0, progress);
+            let almost = progress.saturating_add_millis(STALLED_MILLIS - 1);
+            assert!(cache.drop_stalled(almost).unwrap().is_empty());
+            let later = progress.saturating_add_millis(STALLED_MILLIS);
+            assert_eq!(cache.drop_stalled(later).unwrap(), vec![stalled]);
+            assert_eq!(cache.read_chunk(stalled, 0).unwrap(), None);
+            assert_eq!(cache.complete(), vec![complete]);
+            assert_eq!(cache.bytes(), CHUNK);
         });
     }
 
@@ -397,16 +574,20 @@ mod tests {
             size: bytes.len() as u64,
         };
         for_each_cache(AttachmentLimits::default(), |cache| {
+            let now = UnixMillis(0);
             assert!(
-                !cache.put_chunk(file, 0, vec![1], vec![]).unwrap(),
+                !cache.put_chunk(file, 0, vec![1], vec![], now).unwrap().kept,
                 "not admitted: not kept"
             );
-            cache.admit(file, posted_at(1_000)).unwrap();
+            cache.admit(file, posted_at(1_000), now).unwrap();
             for (index, chunk) in bytes.chunks(CHUNK_BYTES).enumerate().skip(1) {
                 let proof = tree.proof(index);
-                assert!(cache
-                    .put_chunk(file, index as u64, chunk.to_vec(), proof)
-                    .unwrap());
+                assert!(
+                    cache
+                        .put_chunk(file, index as u64, chunk.to_vec(), proof, now)
+                        .unwrap()
+                        .kept
+                );
             }
             assert_eq!(cache.incomplete(), vec![(file, vec![1, 2, 3])]);
             assert_eq!(cache.read_chunk(file, 0).unwrap(), None);
@@ -435,14 +616,15 @@ mod tests {
         let file = key(9, 2 * CHUNK_BYTES as u64);
         {
             let mut cache = AttachmentCache::open(&path, limits).unwrap();
-            cache.admit(file, posted_at(1_000)).unwrap();
+            let now = UnixMillis(0);
+            cache.admit(file, posted_at(1_000), now).unwrap();
             cache
-                .put_chunk(file, 1, vec![7; CHUNK_BYTES], vec![[3; 32]])
+                .put_chunk(file, 1, vec![7; CHUNK_BYTES], vec![[3; 32]], now)
                 .unwrap();
         }
         let cache = AttachmentCache::open(&path, limits).unwrap();
         assert_eq!(cache.incomplete(), vec![(file, vec![1])]);
-        assert_eq!(cache.bytes(), file.size);
+        assert_eq!(cache.bytes(), CHUNK_BYTES as u64);
         assert_eq!(
             cache.read_chunk(file, 1).unwrap(),
             Some((vec![7; CHUNK_BYTES], vec![[3; 32]]))

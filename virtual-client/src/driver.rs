@@ -89,6 +89,8 @@ impl Driver {
         mut inputs: mpsc::Receiver<NodeInput>,
         shutdown: CancellationToken,
     ) {
+        let keys = self.attachments.complete();
+        self.node.handle(now(), NodeInput::AttachmentsHeld { keys });
         for (key, held) in self.attachments.incomplete() {
             self.node
                 .handle(now(), NodeInput::FetchAttachment { key, held });
@@ -114,6 +116,8 @@ impl Driver {
                     self.forget(evicted);
                     let aged_out = self.attachments.evict_older_than(self.cache.oldest_kept(now()));
                     self.stop_fetching(aged_out);
+                    let stalled = self.attachments.drop_stalled(now());
+                    self.stop_fetching(stalled);
                 }
             }
             self.carry_out_outputs();
@@ -133,7 +137,7 @@ impl Driver {
             .store(self.cache.bytes() as u64, Ordering::Relaxed);
         self.stats
             .cached_attachments
-            .store(self.attachments.complete() as u64, Ordering::Relaxed);
+            .store(self.attachments.complete_count() as u64, Ordering::Relaxed);
         self.stats
             .attachment_bytes
             .store(self.attachments.bytes(), Ordering::Relaxed);
@@ -189,17 +193,24 @@ impl Driver {
                 data,
                 proof,
                 ..
-            } => {
-                if let Err(error) = self.attachments.put_chunk(key, index, data, proof) {
+            } => match self.attachments.put_chunk(key, index, data, proof, now()) {
+                Ok(put) => self.stop_fetching(Ok(put.evicted)),
+                Err(error) => {
                     tracing::error!("cannot store a chunk: {error}");
                     self.node.handle(now(), NodeInput::CancelAttachment { key });
                 }
-            }
+            },
             NodeOutput::AttachmentComplete(key) => {
                 tracing::debug!(size = key.size, "attachment cached")
             }
             NodeOutput::AttachmentUnavailable(key) => {
                 tracing::debug!(size = key.size, "attachment unavailable for now")
+            }
+            NodeOutput::AttachmentDeclined(key) => {
+                tracing::debug!(size = key.size, "too many attachments fetched at once");
+                if let Err(error) = self.attachments.remove(key) {
+                    tracing::error!("cannot drop an attachment: {error}");
+                }
             }
             NodeOutput::PinRelayKey(key) => self.files.pin_relay(&key),
             NodeOutput::SaveCertificate(certificate) => {
@@ -321,13 +332,12 @@ impl Driver {
                     continue;
                 };
                 let key = AttachmentKey::of(attachment);
-                match self.attachments.admit(key, id) {
-                    Ok(Some(evicted)) => {
-                        self.stop_fetching(Ok(evicted));
+                match self.attachments.admit(key, id, now()) {
+                    Ok(true) => {
                         let fetch = NodeInput::FetchAttachment { key, held: vec![] };
                         self.node.handle(now(), fetch);
                     }
-                    Ok(None) => {}
+                    Ok(false) => {}
                     Err(error) => tracing::error!("cannot keep an attachment: {error}"),
                 }
             }
@@ -342,6 +352,8 @@ impl Driver {
             Ok(keys) => {
                 for key in keys {
                     self.node.handle(now(), NodeInput::CancelAttachment { key });
+                    self.node
+                        .handle(now(), NodeInput::AttachmentDropped { key });
                 }
             }
             Err(error) => tracing::error!("cannot evict attachments: {error}"),

@@ -404,7 +404,7 @@ async fn files_attach_by_button_drop_and_paste_and_a_cancelled_one_is_left_out()
         names,
         serde_json::json!(["chosen.txt", "dropped.txt", "pasted.txt"])
     );
-    click_file_action(&bob, "chosen.txt").await;
+    // Small enough to be fetched at once, without a click (which would cancel it meanwhile).
     wait_until_ready(&bob, "chosen.txt").await;
     click_file_action(&bob, "chosen.txt").await;
     assert!(saved_file(&bob, "chosen.txt").await == chosen);
@@ -562,5 +562,73 @@ async fn a_small_photo_spreads_to_members_who_never_opened_it_and_stays_after_it
     );
     bob.close().await;
     cleo.close().await;
+    relay.stop().await;
+}
+
+/// The states of the files in the log, in order.
+async fn file_states(browser: &Browser) -> Vec<String> {
+    let states = browser
+        .eval("return [...document.querySelectorAll('#messages li.attachment.file')].map(li => li.dataset.state)")
+        .await;
+    serde_json::from_value(states).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_storage_limit_refuses_a_file_too_large_and_drops_the_least_recently_opened_for_room() {
+    if browser::run_sealed() {
+        return;
+    }
+    let relay = TestRelay::start(config(Admission::Open)).await;
+    let driver = ChromeDriver::start().await;
+    let ada = open_online(&driver, &relay.url("/")).await;
+    let bob = open_online(&driver, &relay.url("/")).await;
+    bob.eval(
+        "document.getElementById('storage-limit').value = '16'; \
+         document.getElementById('storage-form').requestSubmit(); return true;",
+    )
+    .await;
+    bob.wait_until(
+        "the 16 MB limit to be set",
+        "return document.getElementById('storage-use').textContent.includes('of 16')",
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let too_large = data_file(17 * 1024 * 1024, 1);
+    let (first, second) = (data_file(9_000_000, 2), data_file(9_000_000, 3));
+    for (name, bytes) in [
+        ("large.bin", &too_large),
+        ("first.bin", &first),
+        ("second.bin", &second),
+    ] {
+        attach(&ada, &write(dir.path(), name, bytes)).await;
+        ada.send_message(name).await;
+    }
+    bob.wait_for_message_count(3).await;
+    click_file_action(&bob, "large.bin").await;
+    bob.wait_until(
+        "the large file to be refused",
+        "return document.querySelector('#messages li.attachment.file').dataset.state === 'no_room'",
+    )
+    .await;
+    click_file_action(&bob, "first.bin").await;
+    wait_until_ready(&bob, "first.bin").await;
+    click_file_action(&bob, "second.bin").await;
+    wait_until_ready(&bob, "second.bin").await;
+    assert_eq!(file_states(&bob).await, ["no_room", "dropped", "ready"]);
+    // What You shows, drawn again: within the limit.
+    bob.eval(
+        "document.getElementById('storage-use').textContent = ''; \
+         document.getElementById('storage-form').requestSubmit(); return true;",
+    )
+    .await;
+    bob.wait_until(
+        "the files kept to be within the limit",
+        "const m = document.getElementById('storage-use').textContent \
+         .match(/: ([0-9.]+) (bytes|KB|MB|GB) of 16/); \
+         return m !== null && m[2] === 'MB' && Number(m[1]) <= 16;",
+    )
+    .await;
+    ada.close().await;
+    bob.close().await;
     relay.stop().await;
 }

@@ -55,8 +55,10 @@ use crate::time::UnixMillis;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 mod frame;
+mod room;
 
 pub use frame::{ChunkFrame, ChunkFrameError, MAX_CHUNK_WANT};
+pub use room::{Room, RoomFull};
 /// Attachments remembered as recently fetched or cancelled, whose late chunks are no offence.
 const RECENT_KEYS: usize = 64;
 /// Chunks remembered per peer as served to it lately, which it is not served again so soon.
