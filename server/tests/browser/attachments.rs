@@ -615,6 +615,11 @@ async fn the_storage_limit_refuses_a_file_too_large_and_drops_the_least_recently
     click_file_action(&bob, "second.bin").await;
     wait_until_ready(&bob, "second.bin").await;
     assert_eq!(file_states(&bob).await, ["no_room", "dropped", "ready"]);
+    click_file_action(&bob, "second.bin").await;
+    assert!(
+        saved_file(&bob, "second.bin").await == second,
+        "the file kept is whole"
+    );
     // What You shows, drawn again: within the limit.
     bob.eval(
         "document.getElementById('storage-use').textContent = ''; \

@@ -247,6 +247,9 @@ impl Browser {
                 "prefs": {
                     "download.default_directory": downloads.path(),
                     "download.prompt_for_download": false,
+                    // A test clicks through a script, without the gesture Chrome wants for a
+                    // second download from one page.
+                    "profile.default_content_setting_values.automatic_downloads": 1,
                 },
             }
         });
