@@ -11,6 +11,7 @@ use peerchat_shared::channel::ChannelName;
 use peerchat_shared::chunk_tree::{leaf_hash, ChunkTree, CHUNK_BYTES};
 use peerchat_shared::encoding::{from_base64url, to_base64url};
 use peerchat_shared::frames::{ClientToRelay, PresenceChange, RelayToClient};
+use peerchat_shared::message::{Attachment, ClientNonce, Draft, MessageBody, Sha256Digest};
 use peerchat_shared::peer::PeerToPeer;
 use peerchat_shared::transfer::{AttachmentKey, ChunkFrame};
 use sha2::{Digest as _, Sha256};
@@ -633,6 +634,63 @@ async fn the_storage_limit_refuses_a_file_too_large_and_drops_the_least_recently
          return m !== null && m[2] === 'MB' && Number(m[1]) <= 16;",
     )
     .await;
+    ada.close().await;
+    bob.close().await;
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_claiming_another_digest_for_a_file_spoils_only_itself() {
+    if browser::run_sealed() {
+        return;
+    }
+    let relay = TestRelay::start(config(Admission::Open)).await;
+    let driver = ChromeDriver::start().await;
+    let ada = open_online(&driver, &relay.url("/")).await;
+    let bob = open_online(&driver, &relay.url("/")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let photo = bmp(200, 200, 5);
+    attach(&ada, &write(dir.path(), "real.bmp", &photo)).await;
+    // Mallory describes Ada's bytes (the same root and size) with another SHA-256, first.
+    let tree = ChunkTree::from_leaves(photo.chunks(CHUNK_BYTES).map(leaf_hash).collect());
+    let mut sha256: [u8; 32] = Sha256::digest(&photo).into();
+    sha256[0] ^= 1;
+    let lie = Attachment {
+        name: "lie.bin".into(),
+        media_type: "application/octet-stream".into(),
+        size: photo.len() as u64,
+        sha256: Sha256Digest(sha256),
+        root: Sha256Digest(tree.root()),
+        image: None,
+    };
+    let mut mallory = relay.member(43).await;
+    mallory.join("general").await;
+    let draft = Draft::sign(
+        &mallory.key,
+        &mallory.relay,
+        ChannelName::new("general").unwrap(),
+        ClientNonce([1; 16]),
+        MessageBody::with_attachments("", vec![lie]),
+    );
+    mallory.send(&ClientToRelay::Send { draft }).await;
+    bob.wait_for_message_count(1).await;
+    bob.wait_until(
+        "the lie to be found out",
+        "return document.querySelector('#messages li.attachment.file')?.dataset.state === 'mismatch'",
+    )
+    .await;
+    ada.send_message("the real one").await;
+    bob.wait_for_message_count(2).await;
+    wait_until_ready(&bob, "real.bmp").await;
+    assert_eq!(
+        shown_image_sha256(&bob, "real.bmp").await,
+        sha256_hex(&photo)
+    );
+    assert_eq!(
+        file_states(&bob).await,
+        ["mismatch"],
+        "the lie stays found out"
+    );
     ada.close().await;
     bob.close().await;
     relay.stop().await;
