@@ -4,7 +4,8 @@
 //! before the page is told. The UI gets plain JavaScript objects through one callback.
 
 use crate::attachment_store::{rank, AttachmentRecord, Rank, DEFAULT_STORAGE_LIMIT};
-use crate::attachments::{bytes_sha256, Download, Downloads};
+use crate::attachments::{Download, Downloads};
+use crate::chunk_writer::{write_chunks, ChunkWork};
 use crate::history_writer::{write_history, HistoryWork};
 use crate::identity_store::{random_bytes, IdentityStore};
 use crate::indexeddb::IndexedDbStore;
@@ -36,6 +37,8 @@ pub const INPUT_QUEUE: usize = 4_096;
 const FRAMES_PER_BATCH: usize = 256;
 /// Batches of peer history waiting to be written while the driver verifies the next ones.
 const HISTORY_WRITES_AHEAD: usize = 4;
+/// Chunks waiting to be written while the driver receives the next ones (4 MiB).
+const CHUNK_WRITES_AHEAD: usize = 128;
 /// A download's progress is reported at most this often (ms).
 const PROGRESS_INTERVAL_MILLIS: f64 = 250.0;
 /// Attachments up to this size of the messages the relay delivers are fetched at once, so a
@@ -74,6 +77,11 @@ pub(crate) enum Feed {
         key: AttachmentKey,
         sha256: Option<Sha256Digest>,
     },
+    /// Chunks of `key` could not be written.
+    ChunkNotStored {
+        key: AttachmentKey,
+        message: String,
+    },
 }
 
 pub(crate) fn now() -> UnixMillis {
@@ -90,6 +98,7 @@ pub(crate) struct Driver {
     sink: EventSink,
     feed: mpsc::Sender<Feed>,
     history_writes: mpsc::Sender<HistoryWork>,
+    chunk_writes: mpsc::Sender<ChunkWork>,
     socket: Option<Socket>,
     downloads: Downloads,
     room: Room<Rank>,
@@ -106,6 +115,8 @@ impl Driver {
     ) -> Self {
         let (history_writes, work) = mpsc::channel(HISTORY_WRITES_AHEAD);
         wasm_bindgen_futures::spawn_local(write_history(history.clone(), sink.clone(), work));
+        let (chunk_writes, chunk_work) = mpsc::channel(CHUNK_WRITES_AHEAD);
+        wasm_bindgen_futures::spawn_local(write_chunks(history.clone(), feed.clone(), chunk_work));
         Self {
             node,
             links: PeerLinks::new(feed.clone()),
@@ -115,6 +126,7 @@ impl Driver {
             sink,
             feed,
             history_writes,
+            chunk_writes,
             socket: None,
             downloads: Downloads::new(),
             room: Room::new(DEFAULT_STORAGE_LIMIT),
@@ -167,6 +179,9 @@ impl Driver {
             }
             Feed::UploadDone { key, stored } => self.upload_done(key, stored).await,
             Feed::Checked { key, sha256 } => self.checked(key, sha256).await,
+            Feed::ChunkNotStored { key, message } => {
+                self.stop_download(key, "failed", Some(&message))
+            }
             Feed::Input(input) => self.node.handle(now(), input),
             Feed::SocketOverflow(number) => {
                 if self
@@ -279,7 +294,7 @@ impl Driver {
                 data,
                 proof,
                 from,
-            } => self.store_chunk(key, index, &data, &proof, from).await,
+            } => self.store_chunk(key, index, data, proof, from).await,
             NodeOutput::AttachmentComplete(key) => self.finish_download(key).await,
             NodeOutput::AttachmentUnavailable(key) => {
                 if let Some(download) = self.downloads.get_mut(&key) {
@@ -527,7 +542,7 @@ impl Driver {
                 // Stored before the bytes' digest was kept: read them through once.
                 None => {
                     self.downloads.insert(key, download);
-                    self.check(key);
+                    self.hand_to_chunk_writer(ChunkWork::Check { key }).await;
                 }
             };
         }
@@ -569,31 +584,37 @@ impl Driver {
         self.report(&download, state, message);
     }
 
+    /// Takes room for a verified chunk and hands it to [`write_chunks`].
     async fn store_chunk(
         &mut self,
         key: AttachmentKey,
         index: u64,
-        data: &[u8],
-        proof: &[peerchat_shared::chunk_tree::Hash],
+        data: Vec<u8>,
+        proof: Vec<peerchat_shared::chunk_tree::Hash>,
         from: peerchat_shared::identity::PublicKey,
     ) {
         if !self.downloads.contains_key(&key) {
             return;
         }
-        match self.room.take(key, data.len() as u64) {
+        let bytes = data.len() as u64;
+        match self.room.take(key, bytes) {
             Ok(dropped) => self.delete_attachments(dropped).await,
             Err(full) => return self.stop_download(key, "no_room", Some(&full.to_string())),
         }
-        if let Err(error) = self.history.put_chunks(&key, &[(index, data, proof)]).await {
-            return self.stop_download(key, "failed", Some(&error.to_string()));
-        }
+        let store = ChunkWork::Store {
+            key,
+            index,
+            data,
+            proof,
+        };
+        self.hand_to_chunk_writer(store).await;
         let time = js_sys::Date::now();
         let Some(download) = self.downloads.get_mut(&key) else {
             return;
         };
         download.held += 1;
         download.state = "fetching";
-        download.bytes += data.len() as u64;
+        download.bytes += bytes;
         download.senders.insert(from);
         download.started_at.get_or_insert(time);
         if time - download.reported_at >= PROGRESS_INTERVAL_MILLIS {
@@ -603,22 +624,22 @@ impl Driver {
         }
     }
 
-    /// Every chunk of `key` is stored: its bytes are read through beside the driver.
+    /// Every chunk of `key` is stored: its bytes are read through beside the driver, after the
+    /// last is written.
     async fn finish_download(&mut self, key: AttachmentKey) {
         if let Some(download) = self.downloads.get_mut(&key) {
             download.held = download.total();
-            self.check(key);
+            self.hand_to_chunk_writer(ChunkWork::Check { key }).await;
         }
     }
 
-    /// Reads the bytes of `key` through beside the driver, which hears [`Feed::Checked`].
-    fn check(&self, key: AttachmentKey) {
-        let history = self.history.clone();
-        let mut feed = self.feed.clone();
-        wasm_bindgen_futures::spawn_local(async move {
-            let sha256 = bytes_sha256(&history, &key).await.unwrap_or(None);
-            let _ = feed.send(Feed::Checked { key, sha256 }).await;
-        });
+    /// Hands `work` to [`write_chunks`], waiting while it is [`CHUNK_WRITES_AHEAD`] behind.
+    async fn hand_to_chunk_writer(&mut self, work: ChunkWork) {
+        let writer = &mut self.chunk_writes;
+        if poll_fn(|context| writer.poll_ready(context)).await.is_ok() {
+            // Ready was just reported and this task is the only sender.
+            let _ = writer.start_send(work);
+        }
     }
 
     /// Keeps the digest of a completed download's bytes and tells the page.

@@ -35,6 +35,8 @@ pub mod attachment_store;
 #[cfg(target_arch = "wasm32")]
 mod attachments;
 #[cfg(target_arch = "wasm32")]
+mod chunk_writer;
+#[cfg(target_arch = "wasm32")]
 mod client;
 #[cfg(target_arch = "wasm32")]
 mod driver;

@@ -53,8 +53,8 @@ pub const ICE_GATHERING_LIMIT_MILLIS: u64 = 5_000;
 /// ask for at once (512 ids in flight) fits when messages are of a usual size.
 pub const LINK_SEND_QUEUE_BYTES: usize = 2 * 1024 * 1024;
 /// A chunk frame is sent on a link only while less than this waits to be sent on it. A peer
-/// asks for at most 8 chunks at once (264 KiB with proofs), so an honest one is never refused.
-pub const LINK_CHUNK_QUEUE_BYTES: usize = 512 * 1024;
+/// asks for at most 32 chunks at once (1.04 MiB with proofs), so an honest one is never refused.
+pub const LINK_CHUNK_QUEUE_BYTES: usize = 1280 * 1024;
 
 /// One relay socket the node asked for ([`NodeOutput::OpenSocket`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

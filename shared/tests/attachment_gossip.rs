@@ -111,9 +111,13 @@ fn spread(count: usize, seed: u64) -> Outcome {
     for (member, linked) in links.iter().enumerate() {
         for other in linked {
             let peer = *other as PeerId;
-            members[member]
-                .engine
-                .handle(now, TransferInput::PeerUp { peer });
+            members[member].engine.handle(
+                now,
+                TransferInput::PeerUp {
+                    peer,
+                    relayed: false,
+                },
+            );
         }
     }
     let author = &mut members[0];

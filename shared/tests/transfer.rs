@@ -101,7 +101,13 @@ impl<'a> Network<'a> {
         };
         for (offset, source) in sources.iter().enumerate() {
             let mut engine = TransferEngine::new(TransferLimits::default());
-            engine.handle(START, TransferInput::PeerUp { peer: FETCHER });
+            engine.handle(
+                START,
+                TransferInput::PeerUp {
+                    peer: FETCHER,
+                    relayed: false,
+                },
+            );
             // A partial source's store answers for the chunks it lacks.
             let holding = TransferInput::Holding {
                 key: file.key(),
@@ -118,8 +124,13 @@ impl<'a> Network<'a> {
     fn link_all(&mut self) {
         let peers: Vec<PeerId> = self.sources.keys().copied().collect();
         for peer in peers {
-            self.fetcher
-                .handle(self.now, TransferInput::PeerUp { peer });
+            self.fetcher.handle(
+                self.now,
+                TransferInput::PeerUp {
+                    peer,
+                    relayed: false,
+                },
+            );
         }
     }
 
@@ -384,7 +395,13 @@ fn a_peer_that_asks_for_chunks_in_a_loop_is_served_within_its_bounds() {
     let limits = TransferLimits::default();
     let mut source = TransferEngine::new(limits.clone());
     let greedy = 7;
-    source.handle(START, TransferInput::PeerUp { peer: greedy });
+    source.handle(
+        START,
+        TransferInput::PeerUp {
+            peer: greedy,
+            relayed: false,
+        },
+    );
     source.handle(
         START,
         TransferInput::Holding {
@@ -433,7 +450,13 @@ fn a_peer_that_asks_for_chunks_in_a_loop_is_served_within_its_bounds() {
 fn oversized_requests_and_floods_of_unasked_chunks_cost_the_peer_its_link() {
     let file = File::new(CHUNK_BYTES);
     let mut engine = TransferEngine::new(TransferLimits::default());
-    engine.handle(START, TransferInput::PeerUp { peer: 5 });
+    engine.handle(
+        START,
+        TransferInput::PeerUp {
+            peer: 5,
+            relayed: false,
+        },
+    );
     let too_many = ChunkFrame::Want {
         key: file.key(),
         chunks: (0..17).collect(),
@@ -450,7 +473,13 @@ fn oversized_requests_and_floods_of_unasked_chunks_cost_the_peer_its_link() {
         Some(TransferOutput::Disconnect { peer: 5, .. })
     ));
 
-    engine.handle(START, TransferInput::PeerUp { peer: 6 });
+    engine.handle(
+        START,
+        TransferInput::PeerUp {
+            peer: 6,
+            relayed: false,
+        },
+    );
     let (data, proof) = file.chunk(0);
     let mut disconnected = false;
     for _ in 0..=TransferLimits::default().unasked_chunks_per_peer {
@@ -528,7 +557,13 @@ fn a_peer_left_alone_after_failing_is_asked_again_later() {
 fn late_answers_to_requests_asked_again_or_cancelled_are_no_offence() {
     let file = File::new(2 * CHUNK_BYTES);
     let mut engine = TransferEngine::new(TransferLimits::default());
-    engine.handle(START, TransferInput::PeerUp { peer: 5 });
+    engine.handle(
+        START,
+        TransferInput::PeerUp {
+            peer: 5,
+            relayed: false,
+        },
+    );
     for _ in 0..=TransferLimits::default().unasked_chunks_per_peer {
         let fetch = TransferInput::Fetch {
             key: file.key(),
@@ -603,7 +638,13 @@ fn a_request_for_what_this_member_does_not_hold_is_answered_missing_without_a_re
     let file = File::new(4 * CHUNK_BYTES);
     let key = file.key();
     let mut engine = TransferEngine::new(TransferLimits::default());
-    engine.handle(START, TransferInput::PeerUp { peer: 5 });
+    engine.handle(
+        START,
+        TransferInput::PeerUp {
+            peer: 5,
+            relayed: false,
+        },
+    );
     let missing = |chunks: Vec<u64>| TransferOutput::Send {
         peer: 5,
         frame: ChunkFrame::Missing { key, chunks },
@@ -652,7 +693,13 @@ fn a_chunk_served_to_a_peer_is_not_served_to_it_again_while_its_request_stands()
     let key = file.key();
     let limits = TransferLimits::default();
     let mut engine = TransferEngine::new(limits.clone());
-    engine.handle(START, TransferInput::PeerUp { peer: 5 });
+    engine.handle(
+        START,
+        TransferInput::PeerUp {
+            peer: 5,
+            relayed: false,
+        },
+    );
     engine.handle(
         START,
         TransferInput::Holding {
@@ -704,7 +751,13 @@ fn reads_for_all_peers_together_stay_within_the_serving_limit() {
     );
     let mut reads = 0;
     for peer in 0..10 {
-        engine.handle(START, TransferInput::PeerUp { peer });
+        engine.handle(
+            START,
+            TransferInput::PeerUp {
+                peer,
+                relayed: false,
+            },
+        );
         let chunks = (0..16).map(|offset| (peer * 16 + offset) % 64).collect();
         reads += outputs_after(&mut engine, START, want(peer, key, chunks))
             .iter()
@@ -743,7 +796,13 @@ fn unasked_chunks_are_forgiven_over_time() {
     let file = File::new(CHUNK_BYTES);
     let limits = TransferLimits::default();
     let mut engine = TransferEngine::new(limits.clone());
-    engine.handle(START, TransferInput::PeerUp { peer: 6 });
+    engine.handle(
+        START,
+        TransferInput::PeerUp {
+            peer: 6,
+            relayed: false,
+        },
+    );
     let (data, proof) = file.chunk(0);
     let send_unasked = |engine: &mut TransferEngine, now: UnixMillis, count: u32| {
         let mut disconnected = false;

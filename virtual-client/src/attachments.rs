@@ -30,6 +30,10 @@ pub const MAX_INCOMPLETE: usize = 32;
 /// An incomplete attachment that gains no chunk for this long is dropped (10 minutes).
 pub const STALLED_MILLIS: u64 = 10 * 60 * 1000;
 
+/// redb's page cache for the attachment file: chunks are written once and read now and then,
+/// so little is gained by more (redb's own default is 1 GiB).
+const PAGE_CACHE_BYTES: usize = 4 * 1024 * 1024;
+
 /// How much a virtual client keeps of attachments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AttachmentLimits {
@@ -117,7 +121,10 @@ impl AttachmentCache {
 
     /// A cache kept in the redb file at `path` (created when missing), with what it held.
     pub fn open(path: &Path, limits: AttachmentLimits) -> Result<Self, AttachmentCacheError> {
-        let database = Database::create(path).map_err(disk_error)?;
+        let database = redb::Builder::new()
+            .set_cache_size(PAGE_CACHE_BYTES)
+            .create(path)
+            .map_err(disk_error)?;
         let write = database.begin_write().map_err(disk_error)?;
         write.open_table(CHUNKS).map_err(disk_error)?;
         write.open_table(ATTACHMENTS).map_err(disk_error)?;
@@ -258,11 +265,17 @@ impl AttachmentCache {
             self.bytes += data.len() as u64;
         }
         entry.progress_at = now;
+        let complete = entry.is_complete(&key);
         match &self.disk {
             Some(database) => {
                 let mut value = proof.concat();
                 value.extend_from_slice(&data);
-                let write = database.begin_write().map_err(disk_error)?;
+                let mut write = database.begin_write().map_err(disk_error)?;
+                // Made durable with the file's last chunk (or the next durable commit): a crash
+                // before then loses those chunks (fetched again after the restart), nothing else.
+                if !complete {
+                    write.set_durability(redb::Durability::None);
+                }
                 {
                     let mut table = write.open_table(CHUNKS).map_err(disk_error)?;
                     table

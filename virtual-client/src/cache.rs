@@ -25,6 +25,9 @@ use std::time::Duration;
 
 /// Envelopes by (channel, id bytes), as JSON.
 const ENVELOPES: TableDefinition<'_, (&str, u128), &[u8]> = TableDefinition::new("envelopes");
+/// redb's page cache for the history file (redb's own default is 1 GiB, a ceiling that fills as
+/// pages are touched: far beyond a 256 MB machine).
+const PAGE_CACHE_BYTES: usize = 16 * 1024 * 1024;
 
 /// How much a cache keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,7 +98,10 @@ impl HistoryCache {
     /// A cache kept in the redb file at `path` (created when missing). What the file holds is
     /// kept aside until [`Self::admit_stored`] verifies it.
     pub fn open(path: &Path, limits: CacheLimits) -> Result<Self, CacheError> {
-        let database = Database::create(path).map_err(disk_error)?;
+        let database = redb::Builder::new()
+            .set_cache_size(PAGE_CACHE_BYTES)
+            .create(path)
+            .map_err(disk_error)?;
         let mut unverified = Vec::new();
         let mut unreadable = 0usize;
         {

@@ -1,6 +1,6 @@
 //! `cargo xtask bench relay`: the relay binary and the `peerchat-load` generator as two processes
 //! on loopback, the relay pinned to one core and the generator to the other.
-//! `cargo xtask bench render`, `newcomer` and `virtual`: benchmark tests, `#[ignore]`d so that
+//! `cargo xtask bench render`, `newcomer`, `virtual` and `attachments`: benchmark tests, `#[ignore]`d so that
 //! `cargo test` does not run them, run here by name with `--ignored` and their reports collected.
 //! `cargo xtask bench page`: the page-cache browser test's bytes for a first and a repeat visit.
 
@@ -179,6 +179,14 @@ const VIRTUAL_SYNC: BenchTest = BenchTest {
     binary: "virtual_clients",
     name: "throughput::benchmark_virtual_clients_pulling_a_seeded_history",
 };
+const VIRTUAL_ATTACHMENT: BenchTest = BenchTest {
+    binary: "virtual_clients",
+    name: "attachment_throughput::benchmark_a_virtual_client_fetching_a_file_from_another",
+};
+const BROWSER_ATTACHMENT: BenchTest = BenchTest {
+    binary: "browser",
+    name: "attachments::benchmark_a_browser_fetching_a_file_from_another",
+};
 const VIRTUAL_TO_BROWSER: BenchTest = BenchTest {
     binary: "virtual_clients",
     name: "chromium::benchmark_a_browser_newcomer_receiving_a_virtual_clients_seeded_history",
@@ -303,6 +311,25 @@ pub(crate) fn virtual_clients(root: &Path, messages: usize) -> Result<()> {
     ] {
         let output = process::output_of(
             test_command(root, test, &["--release"]).env(variable, messages.to_string()),
+        )
+        .with_context(|| format!("the benchmark {} failed", test.name))?;
+        let line = report_line(&output, label)
+            .with_context(|| format!("the benchmark {} printed no report", test.name))?;
+        eprintln!("xtask: {line}");
+    }
+    Ok(())
+}
+
+/// Runs the attachment benchmarks with a file of `megabytes` MiB (release build; the page's
+/// bundle as last built) and prints their reports.
+pub(crate) fn attachments(root: &Path, megabytes: usize) -> Result<()> {
+    for (test, label) in [
+        (&VIRTUAL_ATTACHMENT, "virtual to virtual:"),
+        (&BROWSER_ATTACHMENT, "browser to browser:"),
+    ] {
+        let output = process::output_of(
+            test_command(root, test, &["--release"])
+                .env("PEERCHAT_ATTACHMENT_MEGABYTES", megabytes.to_string()),
         )
         .with_context(|| format!("the benchmark {} failed", test.name))?;
         let line = report_line(&output, label)

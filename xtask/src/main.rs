@@ -97,6 +97,12 @@ enum BenchTarget {
         #[arg(long, default_value_t = 10_000)]
         messages: usize,
     },
+    /// An attachment between virtual clients over loopback data channels (release build):
+    /// the rate and the peak memory the fetch adds.
+    Attachments {
+        #[arg(long, default_value_t = 100)]
+        megabytes: usize,
+    },
     /// Reloading a page with 1,000 cached messages in headless Chromium.
     Render {
         #[arg(long, default_value_t = 5)]
@@ -160,6 +166,9 @@ fn main() -> Result<()> {
             "--include-ignored",
             "--nocapture",
         ])),
+        Command::Bench {
+            target: BenchTarget::Attachments { megabytes },
+        } => bench::attachments(&root, megabytes),
         Command::Bench {
             target: BenchTarget::Page,
         } => {

@@ -695,3 +695,62 @@ async fn a_message_claiming_another_digest_for_a_file_spoils_only_itself() {
     bob.close().await;
     relay.stop().await;
 }
+
+/// Polls the file `name` in `browser` until it is here, checked; returns the time from its first
+/// chunk kept to then (to the poll's precision).
+async fn time_until_ready(browser: &Browser, name: &str) -> Duration {
+    let state = format!(
+        "const li = [...document.querySelectorAll('#messages li.attachment')].find(li => \
+         li.querySelector('.file-name')?.textContent === {name:?}); \
+         return [li.dataset.state, Number(li.dataset.held)];"
+    );
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let mut first_chunk = None;
+    loop {
+        let now = tokio::time::Instant::now();
+        assert!(now < deadline, "gave up waiting for {name}");
+        let value = browser.eval(&state).await;
+        if value[1].as_u64().unwrap_or(0) > 0 {
+            first_chunk.get_or_insert(now);
+        }
+        if value[0] == "ready" {
+            return first_chunk.unwrap_or(now).elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// One page attaches a file of `PEERCHAT_ATTACHMENT_MEGABYTES` (100 unless set), another
+/// downloads it over a data channel; prints the rate for docs/benchmarks.md (never asserted;
+/// that such a file arrives whole is the three-holder test's).
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "benchmark: cargo xtask bench attachments"]
+#[allow(clippy::print_stdout, reason = "the rate is this benchmark's report")]
+async fn benchmark_a_browser_fetching_a_file_from_another() {
+    if browser::run_sealed() {
+        return;
+    }
+    let megabytes: usize = std::env::var("PEERCHAT_ATTACHMENT_MEGABYTES")
+        .map(|value| value.parse().expect("a number of megabytes"))
+        .unwrap_or(100);
+    let relay = TestRelay::start(config(Admission::Open)).await;
+    let driver = ChromeDriver::start().await;
+    let ada = open_online(&driver, &relay.url("/")).await;
+    let bob = open_online(&driver, &relay.url("/")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = data_file(megabytes * 1024 * 1024, 4);
+    attach(&ada, &write(dir.path(), "dataset.bin", &file)).await;
+    ada.send_message("").await;
+    bob.wait_for_message_count(1).await;
+    click_file_action(&bob, "dataset.bin").await;
+    let transfer = time_until_ready(&bob, "dataset.bin").await;
+    let seconds = transfer.as_secs_f64();
+    println!(
+        "browser to browser: mebibytes={megabytes} transfer_ms={:.0} mib_per_s={:.1}",
+        seconds * 1000.0,
+        megabytes as f64 / seconds
+    );
+    ada.close().await;
+    bob.close().await;
+    relay.stop().await;
+}

@@ -66,6 +66,26 @@ pub fn virtual_client_template(
     }
 }
 
+/// This process's resident memory in KiB.
+pub fn resident_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .unwrap()
+}
+
+/// Waits until `condition` holds, polling, for at most `patience`.
+pub async fn wait_for(patience: std::time::Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + patience;
+    while !condition() {
+        assert!(std::time::Instant::now() < deadline, "gave up waiting");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 pub async fn wait_until_cached(client: &peerchat_virtual::VirtualClient, count: u64) {
     wait_until(&format!("{count} cached messages"), || {
         client.stats.cached_messages() == count

@@ -14,6 +14,7 @@ mod browser;
 #[path = "../support/mod.rs"]
 mod support;
 
+mod attachment_throughput;
 mod binary;
 mod chromium;
 mod loopback;

@@ -7,24 +7,13 @@
 
 use crate::{archive, support};
 
-use archive::{seed_cache, virtual_client_template};
+use archive::{resident_kib, seed_cache, virtual_client_template, wait_for};
 use peerchat_virtual::{Fleet, DEFAULT_BYTES_PER_SECOND};
 use std::time::{Duration, Instant};
 use support::{unthrottled_config, TestRelay};
 use tokio_util::sync::CancellationToken;
 
 const PATIENCE: Duration = Duration::from_secs(600);
-
-/// This process's resident memory in KiB.
-fn resident_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| value.split_whitespace().next())
-        .and_then(|kib| kib.parse().ok())
-        .unwrap()
-}
 
 /// What one run measured.
 struct Report {
@@ -65,14 +54,17 @@ async fn pull_a_seeded_history(count: usize, pulling: usize) -> Report {
         count,
     );
     let source = seed.start(&template, 1, &shutdown).unwrap();
-    wait(|| source[0].stats.cached_messages() == count as u64).await;
+    wait_for(PATIENCE, || {
+        source[0].stats.cached_messages() == count as u64
+    })
+    .await;
 
     let before = resident_kib();
     let started = Instant::now();
     let clients = ten.start(&template, pulling, &shutdown).unwrap();
     let mut first_done = None;
     for client in &clients {
-        wait(|| client.stats.cached_messages() == count as u64).await;
+        wait_for(PATIENCE, || client.stats.cached_messages() == count as u64).await;
         first_done.get_or_insert_with(|| started.elapsed());
     }
     let all_done = started.elapsed();
@@ -110,12 +102,4 @@ async fn benchmark_virtual_clients_pulling_a_seeded_history() {
         report.all_done.as_secs_f64() * 1000.0,
         report.per_client_kib,
     );
-}
-
-async fn wait(mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + PATIENCE;
-    while !condition() {
-        assert!(Instant::now() < deadline, "gave up waiting");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }

@@ -2,7 +2,7 @@
 //! answering or declining offers, and replacing links that bring nothing.
 
 use super::{
-    Link, LinkState, MeshOutput, PeerMesh, SignalPayload, LINK_OPEN_TIMEOUT_MILLIS,
+    Link, LinkState, MeshOutput, PeerMesh, SignalPayload, Transport, LINK_OPEN_TIMEOUT_MILLIS,
     LINK_ROTATION_MILLIS, MAX_ARCHIVE_LINKS, MAX_LINKS, MAX_OFFERED_LINKS, ROTATED_OUT_MILLIS,
 };
 use crate::frames::{PeerAddress, SessionId};
@@ -186,7 +186,11 @@ impl PeerMesh {
     }
 
     pub(super) fn peer_up(&mut self, now: UnixMillis, session: SessionId) {
-        let Some((peer, archive)) = self.links.get(&session).map(|l| (l.peer, l.archive)) else {
+        let Some((peer, archive, relayed)) = self
+            .links
+            .get(&session)
+            .map(|l| (l.peer, l.archive, l.transport() == Some(Transport::Relay)))
+        else {
             return;
         };
         let channels = self.shared_channels(session);
@@ -198,7 +202,7 @@ impl PeerMesh {
                 archive,
             },
         );
-        self.transfer_input(now, TransferInput::PeerUp { peer });
+        self.transfer_input(now, TransferInput::PeerUp { peer, relayed });
     }
 
     pub(super) fn on_link_down(&mut self, now: UnixMillis, session: SessionId) {

@@ -8,7 +8,8 @@
 //!   size), so a holder serves only the key it holds and nobody is blamed for the other's.
 //! - **Fetching**: an attachment being fetched is asked of every linked peer not known to lack
 //!   it, lowest missing chunk first, at most [`TransferLimits::chunks_in_flight_per_peer`] from
-//!   each, so chunks come from several peers at once and a fast peer serves more. A request
+//!   each ([`TransferLimits::chunks_in_flight_relayed`] through the relay), so chunks come
+//!   from several peers at once and a fast peer serves more. A request
 //!   unanswered within [`TransferLimits::request_timeout_millis`] is asked again, of any peer; a
 //!   peer whose requests expire in [`TransferLimits::failures_before_giving_up`] rounds in a row
 //!   is left alone for [`TransferLimits::give_up_millis`], then asked again; a chunk whose
@@ -67,8 +68,11 @@ const RECENTLY_SERVED: usize = 64;
 /// The engine's tunables; [`TransferLimits::default`] is what clients use.
 #[derive(Debug, Clone)]
 pub struct TransferLimits {
-    /// Chunks asked of one peer and not answered yet (8 × 32 KiB in flight per peer).
+    /// Chunks asked of one peer over a data channel and not answered yet (32 × 32 KiB in
+    /// flight: a store's read takes milliseconds, so a smaller window leaves the channel idle).
     pub chunks_in_flight_per_peer: usize,
+    /// The same through the relay, whose quota paces it anyway.
+    pub chunks_in_flight_relayed: usize,
     pub request_timeout_millis: u64,
     pub failures_before_giving_up: u32,
     pub give_up_millis: u64,
@@ -88,14 +92,15 @@ pub struct TransferLimits {
 impl Default for TransferLimits {
     fn default() -> Self {
         Self {
-            chunks_in_flight_per_peer: 8,
+            chunks_in_flight_per_peer: 32,
+            chunks_in_flight_relayed: 8,
             request_timeout_millis: 4_000,
             failures_before_giving_up: 3,
             give_up_millis: 30_000,
             fetches_at_once: 64,
             unasked_chunks_per_peer: 64,
-            serving_per_peer: 16,
-            serving_at_once: 64,
+            serving_per_peer: 32,
+            serving_at_once: 128,
             // 60 MiB/s: above what a data channel carries here, so only a greedy peer meets it.
             chunks_per_second_per_peer: 1_920.0,
             chunk_burst_per_peer: 3_840.0,
@@ -144,8 +149,10 @@ pub enum TransferInput {
     Dropped {
         key: AttachmentKey,
     },
+    /// A peer linked, over a data channel or (`relayed`) through the relay.
     PeerUp {
         peer: PeerId,
+        relayed: bool,
     },
     PeerDown {
         peer: PeerId,
@@ -321,6 +328,8 @@ impl Fetching {
 
 #[derive(Debug)]
 struct PeerState {
+    /// Chunks it may be asked for at once.
+    window: usize,
     in_flight: usize,
     unasked_chunks: Budget,
     serving: usize,
@@ -395,7 +404,7 @@ impl TransferEngine {
             TransferInput::Dropped { key } => {
                 self.held.remove(&key);
             }
-            TransferInput::PeerUp { peer } => self.peer_up(now, peer),
+            TransferInput::PeerUp { peer, relayed } => self.peer_up(now, peer, relayed),
             TransferInput::PeerDown { peer } => self.forget_peer(peer),
             TransferInput::Frame { peer, frame } => self.on_frame(now, peer, frame),
             TransferInput::ChunkRead {
@@ -440,14 +449,20 @@ impl TransferEngine {
         }
     }
 
-    fn peer_up(&mut self, now: UnixMillis, peer: PeerId) {
+    fn peer_up(&mut self, now: UnixMillis, peer: PeerId, relayed: bool) {
         let served = Budget::full(
             self.limits.chunk_burst_per_peer,
             self.limits.chunks_per_second_per_peer,
             now,
         );
         let unasked = f64::from(self.limits.unasked_chunks_per_peer);
+        let window = if relayed {
+            self.limits.chunks_in_flight_relayed
+        } else {
+            self.limits.chunks_in_flight_per_peer
+        };
         self.peers.entry(peer).or_insert(PeerState {
+            window,
             in_flight: 0,
             unasked_chunks: Budget::full(unasked, unasked / 60.0, now),
             serving: 0,
@@ -735,14 +750,13 @@ impl TransferEngine {
     /// Fills every peer's room with the lowest chunks nobody holds or was asked for.
     fn request_chunks(&mut self, now: UnixMillis) {
         let deadline = now.saturating_add_millis(self.limits.request_timeout_millis);
-        let room = self.limits.chunks_in_flight_per_peer;
         for (key, fetching) in &mut self.fetching {
             let mut someone_holds_more = ask_peers(
                 *key,
                 fetching,
                 &mut self.peers,
                 &mut self.outputs,
-                (now, deadline, room),
+                (now, deadline),
             );
             let mut stalled = fetching.in_flight.is_empty() && !someone_holds_more;
             if stalled && fetching.forgive_time_outs() {
@@ -752,7 +766,7 @@ impl TransferEngine {
                     fetching,
                     &mut self.peers,
                     &mut self.outputs,
-                    (now, deadline, room),
+                    (now, deadline),
                 );
                 stalled = fetching.in_flight.is_empty() && !someone_holds_more;
             }
@@ -772,7 +786,7 @@ fn ask_peers(
     fetching: &mut Fetching,
     peers: &mut BTreeMap<PeerId, PeerState>,
     outputs: &mut VecDeque<TransferOutput>,
-    (now, deadline, room): (UnixMillis, UnixMillis, usize),
+    (now, deadline): (UnixMillis, UnixMillis),
 ) -> bool {
     let mut someone_holds_more = false;
     for (peer, state) in peers {
@@ -780,10 +794,10 @@ fn ask_peers(
             continue;
         }
         someone_holds_more |= !fetching.next_for(*peer, 1).is_empty();
-        if state.in_flight >= room {
+        if state.in_flight >= state.window {
             continue;
         }
-        let chunks = fetching.next_for(*peer, (room - state.in_flight).min(MAX_CHUNK_WANT));
+        let chunks = fetching.next_for(*peer, (state.window - state.in_flight).min(MAX_CHUNK_WANT));
         if chunks.is_empty() {
             continue;
         }
