@@ -119,10 +119,8 @@ fn the_storage_limit_drops_unfinished_fetches_then_others_least_recently_opened_
     let fetching = record(5, 9 * MIB, false, 1_000);
     room.pin(fetching.key(), rank(&fetching));
     let dropped = room.take(fetching.key(), 9 * MIB).unwrap();
-    let order: Vec<AttachmentKey> = [1, 4, 3]
-        .iter()
-        .map(|n| records[*n as usize - 1].key())
-        .collect();
+    // The unfinished fetch (1), then others' files least recently opened first (4, then 3).
+    let order: Vec<AttachmentKey> = [3, 2, 1].iter().map(|at| records[*at].key()).collect();
     assert_eq!(dropped, order);
     assert!(
         room.contains(&records[0].key()),
