@@ -15,7 +15,7 @@ use crate::page::{
 use crate::peer_links::PeerLinks;
 use crate::relay_socket::Socket;
 use futures_channel::{mpsc, oneshot};
-use futures_util::future::{poll_fn, select, Either};
+use futures_util::future::{select, Either};
 use futures_util::SinkExt as _;
 use futures_util::StreamExt as _;
 use peerchat_shared::chunk_tree::chunk_count;
@@ -390,11 +390,8 @@ impl Driver {
 
     /// Hands `work` to [`write_history`], waiting while it is [`HISTORY_WRITES_AHEAD`] behind.
     async fn hand_to_writer(&mut self, work: HistoryWork) {
-        let writer = &mut self.history_writes;
-        if poll_fn(|context| writer.poll_ready(context)).await.is_ok() {
-            // Ready was just reported and this task is the only sender.
-            let _ = writer.start_send(work);
-        }
+        // Fails only once the writer has ended, with the page.
+        let _ = self.history_writes.send(work).await;
     }
 
     async fn emit_after_history(&mut self, event: &impl Serialize) {
@@ -635,11 +632,8 @@ impl Driver {
 
     /// Hands `work` to [`write_chunks`], waiting while it is [`CHUNK_WRITES_AHEAD`] behind.
     async fn hand_to_chunk_writer(&mut self, work: ChunkWork) {
-        let writer = &mut self.chunk_writes;
-        if poll_fn(|context| writer.poll_ready(context)).await.is_ok() {
-            // Ready was just reported and this task is the only sender.
-            let _ = writer.start_send(work);
-        }
+        // Fails only once the writer has ended, with the page.
+        let _ = self.chunk_writes.send(work).await;
     }
 
     /// Keeps the digest of a completed download's bytes and tells the page.
