@@ -111,6 +111,7 @@ const ui = {
   attach: $("attach", HTMLButtonElement), attachInput: $("attach-input", HTMLInputElement),
   storageUse: $("storage-use", HTMLElement), storageForm: $("storage-form", HTMLFormElement),
   storageLimit: $("storage-limit", HTMLInputElement),
+  automaticFetch: $("automatic-fetch", HTMLInputElement),
   lightbox: $("lightbox", HTMLDialogElement), lightboxImage: $("lightbox-image", HTMLImageElement),
   lightboxCaption: $("lightbox-caption", HTMLElement),
 };
@@ -1047,6 +1048,7 @@ async function showStorage() {
   const limit = use.limit ?? (await defaultStorageLimit());
   ui.storageUse.textContent = `Files in this browser: ${formatBytes(use.used)} of ${formatBytes(limit)}.`;
   ui.storageLimit.value = String(Math.round(limit / 1024 ** 2));
+  ui.automaticFetch.value = String(use.automaticFetch / 1024 ** 2);
 }
 
 function wireStorage() {
@@ -1057,8 +1059,15 @@ function wireStorage() {
       showProblem("The storage limit is at least 16 megabytes.");
       return;
     }
+    // Left empty: left as it is.
+    const automatic = ui.automaticFetch.value === "" ? null : Number(ui.automaticFetch.value);
+    if (automatic !== null && !(Number.isFinite(automatic) && automatic >= 0 && automatic <= 64)) {
+      showProblem("Files are fetched as they are posted up to at most 64 megabytes (0 for none).");
+      return;
+    }
     try {
       await client().setStorageLimit(megabytes * 1024 ** 2);
+      if (automatic !== null) await client().setAutomaticFetchLimit(Math.round(automatic * 1024 ** 2));
       await showStorage();
     } catch (error) {
       showProblem(describe(error));

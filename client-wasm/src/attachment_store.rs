@@ -10,14 +10,14 @@
 
 use crate::indexeddb::{failed, IndexedDbStore};
 use crate::relay_records::META;
-use peerchat_shared::chunk_tree::Hash;
-use peerchat_shared::chunk_tree::CHUNK_BYTES;
+use peerchat_shared::chunk_tree::{chunk_count, Hash, CHUNK_BYTES};
 use peerchat_shared::encoding::to_base64url;
 use peerchat_shared::message::{Attachment, Sha256Digest};
 use peerchat_shared::store::StoreError;
 use peerchat_shared::transfer::{AttachmentKey, ChunkWithProof};
 use rexie::{KeyRange, TransactionMode};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
 use wasm_bindgen::JsValue;
 
 /// Attachment records, keyed by [`key_text`].
@@ -26,6 +26,10 @@ pub const ATTACHMENTS: &str = "attachments";
 pub const CHUNKS: &str = "chunks";
 /// The member's storage limit, in `meta`.
 const STORAGE_LIMIT: &str = "attachment_storage_limit";
+/// Chunks read at once while putting a file together or reading it through.
+const ASSEMBLE_CHUNKS: u32 = 32;
+/// The size up to which files are fetched as their messages arrive, in `meta`.
+const AUTOMATIC_FETCH_LIMIT: &str = "attachment_automatic_fetch_limit";
 /// The storage limit when the browser says nothing of its quota.
 pub const DEFAULT_STORAGE_LIMIT: u64 = 1024 * 1024 * 1024;
 
@@ -171,6 +175,20 @@ impl IndexedDbStore {
             .collect())
     }
 
+    /// How many chunks of `key` are stored.
+    pub async fn stored_chunk_count(&self, key: &AttachmentKey) -> Result<u64, StoreError> {
+        let transaction = self
+            .database
+            .transaction(&[CHUNKS], TransactionMode::ReadOnly)
+            .map_err(failed)?;
+        let store = transaction.store(CHUNKS).map_err(failed)?;
+        let count = store
+            .count(Some(all_chunks(&key_text(key))?))
+            .await
+            .map_err(failed)?;
+        Ok(u64::from(count))
+    }
+
     /// Stores chunks of `key` with their proofs, in one transaction.
     pub async fn put_chunks(
         &self,
@@ -217,6 +235,39 @@ impl IndexedDbStore {
         first: u64,
         count: u32,
     ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let records = self.chunk_records(key, first, count).await?;
+        Ok(records
+            .iter()
+            .filter_map(from_chunk_record)
+            .map(|(data, _)| data)
+            .collect())
+    }
+
+    /// The same as [`Self::chunk_data`], as views of the records the store read (no copy into
+    /// wasm memory).
+    pub async fn chunk_views(
+        &self,
+        key: &AttachmentKey,
+        first: u64,
+        count: u32,
+    ) -> Result<Vec<js_sys::Uint8Array>, StoreError> {
+        let records = self.chunk_records(key, first, count).await?;
+        Ok(records
+            .iter()
+            .map(|record| {
+                let bytes = js_sys::Uint8Array::new(record);
+                let data_start = 1 + 32 * u32::from(bytes.get_index(0));
+                bytes.subarray(data_start.min(bytes.length()), bytes.length())
+            })
+            .collect())
+    }
+
+    async fn chunk_records(
+        &self,
+        key: &AttachmentKey,
+        first: u64,
+        count: u32,
+    ) -> Result<Vec<JsValue>, StoreError> {
         let text = key_text(key);
         let range = KeyRange::bound(
             &chunk_key(&text, first),
@@ -234,11 +285,82 @@ impl IndexedDbStore {
             .get_all(Some(range), Some(count))
             .await
             .map_err(failed)?;
-        Ok(records
-            .iter()
-            .filter_map(from_chunk_record)
-            .map(|(data, _)| data)
-            .collect())
+        Ok(records)
+    }
+
+    /// Puts the file `attachment` describes together from its chunks, as a `Blob` of its media
+    /// type. `None` when a chunk is missing or the bytes are not the described file: their
+    /// SHA-256 was taken when they were stored (the chunks were verified against the tree on
+    /// the way in), and is read through here only for a record from before it was kept. The
+    /// blob grows a batch of chunks at a time, so the page never holds the whole file
+    /// (Chromium keeps a blob's bytes outside the page, on disk when they are large).
+    pub async fn assemble(
+        &self,
+        attachment: &Attachment,
+    ) -> Result<Option<web_sys::Blob>, StoreError> {
+        let key = AttachmentKey::of(attachment);
+        let Some(record) = self
+            .attachment(&key)
+            .await?
+            .filter(|record| record.complete)
+        else {
+            return Ok(None);
+        };
+        let sha256 = match record.bytes_sha256 {
+            Some(sha256) => Some(sha256),
+            None => self.bytes_sha256(&key).await?,
+        };
+        let count = chunk_count(key.size);
+        if sha256 != Some(attachment.sha256) || self.stored_chunk_count(&key).await? != count {
+            return Ok(None);
+        }
+        let options = web_sys::BlobPropertyBag::new();
+        options.set_type(&attachment.media_type);
+        let blob_of = |parts: &js_sys::Array| {
+            web_sys::Blob::new_with_blob_sequence_and_options(parts, &options)
+                .map_err(|error| failed(format!("{error:?}")))
+        };
+        let mut blob = blob_of(&js_sys::Array::new())?;
+        let mut next = 0;
+        while next < count {
+            let views = self.chunk_views(&key, next, ASSEMBLE_CHUNKS).await?;
+            let expected = (count - next).min(u64::from(ASSEMBLE_CHUNKS));
+            if views.len() as u64 != expected {
+                // Dropped (for room) meanwhile.
+                return Ok(None);
+            }
+            let parts = js_sys::Array::of1(&blob);
+            for view in &views {
+                parts.push(view);
+            }
+            blob = blob_of(&parts)?;
+            next += expected;
+        }
+        Ok(Some(blob))
+    }
+
+    /// The SHA-256 of the bytes stored under `key`, read through in order; `None` when a chunk
+    /// is missing.
+    pub async fn bytes_sha256(
+        &self,
+        key: &AttachmentKey,
+    ) -> Result<Option<Sha256Digest>, StoreError> {
+        let count = chunk_count(key.size);
+        let mut hasher = Sha256::new();
+        let mut next = 0;
+        while next < count {
+            let chunks = self.chunk_data(key, next, ASSEMBLE_CHUNKS).await?;
+            let expected = (count - next).min(u64::from(ASSEMBLE_CHUNKS));
+            if chunks.len() as u64 != expected {
+                // A chunk is missing (the ones after it would take its place in the run).
+                return Ok(None);
+            }
+            for data in &chunks {
+                hasher.update(data);
+            }
+            next += expected;
+        }
+        Ok(Some(Sha256Digest(hasher.finalize().into())))
     }
 
     /// Drops attachment `key` and its chunks.
@@ -268,5 +390,13 @@ impl IndexedDbStore {
 
     pub async fn save_storage_limit(&self, bytes: u64) -> Result<(), StoreError> {
         self.put_json(META, STORAGE_LIMIT, &bytes).await
+    }
+
+    pub async fn automatic_fetch_limit(&self) -> Result<Option<u64>, StoreError> {
+        self.get_json(META, AUTOMATIC_FETCH_LIMIT).await
+    }
+
+    pub async fn save_automatic_fetch_limit(&self, bytes: u64) -> Result<(), StoreError> {
+        self.put_json(META, AUTOMATIC_FETCH_LIMIT, &bytes).await
     }
 }

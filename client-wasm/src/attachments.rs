@@ -1,8 +1,8 @@
 //! Attachments in the browser: an upload is hashed and stored chunk by chunk before its message
 //! is sent (so this member serves it from the first request), in room the driver keeps for it;
 //! a download's progress is followed for the page; and a complete file is put together from its
-//! chunks and checked against the `sha256` of the description it is opened by, before the page
-//! may show or save it.
+//! chunks, once its bytes' SHA-256 matches the `sha256` of the description it is opened by,
+//! before the page may show or save it.
 
 use crate::attachment_store::AttachmentRecord;
 use crate::driver::Feed;
@@ -15,15 +15,12 @@ use peerchat_shared::message::{
     attachment_name_from, media_type_from, Attachment, ImageInfo, Sha256Digest,
 };
 use peerchat_shared::transfer::AttachmentKey;
-use sha2::{Digest as _, Sha256};
 use std::collections::{BTreeSet, HashMap};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
 /// Bytes read from a file at once while uploading.
 const READ_BYTES: usize = 32 * CHUNK_BYTES;
-/// Chunks read from the store at once while putting a file together.
-const ASSEMBLE_CHUNKS: u32 = 32;
 
 /// What the page measured of an image: its size, and its pixels drawn small (RGBA), from which
 /// the preview is made.
@@ -234,63 +231,6 @@ fn chunks_of(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
     let empty: &[u8] = &[];
     let first = bytes.is_empty().then_some(empty);
     first.into_iter().chain(bytes.chunks(CHUNK_BYTES))
-}
-
-/// Puts the file `attachment` describes together from its chunks, as a `Blob` of its media
-/// type, checking its SHA-256 on the way. `None` when a chunk is missing or the bytes are not
-/// the described file.
-pub async fn assemble(
-    store: &IndexedDbStore,
-    attachment: &Attachment,
-) -> Result<Option<web_sys::Blob>, String> {
-    let parts = js_sys::Array::new();
-    let sha256 = read_whole(store, &AttachmentKey::of(attachment), |data| {
-        parts.push(&js_sys::Uint8Array::from(data));
-    })
-    .await?;
-    if sha256 != Some(attachment.sha256) {
-        return Ok(None);
-    }
-    let options = web_sys::BlobPropertyBag::new();
-    options.set_type(&attachment.media_type);
-    web_sys::Blob::new_with_u8_array_sequence_and_options(&parts, &options)
-        .map(Some)
-        .map_err(js_error)
-}
-
-/// The SHA-256 of the bytes stored under `key`; `None` when a chunk is missing.
-pub async fn bytes_sha256(
-    store: &IndexedDbStore,
-    key: &AttachmentKey,
-) -> Result<Option<Sha256Digest>, String> {
-    read_whole(store, key, |_| {}).await
-}
-
-/// Reads the chunks of `key` in order, handing each to `take`; their SHA-256 when all were
-/// there.
-async fn read_whole(
-    store: &IndexedDbStore,
-    key: &AttachmentKey,
-    mut take: impl FnMut(&[u8]),
-) -> Result<Option<Sha256Digest>, String> {
-    let count = chunk_count(key.size);
-    let mut hasher = Sha256::new();
-    let mut next = 0;
-    while next < count {
-        let chunks = store
-            .chunk_data(key, next, ASSEMBLE_CHUNKS)
-            .await
-            .map_err(|error| error.to_string())?;
-        if chunks.is_empty() {
-            return Ok(None);
-        }
-        for data in &chunks {
-            hasher.update(data);
-            take(data);
-        }
-        next += chunks.len() as u64;
-    }
-    Ok((next == count).then(|| Sha256Digest(hasher.finalize().into())))
 }
 
 /// A download the driver follows for the page.

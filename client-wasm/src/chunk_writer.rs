@@ -1,13 +1,13 @@
 //! Attachment chunks written to IndexedDB beside the driver: the driver hands over each verified
 //! chunk and goes on receiving the next; chunks waiting together are written in one
-//! transaction, and a finished download is read through only after its last chunk is written.
+//! transaction, and a finished download is checked only after its last chunk is written.
 
-use crate::attachments::bytes_sha256;
 use crate::driver::Feed;
 use crate::indexeddb::IndexedDbStore;
 use futures_channel::mpsc;
 use futures_util::{SinkExt as _, StreamExt as _};
-use peerchat_shared::chunk_tree::Hash;
+use peerchat_shared::chunk_tree::{chunk_count, Hash};
+use peerchat_shared::message::Sha256Digest;
 use peerchat_shared::transfer::AttachmentKey;
 use std::rc::Rc;
 
@@ -23,9 +23,13 @@ pub(crate) enum ChunkWork {
         data: Vec<u8>,
         proof: Vec<Hash>,
     },
-    /// Every chunk of `key` is handed over: read them through and tell the driver their
-    /// SHA-256 ([`Feed::Checked`]).
-    Check { key: AttachmentKey },
+    /// Every chunk of `key` is handed over: tell the driver their SHA-256 ([`Feed::Checked`])
+    /// once they are written, `sha256` when the driver took it as they came, or else as read
+    /// back.
+    Check {
+        key: AttachmentKey,
+        sha256: Option<Sha256Digest>,
+    },
 }
 
 /// Writes chunks and checks downloads in order until the driver drops its sender. A write that
@@ -52,15 +56,26 @@ pub(crate) async fn write_chunks(
                     data,
                     proof,
                 } => stores.push((key, index, data, proof)),
-                ChunkWork::Check { key } => {
+                ChunkWork::Check { key, sha256 } => {
                     store_all(&history, &feed, std::mem::take(&mut stores)).await;
-                    let sha256 = bytes_sha256(&history, &key).await.unwrap_or(None);
+                    let sha256 = match sha256 {
+                        Some(taken) if all_stored(&history, &key).await => Some(taken),
+                        _ => history.bytes_sha256(&key).await.unwrap_or(None),
+                    };
                     tell_driver(&feed, Feed::Checked { key, sha256 });
                 }
             }
         }
         store_all(&history, &feed, stores).await;
     }
+}
+
+/// Whether every chunk of `key` is in the store (a write that failed left one out).
+async fn all_stored(history: &IndexedDbStore, key: &AttachmentKey) -> bool {
+    history
+        .stored_chunk_count(key)
+        .await
+        .is_ok_and(|count| count == chunk_count(key.size))
 }
 
 /// Feeds the driver from a task of its own: the driver may be waiting for this writer, so the

@@ -3,8 +3,8 @@
 //! member's actions for that task or read history straight from IndexedDB.
 
 use crate::attachment_store::AttachmentRecord;
-use crate::attachments::{assemble, prepare_upload, ImageSample, UploadWatch};
-use crate::driver::{fresh_nonce, Driver, Feed, INPUT_QUEUE};
+use crate::attachments::{prepare_upload, ImageSample, UploadWatch};
+use crate::driver::{fresh_nonce, Driver, Feed, INPUT_QUEUE, MAX_AUTOMATIC_FETCH_BYTES};
 use crate::identity_store::{random_bytes, IdentityStore, IDENTITY_DATABASE};
 use crate::indexeddb::IndexedDbStore;
 use crate::page::EventSink;
@@ -205,7 +205,7 @@ impl Client {
     }
 
     /// Resolves to the file `attachment` (its description, as in a message) describes, as a
-    /// `Blob` of its media type, put together from its chunks and checked against its SHA-256,
+    /// `Blob` of its media type, put together from its chunks whose SHA-256 matches its own,
     /// or `null` when it is not all here or does not match that description.
     #[wasm_bindgen(js_name = attachmentBlob)]
     pub fn attachment_blob(&self, attachment: JsValue) -> Result<js_sys::Promise, JsError> {
@@ -213,26 +213,32 @@ impl Client {
             .map_err(|error| JsError::new(&format!("not an attachment description: {error}")))?;
         let history = self.history.clone();
         Ok(wasm_bindgen_futures::future_to_promise(async move {
-            let blob = assemble(&history, &attachment)
+            let blob = history
+                .assemble(&attachment)
                 .await
-                .map_err(|error| JsError::new(&error))?;
+                .map_err(|error| JsError::new(&error.to_string()))?;
             Ok(blob.map_or(JsValue::NULL, JsValue::from))
         }))
     }
 
-    /// Resolves to `{used, limit}`: the bytes the attachments kept take, and the member's
-    /// storage limit (`null` until one is set).
+    /// Resolves to `{used, limit, automaticFetch}`: the bytes the attachments kept take, the
+    /// member's storage limit (`null` until one is set), and the size up to which files are
+    /// fetched as their messages arrive.
     #[wasm_bindgen(js_name = storageUse)]
     pub fn storage_use(&mut self) -> Result<js_sys::Promise, JsError> {
         let (reply, answer) = futures_channel::oneshot::channel();
         self.feed_driver(Feed::StorageUse(reply))?;
         let history = self.history.clone();
         Ok(wasm_bindgen_futures::future_to_promise(async move {
-            let (used, _) = answer
+            let use_ = answer
                 .await
                 .map_err(|_| JsError::new("the client has stopped"))?;
             let limit = history.storage_limit().await.map_err(JsError::from)?;
-            Ok(to_js(&serde_json::json!({ "used": used, "limit": limit }))?)
+            Ok(to_js(&serde_json::json!({
+                "used": use_.used,
+                "limit": limit,
+                "automaticFetch": use_.automatic_fetch,
+            }))?)
         }))
     }
 
@@ -248,6 +254,28 @@ impl Client {
         Ok(wasm_bindgen_futures::future_to_promise(async move {
             history
                 .save_storage_limit(bytes)
+                .await
+                .map_err(JsError::from)?;
+            Ok(JsValue::UNDEFINED)
+        }))
+    }
+
+    /// Sets the size up to which the files of arriving messages are fetched without being
+    /// opened (0: only files the member opens), in bytes, at most 64 MiB.
+    #[wasm_bindgen(js_name = setAutomaticFetchLimit)]
+    pub fn set_automatic_fetch_limit(&mut self, bytes: f64) -> Result<js_sys::Promise, JsError> {
+        if !(bytes.is_finite() && (0.0..=MAX_AUTOMATIC_FETCH_BYTES as f64).contains(&bytes)) {
+            return Err(JsError::new(&format!(
+                "files are fetched as they arrive up to at most {} bytes",
+                MAX_AUTOMATIC_FETCH_BYTES
+            )));
+        }
+        let bytes = bytes as u64;
+        self.feed_driver(Feed::AutomaticFetchLimit(bytes))?;
+        let history = self.history.clone();
+        Ok(wasm_bindgen_futures::future_to_promise(async move {
+            history
+                .save_automatic_fetch_limit(bytes)
                 .await
                 .map_err(JsError::from)?;
             Ok(JsValue::UNDEFINED)

@@ -25,7 +25,7 @@ use peerchat_shared::message::{Sha256Digest, VerifiedEnvelope};
 use peerchat_shared::node::{Delivered, Node, NodeInput, NodeOutput, SocketEvent, SocketNumber};
 use peerchat_shared::store::HistoryStore as _;
 use peerchat_shared::time::UnixMillis;
-use peerchat_shared::transfer::{AttachmentKey, Room};
+use peerchat_shared::transfer::{AttachmentKey, OrderedDigests, Room};
 use serde::Serialize;
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
@@ -43,10 +43,12 @@ const CHUNK_WRITES_AHEAD: usize = 128;
 const PROGRESS_INTERVAL_MILLIS: f64 = 250.0;
 /// Attachments up to this size of the messages the relay delivers are fetched at once, so a
 /// photo spreads through the channel as it is posted (docs/protocol.md §10.6); larger ones,
-/// and those of history from peers, when the member opens them.
-pub(crate) const FETCH_AT_ONCE_BYTES: u64 = 2 * 1024 * 1024;
-/// Downloads the driver starts itself (files of [`FETCH_AT_ONCE_BYTES`] or less) at once, at
-/// most; the others are fetched when the member opens them.
+/// and those of history from peers, when the member opens them. The member may choose
+/// another size in You, up to [`MAX_AUTOMATIC_FETCH_BYTES`] (0: only what they open).
+pub(crate) const DEFAULT_AUTOMATIC_FETCH_BYTES: u64 = 2 * 1024 * 1024;
+pub(crate) const MAX_AUTOMATIC_FETCH_BYTES: u64 = 64 * 1024 * 1024;
+/// Downloads the driver starts itself (files within the automatic size) at once, at most;
+/// the others are fetched when the member opens them.
 const AUTOMATIC_DOWNLOADS: usize = 16;
 
 /// What the driver task is fed: the node's inputs, and word that a socket overflowed.
@@ -60,8 +62,10 @@ pub(crate) enum Feed {
     CancelDownload(AttachmentKey),
     /// The member changed the storage limit for attachments.
     StorageLimit(u64),
-    /// What the attachments take, and the limit.
-    StorageUse(oneshot::Sender<(u64, u64)>),
+    /// The size up to which files are fetched as their messages arrive.
+    AutomaticFetchLimit(u64),
+    /// What the attachments take, and the size fetched as messages arrive.
+    StorageUse(oneshot::Sender<StorageUse>),
     /// An upload about to store its chunks: keep room for it, or say why there is none.
     ReserveUpload {
         record: AttachmentRecord,
@@ -84,6 +88,14 @@ pub(crate) enum Feed {
     },
 }
 
+/// What [`Feed::StorageUse`] answers.
+#[derive(Debug)]
+pub(crate) struct StorageUse {
+    /// Bytes the attachments kept take.
+    pub(crate) used: u64,
+    pub(crate) automatic_fetch: u64,
+}
+
 pub(crate) fn now() -> UnixMillis {
     UnixMillis(js_sys::Date::now() as u64)
 }
@@ -101,7 +113,11 @@ pub(crate) struct Driver {
     chunk_writes: mpsc::Sender<ChunkWork>,
     socket: Option<Socket>,
     downloads: Downloads,
+    /// The SHA-256 of downloads taken as their chunks arrive, so most need no read-back.
+    digests: OrderedDigests,
     room: Room<Rank>,
+    /// Files of messages the relay delivers up to this size are fetched at once.
+    automatic_fetch_bytes: u64,
 }
 
 impl Driver {
@@ -129,7 +145,9 @@ impl Driver {
             chunk_writes,
             socket: None,
             downloads: Downloads::new(),
+            digests: OrderedDigests::default(),
             room: Room::new(DEFAULT_STORAGE_LIMIT),
+            automatic_fetch_bytes: DEFAULT_AUTOMATIC_FETCH_BYTES,
         }
     }
 
@@ -171,8 +189,12 @@ impl Driver {
                 let dropped = self.room.set_limit(bytes);
                 self.delete_attachments(dropped).await;
             }
+            Feed::AutomaticFetchLimit(bytes) => self.automatic_fetch_bytes = bytes,
             Feed::StorageUse(reply) => {
-                let _ = reply.send((self.room.used(), self.room.limit()));
+                let _ = reply.send(StorageUse {
+                    used: self.room.used(),
+                    automatic_fetch: self.automatic_fetch_bytes,
+                });
             }
             Feed::ReserveUpload { record, reply } => {
                 let _ = reply.send(self.reserve_upload(record).await);
@@ -426,13 +448,14 @@ impl Driver {
                 acknowledged,
             });
         }
+        let automatic_fetch_bytes = self.automatic_fetch_bytes;
         for envelope in &envelopes {
             let small = envelope
                 .envelope()
                 .body
                 .attachments()
                 .iter()
-                .filter(|attachment| attachment.size <= FETCH_AT_ONCE_BYTES);
+                .filter(|attachment| attachment.size <= automatic_fetch_bytes);
             for attachment in small {
                 let record = AttachmentRecord {
                     opened_at: 0,
@@ -466,6 +489,9 @@ impl Driver {
     async fn load_attachments(&mut self) {
         if let Ok(Some(limit)) = self.history.storage_limit().await {
             self.room.set_limit(limit);
+        }
+        if let Ok(Some(bytes)) = self.history.automatic_fetch_limit().await {
+            self.automatic_fetch_bytes = bytes.min(MAX_AUTOMATIC_FETCH_BYTES);
         }
         let records = self.history.attachments().await.unwrap_or_default();
         let mut held_whole = Vec::new();
@@ -539,7 +565,8 @@ impl Driver {
                 // Stored before the bytes' digest was kept: read them through once.
                 None => {
                     self.downloads.insert(key, download);
-                    self.hand_to_chunk_writer(ChunkWork::Check { key }).await;
+                    let check = ChunkWork::Check { key, sha256: None };
+                    self.hand_to_chunk_writer(check).await;
                 }
             };
         }
@@ -563,6 +590,9 @@ impl Driver {
         }
         self.room.pin(key, rank(&download.record));
         let held = self.history.held_chunks(&key).await.unwrap_or_default();
+        if held.is_empty() {
+            self.digests.begin(key);
+        }
         download.held = held.len() as u64;
         self.report(&download, "fetching", None);
         self.downloads.insert(key, download);
@@ -576,6 +606,7 @@ impl Driver {
         let Some(download) = self.downloads.remove(&key) else {
             return;
         };
+        self.digests.forget(&key);
         self.node.handle(now(), NodeInput::CancelAttachment { key });
         self.room.unpin(&key, rank(&download.record));
         self.report(&download, state, message);
@@ -598,6 +629,7 @@ impl Driver {
             Ok(dropped) => self.delete_attachments(dropped).await,
             Err(full) => return self.stop_download(key, "no_room", Some(&full.to_string())),
         }
+        self.digests.add(&key, index, &data);
         let store = ChunkWork::Store {
             key,
             index,
@@ -621,12 +653,14 @@ impl Driver {
         }
     }
 
-    /// Every chunk of `key` is stored: its bytes are read through beside the driver, after the
-    /// last is written.
+    /// Every chunk of `key` is handed to the writer: once the last is written, its digest is
+    /// the one taken on the way, or its bytes are read through beside the driver.
     async fn finish_download(&mut self, key: AttachmentKey) {
         if let Some(download) = self.downloads.get_mut(&key) {
             download.held = download.total();
-            self.hand_to_chunk_writer(ChunkWork::Check { key }).await;
+            let sha256 = self.digests.finish(&key);
+            self.hand_to_chunk_writer(ChunkWork::Check { key, sha256 })
+                .await;
         }
     }
 

@@ -1,6 +1,7 @@
 //! Attachments in IndexedDB, in headless Chromium: chunks and their proofs read back as stored,
-//! held chunks listed for resuming, records with the digest of their bytes, and the order in
-//! which the storage limit drops files (the ledger itself is tested in `shared`).
+//! held chunks listed for resuming, records with the digest of their bytes, files put together
+//! only whole and as described, and the order in which the storage limit drops files (the
+//! ledger itself is tested in `shared`).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -12,6 +13,8 @@ use peerchat_client_wasm::attachment_store::{rank, AttachmentRecord};
 use peerchat_client_wasm::indexeddb::IndexedDbStore;
 use peerchat_shared::message::{Attachment, Sha256Digest};
 use peerchat_shared::transfer::{AttachmentKey, Room};
+use sha2::{Digest as _, Sha256};
+use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -126,4 +129,66 @@ fn the_storage_limit_drops_unfinished_fetches_then_others_least_recently_opened_
         room.contains(&records[0].key()),
         "the member's own goes last"
     );
+}
+
+/// The bytes of `blob`.
+async fn blob_bytes(blob: &web_sys::Blob) -> Vec<u8> {
+    let buffer = JsFuture::from(blob.array_buffer()).await.unwrap();
+    js_sys::Uint8Array::new(&buffer).to_vec()
+}
+
+#[wasm_bindgen_test]
+async fn a_file_is_put_together_only_whole_and_as_described() {
+    let store = fresh_store("peerchat-attachments-test-assemble").await;
+    // 40 chunks: more than one batch of the assembly.
+    let bytes: Vec<u8> = (0..40 * 32 * 1024 - 7).map(|n| (n % 241) as u8).collect();
+    let sha256 = Sha256Digest(Sha256::digest(&bytes).into());
+    let mut kept = record(4, bytes.len() as u64, false, 1);
+    kept.attachment.sha256 = sha256;
+    let key = kept.key();
+    for (index, chunk) in bytes.chunks(32 * 1024).enumerate() {
+        store
+            .put_chunks(&key, &[(index as u64, chunk, &[[3; 32]])])
+            .await
+            .unwrap();
+    }
+    store.put_attachment(&kept).await.unwrap();
+    // A record from before the digest was kept: read through.
+    assert_eq!(store.bytes_sha256(&key).await.unwrap(), Some(sha256));
+    let blob = store.assemble(&kept.attachment).await.unwrap().unwrap();
+    assert_eq!(blob_bytes(&blob).await, bytes);
+    assert_eq!(blob.type_(), "application/octet-stream");
+
+    let mut other_description = kept.attachment.clone();
+    other_description.sha256 = Sha256Digest([1; 32]);
+    assert!(store.assemble(&other_description).await.unwrap().is_none());
+
+    kept.bytes_sha256 = Some(Sha256Digest([2; 32]));
+    store.put_attachment(&kept).await.unwrap();
+    assert!(
+        store.assemble(&kept.attachment).await.unwrap().is_none(),
+        "the digest kept when stored decides"
+    );
+    kept.bytes_sha256 = Some(sha256);
+    store.put_attachment(&kept).await.unwrap();
+    assert!(store.assemble(&kept.attachment).await.unwrap().is_some());
+
+    // The same file under another root, with chunk 33 never stored: the chunks after it must
+    // not take its place.
+    let mut gapped = kept.clone();
+    gapped.attachment.root = Sha256Digest([8; 32]);
+    let gapped_key = gapped.key();
+    for (index, chunk) in bytes
+        .chunks(32 * 1024)
+        .enumerate()
+        .filter(|(index, _)| *index != 33)
+    {
+        store
+            .put_chunks(&gapped_key, &[(index as u64, chunk, &[])])
+            .await
+            .unwrap();
+    }
+    store.put_attachment(&gapped).await.unwrap();
+    assert!(store.assemble(&gapped.attachment).await.unwrap().is_none());
+    assert_eq!(store.bytes_sha256(&gapped_key).await.unwrap(), None);
 }

@@ -187,6 +187,14 @@ const BROWSER_ATTACHMENT: BenchTest = BenchTest {
     binary: "browser",
     name: "attachments::benchmark_a_browser_fetching_a_file_from_another",
 };
+const BARE_DATA_CHANNEL: BenchTest = BenchTest {
+    binary: "browser",
+    name: "attachments::benchmark_a_bare_data_channel_between_two_browsers",
+};
+const VIRTUAL_TO_BROWSER_ATTACHMENT: BenchTest = BenchTest {
+    binary: "virtual_clients",
+    name: "chromium::benchmark_a_browser_fetching_a_file_from_a_virtual_client",
+};
 const VIRTUAL_TO_BROWSER: BenchTest = BenchTest {
     binary: "virtual_clients",
     name: "chromium::benchmark_a_browser_newcomer_receiving_a_virtual_clients_seeded_history",
@@ -325,7 +333,9 @@ pub(crate) fn virtual_clients(root: &Path, messages: usize) -> Result<()> {
 pub(crate) fn attachments(root: &Path, megabytes: usize) -> Result<()> {
     for (test, label) in [
         (&VIRTUAL_ATTACHMENT, "virtual to virtual:"),
+        (&VIRTUAL_TO_BROWSER_ATTACHMENT, "virtual to browser (file):"),
         (&BROWSER_ATTACHMENT, "browser to browser:"),
+        (&BARE_DATA_CHANNEL, "bare data channel:"),
     ] {
         let output = process::output_of(
             test_command(root, test, &["--release"])

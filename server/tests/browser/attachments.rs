@@ -529,17 +529,7 @@ async fn a_small_photo_spreads_to_members_who_never_opened_it_and_stays_after_it
     let driver = ChromeDriver::start().await;
     let ada = open_online(&driver, &relay.url("/")).await;
     let bob = open_online(&driver, &relay.url("/")).await;
-    // Bob reads another channel: #general's messages reach his store, not his screen.
-    bob.eval(
-        "document.getElementById('join-name').value = 'random'; \
-         document.getElementById('join-form').requestSubmit(); return true;",
-    )
-    .await;
-    bob.wait_until(
-        "Bob to read #random",
-        "return document.getElementById('channel-title').textContent.includes('random')",
-    )
-    .await;
+    read_random(&bob).await;
     let dir = tempfile::tempdir().unwrap();
     // 1 MB: small enough to be fetched as soon as it is posted.
     let photo = bmp(600, 580, 13);
@@ -560,6 +550,86 @@ async fn a_small_photo_spreads_to_members_who_never_opened_it_and_stays_after_it
     assert_eq!(
         shown_image_sha256(&cleo, "cake.bmp").await,
         sha256_hex(&photo)
+    );
+    bob.close().await;
+    cleo.close().await;
+    relay.stop().await;
+}
+
+/// Opens `browser`'s #random, so that #general's messages reach its store, not its screen.
+async fn read_random(browser: &Browser) {
+    browser
+        .eval(
+            "document.getElementById('join-name').value = 'random'; \
+             document.getElementById('join-form').requestSubmit(); return true;",
+        )
+        .await;
+    browser
+        .wait_until(
+            "the page to read #random",
+            "return document.getElementById('channel-title').textContent.includes('random')",
+        )
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_member_who_fetches_no_file_unopened_gets_a_photo_only_when_it_is_shown() {
+    if browser::run_sealed() {
+        return;
+    }
+    let relay = TestRelay::start(config(Admission::Open)).await;
+    let driver = ChromeDriver::start().await;
+    let ada = open_online(&driver, &relay.url("/")).await;
+    let bob = open_online(&driver, &relay.url("/")).await;
+    bob.eval(
+        "document.getElementById('open-settings').click(); \
+         document.getElementById('storage-limit').value = '1024'; \
+         document.getElementById('automatic-fetch').value = '0'; \
+         document.getElementById('storage-form').requestSubmit(); return true;",
+    )
+    .await;
+    bob.wait_until(
+        "the setting to be saved",
+        "return document.getElementById('storage-use').textContent.includes('of 1.0 GB')",
+    )
+    .await;
+    bob.reload().await;
+    bob.wait_until_online().await;
+    bob.eval("document.getElementById('open-settings').click(); return true;")
+        .await;
+    bob.wait_until(
+        "the setting to survive the reload",
+        "return document.getElementById('automatic-fetch').value === '0'",
+    )
+    .await;
+    bob.eval("document.getElementById('settings').close(); return true;")
+        .await;
+    let cleo = open_online(&driver, &relay.url("/")).await;
+    read_random(&bob).await;
+    read_random(&cleo).await;
+    let dir = tempfile::tempdir().unwrap();
+    // 1 MB: within the default size fetched as it is posted, which Cleo keeps.
+    let photo = bmp(600, 580, 17);
+    attach(&ada, &write(dir.path(), "kite.bmp", &photo)).await;
+    ada.send_message("").await;
+    cleo.wait_until(
+        "Cleo to hold the photo without opening it",
+        "return Number(document.body.dataset.chunksOverDataChannel) === 32",
+    )
+    .await;
+    let cleo_fingerprint = cleo.fingerprint().await;
+    ada.close().await;
+
+    bob.eval(
+        "document.getElementById('join-name').value = 'general'; \
+         document.getElementById('join-form').requestSubmit(); return true;",
+    )
+    .await;
+    wait_until_ready(&bob, "kite.bmp").await;
+    assert_eq!(
+        served_by(&bob, "kite.bmp").await,
+        [cleo_fingerprint],
+        "fetched when shown, after its sender left, not when posted"
     );
     bob.close().await;
     cleo.close().await;
@@ -696,30 +766,6 @@ async fn a_message_claiming_another_digest_for_a_file_spoils_only_itself() {
     relay.stop().await;
 }
 
-/// Polls the file `name` in `browser` until it is here, checked; returns the time from its first
-/// chunk kept to then (to the poll's precision).
-async fn time_until_ready(browser: &Browser, name: &str) -> Duration {
-    let state = format!(
-        "const li = [...document.querySelectorAll('#messages li.attachment')].find(li => \
-         li.querySelector('.file-name')?.textContent === {name:?}); \
-         return [li.dataset.state, Number(li.dataset.held)];"
-    );
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    let mut first_chunk = None;
-    loop {
-        let now = tokio::time::Instant::now();
-        assert!(now < deadline, "gave up waiting for {name}");
-        let value = browser.eval(&state).await;
-        if value[1].as_u64().unwrap_or(0) > 0 {
-            first_chunk.get_or_insert(now);
-        }
-        if value[0] == "ready" {
-            return first_chunk.unwrap_or(now).elapsed();
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// One page attaches a file of `PEERCHAT_ATTACHMENT_MEGABYTES` (100 unless set), another
 /// downloads it over a data channel; prints the rate for docs/benchmarks.md (never asserted;
 /// that such a file arrives whole is the three-holder test's).
@@ -742,13 +788,107 @@ async fn benchmark_a_browser_fetching_a_file_from_another() {
     attach(&ada, &write(dir.path(), "dataset.bin", &file)).await;
     ada.send_message("").await;
     bob.wait_for_message_count(1).await;
+    let renderer_before = bob.renderer_memory_kib();
     click_file_action(&bob, "dataset.bin").await;
-    let transfer = time_until_ready(&bob, "dataset.bin").await;
-    let seconds = transfer.as_secs_f64();
+    let watch = bob.watch_until_ready("dataset.bin").await;
+    let seconds = watch.elapsed.as_secs_f64();
     println!(
-        "browser to browser: mebibytes={megabytes} transfer_ms={:.0} mib_per_s={:.1}",
+        "browser to browser: mebibytes={megabytes} transfer_ms={:.0} mib_per_s={:.1} receiving_renderer_before_kib={renderer_before} receiving_renderer_peak_kib={}",
         seconds * 1000.0,
-        megabytes as f64 / seconds
+        megabytes as f64 / seconds,
+        watch.peak_renderer_kib
+    );
+    ada.close().await;
+    bob.close().await;
+    relay.stop().await;
+}
+
+/// The floor under the browser-to-browser figure: the same two kinds of profile, one bare
+/// data channel between them (signalled by the test, no relay, no wasm, no IndexedDB),
+/// `PEERCHAT_ATTACHMENT_MEGABYTES` sent as chunk-sized messages with as many bytes queued as
+/// the page allows for chunks. Prints the rate for docs/benchmarks.md; never asserted.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "benchmark: cargo xtask bench attachments"]
+#[allow(clippy::print_stdout, reason = "the rate is this benchmark's report")]
+async fn benchmark_a_bare_data_channel_between_two_browsers() {
+    if browser::run_sealed() {
+        return;
+    }
+    let megabytes: usize = std::env::var("PEERCHAT_ATTACHMENT_MEGABYTES")
+        .map(|value| value.parse().expect("a number of megabytes"))
+        .unwrap_or(100);
+    let relay = TestRelay::start(config(Admission::Open)).await;
+    let driver = ChromeDriver::start().await;
+    let ada = Browser::open(&driver, &relay.url("/")).await;
+    let bob = Browser::open(&driver, &relay.url("/")).await;
+    // Both: a peer connection whose description is returned once its candidates are in it.
+    let gathered = "window.bare = new RTCPeerConnection(); \
+        window.described = () => new Promise((done) => { \
+          const check = () => bare.iceGatheringState === 'complete' && done(bare.localDescription.sdp); \
+          bare.onicegatheringstatechange = check; check(); });";
+    let offer = ada
+        .client
+        .execute_async(
+            &format!(
+                "const done = arguments[0]; {gathered} \
+                 window.channel = bare.createDataChannel('bare'); \
+                 bare.setLocalDescription().then(described).then(done);"
+            ),
+            vec![],
+        )
+        .await
+        .unwrap();
+    let answer = bob
+        .client
+        .execute_async(
+            &format!(
+                "const [offer, done] = arguments; {gathered} \
+                 window.received = 0; \
+                 window.arrived = new Promise((whole) => {{ bare.ondatachannel = (event) => {{ \
+                   event.channel.binaryType = 'arraybuffer'; \
+                   event.channel.onmessage = (message) => {{ \
+                     window.first ??= performance.now(); \
+                     received += message.data.byteLength; \
+                     if (received >= {total}) whole(performance.now() - first); }}; }}; }}); \
+                 bare.setRemoteDescription({{ type: 'offer', sdp: offer }}) \
+                   .then(() => bare.setLocalDescription()).then(described).then(done);",
+                total = megabytes * 1024 * 1024
+            ),
+            vec![offer],
+        )
+        .await
+        .unwrap();
+    ada.client
+        .execute_async(
+            &format!(
+                "const [answer, done] = arguments; \
+                 channel.onopen = async () => {{ \
+                   const message = new Uint8Array({message}); let sent = 0; \
+                   channel.bufferedAmountLowThreshold = {queue} / 2; \
+                   while (sent < {total}) {{ \
+                     while (channel.bufferedAmount + message.length <= {queue} && sent < {total}) {{ \
+                       channel.send(message); sent += message.length; }} \
+                     if (sent < {total}) await new Promise((low) => channel.onbufferedamountlow = low); }} \
+                   done(); }}; \
+                 bare.setRemoteDescription({{ type: 'answer', sdp: answer }});",
+                message = CHUNK_BYTES,
+                queue = peerchat_shared::node::LINK_CHUNK_QUEUE_BYTES,
+                total = megabytes * 1024 * 1024
+            ),
+            vec![answer],
+        )
+        .await
+        .unwrap();
+    let milliseconds = bob
+        .client
+        .execute_async("arrived.then(arguments[0])", vec![])
+        .await
+        .unwrap()
+        .as_f64()
+        .unwrap();
+    println!(
+        "bare data channel: mebibytes={megabytes} transfer_ms={milliseconds:.0} mib_per_s={:.1}",
+        megabytes as f64 / (milliseconds / 1000.0)
     );
     ada.close().await;
     bob.close().await;

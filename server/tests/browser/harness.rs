@@ -181,6 +181,49 @@ impl WebDriverCompatibleCommand for DevToolsCommand {
     }
 }
 
+/// What [`Browser::watch_until_ready`] saw.
+pub struct TransferWatch {
+    pub elapsed: Duration,
+    /// The most [`Browser::renderer_memory_kib`] said meanwhile.
+    pub peak_renderer_kib: u64,
+}
+
+/// A process as /proc describes it.
+struct ProcessInfo {
+    pid: u32,
+    parent: u32,
+    command: String,
+    anonymous_kib: u64,
+}
+
+/// Every process this user can read in /proc.
+fn processes() -> Vec<ProcessInfo> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let status = std::fs::read_to_string(entry.path().join("status")).ok()?;
+            let field = |name: &str| {
+                status
+                    .lines()
+                    .find_map(|line| line.strip_prefix(name))
+                    .and_then(|value| value.split_whitespace().next())
+                    .and_then(|value| value.parse::<u64>().ok())
+            };
+            let command = std::fs::read(entry.path().join("cmdline")).ok()?;
+            Some(ProcessInfo {
+                pid,
+                parent: u32::try_from(field("PPid:")?).ok()?,
+                command: String::from_utf8_lossy(&command).replace('\0', " "),
+                anonymous_kib: field("RssAnon:").unwrap_or(0),
+            })
+        })
+        .collect()
+}
+
 /// A message as the page shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShownMessage {
@@ -501,6 +544,76 @@ impl Browser {
     }
 
     /// The page's accessibility tree as Chromium computes it (`Accessibility.getFullAXTree`).
+    /// The page's own memory: the anonymous resident memory (heap, JS and wasm, not the
+    /// shared code every process maps) of this profile's renderer processes, in KiB, read from
+    /// /proc (the processes that descend from the Chromium whose `--user-data-dir` is this
+    /// profile and run with `--type=renderer`).
+    pub fn renderer_memory_kib(&self) -> u64 {
+        let marker = format!("--user-data-dir={}", self._profile.path().display());
+        let processes = processes();
+        let Some(main) = processes.iter().find(|process| {
+            process.command.contains(&marker) && !process.command.contains("--type=")
+        }) else {
+            return 0;
+        };
+        let mut family = vec![main.pid];
+        let mut grew = true;
+        while grew {
+            grew = false;
+            for process in &processes {
+                if family.contains(&process.parent) && !family.contains(&process.pid) {
+                    family.push(process.pid);
+                    grew = true;
+                }
+            }
+        }
+        processes
+            .iter()
+            .filter(|process| family.contains(&process.pid))
+            .filter(|process| process.command.contains("--type=renderer"))
+            .map(|process| process.anonymous_kib)
+            .sum()
+    }
+
+    /// Polls the attachment `name` until it is here, checked, while sampling the page's memory;
+    /// fails only when its held bytes stop growing for [`PATIENCE`] (a benchmark's file is
+    /// large). The time is from its first chunk kept (to the poll's precision).
+    pub async fn watch_until_ready(&self, name: &str) -> TransferWatch {
+        let state = format!(
+            "const li = [...document.querySelectorAll('#messages li.attachment')].find(li => \
+             li.querySelector('.file-name')?.textContent === {name:?}); \
+             return [li.dataset.state, Number(li.dataset.held)];"
+        );
+        let mut first_chunk = None;
+        let mut held = 0;
+        let mut last_progress = tokio::time::Instant::now();
+        let mut peak_renderer_kib = 0;
+        loop {
+            let now = tokio::time::Instant::now();
+            let value = self.eval(&state).await;
+            peak_renderer_kib = peak_renderer_kib.max(self.renderer_memory_kib());
+            let now_held = value[1].as_u64().unwrap_or(0);
+            if now_held > 0 {
+                first_chunk.get_or_insert(now);
+            }
+            if now_held != held {
+                held = now_held;
+                last_progress = now;
+            }
+            if value[0] == "ready" {
+                return TransferWatch {
+                    elapsed: first_chunk.unwrap_or(now).elapsed(),
+                    peak_renderer_kib,
+                };
+            }
+            assert!(
+                last_progress.elapsed() < PATIENCE,
+                "{name} stopped arriving at {held} bytes"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub async fn accessibility_tree(&self) -> Vec<Value> {
         let tree = self
             .client

@@ -4,7 +4,7 @@
 
 use crate::{archive, browser, support};
 
-use archive::{virtual_client_template, wait_until_cached};
+use archive::{resident_kib, virtual_client_template, wait_until_cached};
 use browser::{Browser, ChromeDriver};
 use peerchat_virtual::{Fleet, DEFAULT_BYTES_PER_SECOND};
 use std::path::Path;
@@ -260,29 +260,33 @@ async fn benchmark_a_browser_newcomer_receiving_a_virtual_clients_seeded_history
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_file_whose_sender_left_comes_to_a_newcomer_from_the_virtual_client() {
-    if browser::run_sealed() {
-        return;
-    }
+/// A relay, a virtual client that holds a file a member posted before leaving, and a
+/// newcomer's page showing the file's message (nothing fetched yet).
+struct LeftWithTheVirtualClient {
+    relay: TestRelay,
+    archive: peerchat_virtual::VirtualClient,
+    shutdown: CancellationToken,
+    bea: Browser,
+    _driver: ChromeDriver,
+    _dirs: [tempfile::TempDir; 2],
+}
+
+async fn a_file_left_with_the_virtual_client(file: &[u8], name: &str) -> LeftWithTheVirtualClient {
     let keys = tempfile::tempdir().unwrap();
     let fleet = fleet(keys.path());
     let relay = TestRelay::start(config_admitting(&fleet, 1)).await;
     let shutdown = CancellationToken::new();
     let mut template = virtual_client_template(&relay, "0.0.0.0:0");
-    // Its links' budget is not what this test is about.
+    // Its links' budget is not what these tests are about, and the file must fit its cache.
     template.bytes_per_second = 256 * 1024 * 1024;
+    template.attachments.max_bytes = template.attachments.max_bytes.max(2 * file.len() as u64);
     let archive = peerchat_virtual::start(fleet.config(&template, 1), shutdown.clone()).unwrap();
     wait_until_relay_counts_virtual_clients(&relay, 1).await;
     let driver = ChromeDriver::start().await;
     let ada = open_online(&driver, &relay.url("/")).await;
-    // 20 MB.
-    let file: Vec<u8> = (0..20 * 1024 * 1024)
-        .map(|index: usize| ((index * 17 + index / 1013) % 256) as u8)
-        .collect();
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("recording.ogg");
-    std::fs::write(&path, &file).unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, file).unwrap();
     ada.choose_file("#attach-input", &path).await;
     ada.wait_until(
         "the file to be ready to send",
@@ -291,18 +295,53 @@ async fn a_file_whose_sender_left_comes_to_a_newcomer_from_the_virtual_client() 
     .await;
     ada.send_message("the whole meeting").await;
     ada.wait_for_message_count(1).await;
-    let deadline = tokio::time::Instant::now() + PATIENCE;
+    // Moving the file to the virtual client takes as long as it takes (a benchmark's file is
+    // large); only a stall fails.
+    let mut held = 0;
+    let mut last_progress = tokio::time::Instant::now();
     while archive.stats.cached_attachments() < 1 {
+        let now_held = archive.stats.attachment_bytes();
+        if now_held != held {
+            held = now_held;
+            last_progress = tokio::time::Instant::now();
+        }
         assert!(
-            tokio::time::Instant::now() < deadline,
-            "the virtual client never had the file"
+            last_progress.elapsed() < PATIENCE,
+            "the virtual client stopped receiving the file"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     ada.close().await;
-
     let bea = open_online(&driver, &relay.url("/")).await;
     bea.wait_for_message_count(1).await;
+    LeftWithTheVirtualClient {
+        relay,
+        archive,
+        shutdown,
+        bea,
+        _driver: driver,
+        _dirs: [keys, dir],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_whose_sender_left_comes_to_a_newcomer_from_the_virtual_client() {
+    if browser::run_sealed() {
+        return;
+    }
+    // 20 MB.
+    let file: Vec<u8> = (0..20 * 1024 * 1024)
+        .map(|index: usize| ((index * 17 + index / 1013) % 256) as u8)
+        .collect();
+    // Every field is kept to the end: the ChromeDriver among them.
+    let LeftWithTheVirtualClient {
+        relay,
+        archive,
+        shutdown,
+        bea,
+        _driver,
+        _dirs,
+    } = a_file_left_with_the_virtual_client(&file, "recording.ogg").await;
     bea.eval("document.querySelector('#messages .file-action').click(); return true;")
         .await;
     bea.wait_until(
@@ -335,4 +374,53 @@ async fn a_file_whose_sender_left_comes_to_a_newcomer_from_the_virtual_client() 
     bea.close().await;
     shutdown.cancel();
     relay.stop().await;
+}
+
+/// A virtual client holds a file of `PEERCHAT_ATTACHMENT_MEGABYTES` (100 unless set) whose
+/// sender left; a newcomer's page downloads it from the virtual client. Prints the rate and
+/// the peak memory of the page's renderer and of this process (relay and virtual client) for
+/// docs/benchmarks.md; never asserted (the 20 MB test proves such a file arrives whole).
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "benchmark: cargo xtask bench attachments"]
+#[allow(clippy::print_stdout, reason = "the rate is this benchmark's report")]
+async fn benchmark_a_browser_fetching_a_file_from_a_virtual_client() {
+    if browser::run_sealed() {
+        return;
+    }
+    let megabytes: usize = std::env::var("PEERCHAT_ATTACHMENT_MEGABYTES")
+        .map(|value| value.parse().expect("a number of megabytes"))
+        .unwrap_or(100);
+    let file: Vec<u8> = (0..megabytes * 1024 * 1024)
+        .map(|index: usize| (index.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let left = a_file_left_with_the_virtual_client(&file, "dataset.bin").await;
+    drop(file);
+    let before = resident_kib();
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(before));
+    let sampler = tokio::spawn({
+        let peak = peak.clone();
+        async move {
+            loop {
+                peak.fetch_max(resident_kib(), std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    });
+    let renderer_before = left.bea.renderer_memory_kib();
+    left.bea
+        .eval("document.querySelector('#messages .file-action').click(); return true;")
+        .await;
+    let watch = left.bea.watch_until_ready("dataset.bin").await;
+    sampler.abort();
+    let seconds = watch.elapsed.as_secs_f64();
+    println!(
+        "virtual to browser (file): mebibytes={megabytes} transfer_ms={:.0} mib_per_s={:.1} receiving_renderer_before_kib={renderer_before} receiving_renderer_peak_kib={} serving_process_peak_added_kib={}",
+        seconds * 1000.0,
+        megabytes as f64 / seconds,
+        watch.peak_renderer_kib,
+        peak.load(std::sync::atomic::Ordering::Relaxed).saturating_sub(before)
+    );
+    left.bea.close().await;
+    left.shutdown.cancel();
+    left.relay.stop().await;
 }

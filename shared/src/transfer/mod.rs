@@ -56,9 +56,11 @@ use crate::time::UnixMillis;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 mod frame;
+mod ordered_digest;
 mod room;
 
 pub use frame::{ChunkFrame, ChunkFrameError, MAX_CHUNK_WANT};
+pub use ordered_digest::{OrderedDigests, EARLY_CHUNK_BYTES};
 pub use room::{Room, RoomFull};
 /// Attachments remembered as recently fetched or cancelled, whose late chunks are no offence.
 const RECENT_KEYS: usize = 64;
