@@ -25,7 +25,7 @@ use peerchat_shared::message::{Sha256Digest, VerifiedEnvelope};
 use peerchat_shared::node::{Delivered, Node, NodeInput, NodeOutput, SocketEvent, SocketNumber};
 use peerchat_shared::store::HistoryStore as _;
 use peerchat_shared::time::UnixMillis;
-use peerchat_shared::transfer::{AttachmentKey, OrderedDigests, Room};
+use peerchat_shared::transfer::{AttachmentKey, AutomaticFetches, OrderedDigests, Room};
 use serde::Serialize;
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
@@ -47,6 +47,10 @@ const PROGRESS_INTERVAL_MILLIS: f64 = 250.0;
 /// another size in You, up to [`MAX_AUTOMATIC_FETCH_BYTES`] (0: only what they open).
 pub(crate) const DEFAULT_AUTOMATIC_FETCH_BYTES: u64 = 2 * 1024 * 1024;
 pub(crate) const MAX_AUTOMATIC_FETCH_BYTES: u64 = 64 * 1024 * 1024;
+/// What one author's files may take of the fetches the driver starts itself, at once and again
+/// every ten minutes ([`AutomaticFetches`]), in files of the automatic size: 32 MiB by
+/// default, a few dozen photos.
+const AUTOMATIC_FILES_PER_AUTHOR: u64 = 16;
 /// Downloads the driver starts itself (files within the automatic size) at once, at most;
 /// the others are fetched when the member opens them.
 const AUTOMATIC_DOWNLOADS: usize = 16;
@@ -116,8 +120,10 @@ pub(crate) struct Driver {
     /// The SHA-256 of downloads taken as their chunks arrive, so most need no read-back.
     digests: OrderedDigests,
     room: Room<Rank>,
-    /// Files of messages the relay delivers up to this size are fetched at once.
+    /// Files of messages the relay delivers up to this size are fetched at once, within each
+    /// author's budget.
     automatic_fetch_bytes: u64,
+    automatic_fetches: AutomaticFetches,
 }
 
 impl Driver {
@@ -148,6 +154,9 @@ impl Driver {
             digests: OrderedDigests::default(),
             room: Room::new(DEFAULT_STORAGE_LIMIT),
             automatic_fetch_bytes: DEFAULT_AUTOMATIC_FETCH_BYTES,
+            automatic_fetches: AutomaticFetches::new(
+                AUTOMATIC_FILES_PER_AUTHOR * DEFAULT_AUTOMATIC_FETCH_BYTES,
+            ),
         }
     }
 
@@ -189,7 +198,7 @@ impl Driver {
                 let dropped = self.room.set_limit(bytes);
                 self.delete_attachments(dropped).await;
             }
-            Feed::AutomaticFetchLimit(bytes) => self.automatic_fetch_bytes = bytes,
+            Feed::AutomaticFetchLimit(bytes) => self.set_automatic_fetch_bytes(bytes),
             Feed::StorageUse(reply) => {
                 let _ = reply.send(StorageUse {
                     used: self.room.used(),
@@ -448,14 +457,16 @@ impl Driver {
                 acknowledged,
             });
         }
-        let automatic_fetch_bytes = self.automatic_fetch_bytes;
         for envelope in &envelopes {
-            let small = envelope
+            let author = envelope.envelope().author;
+            let small: Vec<_> = envelope
                 .envelope()
                 .body
                 .attachments()
                 .iter()
-                .filter(|attachment| attachment.size <= automatic_fetch_bytes);
+                .filter(|attachment| attachment.size <= self.automatic_fetch_bytes)
+                .filter(|attachment| self.automatic_fetches.allow(author, attachment.size, now()))
+                .collect();
             for attachment in small {
                 let record = AttachmentRecord {
                     opened_at: 0,
@@ -491,7 +502,7 @@ impl Driver {
             self.room.set_limit(limit);
         }
         if let Ok(Some(bytes)) = self.history.automatic_fetch_limit().await {
-            self.automatic_fetch_bytes = bytes.min(MAX_AUTOMATIC_FETCH_BYTES);
+            self.set_automatic_fetch_bytes(bytes.min(MAX_AUTOMATIC_FETCH_BYTES));
         }
         let records = self.history.attachments().await.unwrap_or_default();
         let mut held_whole = Vec::new();
@@ -526,6 +537,11 @@ impl Driver {
                 self.download(record, automatic).await;
             }
         }
+    }
+
+    fn set_automatic_fetch_bytes(&mut self, bytes: u64) {
+        self.automatic_fetch_bytes = bytes;
+        self.automatic_fetches = AutomaticFetches::new(AUTOMATIC_FILES_PER_AUTHOR * bytes);
     }
 
     /// Fetches the attachment `record` describes (`automatic`: not opened by the member), once

@@ -636,6 +636,75 @@ async fn a_member_who_fetches_no_file_unopened_gets_a_photo_only_when_it_is_show
     relay.stop().await;
 }
 
+/// How many of the files in the log are in each of `states`.
+async fn count_file_states(browser: &Browser, states: &[&str]) -> Vec<u64> {
+    let script = format!(
+        "const states = [...document.querySelectorAll('#messages li.attachment.file')].map(li => li.dataset.state); \
+         return {states:?}.map(state => states.filter(shown => shown === state).length);"
+    );
+    serde_json::from_value(browser.eval(&script).await).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_authors_files_are_fetched_unopened_only_within_that_authors_budget() {
+    if browser::run_sealed() {
+        return;
+    }
+    let relay = TestRelay::start(config(Admission::Open)).await;
+    let driver = ChromeDriver::start().await;
+    let ada = open_online(&driver, &relay.url("/")).await;
+    let bob = open_online(&driver, &relay.url("/")).await;
+    let dir = tempfile::tempdir().unwrap();
+    // Files of the largest size fetched unopened (2 MiB): an author's budget is 16 of them
+    // at once, 16 more over ten minutes.
+    let files: Vec<PathBuf> = (0..20u8)
+        .map(|n| {
+            write(
+                dir.path(),
+                &format!("part-{n}.bin"),
+                &data_file(2 * 1024 * 1024, n),
+            )
+        })
+        .collect();
+    for (batch, fetched) in [(&files[..10], 10), (&files[10..], 16)] {
+        let paths: Vec<String> = batch
+            .iter()
+            .map(|path| path.display().to_string())
+            .collect();
+        ada.client
+            .find(fantoccini::Locator::Css("#attach-input"))
+            .await
+            .unwrap()
+            .send_keys(&paths.join("\n"))
+            .await
+            .unwrap();
+        wait_until_uploads_ready(&ada, 10).await;
+        ada.send_message("").await;
+        bob.wait_until(
+            &format!("Bob to hold {fetched} files he never opened"),
+            &format!(
+                "return document.querySelectorAll('#messages li.attachment.file[data-state=\"ready\"]').length === {fetched}"
+            ),
+        )
+        .await;
+    }
+    // The second message's files were each let through or not as it arrived, before any of
+    // them was fetched.
+    assert_eq!(
+        count_file_states(&bob, &["ready", "not_fetched"]).await,
+        [16, 4],
+        "beyond the budget, files wait to be opened"
+    );
+    click_file_action(&bob, "part-19.bin").await;
+    assert_eq!(
+        saved_file(&bob, "part-19.bin").await,
+        data_file(2 * 1024 * 1024, 19)
+    );
+    ada.close().await;
+    bob.close().await;
+    relay.stop().await;
+}
+
 /// The states of the files in the log, in order.
 async fn file_states(browser: &Browser) -> Vec<String> {
     let states = browser

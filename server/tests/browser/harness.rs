@@ -543,7 +543,6 @@ impl Browser {
             .unwrap();
     }
 
-    /// The page's accessibility tree as Chromium computes it (`Accessibility.getFullAXTree`).
     /// The page's own memory: the anonymous resident memory (heap, JS and wasm, not the
     /// shared code every process maps) of this profile's renderer processes, in KiB, read from
     /// /proc (the processes that descend from the Chromium whose `--user-data-dir` is this
@@ -614,6 +613,7 @@ impl Browser {
         }
     }
 
+    /// The page's accessibility tree as Chromium computes it (`Accessibility.getFullAXTree`).
     pub async fn accessibility_tree(&self) -> Vec<Value> {
         let tree = self
             .client

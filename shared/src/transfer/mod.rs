@@ -55,10 +55,12 @@ use crate::sync::PeerId;
 use crate::time::UnixMillis;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+mod automatic;
 mod frame;
 mod ordered_digest;
 mod room;
 
+pub use automatic::{AutomaticFetches, AUTOMATIC_AUTHORS};
 pub use frame::{ChunkFrame, ChunkFrameError, MAX_CHUNK_WANT};
 pub use ordered_digest::{OrderedDigests, EARLY_CHUNK_BYTES};
 pub use room::{Room, RoomFull};
