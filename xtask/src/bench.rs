@@ -187,6 +187,14 @@ const BROWSER_ATTACHMENT: BenchTest = BenchTest {
     binary: "browser",
     name: "attachments::benchmark_a_browser_fetching_a_file_from_another",
 };
+const HISTORY_BESIDE_TRANSFER: BenchTest = BenchTest {
+    binary: "virtual_clients",
+    name: "attachment_throughput::benchmark_history_crossing_a_link_beside_a_large_transfer",
+};
+const PHOTO_SHOWN: BenchTest = BenchTest {
+    binary: "browser",
+    name: "attachments::benchmark_a_photo_shown_first_as_its_preview_then_whole",
+};
 const BARE_DATA_CHANNEL: BenchTest = BenchTest {
     binary: "browser",
     name: "attachments::benchmark_a_bare_data_channel_between_two_browsers",
@@ -328,14 +336,16 @@ pub(crate) fn virtual_clients(root: &Path, messages: usize) -> Result<()> {
     Ok(())
 }
 
-/// Runs the attachment benchmarks with a file of `megabytes` MiB (release build; the page's
-/// bundle as last built) and prints their reports.
+/// Runs the attachment benchmarks with a file of `megabytes` MiB, and the 5 MB photo's, in a
+/// release build with the page's bundle as last built, and prints their reports.
 pub(crate) fn attachments(root: &Path, megabytes: usize) -> Result<()> {
     for (test, label) in [
         (&VIRTUAL_ATTACHMENT, "virtual to virtual:"),
         (&VIRTUAL_TO_BROWSER_ATTACHMENT, "virtual to browser (file):"),
         (&BROWSER_ATTACHMENT, "browser to browser:"),
         (&BARE_DATA_CHANNEL, "bare data channel:"),
+        (&PHOTO_SHOWN, "photo:"),
+        (&HISTORY_BESIDE_TRANSFER, "history beside a transfer:"),
     ] {
         let output = process::output_of(
             test_command(root, test, &["--release"])

@@ -835,6 +835,57 @@ async fn a_message_claiming_another_digest_for_a_file_spoils_only_itself() {
     relay.stop().await;
 }
 
+/// One page posts a 5 MB photo (ready to send: hashed and stored); another, online in the
+/// channel, shows its preview and then the image. Prints the milliseconds from pressing Enter
+/// to each, for docs/benchmarks.md (never asserted; the photo test checks the order and the
+/// bytes).
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "benchmark: cargo xtask bench attachments"]
+#[allow(clippy::print_stdout, reason = "the times are this benchmark's report")]
+async fn benchmark_a_photo_shown_first_as_its_preview_then_whole() {
+    if browser::run_sealed() {
+        return;
+    }
+    let relay = TestRelay::start(config(Admission::Open)).await;
+    let driver = ChromeDriver::start().await;
+    let ada = open_online(&driver, &relay.url("/")).await;
+    let bob = open_online(&driver, &relay.url("/")).await;
+    let dir = tempfile::tempdir().unwrap();
+    // 1,300 × 1,290 pixels, 5.03 MB.
+    let photo = bmp(1300, 1290, 21);
+    attach(&ada, &write(dir.path(), "harbour.bmp", &photo)).await;
+    // Both pages read the same clock; Bob's page notes when each appears.
+    bob.eval(
+        "window.shownAt = {}; \
+         new MutationObserver(() => { \
+           const tile = document.querySelector('#messages .image-tile'); \
+           if (tile?.querySelector('canvas.preview')) shownAt.preview ??= Date.now(); \
+           const img = tile?.querySelector('img'); \
+           if (img && shownAt.image === undefined) img.decode().then(() => shownAt.image ??= Date.now()); \
+         }).observe(document.getElementById('messages'), { subtree: true, childList: true }); \
+         return true;",
+    )
+    .await;
+    let sent_at = ada.eval("return Date.now()").await.as_f64().unwrap();
+    ada.send_message("the harbour this morning").await;
+    bob.wait_until(
+        "the image to be shown",
+        "return window.shownAt.image !== undefined",
+    )
+    .await;
+    let shown = bob.eval("return window.shownAt").await;
+    let since_sent = |name: &str| shown[name].as_f64().unwrap() - sent_at;
+    println!(
+        "photo: bytes={} preview_ms={:.0} image_ms={:.0}",
+        photo.len(),
+        since_sent("preview"),
+        since_sent("image")
+    );
+    ada.close().await;
+    bob.close().await;
+    relay.stop().await;
+}
+
 /// One page attaches a file of `PEERCHAT_ATTACHMENT_MEGABYTES` (100 unless set), another
 /// downloads it over a data channel; prints the rate for docs/benchmarks.md (never asserted;
 /// that such a file arrives whole is the three-holder test's).

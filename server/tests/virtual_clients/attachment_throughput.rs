@@ -1,12 +1,13 @@
 //! An attachment crossing between virtual clients over loopback data channels: one starts with
-//! a message and its file in its cache files, another starts empty, gets the message with the
-//! history and fetches the file. The benchmark moves `PEERCHAT_ATTACHMENT_MEGABYTES` (100
-//! unless set) and prints the rate and the peak memory the fetch added, for
-//! docs/benchmarks.md; never asserted. That the file arrives whole, byte for byte, is, in both.
+//! a message and its file (and more messages) in its cache files, another starts empty, gets
+//! the messages with the history and fetches the file. The benchmarks move
+//! `PEERCHAT_ATTACHMENT_MEGABYTES` and print the rate and the peak memory the fetch added, and
+//! how long text history takes beside a large transfer, for docs/benchmarks.md; never
+//! asserted. That the file arrives whole, byte for byte, is, in every run.
 
 use crate::{archive, support};
 
-use archive::{resident_kib, virtual_client_template, wait_for};
+use archive::{resident_kib, seed_cache, virtual_client_template, wait_for};
 use peerchat_shared::channel::ChannelName;
 use peerchat_shared::chunk_tree::{leaf_hash, ChunkTree, CHUNK_BYTES};
 use peerchat_shared::identity::SecretKey;
@@ -85,8 +86,9 @@ fn seed(
             &author.public_key().verifier().unwrap(),
         )
         .unwrap();
+    // Random bits far from those of `seed_cache`'s ids, which may share the millisecond.
     let id = MessageIdGenerator::default()
-        .next_for_message(now(), 1, 1)
+        .next_for_message(now(), 1 << 100, 1)
         .unwrap();
     let envelope = verified
         .seal(id, relay)
@@ -111,11 +113,16 @@ struct Report {
     /// From the first chunk kept to the last.
     transfer: Duration,
     peak_added_kib: u64,
+    /// From the fetcher's start to its holding the whole history, and how much of the file
+    /// it held then.
+    history: Duration,
+    file_bytes_when_history_done: u64,
 }
 
-/// One virtual client holding a file of `size` bytes; a second one fetches it (into memory)
-/// and is checked to hold exactly those bytes.
-async fn fetch_a_file_from_another_virtual_client(size: usize) -> Report {
+/// One virtual client holding a file of `size` bytes and `history` more messages; a second
+/// one gets the history and fetches the file (over the same link), and is checked to hold
+/// exactly those bytes.
+async fn fetch_a_file_from_another_virtual_client(size: usize, history: usize) -> Report {
     let dir = tempfile::tempdir().unwrap();
     let holder = Fleet {
         key_dir: dir.path().join("holder"),
@@ -142,8 +149,10 @@ async fn fetch_a_file_from_another_virtual_client(size: usize) -> Report {
     std::fs::create_dir_all(dir.path().join("holder")).unwrap();
     std::fs::create_dir_all(dir.path().join("fetcher")).unwrap();
     let holder_config = holder.config(&template, 1);
+    let history_file = holder_config.cache_file.unwrap();
+    seed_cache(&history_file, &relay_key, history);
     let (key, sha256) = seed(
-        &holder_config.cache_file.unwrap(),
+        &history_file,
         &holder_config.attachment_file.unwrap(),
         template.attachments,
         &relay_key,
@@ -155,18 +164,24 @@ async fn fetch_a_file_from_another_virtual_client(size: usize) -> Report {
 
     let before = resident_kib();
     let mut peak = before;
+    let started = Instant::now();
     let fetching = fetcher.start(&template, 1, &shutdown).unwrap();
     let stats = &fetching[0].stats;
-    let deadline = Instant::now() + PATIENCE;
+    let deadline = started + PATIENCE;
     let mut first_chunk = None;
-    while stats.cached_attachments() < 1 {
+    let mut history_done = None;
+    while stats.cached_attachments() < 1 || history_done.is_none() {
         assert!(Instant::now() < deadline, "gave up waiting for the file");
         if first_chunk.is_none() && stats.attachment_bytes() > 0 {
             first_chunk = Some(Instant::now());
         }
+        if history_done.is_none() && stats.cached_messages() == history as u64 + 1 {
+            history_done = Some((started.elapsed(), stats.attachment_bytes()));
+        }
         peak = peak.max(resident_kib());
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    let (history, file_bytes_when_history_done) = history_done.unwrap();
     let transfer = first_chunk.unwrap_or_else(Instant::now).elapsed();
     assert_eq!(stats.attachment_bytes(), size as u64);
     shutdown.cancel();
@@ -192,12 +207,14 @@ async fn fetch_a_file_from_another_virtual_client(size: usize) -> Report {
     Report {
         transfer,
         peak_added_kib: peak.saturating_sub(before),
+        history,
+        file_bytes_when_history_done,
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_virtual_client_fetches_a_file_from_another_whole() {
-    fetch_a_file_from_another_virtual_client(3 * 1024 * 1024 + 77).await;
+    fetch_a_file_from_another_virtual_client(3 * 1024 * 1024 + 77, 10).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -208,12 +225,37 @@ async fn benchmark_a_virtual_client_fetching_a_file_from_another() {
         .map(|value| value.parse().expect("a number of megabytes"))
         .unwrap_or(100);
     let size = megabytes * 1024 * 1024;
-    let report = fetch_a_file_from_another_virtual_client(size).await;
+    let report = fetch_a_file_from_another_virtual_client(size, 0).await;
     let seconds = report.transfer.as_secs_f64();
     println!(
         "virtual to virtual: mebibytes={megabytes} transfer_ms={:.0} mib_per_s={:.1} peak_added_kib={}",
         seconds * 1000.0,
         megabytes as f64 / seconds,
         report.peak_added_kib,
+    );
+}
+
+/// Text history crossing the link a large transfer uses, against crossing it alone:
+/// `PEERCHAT_HISTORY_MESSAGES` messages (10,000 unless set) with a file of
+/// `PEERCHAT_ATTACHMENT_MEGABYTES` (1,024 unless set) and with a one-chunk file. Prints both
+/// times and how much of the file had come when the history was whole, for
+/// docs/benchmarks.md; never asserted.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "benchmark: cargo xtask bench attachments"]
+#[allow(clippy::print_stdout, reason = "the times are this benchmark's report")]
+async fn benchmark_history_crossing_a_link_beside_a_large_transfer() {
+    let messages: usize = std::env::var("PEERCHAT_HISTORY_MESSAGES")
+        .map(|value| value.parse().expect("a number of messages"))
+        .unwrap_or(10_000);
+    let megabytes: usize = std::env::var("PEERCHAT_ATTACHMENT_MEGABYTES")
+        .map(|value| value.parse().expect("a number of megabytes"))
+        .unwrap_or(1_024);
+    let alone = fetch_a_file_from_another_virtual_client(1_000, messages).await;
+    let beside = fetch_a_file_from_another_virtual_client(megabytes * 1024 * 1024, messages).await;
+    println!(
+        "history beside a transfer: messages={messages} mebibytes={megabytes} alone_ms={:.0} beside_ms={:.0} file_mib_when_history_done={:.1}",
+        alone.history.as_secs_f64() * 1000.0,
+        beside.history.as_secs_f64() * 1000.0,
+        beside.file_bytes_when_history_done as f64 / (1024.0 * 1024.0),
     );
 }
