@@ -636,15 +636,6 @@ async fn a_member_who_fetches_no_file_unopened_gets_a_photo_only_when_it_is_show
     relay.stop().await;
 }
 
-/// How many of the files in the log are in each of `states`.
-async fn count_file_states(browser: &Browser, states: &[&str]) -> Vec<u64> {
-    let script = format!(
-        "const states = [...document.querySelectorAll('#messages li.attachment.file')].map(li => li.dataset.state); \
-         return {states:?}.map(state => states.filter(shown => shown === state).length);"
-    );
-    serde_json::from_value(browser.eval(&script).await).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn one_authors_files_are_fetched_unopened_only_within_that_authors_budget() {
     if browser::run_sealed() {
@@ -690,8 +681,10 @@ async fn one_authors_files_are_fetched_unopened_only_within_that_authors_budget(
     }
     // The second message's files were each let through or not as it arrived, before any of
     // them was fetched.
+    let states = file_states(&bob).await;
+    let count = |wanted: &str| states.iter().filter(|state| *state == wanted).count();
     assert_eq!(
-        count_file_states(&bob, &["ready", "not_fetched"]).await,
+        [count("ready"), count("not_fetched")],
         [16, 4],
         "beyond the budget, files wait to be opened"
     );
@@ -896,9 +889,7 @@ async fn benchmark_a_browser_fetching_a_file_from_another() {
     if browser::run_sealed() {
         return;
     }
-    let megabytes: usize = std::env::var("PEERCHAT_ATTACHMENT_MEGABYTES")
-        .map(|value| value.parse().expect("a number of megabytes"))
-        .unwrap_or(100);
+    let megabytes = support::benchmark_number("PEERCHAT_ATTACHMENT_MEGABYTES", 100);
     let relay = TestRelay::start(config(Admission::Open)).await;
     let driver = ChromeDriver::start().await;
     let ada = open_online(&driver, &relay.url("/")).await;
@@ -934,9 +925,7 @@ async fn benchmark_a_bare_data_channel_between_two_browsers() {
     if browser::run_sealed() {
         return;
     }
-    let megabytes: usize = std::env::var("PEERCHAT_ATTACHMENT_MEGABYTES")
-        .map(|value| value.parse().expect("a number of megabytes"))
-        .unwrap_or(100);
+    let megabytes = support::benchmark_number("PEERCHAT_ATTACHMENT_MEGABYTES", 100);
     let relay = TestRelay::start(config(Admission::Open)).await;
     let driver = ChromeDriver::start().await;
     let ada = Browser::open(&driver, &relay.url("/")).await;

@@ -155,7 +155,7 @@ impl Drop for ChromeDriver {
 pub struct Browser {
     pub client: Client,
     pub downloads: tempfile::TempDir,
-    _profile: tempfile::TempDir,
+    profile: tempfile::TempDir,
 }
 
 /// A Chrome DevTools Protocol command through ChromeDriver's `goog/cdp/execute`.
@@ -318,7 +318,7 @@ impl Browser {
         Self {
             client,
             downloads,
-            _profile: profile,
+            profile,
         }
     }
 
@@ -548,7 +548,7 @@ impl Browser {
     /// /proc (the processes that descend from the Chromium whose `--user-data-dir` is this
     /// profile and run with `--type=renderer`).
     pub fn renderer_memory_kib(&self) -> u64 {
-        let marker = format!("--user-data-dir={}", self._profile.path().display());
+        let marker = format!("--user-data-dir={}", self.profile.path().display());
         let processes = processes();
         let Some(main) = processes.iter().find(|process| {
             process.command.contains(&marker) && !process.command.contains("--type=")
@@ -575,7 +575,7 @@ impl Browser {
     }
 
     /// Polls the attachment `name` until it is here, checked, while sampling the page's memory;
-    /// fails only when its held bytes stop growing for [`PATIENCE`] (a benchmark's file is
+    /// fails only when its held chunks stop growing for [`PATIENCE`] (a benchmark's file is
     /// large). The time is from its first chunk kept (to the poll's precision).
     pub async fn watch_until_ready(&self, name: &str) -> TransferWatch {
         let state = format!(
@@ -607,7 +607,7 @@ impl Browser {
             }
             assert!(
                 last_progress.elapsed() < PATIENCE,
-                "{name} stopped arriving at {held} bytes"
+                "{name} stopped arriving at {held} chunks"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -64,9 +64,7 @@ async fn benchmark_a_newcomer_receiving_a_members_whole_history() {
     if browser::run_sealed() {
         return;
     }
-    let count: usize = std::env::var("PEERCHAT_NEWCOMER_MESSAGES")
-        .map(|value| value.parse().expect("a number of messages"))
-        .unwrap_or(500);
+    let count = support::benchmark_number("PEERCHAT_NEWCOMER_MESSAGES", 500);
     let timings = newcomer_gets_the_whole_history(count).await;
     // Milliseconds, read by `cargo xtask bench newcomer` from stdout.
     println!(

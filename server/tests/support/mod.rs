@@ -406,6 +406,16 @@ pub async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     }
 }
 
+/// A benchmark's size: the number in the environment variable `name` (`cargo xtask bench`
+/// sets it), or `default`.
+pub fn benchmark_number(name: &str, default: usize) -> usize {
+    std::env::var(name).map_or(default, |value| {
+        value
+            .parse()
+            .unwrap_or_else(|_| panic!("{name} is a number, not {value:?}"))
+    })
+}
+
 /// The relay binary as a process of its own, killed when dropped.
 pub struct RelayProcess {
     pub child: std::process::Child,

@@ -221,9 +221,7 @@ async fn a_virtual_client_fetches_a_file_from_another_whole() {
 #[ignore = "benchmark: cargo xtask bench attachments"]
 #[allow(clippy::print_stdout, reason = "the rate is this benchmark's report")]
 async fn benchmark_a_virtual_client_fetching_a_file_from_another() {
-    let megabytes: usize = std::env::var("PEERCHAT_ATTACHMENT_MEGABYTES")
-        .map(|value| value.parse().expect("a number of megabytes"))
-        .unwrap_or(100);
+    let megabytes = support::benchmark_number("PEERCHAT_ATTACHMENT_MEGABYTES", 100);
     let size = megabytes * 1024 * 1024;
     let report = fetch_a_file_from_another_virtual_client(size, 0).await;
     let seconds = report.transfer.as_secs_f64();
@@ -244,12 +242,8 @@ async fn benchmark_a_virtual_client_fetching_a_file_from_another() {
 #[ignore = "benchmark: cargo xtask bench attachments"]
 #[allow(clippy::print_stdout, reason = "the times are this benchmark's report")]
 async fn benchmark_history_crossing_a_link_beside_a_large_transfer() {
-    let messages: usize = std::env::var("PEERCHAT_HISTORY_MESSAGES")
-        .map(|value| value.parse().expect("a number of messages"))
-        .unwrap_or(10_000);
-    let megabytes: usize = std::env::var("PEERCHAT_ATTACHMENT_MEGABYTES")
-        .map(|value| value.parse().expect("a number of megabytes"))
-        .unwrap_or(1_024);
+    let messages = support::benchmark_number("PEERCHAT_HISTORY_MESSAGES", 10_000);
+    let megabytes = support::benchmark_number("PEERCHAT_ATTACHMENT_MEGABYTES", 1_024);
     let alone = fetch_a_file_from_another_virtual_client(1_000, messages).await;
     let beside = fetch_a_file_from_another_virtual_client(megabytes * 1024 * 1024, messages).await;
     println!(

@@ -250,9 +250,7 @@ async fn benchmark_a_browser_newcomer_receiving_a_virtual_clients_seeded_history
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
-    let count: usize = std::env::var("PEERCHAT_VIRTUAL_TO_BROWSER_MESSAGES")
-        .map(|value| value.parse().expect("a number of messages"))
-        .unwrap_or(300);
+    let count = support::benchmark_number("PEERCHAT_VIRTUAL_TO_BROWSER_MESSAGES", 300);
     let report = browser_newcomer_gets_a_seeded_history(count).await;
     println!(
         "virtual to browser: messages={count} online_to_first={:.0} first_to_all_stored={:.0} online_to_all_stored={:.0} envelopes_served={}",
@@ -387,9 +385,7 @@ async fn benchmark_a_browser_fetching_a_file_from_a_virtual_client() {
     if browser::run_sealed() {
         return;
     }
-    let megabytes: usize = std::env::var("PEERCHAT_ATTACHMENT_MEGABYTES")
-        .map(|value| value.parse().expect("a number of megabytes"))
-        .unwrap_or(100);
+    let megabytes = support::benchmark_number("PEERCHAT_ATTACHMENT_MEGABYTES", 100);
     let file: Vec<u8> = (0..megabytes * 1024 * 1024)
         .map(|index: usize| (index.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();

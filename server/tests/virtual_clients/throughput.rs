@@ -87,12 +87,8 @@ async fn ten_virtual_clients_pull_a_seeded_history_from_one_over_data_channels()
 #[ignore = "benchmark: cargo xtask bench virtual"]
 #[allow(clippy::print_stdout, reason = "the timing is this benchmark's report")]
 async fn benchmark_virtual_clients_pulling_a_seeded_history() {
-    let count: usize = std::env::var("PEERCHAT_VIRTUAL_MESSAGES")
-        .map(|value| value.parse().expect("a number of messages"))
-        .unwrap_or(1_000);
-    let pulling: usize = std::env::var("PEERCHAT_VIRTUAL_PULLING")
-        .map(|value| value.parse().expect("a number of virtual clients"))
-        .unwrap_or(10);
+    let count = support::benchmark_number("PEERCHAT_VIRTUAL_MESSAGES", 1_000);
+    let pulling = support::benchmark_number("PEERCHAT_VIRTUAL_PULLING", 10);
     let report = pull_a_seeded_history(count, pulling).await;
     let first = report.first_done.as_secs_f64();
     println!(

@@ -10,9 +10,9 @@ use crate::time::UnixMillis;
 use std::collections::HashMap;
 
 /// Time in which an author's whole burst comes back.
-pub const REFILL_MILLIS: u64 = 10 * 60 * 1000;
+const REFILL_MILLIS: u64 = 10 * 60 * 1000;
 /// Authors whose budgets are followed at once.
-pub const AUTOMATIC_AUTHORS: usize = 256;
+const AUTOMATIC_AUTHORS: usize = 256;
 
 /// Per-author budgets of automatic fetches.
 #[derive(Debug)]

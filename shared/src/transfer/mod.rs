@@ -60,9 +60,9 @@ mod frame;
 mod ordered_digest;
 mod room;
 
-pub use automatic::{AutomaticFetches, AUTOMATIC_AUTHORS};
+pub use automatic::AutomaticFetches;
 pub use frame::{ChunkFrame, ChunkFrameError, MAX_CHUNK_WANT};
-pub use ordered_digest::{OrderedDigests, EARLY_CHUNK_BYTES};
+pub use ordered_digest::OrderedDigests;
 pub use room::{Room, RoomFull};
 /// Attachments remembered as recently fetched or cancelled, whose late chunks are no offence.
 const RECENT_KEYS: usize = 64;

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 
 /// Bytes of early chunks held for all downloads together: 128 chunks, what four peers' windows
 /// deliver ahead of a slow one.
-pub const EARLY_CHUNK_BYTES: usize = 4 * 1024 * 1024;
+const EARLY_CHUNK_BYTES: usize = 4 * 1024 * 1024;
 
 /// The digests being taken, one per download that began with no chunk stored.
 #[derive(Debug, Default)]
